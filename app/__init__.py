@@ -1,0 +1,1 @@
+"""Service shell: settings, database, REST API, dashboard and command line."""

@@ -1,0 +1,116 @@
+"""Campaign routes: thin; the work is in app.services and workers.pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+
+from app.api.deps import CurrentUser, OwnedCampaign, SessionDep
+from app.db.models import Campaign, Structure
+from app.services import cancel_campaign, resume_campaign, submit_campaign
+from app.settings import get_settings
+from schemas import load_spec_text
+from schemas.api import CampaignCreated, CampaignListItem, CampaignPublic, CampaignSummaryPublic, Page, StructurePublic
+from workers.pipeline import summarize
+
+router = APIRouter(prefix="/api/v1", tags=["campaigns"])
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+_spec_body = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CampaignSpec"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/CampaignSpec"}},
+        },
+    }
+}
+
+
+def campaign_public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
+    summary = summarize(session, campaign.id)
+    return CampaignPublic.model_validate(
+        {
+            **CampaignListItem.model_validate(campaign).model_dump(),
+            "error": campaign.error,
+            "spec": campaign.spec,
+            "stages": campaign.stages,
+            "summary": CampaignSummaryPublic(**vars(summary)),
+        },
+        from_attributes=True,
+    )
+
+
+@router.post(
+    "/campaigns",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CampaignCreated,
+    openapi_extra=_spec_body,
+    summary="Start a campaign from a spec (JSON, or YAML with Content-Type application/yaml)",
+)
+async def create_campaign(request: Request, session: SessionDep, user: CurrentUser) -> CampaignCreated:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    fmt = "yaml" if content_type in YAML_TYPES else "json"
+    spec = load_spec_text(await request.body(), fmt)
+    campaign = submit_campaign(session, user, spec)
+    return CampaignCreated(id=campaign.id, status=campaign.status)
+
+
+@router.get("/campaigns", response_model=Page[CampaignListItem])
+def list_campaigns(session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 100) -> Page:
+    owned = select(Campaign).where(Campaign.owner_id == user.id)
+    count = session.scalar(select(func.count()).select_from(owned.subquery())) or 0
+    rows = session.scalars(owned.order_by(Campaign.id.desc()).offset(offset).limit(limit)).all()
+    return Page(data=[CampaignListItem.model_validate(c) for c in rows], count=count)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic)
+def get_campaign(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
+    return campaign_public(session, campaign)
+
+
+@router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED)
+def cancel(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
+    cancel_campaign(session, campaign)
+    return campaign_public(session, campaign)
+
+
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED)
+def resume(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
+    resume_campaign(session, campaign)
+    return campaign_public(session, campaign)
+
+
+@router.get("/campaigns/{campaign_id}/structures", response_model=Page[StructurePublic])
+def list_structures(
+    campaign: OwnedCampaign,
+    session: SessionDep,
+    stage: Annotated[str | None, Query(description="stage of origin, e.g. sampling")] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> Page:
+    query = select(Structure).where(Structure.campaign_id == campaign.id)
+    if stage is not None:
+        query = query.where(Structure.stage == stage)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Structure.id).offset(offset).limit(limit)).all()
+    return Page(data=[StructurePublic.model_validate(s) for s in rows], count=count)
+
+
+@router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz")
+def structure_file(structure_id: int, session: SessionDep, user: CurrentUser) -> FileResponse:
+    structure = session.get(Structure, structure_id)
+    campaign = session.get(Campaign, structure.campaign_id) if structure else None
+    if structure is None or campaign is None or campaign.owner_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"structure {structure_id} not found")
+    return FileResponse(
+        get_settings().data_dir / structure.path,
+        media_type="chemical/x-extxyz",
+        filename=f"{structure.sha256}.extxyz",
+    )

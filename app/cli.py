@@ -1,0 +1,232 @@
+"""The `defect-genome` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.settings import get_settings
+from schemas import SpecError, load_spec_text
+
+console = Console(stderr=True)
+
+
+def _fail_spec(exc: SpecError) -> None:
+    for error in exc.errors:
+        console.print(f"[red]error[/red]: {error.field}: {error.message}", markup=True, highlight=False)
+    sys.exit(2)
+
+
+def _prepare_database() -> str:
+    """Migrate the embedded SQLite file; a server database must be migrated by `db upgrade` first."""
+    from app.db.migrate import is_at_head, upgrade
+
+    url = get_settings().resolved_database_url
+    if url.startswith("sqlite"):
+        upgrade(url)
+    elif not is_at_head(url):
+        console.print("[red]error[/red]: the database schema is not current; run `defect-genome db upgrade` first")
+        sys.exit(2)
+    return url
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="defect-genome")
+def main() -> None:
+    """defect-genome: MLIP training sets of metals with extended defects."""
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--progress/--no-progress", default=True, help="show a progress bar per stage")
+def run(spec_file: Path, progress: bool) -> None:
+    """Run the whole campaign in SPEC_FILE (YAML) in this process."""
+    try:
+        spec = load_spec_text(spec_file.read_text(), "yaml")
+    except SpecError as exc:
+        _fail_spec(exc)
+    url = _prepare_database()
+
+    from app.auth import LOCAL_USER, get_or_create_user
+    from app.db.models import Campaign, Status
+    from app.db.session import session_scope
+    from app.services import submit_campaign
+    from workers.dispatch import in_process
+
+    try:
+        with session_scope() as session:
+            owner = get_or_create_user(session, LOCAL_USER)
+            campaign_id = submit_campaign(session, owner, spec, dispatch=in_process.submit).id
+    except SpecError as exc:
+        _fail_spec(exc)
+    console.print(f"campaign {campaign_id} '{spec.name}' started")
+
+    try:
+        _follow(campaign_id, progress)
+    except KeyboardInterrupt:
+        from app.services import cancel_campaign
+
+        with session_scope() as session:
+            cancel_campaign(session, session.get(Campaign, campaign_id))
+        in_process.wait(timeout=60)
+        console.print(f"cancelled; resume with: defect-genome resume {campaign_id}")
+        sys.exit(130)
+
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        _print_summary(session, campaign, url)
+        sys.exit(0 if campaign.status == Status.succeeded else 1)
+
+
+@main.command()
+@click.argument("campaign_id", type=int)
+@click.option("--progress/--no-progress", default=True)
+def resume(campaign_id: int, progress: bool) -> None:
+    """Resume a campaign of the embedded default in this process: only unfinished work runs."""
+    url = _prepare_database()
+    from app.db.models import Campaign, Status
+    from app.db.session import session_scope
+    from app.services import resume_campaign
+    from workers.dispatch import in_process
+
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            console.print(f"[red]error[/red]: no campaign {campaign_id} in {url}")
+            sys.exit(2)
+        resume_campaign(session, campaign, dispatch=in_process.submit)
+    _follow(campaign_id, progress)
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        _print_summary(session, campaign, url)
+        sys.exit(0 if campaign.status == Status.succeeded else 1)
+
+
+def _follow(campaign_id: int, show: bool) -> None:
+    """Poll the database until the campaign ends, one bar per stage."""
+    from app.db.models import Campaign
+    from app.db.session import session_scope
+
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not show, transient=False) as bars:
+        tasks: dict[str, int] = {}
+        while True:
+            with session_scope() as session:
+                campaign = session.get(Campaign, campaign_id)
+                for stage in campaign.stages:
+                    if stage.stage not in tasks:
+                        tasks[stage.stage] = bars.add_task(stage.stage, total=None)
+                    bars.update(
+                        tasks[stage.stage],
+                        completed=stage.progress_done,
+                        total=stage.progress_total or None,
+                        description=f"{stage.stage} [{stage.status}]",
+                    )
+                if campaign.status.finished:
+                    return
+            time.sleep(0.5)
+
+
+def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-untyped-def]
+    from workers.pipeline import summarize
+
+    summary = summarize(session, campaign.id)
+    out = Console()
+    out.print(f"campaign {campaign.id} '{campaign.name}': {campaign.status}")
+    for stage in campaign.stages:
+        line = f"  {stage.stage}: {stage.status} ({stage.progress_done}/{stage.progress_total})"
+        out.print(line + (f" - {stage.error}" if stage.error else ""), highlight=False)
+    out.print(f"  snapshots: {summary.snapshots}")
+    out.print(f"  atoms (summed over snapshots): {summary.atoms}")
+    out.print(f"  defect atoms (summed over snapshots): {summary.defect_atoms}")
+    if summary.structure_types:
+        types = ", ".join(f"{k} {v}" for k, v in sorted(summary.structure_types.items()))
+        out.print(f"  structure types: {types}", highlight=False)
+    settings = get_settings()
+    out.print(f"  database: {url}", highlight=False)
+    out.print(f"  structure files: {settings.data_dir / 'structures'}", highlight=False)
+    out.print(
+        f"  list them: defect-genome serve, then GET /api/v1/campaigns/{campaign.id}/structures?stage=sampling",
+        highlight=False,
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="default DG_API_HOST (127.0.0.1)")
+@click.option("--port", default=None, type=int, help="default DG_API_PORT (8000)")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the REST API; with no DG_BROKER_URL, tasks run in this process."""
+    import uvicorn
+
+    from app.main import create_app
+
+    _prepare_database()
+    settings = get_settings()
+    uvicorn.run(create_app(), host=host or settings.api_host, port=port or settings.api_port)
+
+
+@main.command()
+@click.option("--queues", default="md,select,gcmc,dft", show_default=True, help="comma-separated queues to consume")
+@click.option("--concurrency", default=1, show_default=True, type=int, help="tasks run at once")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker on the given queues (needs DG_BROKER_URL)."""
+    from workers.pipeline import QUEUES
+
+    settings = get_settings()
+    if settings.in_process:
+        console.print("[red]error[/red]: DG_BROKER_URL is not set; a worker needs a broker, e.g. redis://127.0.0.1:6379/0")
+        sys.exit(2)
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        console.print(f"[red]error[/red]: --queues: unknown {unknown}; choose from {','.join(QUEUES)}")
+        sys.exit(2)
+    _prepare_database()
+    from workers.tasks import celery_app
+
+    celery_app.worker_main(
+        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply the Alembic migrations (the prestart step of a deployment)."""
+    from app.db.migrate import current_revision
+    from app.db.migrate import upgrade as alembic_upgrade
+
+    url = get_settings().resolved_database_url
+    alembic_upgrade(url)
+    click.echo(f"database at revision {current_revision(url)}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--user", "user_name", default="local", show_default=True, help="owner of the token")
+@click.option("--label", default="", help="a note to recognise the token by")
+def token_create(user_name: str, label: str) -> None:
+    """Create a bearer token and print it (it is shown only once)."""
+    from app.auth import create_token
+    from app.db.session import session_scope
+
+    _prepare_database()
+    with session_scope() as session:
+        click.echo(create_token(session, user_name, label))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""SQLAlchemy 2 models. PostgreSQL in production, SQLite for the embedded default."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware timestamps on both backends (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime; use timezone-aware UTC timestamps")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Status(enum.StrEnum):
+    pending = "pending"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.succeeded, Status.failed, Status.cancelled)
+
+
+StatusColumn = Enum(Status, name="status", native_enum=False, length=16, validate_strings=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Only the SHA-256 of the token is kept; the token itself is shown once.
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    element: Mapped[str] = mapped_column(String(3))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    stages: Mapped[list[StageRun]] = relationship(
+        back_populates="campaign", order_by="StageRun.position", cascade="all, delete-orphan"
+    )
+
+
+class StageRun(Base):
+    """One stage of one campaign; its progress is the sum over its work items."""
+
+    __tablename__ = "stage_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    campaign: Mapped[Campaign] = relationship(back_populates="stages")
+    items: Mapped[list[WorkItem]] = relationship(
+        back_populates="stage_run", order_by="WorkItem.id", cascade="all, delete-orphan"
+    )
+
+
+class WorkItem(Base):
+    """A unit a stage fans out to (one protocol, snapshot, cluster or DFT job): one task."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (UniqueConstraint("stage_run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    task_name: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    stage_run: Mapped[StageRun] = relationship(back_populates="items")
+
+
+class Structure(Base):
+    """A configuration; its file is content-addressed by the SHA-256 of its canonical extxyz."""
+
+    __tablename__ = "structures"
+    # `source` names the producer (e.g. "anneal-0/frame-3"): storing it twice is impossible,
+    # which makes a re-delivered task harmless.
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "source"),
+        Index("ix_structures_campaign_id_stage", "campaign_id", "stage"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(300), doc="relative to the data directory")
+    stage: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(300))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id", ondelete="SET NULL"))
+    formula: Mapped[str] = mapped_column(String(100))
+    n_atoms: Mapped[int]
+    pbc: Mapped[list[Any]]
+    cell: Mapped[list[Any]] = mapped_column(doc="3x3, A")
+    energy: Mapped[float | None] = mapped_column(Float, doc="eV, from the producing engine")
+    n_candidates: Mapped[int] = mapped_column(default=0, doc="atoms not in the perfect lattice")
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Environment(Base):
+    """A local atomic environment: one atom of one structure."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("structure_id", "atom_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id", ondelete="CASCADE"))
+    atom_index: Mapped[int]
+    structure_type: Mapped[str] = mapped_column(String(16), default="other")
+    gamma: Mapped[float | None] = mapped_column(Float)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Label(Base):
+    """A reference calculation of a structure (DFT or classical)."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("structure_id", "settings_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id", ondelete="CASCADE"), index=True)
+    engine: Mapped[str] = mapped_column(String(32))
+    engine_version: Mapped[str] = mapped_column(String(64), default="")
+    settings_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    energy: Mapped[float | None] = mapped_column(Float, doc="eV")
+    path: Mapped[str | None] = mapped_column(String(300), doc="forces and stress file, relative to the data directory")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Artifact(Base):
+    """Aggregated data for the dashboard (histograms, tables), stored as JSON."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("campaign_id", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,44 @@
+"""The FastAPI application: REST API v1 (OpenAPI at /docs) and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.api import campaigns, health, potentials
+from schemas import CampaignSpec, SpecError
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="defect-genome",
+        version="0.1.0",
+        description="Training sets for MLIPs of metals with extended defects.",
+    )
+    app.include_router(health.router)
+    app.include_router(campaigns.router)
+    app.include_router(potentials.router)
+
+    @app.exception_handler(SpecError)
+    async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
+        # The same entries the CLI prints: one per bad field, each naming the fix.
+        return JSONResponse(
+            status_code=422, content={"detail": [{"field": e.field, "message": e.message} for e in exc.errors]}
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            spec_schema = CampaignSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(spec_schema.pop("$defs", {}))
+            components["CampaignSpec"] = spec_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

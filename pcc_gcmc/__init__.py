@@ -1,0 +1,1 @@
+"""PCC-GCMC: periodic reconstruction of defect clusters by grand canonical Monte Carlo (issue 5)."""

@@ -1,0 +1,203 @@
+"""The campaign spec: one schema for YAML (CLI) and JSON (REST).
+
+Units are in the field descriptions. Defaults follow Shuang et al. (2025), see
+DESIGN.md section 1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import yaml
+from ase.data import chemical_symbols
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
+Lattice = Literal["bcc", "fcc"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos in a hand-written YAML file: reject them, naming the key.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnnealProtocol(_Strict):
+    """Equilibrium MD of a (possibly defective) crystal at a list of temperatures."""
+
+    kind: Literal["anneal"] = "anneal"
+    name: str | None = Field(None, description="label of this run; default '<kind>-<index>'")
+    supercell: tuple[int, int, int] = Field(
+        (8, 8, 8), description="repeats of the cubic conventional cell along x, y, z"
+    )
+    vacancies: int = Field(0, ge=0, description="atoms removed at random before the run")
+    temperatures: list[PositiveKelvin] = Field(
+        [300.0], min_length=1, description="temperatures run one after another, K"
+    )
+    steps_per_temperature: int = Field(2000, gt=0, description="MD steps at each temperature")
+    snapshot_every: int = Field(500, gt=0, description="steps between stored snapshots")
+    timestep_fs: float = Field(1.0, gt=0, le=10, description="MD time step, fs")
+    ensemble: Literal["nvt", "npt"] = Field("nvt", description="Nose-Hoover NVT or NPT at zero pressure")
+    seed: int = Field(12345, ge=1, description="random seed for vacancies and velocities")
+
+    def atom_steps(self, atoms_per_cell: int) -> int:
+        n_atoms = atoms_per_cell * self.supercell[0] * self.supercell[1] * self.supercell[2]
+        return (n_atoms - self.vacancies) * self.steps_per_temperature * len(self.temperatures)
+
+    def snapshot_count(self) -> int:
+        # One snapshot after the initial minimisation, then one every `snapshot_every` steps of the whole run.
+        return 1 + (self.steps_per_temperature * len(self.temperatures)) // self.snapshot_every
+
+
+# New loading protocols join this union; `kind` is the discriminator.
+Protocol = Annotated[AnnealProtocol, Field(discriminator="kind")]
+
+
+class SamplingParams(_Strict):
+    protocols: list[Protocol] = Field(..., min_length=1, description="loading protocols, run in parallel")
+    threads: int = Field(1, ge=1, le=256, description="OpenMP threads per LAMMPS run")
+
+
+class SelectionParams(_Strict):
+    basis: Literal["snap", "mtp", "ace", "mlip3"] = Field("snap", description="linear basis for D-optimality")
+    gamma_select: float = Field(2.0, gt=1.0, description="extrapolation grade above which an environment is selected")
+    gamma_break: float = Field(10.0, gt=1.0, description="extrapolation grade that stops an OTF run")
+    max_new: int = Field(200, ge=1, description="most environments added per selection")
+    cluster_radius: float = Field(8.0, gt=0, description="radius of the spherical cluster cut, A")
+    vacuum: float = Field(8.0, ge=0, description="vacuum padding of the C (cluster) variant, A")
+
+
+class ReconstructionParams(_Strict):
+    core_radius: float = Field(5.0, gt=0, description="radius of the fixed core (the MLIP cutoff), A")
+    max_atoms: int = Field(140, ge=2, description="most atoms in a reconstructed periodic cell")
+    grid: Literal["authors", "wide"] = Field("authors", description="box-size grid: 3x3x3 offsets or 1..10 A")
+    temperature: float = Field(100.0, gt=0, description="GCMC temperature, K")
+    mu: float = Field(0.1, description="GCMC chemical potential, eV")
+    steps: int = Field(2000, gt=0, description="MD/GCMC steps per box, 1 fs each")
+
+
+class LabellingParams(_Strict):
+    engine: Literal["gpaw", "vasp", "espresso", "eam"] = Field("gpaw", description="DFT (or reference) engine")
+    profile: Literal["production", "quick"] = Field("quick", description="accuracy profile")
+    cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
+    kpoint_density: float = Field(
+        0.188496, gt=0, description="Monkhorst-Pack k-point spacing 2*pi*0.03, 1/A"
+    )
+
+
+class Budget(_Strict):
+    max_md_atom_steps: int = Field(10**10, gt=0, description="cap on atoms x MD steps over all protocols")
+    max_snapshots: int = Field(10_000, gt=0, description="cap on stored snapshots over all protocols")
+    max_dft_jobs: int = Field(1000, gt=0, description="cap on DFT calculations")
+
+
+class CampaignSpec(_Strict):
+    name: str = Field(..., min_length=1, max_length=200, description="human-readable campaign name")
+    element: str = Field(..., description="chemical symbol of the metal, e.g. W")
+    lattice: Lattice = Field("bcc", description="ground-state lattice of the element")
+    lattice_constant: float | None = Field(
+        None, gt=0, description="cubic lattice constant, A; relaxed with the potential when omitted"
+    )
+    potential: str = Field(
+        ...,
+        min_length=1,
+        description="bundled LAMMPS potential file name (e.g. W_zhou.eam.alloy), a path, "
+        "or 'uploaded:<sha256>' for a file sent to POST /api/v1/potentials",
+    )
+    production: bool = Field(False, description="refuse non-DFT labels (eam) for this campaign")
+    sampling: SamplingParams
+    selection: SelectionParams = SelectionParams()
+    reconstruction: ReconstructionParams = ReconstructionParams()
+    labelling: LabellingParams = LabellingParams()
+    budget: Budget = Budget()
+
+    @field_validator("element")
+    @classmethod
+    def _known_element(cls, value: str) -> str:
+        if value not in chemical_symbols[1:]:
+            raise ValueError(f"unknown element {value!r}; use a chemical symbol such as W, Mo or Fe")
+        return value
+
+    def atoms_per_cell(self) -> int:
+        return {"bcc": 2, "fcc": 4}[self.lattice]
+
+    def protocol_names(self) -> list[str]:
+        return [p.name or f"{p.kind}-{i}" for i, p in enumerate(self.sampling.protocols)]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str  # dotted path, e.g. "sampling.protocols.0.temperatures.0"
+    message: str
+
+
+class SpecError(ValueError):
+    """A campaign spec that cannot run; every entry names the field and the fix."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    # Drop pydantic's discriminator tag ("anneal") from the path: users did not write it.
+    return ".".join(str(part) for part in loc if part not in ("anneal",)) or "spec"
+
+
+def parse_spec(data: Any) -> CampaignSpec:
+    """Validate a decoded spec (dict), raising SpecError with one entry per bad field."""
+    if not isinstance(data, dict):
+        raise SpecError([FieldError("spec", "the spec must be a mapping of fields (name, element, ...)")])
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(
+            [FieldError(_dotted(tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)]
+        ) from None
+    _check_budget(spec)
+    return spec
+
+
+def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> CampaignSpec:
+    """Decode YAML or JSON text and validate it."""
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([FieldError("spec", f"malformed YAML{where}: {problem}")]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            [FieldError("spec", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
+        ) from None
+    return parse_spec(data)
+
+
+def _check_budget(spec: CampaignSpec) -> None:
+    errors = []
+    atom_steps = sum(p.atom_steps(spec.atoms_per_cell()) for p in spec.sampling.protocols)
+    if atom_steps > spec.budget.max_md_atom_steps:
+        errors.append(
+            FieldError(
+                "budget.max_md_atom_steps",
+                f"the protocols need {atom_steps:.3g} atom-steps, above the cap "
+                f"{spec.budget.max_md_atom_steps:.3g}; raise the cap or shorten the runs",
+            )
+        )
+    snapshots = sum(p.snapshot_count() for p in spec.sampling.protocols)
+    if snapshots > spec.budget.max_snapshots:
+        errors.append(
+            FieldError(
+                "budget.max_snapshots",
+                f"the protocols store {snapshots} snapshots, above the cap {spec.budget.max_snapshots}; "
+                "raise the cap or increase snapshot_every",
+            )
+        )
+    names = spec.protocol_names()
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        errors.append(FieldError("sampling.protocols", f"protocol names must be unique; repeated: {duplicated}"))
+    if errors:
+        raise SpecError(errors)

@@ -1,0 +1,8 @@
+import pytest
+
+from sampling.potentials import Potential, load_potential
+
+
+@pytest.fixture(scope="session")
+def w_zhou() -> Potential:
+    return load_potential("W_zhou.eam.alloy")

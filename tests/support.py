@@ -1,0 +1,46 @@
+"""Helpers shared by the service tests."""
+
+from __future__ import annotations
+
+import os
+import time
+
+POSTGRES_URL = os.environ.get("DG_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def reset_postgres(url: str) -> None:
+    from sqlalchemy import text
+
+    from app.db.session import engine_for
+
+    with engine_for(url).begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# A campaign small enough for the default suite: 2 protocols x 3 snapshots of 128-atom W.
+TINY_SPEC = {
+    "name": "tiny-w",
+    "element": "W",
+    "lattice": "bcc",
+    "lattice_constant": 3.165,
+    "potential": "W_zhou.eam.alloy",
+    "sampling": {
+        "protocols": [
+            {"kind": "anneal", "name": "bulk", "supercell": [4, 4, 4], "temperatures": [300],
+             "steps_per_temperature": 200, "snapshot_every": 100},
+            {"kind": "anneal", "name": "vacancy", "supercell": [4, 4, 4], "vacancies": 1, "temperatures": [300],
+             "steps_per_temperature": 200, "snapshot_every": 100, "seed": 3},
+        ]
+    },
+}

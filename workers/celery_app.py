@@ -1,0 +1,34 @@
+"""The Celery application: one queue per stage so HPC nodes can consume only `dft` (or `md`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+from kombu import Queue
+
+from app.settings import get_settings
+from workers.pipeline import QUEUES
+
+
+@lru_cache
+def celery_for(broker_url: str) -> Celery:
+    settings = get_settings()
+    app = Celery("defect_genome", broker=broker_url, include=["workers.tasks"])
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="md",
+        # A task is acknowledged only when it ends: a killed worker's task is delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+# The worker's app (`defect-genome worker`); producers use celery_for(current broker URL).
+celery_app = celery_for(get_settings().broker_url or "memory://")

@@ -1,0 +1,75 @@
+"""Running one work item: the body every Celery task and the in-process executor share.
+
+A task receives an id, re-fetches the row, and does nothing if the item is
+already finished, so a re-delivered message changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from app.db.models import Campaign, Status, WorkItem, utcnow
+from app.db.session import session_scope
+from workers import pipeline
+from workers.pipeline import TaskRef
+from workers.stages.common import Cancelled
+from workers.stages.sampling import run_protocol
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[int], None]
+RUNNERS: dict[str, Runner] = {"dg.sampling.run_protocol": run_protocol}
+
+
+class PermanentError(Exception):
+    """A failure that a retry cannot fix (bad input); the item fails at once."""
+
+
+def _claim(item_id: int) -> str | None:
+    """Mark the item running; return its task name, or None when there is nothing to do."""
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id, with_for_update=True)
+        if item is None or item.status in (Status.succeeded, Status.cancelled, Status.failed):
+            return None
+        campaign = session.get(Campaign, item.campaign_id)
+        if campaign is None or campaign.status in (Status.cancelled, Status.failed):
+            item.status, item.finished_at = Status.cancelled, utcnow()
+            return None
+        item.status = Status.running
+        item.attempts += 1
+        item.started_at = item.heartbeat_at = utcnow()
+        return item.task_name
+
+
+def _finish(item_id: int, status: Status, error: str | None = None) -> list[TaskRef]:
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id, with_for_update=True)
+        if item is None:
+            return []
+        item.status, item.error = status, error
+        if status.finished:
+            item.finished_at = utcnow()
+        return pipeline.advance(session, item.campaign_id)
+
+
+def execute_item(item_id: int, *, final_attempt: bool) -> list[TaskRef]:
+    """Run the item; return the tasks to enqueue next. Raises to ask for a retry."""
+    task_name = _claim(item_id)
+    if task_name is None:
+        return []
+    try:
+        RUNNERS[task_name](item_id)
+    except Cancelled:
+        return _finish(item_id, Status.cancelled, "cancelled by the user")
+    except Exception as exc:
+        permanent = isinstance(exc, (PermanentError, ValueError))
+        message = f"{type(exc).__name__}: {exc}"
+        log.warning("work item %s failed: %s\n%s", item_id, message, traceback.format_exc())
+        if permanent or final_attempt:
+            _finish(item_id, Status.failed, message)
+            return []
+        _finish(item_id, Status.pending, f"retrying after {message}")
+        raise
+    return _finish(item_id, Status.succeeded)

@@ -1,0 +1,221 @@
+"""The campaign pipeline: stage order, fan-out and state transitions.
+
+Everything here runs inside the caller's transaction and returns the tasks to
+enqueue; the caller enqueues them only after the commit, so a worker never
+sees a row that is not yet visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Campaign, StageRun, Status, Structure, User, WorkItem, utcnow
+from sampling.potentials import PotentialError, check_element
+from schemas import CampaignSpec, FieldError, SpecError
+from workers.stages.common import resolve_potential
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    key: str
+    params: dict[str, Any]
+    progress_total: int
+
+
+@dataclass(frozen=True)
+class StageDef:
+    name: str
+    queue: str
+    task_name: str
+    plan: Callable[[CampaignSpec], list[PlannedItem]]
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """What a dispatcher needs to send one work item to its queue."""
+
+    item_id: int
+    task_name: str
+    queue: str
+
+
+def _plan_sampling(spec: CampaignSpec) -> list[PlannedItem]:
+    return [
+        PlannedItem(key=name, params={"protocol_index": index}, progress_total=protocol.snapshot_count())
+        for index, (name, protocol) in enumerate(zip(spec.protocol_names(), spec.sampling.protocols, strict=True))
+    ]
+
+
+# The stage order. Later stages (selection, reconstruction, labelling, export) join here.
+STAGES: tuple[StageDef, ...] = (
+    StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
+)
+QUEUES = ("md", "select", "gcmc", "dft")
+STAGE_BY_TASK = {stage.task_name: stage for stage in STAGES}
+
+
+def check_spec(spec: CampaignSpec) -> None:
+    """Checks that need the science packages (the potential's elements); raises SpecError."""
+    try:
+        check_element(resolve_potential(spec.potential), spec.element)
+    except PotentialError as exc:
+        raise SpecError([FieldError("potential", str(exc))]) from None
+
+
+def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campaign:
+    campaign = Campaign(
+        owner_id=owner.id,
+        name=spec.name,
+        element=spec.element,
+        spec=spec.model_dump(mode="json"),
+        status=Status.pending,
+    )
+    campaign.stages = [StageRun(stage=stage.name, position=i) for i, stage in enumerate(STAGES)]
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def _lock_campaign(session: Session, campaign_id: int) -> Campaign | None:
+    # Row lock on PostgreSQL so two finishing items cannot both plan the next stage;
+    # SQLite serialises writers anyway.
+    return session.scalars(select(Campaign).where(Campaign.id == campaign_id).with_for_update()).one_or_none()
+
+
+def _refresh_progress(session: Session, stage_run: StageRun) -> None:
+    done, total = session.execute(
+        select(func.coalesce(func.sum(WorkItem.progress_done), 0), func.coalesce(func.sum(WorkItem.progress_total), 0))
+        .where(WorkItem.stage_run_id == stage_run.id)
+    ).one()
+    stage_run.progress_done, stage_run.progress_total = int(done), int(total)
+
+
+def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[TaskRef]:
+    stage = STAGES[stage_run.position]
+    spec = CampaignSpec.model_validate(campaign.spec)
+    items = [
+        WorkItem(
+            campaign_id=campaign.id,
+            key=planned.key,
+            task_name=stage.task_name,
+            queue=stage.queue,
+            params=planned.params,
+            progress_total=planned.progress_total,
+        )
+        for planned in stage.plan(spec)
+    ]
+    stage_run.items.extend(items)
+    stage_run.status = Status.running
+    stage_run.started_at = utcnow()
+    session.flush()
+    _refresh_progress(session, stage_run)
+    return [TaskRef(item.id, item.task_name, item.queue) for item in items]
+
+
+def advance(session: Session, campaign_id: int) -> list[TaskRef]:
+    """Move the campaign forward after any change of its items; return new tasks."""
+    campaign = _lock_campaign(session, campaign_id)
+    if campaign is None or campaign.status.finished:
+        return []
+    campaign.status = Status.running
+    for stage_run in campaign.stages:
+        if stage_run.status == Status.succeeded:
+            continue
+        if not stage_run.items:
+            return _plan(session, campaign, stage_run)
+        _refresh_progress(session, stage_run)
+        statuses = {item.status for item in stage_run.items}
+        stage_run.attempts = max(item.attempts for item in stage_run.items)
+        if Status.failed in statuses:
+            failed = [item for item in stage_run.items if item.status == Status.failed]
+            stage_run.status = Status.failed
+            stage_run.error = "; ".join(f"{item.key}: {item.error}" for item in failed)
+            stage_run.finished_at = utcnow()
+            campaign.status = Status.failed
+            campaign.error = f"stage {stage_run.stage} failed: {stage_run.error}"
+            campaign.finished_at = utcnow()
+            return []
+        if statuses == {Status.succeeded}:
+            stage_run.status = Status.succeeded
+            stage_run.finished_at = utcnow()
+            continue
+        return []  # items still pending or running
+    campaign.status = Status.succeeded
+    campaign.finished_at = utcnow()
+    return []
+
+
+def start(session: Session, campaign: Campaign) -> list[TaskRef]:
+    return advance(session, campaign.id)
+
+
+def cancel(session: Session, campaign: Campaign) -> None:
+    """Stop a campaign: unfinished items are cancelled; running tasks stop at their next check."""
+    if campaign.status.finished:
+        return
+    now = utcnow()
+    unfinished = (Status.pending, Status.running)
+    for stage_run in campaign.stages:
+        if stage_run.status in unfinished:
+            stage_run.status, stage_run.finished_at = Status.cancelled, now
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.campaign_id == campaign.id, WorkItem.status.in_(unfinished))
+        .values(status=Status.cancelled, finished_at=now)
+    )
+    campaign.status, campaign.finished_at = Status.cancelled, now
+
+
+def resume(session: Session, campaign: Campaign) -> list[TaskRef]:
+    """Run only unfinished work again: succeeded items and stages are kept as they are."""
+    if campaign.status == Status.succeeded:
+        return []
+    refs: list[TaskRef] = []
+    for stage_run in campaign.stages:
+        if stage_run.status == Status.succeeded:
+            continue
+        stage_run.status, stage_run.error, stage_run.finished_at = Status.pending, None, None
+        for item in stage_run.items:
+            if item.status != Status.succeeded:
+                item.status, item.error, item.finished_at = Status.pending, None, None
+                refs.append(TaskRef(item.id, item.task_name, item.queue))
+        if stage_run.items:
+            stage_run.status = Status.running
+    campaign.status, campaign.error, campaign.finished_at = Status.running, None, None
+    session.flush()
+    return refs + advance(session, campaign.id)
+
+
+def pending_tasks(session: Session, item_ids: Iterable[int]) -> list[TaskRef]:
+    rows = session.scalars(select(WorkItem).where(WorkItem.id.in_(list(item_ids)))).all()
+    return [TaskRef(item.id, item.task_name, item.queue) for item in rows]
+
+
+@dataclass
+class CampaignSummary:
+    snapshots: int = 0
+    atoms: int = 0
+    defect_atoms: int = 0
+    structure_types: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(session: Session, campaign_id: int) -> CampaignSummary:
+    """Counts over the stored sampling snapshots (atoms and defect atoms summed over snapshots)."""
+    summary = CampaignSummary()
+    rows = session.execute(
+        select(Structure.n_atoms, Structure.n_candidates, Structure.info).where(
+            Structure.campaign_id == campaign_id, Structure.stage == "sampling"
+        )
+    )
+    for n_atoms, n_candidates, info in rows:
+        summary.snapshots += 1
+        summary.atoms += n_atoms
+        summary.defect_atoms += n_candidates
+        for name, count in (info or {}).get("structure_types", {}).items():
+            summary.structure_types[name] = summary.structure_types.get(name, 0) + count
+    return summary

@@ -1,0 +1,125 @@
+"""Sampling stage runner: one loading protocol of one campaign, snapshots streamed into the store."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.db.models import Campaign, Environment, Status, Structure, WorkItem, utcnow
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from sampling.builders import add_vacancies, bulk_crystal
+from sampling.defects import STRUCTURE_TYPES
+from sampling.properties import relax_lattice_constant
+from sampling.protocols import Snapshot, anneal
+from schemas import CampaignSpec
+from workers.stages.common import Cancelled, resolve_potential
+
+log = logging.getLogger(__name__)
+
+
+def run_protocol(item_id: int) -> None:
+    settings = get_settings()
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        assert item is not None
+        campaign_id, key = item.campaign_id, item.key
+        index = int(item.params["protocol_index"])
+        spec = CampaignSpec.model_validate(session.get(Campaign, campaign_id).spec)  # type: ignore[union-attr]
+        stored = set(
+            session.scalars(
+                select(Structure.source).where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+            )
+        )
+    protocol = spec.sampling.protocols[index]
+    sources = [f"{key}/frame-{frame}" for frame in range(protocol.snapshot_count())]
+    if all(source in stored for source in sources):
+        return  # finished by an earlier delivery that died before marking the item
+
+    potential = resolve_potential(spec.potential)
+    a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
+    atoms = bulk_crystal(spec.element, spec.lattice, a, protocol.supercell)
+    if protocol.vacancies:
+        atoms = add_vacancies(atoms, protocol.vacancies, seed=protocol.seed)
+    threads = settings.lammps_threads or spec.sampling.threads
+    store = StructureStore(settings.data_dir)
+
+    snapshots = anneal(
+        atoms,
+        potential,
+        element=spec.element,
+        lattice=spec.lattice,
+        lattice_constant=a,
+        temperatures=protocol.temperatures,
+        steps_per_temperature=protocol.steps_per_temperature,
+        snapshot_every=protocol.snapshot_every,
+        timestep_fs=protocol.timestep_fs,
+        ensemble=protocol.ensemble,
+        seed=protocol.seed,
+        threads=threads,
+    )
+    try:
+        for snapshot in snapshots:
+            source = sources[snapshot.index]
+            if source not in stored:
+                _store_snapshot(store, campaign_id, source, snapshot)
+            _report(item_id, campaign_id, done=snapshot.index + 1)
+    finally:
+        snapshots.close()  # frees LAMMPS at once when cancelled
+
+
+def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapshot: Snapshot) -> None:
+    atoms = snapshot.atoms
+    sha256, path = store.put(atoms)
+    info = {
+        "step": snapshot.step,
+        "time_ps": snapshot.time_ps,
+        "temperature": float(atoms.info.get("temperature", 0.0)),
+        "structure_types": snapshot.counts,
+    }
+    structure_types = atoms.arrays["structure_type"]
+    try:
+        with session_scope() as session:
+            structure = Structure(
+                campaign_id=campaign_id,
+                sha256=sha256,
+                path=path,
+                stage="sampling",
+                source=source,
+                formula=atoms.get_chemical_formula(),
+                n_atoms=len(atoms),
+                pbc=[bool(p) for p in atoms.pbc],
+                cell=atoms.cell.array.tolist(),
+                energy=float(atoms.info["energy"]),
+                n_candidates=len(snapshot.defect_indices),
+                info=info,
+            )
+            session.add(structure)
+            session.flush()
+            session.add_all(
+                Environment(
+                    structure_id=structure.id,
+                    atom_index=int(i),
+                    structure_type=STRUCTURE_TYPES.get(int(structure_types[i]), "other"),
+                )
+                for i in snapshot.defect_indices
+            )
+    except IntegrityError:
+        # A concurrent delivery of the same item stored this frame first.
+        log.info("snapshot %s of campaign %s already stored", source, campaign_id)
+
+
+def _report(item_id: int, campaign_id: int, done: int) -> None:
+    """Progress and heartbeat; raises Cancelled when the user cancelled the campaign."""
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        campaign = session.get(Campaign, campaign_id)
+        if item is None or campaign is None or campaign.status == Status.cancelled or item.status == Status.cancelled:
+            raise Cancelled
+        item.progress_done = done
+        item.heartbeat_at = utcnow()
+        stage_run = item.stage_run
+        stage_run.progress_done = sum(i.progress_done for i in stage_run.items)
