@@ -112,7 +112,7 @@ def _follow(campaign_id: int, show: bool) -> None:
     from app.db.models import Campaign
     from app.db.session import session_scope
 
-    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show, transient=False) as bars:
         tasks: dict[str, int] = {}
         while True:
@@ -125,7 +125,7 @@ def _follow(campaign_id: int, show: bool) -> None:
                         tasks[stage.stage],
                         completed=stage.progress_done,
                         total=stage.progress_total or None,
-                        description=f"{stage.stage} [{stage.status}]",
+                        description=f"{stage.stage} ({stage.status})",
                     )
                 if campaign.status.finished:
                     return
@@ -136,7 +136,7 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
     from workers.pipeline import summarize
 
     summary = summarize(session, campaign.id)
-    out = Console()
+    out = Console(soft_wrap=True)
     out.print(f"campaign {campaign.id} '{campaign.name}': {campaign.status}")
     for stage in campaign.stages:
         line = f"  {stage.stage}: {stage.status} ({stage.progress_done}/{stage.progress_total})"

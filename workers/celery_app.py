@@ -11,6 +11,20 @@ from app.settings import get_settings
 from workers.pipeline import QUEUES
 
 
+def _transport_options(visibility_timeout: float) -> dict[str, float]:
+    """Redis: sweep for a dead worker's messages often enough for the visibility timeout chosen.
+
+    kombu scans every interval x throttle seconds (100 s by default), which would dwarf a
+    short timeout; long timeouts keep the default.
+    """
+    short = visibility_timeout < 1000
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": max(1.0, min(10.0, visibility_timeout / 8)),
+        "unacked_restore_throttle": 1 if short else 10,
+    }
+
+
 @lru_cache
 def celery_for(broker_url: str) -> Celery:
     settings = get_settings()
@@ -24,7 +38,7 @@ def celery_for(broker_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        broker_transport_options=_transport_options(settings.broker_visibility_timeout),
         worker_hijack_root_logger=False,
     )
     return app

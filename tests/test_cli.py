@@ -1,0 +1,79 @@
+"""The command line as a user runs it: a subprocess on the embedded default."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from support import TINY_SPEC
+
+from app.db.migrate import is_at_head
+
+
+def _cli(*args: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DG_")}
+    env |= {"DG_DATA_DIR": str(data_dir)} | (extra_env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_prints_summary_and_stores_campaign(tmp_path):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    result = _cli("run", str(spec_file), "--no-progress", data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "campaign 1 'tiny-w': succeeded" in out
+    assert "sampling: succeeded (6/6)" in out
+    assert "snapshots: 6" in out
+    assert f"atoms (summed over snapshots): {3 * 128 + 3 * 127}" in out
+    assert str(tmp_path / "data" / "defect-genome.sqlite") in out
+    assert is_at_head(f"sqlite:///{tmp_path / 'data' / 'defect-genome.sqlite'}")
+    # Content-addressed files, one per distinct snapshot
+    assert len(list((tmp_path / "data" / "structures").glob("*/*.extxyz"))) == 6
+
+
+def test_invalid_spec_exits_2_with_the_api_message(tmp_path):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["sampling"]["protocols"][0]["temperatures"] = [-10]
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    result = _cli("run", str(spec_file), data_dir=tmp_path / "data")
+    assert result.returncode == 2
+    assert "error: sampling.protocols.0.temperatures.0: Input should be greater than 0" in result.stderr
+    assert not (tmp_path / "data" / "defect-genome.sqlite").exists()  # refused before anything is stored
+
+    spec_file.write_text("name: x\nelement: [W\n")
+    result = _cli("run", str(spec_file), data_dir=tmp_path / "data")
+    assert result.returncode == 2 and "error: spec: malformed YAML at line" in result.stderr
+
+    spec = copy.deepcopy(TINY_SPEC) | {"element": "Mo"}
+    spec_file.write_text(yaml.safe_dump(spec))
+    result = _cli("run", str(spec_file), data_dir=tmp_path / "data")
+    assert result.returncode == 2 and "error: potential: " in result.stderr and "Mo" in result.stderr
+
+
+def test_token_create_prints_a_working_token(tmp_path, monkeypatch):
+    result = _cli("token", "create", "--user", "erin", data_dir=tmp_path / "data")
+    assert result.returncode == 0
+    token = result.stdout.strip()
+    assert token.startswith("dg_") and len(token) > 30
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import get_settings
+
+    monkeypatch.setenv("DG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DG_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        response = client.get("/api/v1/campaigns", headers={"Authorization": f"Bearer {token}"})
+    get_settings.cache_clear()
+    assert response.status_code == 200 and response.json() == {"data": [], "count": 0}
