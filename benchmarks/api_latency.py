@@ -51,7 +51,8 @@ def _free_port() -> int:
 def _seed(n_structures: int) -> tuple[int, str]:
     """A campaign with n sampling structures (rows and environments), and a token."""
     from app.auth import create_token
-    from app.db.models import Environment, Structure
+    from app.db.models import Artifact, Environment, Structure
+    from workers.stages.sampling import TYPE_COUNTS
     from app.db.session import session_scope
     from schemas import parse_spec
     from workers import pipeline
@@ -73,6 +74,8 @@ def _seed(n_structures: int) -> tuple[int, str]:
             session.flush()
             session.add_all(Environment(structure_id=structure.id, atom_index=j, structure_type="other")
                             for j in range(5))
+        session.add(Artifact(campaign_id=campaign.id, kind=TYPE_COUNTS, name="anneal-0",
+                             data={"bcc": 123 * n_structures, "other": 5 * n_structures}))
         return campaign.id, token
 
 

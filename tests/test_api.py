@@ -57,6 +57,8 @@ def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     summary = body["summary"]
     assert summary["snapshots"] == 6
     assert summary["atoms"] == 3 * 128 + 3 * 127
+    assert sum(summary["structure_types"].values()) == summary["atoms"]
+    assert summary["structure_types"]["other"] >= 14  # at least the vacancy's neighbours in frame 0
 
     structures = client.get(
         f"/api/v1/campaigns/{campaign_id}/structures", params={"stage": "sampling"}, headers=_auth(alice)

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, StageRun, Status, Structure, User, WorkItem, utcnow
+from app.db.models import Artifact, Campaign, StageRun, Status, Structure, User, WorkItem, utcnow
 from sampling.potentials import PotentialError, check_element
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import resolve_potential
+from workers.stages.sampling import TYPE_COUNTS
 
 
 @dataclass(frozen=True)
@@ -206,16 +207,18 @@ class CampaignSummary:
 
 def summarize(session: Session, campaign_id: int) -> CampaignSummary:
     """Counts over the stored sampling snapshots (atoms and defect atoms summed over snapshots)."""
-    summary = CampaignSummary()
-    rows = session.execute(
-        select(Structure.n_atoms, Structure.n_candidates, Structure.info).where(
-            Structure.campaign_id == campaign_id, Structure.stage == "sampling"
-        )
+    snapshots, atoms, defect_atoms = session.execute(
+        select(
+            func.count(Structure.id),
+            func.coalesce(func.sum(Structure.n_atoms), 0),
+            func.coalesce(func.sum(Structure.n_candidates), 0),
+        ).where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+    ).one()
+    summary = CampaignSummary(snapshots=int(snapshots), atoms=int(atoms), defect_atoms=int(defect_atoms))
+    per_protocol = session.scalars(
+        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == TYPE_COUNTS)
     )
-    for n_atoms, n_candidates, info in rows:
-        summary.snapshots += 1
-        summary.atoms += n_atoms
-        summary.defect_atoms += n_candidates
-        for name, count in (info or {}).get("structure_types", {}).items():
+    for counts in per_protocol:
+        for name, count in counts.items():
             summary.structure_types[name] = summary.structure_types.get(name, 0) + count
     return summary

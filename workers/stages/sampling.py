@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import Campaign, Environment, Status, Structure, WorkItem, utcnow
+from app.db.models import Artifact, Campaign, Environment, Status, Structure, WorkItem, utcnow
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
@@ -99,6 +99,7 @@ def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapsh
             )
             session.add(structure)
             session.flush()
+            _add_type_counts(session, campaign_id, source.split("/")[0], snapshot.counts)
             session.add_all(
                 Environment(
                     structure_id=structure.id,
@@ -110,6 +111,24 @@ def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapsh
     except IntegrityError:
         # A concurrent delivery of the same item stored this frame first.
         log.info("snapshot %s of campaign %s already stored", source, campaign_id)
+
+
+TYPE_COUNTS = "structure_type_counts"
+
+
+def _add_type_counts(session, campaign_id: int, protocol: str, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    """Running per-protocol totals, in the snapshot's own transaction so a re-run cannot count twice."""
+    artifact = session.scalars(
+        select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == TYPE_COUNTS,
+                               Artifact.name == protocol)
+    ).one_or_none()
+    if artifact is None:
+        artifact = Artifact(campaign_id=campaign_id, kind=TYPE_COUNTS, name=protocol, data={})
+        session.add(artifact)
+    totals = dict(artifact.data)
+    for name, count in counts.items():
+        totals[name] = totals.get(name, 0) + int(count)
+    artifact.data = totals  # reassigned, so the JSON column is seen as changed
 
 
 def _report(item_id: int, campaign_id: int, done: int) -> None:
