@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.api import campaigns, health, potentials
+from app.settings import get_settings
 from schemas import CampaignSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    if get_settings().in_process:
+        from app.db.session import session_scope
+        from app.services import recover_interrupted
+
+        with session_scope() as session:
+            resumed = recover_interrupted(session)
+        if resumed:
+            log.info("resumed interrupted campaigns %s in this process", resumed)
+    yield
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="defect-genome",
         version="0.1.0",
         description="Training sets for MLIPs of metals with extended defects.",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, User
+from app.db.models import Campaign, Status, User
 from schemas import CampaignSpec
 from workers import pipeline
 from workers.dispatch import send
@@ -33,3 +34,17 @@ def resume_campaign(session: Session, campaign: Campaign, dispatch: Dispatch = s
     refs = pipeline.resume(session, campaign)
     session.commit()
     dispatch(refs)
+
+
+def recover_interrupted(session: Session, dispatch: Dispatch = send) -> list[int]:
+    """Re-run the unfinished work of campaigns left running by a process that died.
+
+    For the in-process executor only: its queue lived in the dead process. With a broker,
+    unacknowledged tasks are delivered again by the broker itself.
+    """
+    campaigns = session.scalars(
+        select(Campaign).where(Campaign.status.in_((Status.pending, Status.running)))
+    ).all()
+    for campaign in campaigns:
+        resume_campaign(session, campaign, dispatch)
+    return [campaign.id for campaign in campaigns]

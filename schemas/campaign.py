@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
 Lattice = Literal["bcc", "fcc"]
+Repeat = Annotated[int, Field(ge=1, le=1000)]
 
 
 class _Strict(BaseModel):
@@ -28,7 +29,7 @@ class AnnealProtocol(_Strict):
 
     kind: Literal["anneal"] = "anneal"
     name: str | None = Field(None, description="label of this run; default '<kind>-<index>'")
-    supercell: tuple[int, int, int] = Field(
+    supercell: tuple[Repeat, Repeat, Repeat] = Field(
         (8, 8, 8), description="repeats of the cubic conventional cell along x, y, z"
     )
     vacancies: int = Field(0, ge=0, description="atoms removed at random before the run")
@@ -155,7 +156,7 @@ def parse_spec(data: Any) -> CampaignSpec:
         raise SpecError(
             [FieldError(_dotted(tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)]
         ) from None
-    _check_budget(spec)
+    _check_consistency(spec)
     return spec
 
 
@@ -175,8 +176,18 @@ def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> 
     return parse_spec(data)
 
 
-def _check_budget(spec: CampaignSpec) -> None:
+def _check_consistency(spec: CampaignSpec) -> None:
+    """Checks across fields: budget caps, unique protocol names, vacancies that fit the cell."""
     errors = []
+    for index, protocol in enumerate(spec.sampling.protocols):
+        n_atoms = spec.atoms_per_cell() * protocol.supercell[0] * protocol.supercell[1] * protocol.supercell[2]
+        if protocol.vacancies >= n_atoms:
+            errors.append(
+                FieldError(
+                    f"sampling.protocols.{index}.vacancies",
+                    f"{protocol.vacancies} vacancies in a cell of {n_atoms} atoms; use fewer or a larger supercell",
+                )
+            )
     atom_steps = sum(p.atom_steps(spec.atoms_per_cell()) for p in spec.sampling.protocols)
     if atom_steps > spec.budget.max_md_atom_steps:
         errors.append(

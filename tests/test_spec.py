@@ -79,3 +79,12 @@ def test_protocol_names_must_be_unique():
     data = copy.deepcopy(TINY_SPEC)
     data["sampling"]["protocols"][1]["name"] = "bulk"
     assert "repeated: ['bulk']" in _errors(data)["sampling.protocols"]
+
+
+def test_vacancies_must_fit_the_cell_and_repeats_be_positive():
+    data = copy.deepcopy(TINY_SPEC)
+    data["sampling"]["protocols"][1]["vacancies"] = 128
+    assert "128 vacancies in a cell of 128 atoms" in _errors(data)["sampling.protocols.1.vacancies"]
+    data = copy.deepcopy(TINY_SPEC)
+    data["sampling"]["protocols"][0]["supercell"] = [4, 0, 4]
+    assert "sampling.protocols.0.supercell.1" in _errors(data)

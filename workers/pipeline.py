@@ -15,7 +15,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Artifact, Campaign, StageRun, Status, Structure, User, WorkItem, utcnow
+from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
+from sampling.properties import relax_lattice_constant
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import resolve_potential
 from workers.stages.sampling import TYPE_COUNTS
@@ -61,10 +63,16 @@ STAGE_BY_TASK = {stage.task_name: stage for stage in STAGES}
 
 
 def check_spec(spec: CampaignSpec) -> None:
-    """Checks that need the science packages (the potential's elements); raises SpecError."""
+    """Checks that need the science packages; raises SpecError naming the field.
+
+    The potential is read by LAMMPS and the crystal relaxed with it (about 50 ms), so a
+    file for the wrong element or a truncated file is refused before anything is stored.
+    """
     try:
-        check_element(resolve_potential(spec.potential), spec.element)
-    except PotentialError as exc:
+        potential = resolve_potential(spec.potential)
+        check_element(potential, spec.element)
+        relax_lattice_constant(potential, spec.element, spec.lattice, a_guess=spec.lattice_constant)
+    except (PotentialError, LammpsError) as exc:
         raise SpecError([FieldError("potential", str(exc))]) from None
 
 

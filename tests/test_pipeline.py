@@ -1,0 +1,138 @@
+"""Work-item semantics on both backends: idempotent re-runs, retries, failures that name the cause."""
+
+from __future__ import annotations
+
+import copy
+
+from support import TINY_SPEC, wait_for
+
+from app.auth import get_or_create_user
+from app.db.models import Campaign, Status, Structure, WorkItem
+from app.db.session import session_scope
+from app.services import resume_campaign, submit_campaign
+from schemas import parse_spec
+from workers import execute
+from workers.dispatch import in_process
+from workers.stages.sampling import run_protocol
+
+
+def _one_protocol_spec(**overrides):
+    spec = copy.deepcopy(TINY_SPEC) | overrides
+    spec["sampling"]["protocols"] = spec["sampling"]["protocols"][1:]  # the vacancy run, 3 snapshots
+    return parse_spec(spec)
+
+
+def _submit(spec) -> int:
+    with session_scope() as session:
+        return submit_campaign(session, get_or_create_user(session, "alice"), spec).id
+
+
+def _finished(campaign_id: int) -> Campaign:
+    def done():
+        with session_scope() as session:
+            campaign = session.get(Campaign, campaign_id)
+            return campaign if campaign.status.finished else None
+
+    return wait_for(done, 120, what=f"campaign {campaign_id}")
+
+
+def _structures(campaign_id: int) -> list[tuple[str, str]]:
+    with session_scope() as session:
+        rows = session.query(Structure).filter_by(campaign_id=campaign_id).order_by(Structure.id)
+        return [(s.source, s.sha256) for s in rows]
+
+
+def test_running_a_finished_item_again_changes_nothing(env):
+    campaign_id = _finished(_submit(_one_protocol_spec())).id
+    before = _structures(campaign_id)
+    assert len(before) == 3
+    with session_scope() as session:
+        item = session.query(WorkItem).filter_by(campaign_id=campaign_id).one()
+        item_id, attempts = item.id, item.attempts
+
+    assert execute.execute_item(item_id, final_attempt=True) == []  # a re-delivered message
+    run_protocol(item_id)  # even the stage body itself stores nothing new
+    assert _structures(campaign_id) == before
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        assert (item.status, item.attempts) == (Status.succeeded, attempts)
+
+
+def test_transient_failure_is_retried_then_succeeds(env, monkeypatch):
+    calls = []
+
+    def flaky_then_real(item_id: int) -> None:
+        calls.append(item_id)
+        if len(calls) == 1:
+            raise ConnectionError("file system hiccup")
+        run_protocol(item_id)
+
+    monkeypatch.setitem(execute.RUNNERS, "dg.sampling.run_protocol", flaky_then_real)
+    campaign = _finished(_submit(_one_protocol_spec()))
+    assert campaign.status == Status.succeeded
+    with session_scope() as session:
+        item = session.query(WorkItem).filter_by(campaign_id=campaign.id).one()
+        assert item.attempts == 2 and item.error is None
+    assert len(_structures(campaign.id)) == 3
+
+
+def test_truncated_potential_is_refused_at_submission(env, tmp_path):
+    from sampling.potentials import bundled_potentials_dir
+    from schemas import SpecError
+
+    original = (bundled_potentials_dir() / "W_zhou.eam.alloy").read_text()
+    private = tmp_path / "W_copy.eam.alloy"
+    private.write_text(original[: len(original) // 3])  # a truncated download: the header reads fine
+    try:
+        _submit(_one_protocol_spec(potential=str(private)))
+    except SpecError as exc:
+        (error,) = exc.errors
+        assert error.field == "potential" and "Incorrect format in eam/alloy potential file" in error.message
+    else:
+        raise AssertionError("a truncated potential was accepted")
+    with session_scope() as session:
+        assert session.query(Campaign).count() == 0
+
+
+def test_potential_broken_after_submission_fails_the_stage_and_resume_recovers(env, tmp_path):
+    from sampling.potentials import bundled_potentials_dir
+
+    original = (bundled_potentials_dir() / "W_zhou.eam.alloy").read_text()
+    private = tmp_path / "W_copy.eam.alloy"
+    private.write_text(original)
+    queued = []
+    with session_scope() as session:
+        owner = get_or_create_user(session, "alice")
+        campaign_id = submit_campaign(session, owner, _one_protocol_spec(potential=str(private)), queued.extend).id
+    private.write_text(original[: len(original) // 3])  # overwritten while the task waited in its queue
+    in_process.submit(queued)
+
+    campaign = _finished(campaign_id)
+    assert campaign.status == Status.failed
+    assert campaign.error.startswith("stage sampling failed: vacancy: PotentialError: LAMMPS rejected potential")
+    with session_scope() as session:
+        item = session.query(WorkItem).filter_by(campaign_id=campaign_id).one()
+        assert item.status == Status.failed and item.attempts == 1  # a bad file is not retried
+        assert session.get(Campaign, campaign_id).stages[0].status == Status.failed
+    assert _structures(campaign_id) == []
+
+    private.write_text(original)
+    with session_scope() as session:
+        resume_campaign(session, session.get(Campaign, campaign_id))
+    assert _finished(campaign_id).status == Status.succeeded
+    assert len(_structures(campaign_id)) == 3
+
+
+def test_server_start_resumes_work_of_a_dead_in_process_server(env):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    lost = []  # the tasks were queued in a process that died before running them
+    with session_scope() as session:
+        campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), _one_protocol_spec(), lost.extend).id
+    assert len(lost) == 1
+    with TestClient(create_app()):
+        campaign = _finished(campaign_id)
+    assert campaign.status == Status.succeeded
+    assert len(_structures(campaign_id)) == 3
