@@ -1,17 +1,34 @@
-"""Equilibrium properties of a potential: lattice constant and cohesive energy."""
+"""Equilibrium properties of a potential: lattice constant, cohesive energy, elastic constants, point defects."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from ase import Atoms
 from ase.data import atomic_numbers, reference_states
 
 from .builders import LATTICES, bulk_crystal
 from .lammps_engine import LammpsSystem
 from .potentials import Potential, check_element
 
-__all__ = ["relax_lattice_constant", "guess_lattice_constant"]
+__all__ = [
+    "relax_lattice_constant",
+    "guess_lattice_constant",
+    "elastic_constants",
+    "vacancy_formation_energy",
+    "interstitial_formation_energy",
+    "characterize",
+    "EV_PER_A3_TO_GPA",
+]
 
 _ATOMS_PER_CUBIC_CELL = {"bcc": 2, "fcc": 4}
+
+# 1 eV/A^3 = 1.602176634e-19 J / 1e-30 m^3 = 160.2176634 GPa
+EV_PER_A3_TO_GPA = 160.2176634
+
+# Positions are relaxed to this force (eV/A); the defect energies converge to < 1e-4 eV.
+_FORCE_TOLERANCE = 1e-6
 
 
 def guess_lattice_constant(element: str, lattice: str) -> float:
@@ -41,9 +58,7 @@ def relax_lattice_constant(
     Minimises a periodic size^3 conventional cell at zero pressure with
     isotropic box relaxation (the cubic symmetry is kept exactly).
     """
-    check_element(potential, element)
-    if lattice not in LATTICES:
-        raise ValueError(f"lattice must be one of {', '.join(LATTICES)}, got {lattice!r}")
+    _check(potential, element, lattice)
     a = guess_lattice_constant(element, lattice) if a_guess is None else float(a_guess)
     atoms = bulk_crystal(element, lattice, a, (size, size, size))
     with LammpsSystem(atoms, potential, threads=threads) as system:
@@ -60,3 +75,190 @@ def relax_lattice_constant(
         energy = system.potential_energy() / system.natoms
         a_relaxed = float(np.cbrt(abs(np.linalg.det(system.cell())))) / size
     return a_relaxed, float(energy)
+
+
+def _check(potential: Potential, element: str, lattice: str) -> None:
+    check_element(potential, element)
+    if lattice not in LATTICES:
+        raise ValueError(f"lattice must be one of {', '.join(LATTICES)}, got {lattice!r}")
+
+
+def _relaxed_state(system: LammpsSystem) -> tuple[float, np.ndarray]:
+    """Minimise positions at fixed cell; total energy (eV) and stress (6 Voigt, eV/A^3, ASE sign)."""
+    system.commands(["min_style cg", f"minimize 0.0 {_FORCE_TOLERANCE!r} 10000 100000"])
+    return system.potential_energy(), system.stress()
+
+
+def elastic_constants(
+    potential: Potential,
+    element: str,
+    lattice: str,
+    a: float | None = None,
+    *,
+    strain: float = 1e-3,
+    size: int = 3,
+    threads: int = 1,
+) -> dict[str, float]:
+    """Cubic elastic constants (GPa) at 0 K from the stress of strained, position-relaxed cells.
+
+    Each of the six Voigt strains is applied as +/- ``strain`` to the
+    conventional cell at lattice constant ``a`` (default: the relaxed one, so
+    the reference stress is zero); positions are relaxed at fixed cell (no
+    effect for monatomic bcc/fcc, where every atom is a centre of inversion,
+    but cheap) and C_ij = d sigma_i / d epsilon_j by central differences
+    (epsilon_4..6 engineering shear strains). The cubic constants average the
+    symmetry-equivalent entries of the 6 x 6 matrix. Returns C11, C12, C44,
+    the bulk modulus B = (C11 + 2 C12) / 3, the shear moduli C' = (C11 - C12) / 2
+    and C44, the Zener ratio A = C44 / C' and the lattice constant used (A).
+    """
+    _check(potential, element, lattice)
+    if not 0 < strain < 0.05:
+        raise ValueError(f"strain must be in (0, 0.05), a small fraction such as 1e-3, got {strain!r}")
+    if a is None:
+        a, _ = relax_lattice_constant(potential, element, lattice, threads=threads)
+    reference = bulk_crystal(element, lattice, float(a), (size, size, size))
+    matrix = np.zeros((6, 6))
+    for j in range(6):
+        stresses = []
+        for sign in (1.0, -1.0):
+            epsilon = np.zeros((3, 3))
+            if j < 3:
+                epsilon[j, j] = sign * strain
+            else:
+                # Voigt 4, 5, 6 = yz, xz, xy; engineering shear strain gamma = 2 epsilon_ij
+                p, q = ((1, 2), (0, 2), (0, 1))[j - 3]
+                epsilon[p, q] = epsilon[q, p] = 0.5 * sign * strain
+            strained = reference.copy()
+            strained.set_cell(reference.cell[:] @ (np.eye(3) + epsilon), scale_atoms=True)
+            with LammpsSystem(strained, potential, threads=threads) as system:
+                stresses.append(_relaxed_state(system)[1])
+        matrix[:, j] = (stresses[0] - stresses[1]) / (2.0 * strain)
+    matrix *= EV_PER_A3_TO_GPA
+    c11 = float(np.mean(np.diag(matrix)[:3]))
+    c12 = float(np.mean([matrix[0, 1], matrix[0, 2], matrix[1, 2], matrix[1, 0], matrix[2, 0], matrix[2, 1]]))
+    c44 = float(np.mean(np.diag(matrix)[3:]))
+    shear_prime = 0.5 * (c11 - c12)
+    return {
+        "C11": c11,
+        "C12": c12,
+        "C44": c44,
+        "bulk_modulus": (c11 + 2.0 * c12) / 3.0,
+        "C_prime": shear_prime,
+        "zener_ratio": c44 / shear_prime if shear_prime else math.inf,
+        "a": float(a),
+    }
+
+
+def _perfect_energy(potential: Potential, atoms: Atoms, threads: int) -> float:
+    with LammpsSystem(atoms, potential, threads=threads) as system:
+        return _relaxed_state(system)[0]
+
+
+def vacancy_formation_energy(
+    potential: Potential,
+    element: str,
+    lattice: str,
+    a: float | None = None,
+    size: int = 5,
+    *,
+    threads: int = 1,
+) -> float:
+    """Relaxed vacancy formation energy (eV) at constant volume: E(N-1) - (N-1)/N E(N).
+
+    ``size``^3 conventional cells at lattice constant ``a`` (default: the
+    relaxed one); positions relaxed, cell fixed (the usual constant-volume
+    value; the difference to zero pressure is O(1/N)).
+    """
+    _check(potential, element, lattice)
+    if int(size) != size or size < 2:
+        raise ValueError(f"size must be an integer >= 2 (cubic cells per edge), got {size!r}")
+    if a is None:
+        a, _ = relax_lattice_constant(potential, element, lattice, threads=threads)
+    perfect = bulk_crystal(element, lattice, float(a), (int(size),) * 3)
+    n = len(perfect)
+    energy_perfect = _perfect_energy(potential, perfect, threads)
+    defective = perfect.copy()
+    del defective[n // 2]
+    with LammpsSystem(defective, potential, threads=threads) as system:
+        energy_defect, _ = _relaxed_state(system)
+    return float(energy_defect - (n - 1) / n * energy_perfect)
+
+
+def dumbbell_111(atoms: Atoms, index: int, a: float, separation: float | None = None) -> Atoms:
+    """A copy of bcc ``atoms`` with site ``index`` replaced by a <111> dumbbell (two atoms on the [111] axis).
+
+    ``separation`` (A) defaults to 0.6 x the nearest-neighbour distance a sqrt3/2.
+    """
+    if separation is None:
+        separation = 0.6 * a * math.sqrt(3.0) / 2.0
+    axis = np.ones(3) / math.sqrt(3.0)
+    centre = atoms.positions[index].copy()
+    result = atoms.copy()
+    result.positions[index] = centre - 0.5 * separation * axis
+    result += Atoms(atoms[index].symbol, positions=[centre + 0.5 * separation * axis])
+    return result
+
+
+def interstitial_formation_energy(
+    potential: Potential,
+    element: str,
+    lattice: str = "bcc",
+    a: float | None = None,
+    size: int = 5,
+    *,
+    threads: int = 1,
+) -> float:
+    """Relaxed <111> dumbbell self-interstitial formation energy (eV): E(N+1) - (N+1)/N E(N), bcc only.
+
+    Constant volume, positions relaxed from a dumbbell of two atoms sharing a
+    lattice site along [111] (in bcc W this is the stable interstitial; the
+    minimiser keeps the symmetry, so the result is the <111> configuration
+    whether it is the dumbbell or the crowdion the potential prefers).
+    """
+    _check(potential, element, lattice)
+    if lattice != "bcc":
+        raise ValueError(f"the <111> dumbbell is a bcc interstitial; lattice must be 'bcc', got {lattice!r}")
+    if int(size) != size or size < 2:
+        raise ValueError(f"size must be an integer >= 2 (cubic cells per edge), got {size!r}")
+    if a is None:
+        a, _ = relax_lattice_constant(potential, element, lattice, threads=threads)
+    perfect = bulk_crystal(element, lattice, float(a), (int(size),) * 3)
+    n = len(perfect)
+    energy_perfect = _perfect_energy(potential, perfect, threads)
+    with LammpsSystem(dumbbell_111(perfect, n // 2, float(a)), potential, threads=threads) as system:
+        energy_defect, _ = _relaxed_state(system)
+    return float(energy_defect - (n + 1) / n * energy_perfect)
+
+
+def characterize(
+    potential: Potential,
+    element: str,
+    lattice: str,
+    *,
+    interstitial: bool = False,
+    threads: int = 1,
+) -> dict[str, object]:
+    """The basic properties of ``potential`` for ``element`` in ``lattice``, one JSON-ready dict.
+
+    Keys: potential, element, lattice, a (A), E_coh (eV/atom, negative), C11,
+    C12, C44, bulk_modulus (GPa), E_vac (eV) and, with ``interstitial=True``
+    (bcc only), E_sia_111 (eV).
+    """
+    _check(potential, element, lattice)
+    a, cohesive = relax_lattice_constant(potential, element, lattice, threads=threads)
+    elastic = elastic_constants(potential, element, lattice, a, threads=threads)
+    report: dict[str, object] = {
+        "potential": potential.name,
+        "element": element,
+        "lattice": lattice,
+        "a": a,
+        "E_coh": cohesive,
+        "C11": elastic["C11"],
+        "C12": elastic["C12"],
+        "C44": elastic["C44"],
+        "bulk_modulus": elastic["bulk_modulus"],
+        "E_vac": vacancy_formation_energy(potential, element, lattice, a, threads=threads),
+    }
+    if interstitial:
+        report["E_sia_111"] = interstitial_formation_energy(potential, element, lattice, a, threads=threads)
+    return report
