@@ -156,6 +156,72 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
     )
 
 
+def _basis_options(function):  # type: ignore[no-untyped-def]
+    options = [
+        click.option("--basis", type=click.Choice(["snap", "mtp", "ace", "mlip3"]), default="snap",
+                     show_default=True, help="linear basis of the D-optimality criterion"),
+        click.option("--train", "train", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="training set B: extxyz, MTP .cfg or pacemaker .pckl.gzip"),
+        click.option("--potential", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help=".mtp (mtp), .yaml (ace) or .almtp (mlip3) potential"),
+        click.option("--twojmax", default=6, show_default=True, help="SNAP: 2 j_max"),
+        click.option("--cutoff", default=4.7, show_default=True, help="SNAP: pair cutoff, A"),
+        click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="output extxyz"),
+        click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _science(call):  # type: ignore[no-untyped-def]
+    """Run a file-to-file science command; bad input exits 2 with its message, never a traceback."""
+    import json
+
+    try:
+        summary = call()
+    except (ValueError, RuntimeError, OSError) as exc:
+        console.print(f"[red]error[/red]: {exc}", highlight=False)
+        sys.exit(2)
+    click.echo(json.dumps(summary, indent=2))
+    return summary
+
+
+@main.command()
+@_basis_options
+def grade(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff: float, out: Path,
+          inputs: tuple[Path, ...]) -> None:
+    """Per-atom extrapolation grade gamma of INPUTS against the training set (MLIP-3 semantics).
+
+    Writes OUT with a per-atom `gamma` array and prints gamma_max and the fractions of
+    atoms above 1 (extrapolation), 2 (selection) and 10 (risky).
+    """
+    from workers.tools import BasisOptions, grade_files
+
+    options = BasisOptions(basis, potential, twojmax, cutoff, get_settings().lammps_threads or 1)
+    _science(lambda: grade_files(options, train, inputs, out))
+
+
+@main.command()
+@_basis_options
+@click.option("--lattice", type=click.Choice(["bcc", "fcc"]), default="bcc", show_default=True,
+              help="perfect lattice; atoms not in it are the candidates")
+@click.option("--candidates", type=click.Choice(["defects", "all"]), default="defects", show_default=True)
+@click.option("--gamma-select", default=2.0, show_default=True, help="select environments above this gamma")
+@click.option("--max-new", default=200, show_default=True, help="most environments selected")
+@click.option("--radius", default=8.0, show_default=True, help="cluster radius, A")
+@click.option("--vacuum", default=0.0, show_default=True, help="vacuum padding, A (8 gives the paper's C set)")
+def select(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff: float, out: Path,
+           inputs: tuple[Path, ...], lattice: str, candidates: str, gamma_select: float, max_new: int,
+           radius: float, vacuum: float) -> None:
+    """Select diverse high-gamma environments of INPUTS (greedy MaxVol) and write clusters around them."""
+    from workers.tools import BasisOptions, select_files
+
+    options = BasisOptions(basis, potential, twojmax, cutoff, get_settings().lammps_threads or 1)
+    _science(lambda: select_files(options, train, inputs, out, lattice=lattice, gamma_select=gamma_select,
+                                  max_new=max_new, radius=radius, vacuum=vacuum, candidates=candidates))
+
+
 @main.command()
 @click.option("--host", default=None, help="default DG_API_HOST (127.0.0.1)")
 @click.option("--port", default=None, type=int, help="default DG_API_PORT (8000)")

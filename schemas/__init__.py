@@ -1,18 +1,18 @@
 """Pydantic models shared by every layer: the campaign spec and its stage parameters."""
 
 from schemas.campaign import (
-    AnnealProtocol,
     Budget,
     CampaignSpec,
     FieldError,
     LabellingParams,
     ReconstructionParams,
-    SamplingParams,
     SelectionParams,
     SpecError,
     load_spec_text,
     parse_spec,
 )
+
+from schemas.sampling import AnnealProtocol, SamplingParams
 
 __all__ = [
     "AnnealProtocol",

@@ -11,56 +11,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
-from ase.data import chemical_symbols
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ase.data import chemical_symbols, reference_states
+from pydantic import Field, ValidationError, field_validator
 
-PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
+from schemas.base import Strict
+from schemas.sampling import ATOMS_PER_CUBIC_CELL, SamplingParams
+
 Lattice = Literal["bcc", "fcc"]
-Repeat = Annotated[int, Field(ge=1, le=1000)]
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos in a hand-written YAML file: reject them, naming the key.
-    model_config = ConfigDict(extra="forbid")
-
-
-class AnnealProtocol(_Strict):
-    """Equilibrium MD of a (possibly defective) crystal at a list of temperatures."""
-
-    kind: Literal["anneal"] = "anneal"
-    name: str | None = Field(None, description="label of this run; default '<kind>-<index>'")
-    supercell: tuple[Repeat, Repeat, Repeat] = Field(
-        (8, 8, 8), description="repeats of the cubic conventional cell along x, y, z"
-    )
-    vacancies: int = Field(0, ge=0, description="atoms removed at random before the run")
-    temperatures: list[PositiveKelvin] = Field(
-        [300.0], min_length=1, description="temperatures run one after another, K"
-    )
-    steps_per_temperature: int = Field(2000, gt=0, description="MD steps at each temperature")
-    snapshot_every: int = Field(500, gt=0, description="steps between stored snapshots")
-    timestep_fs: float = Field(1.0, gt=0, le=10, description="MD time step, fs")
-    ensemble: Literal["nvt", "npt"] = Field("nvt", description="Nose-Hoover NVT or NPT at zero pressure")
-    seed: int = Field(12345, ge=1, description="random seed for vacancies and velocities")
-
-    def atom_steps(self, atoms_per_cell: int) -> int:
-        n_atoms = atoms_per_cell * self.supercell[0] * self.supercell[1] * self.supercell[2]
-        return (n_atoms - self.vacancies) * self.steps_per_temperature * len(self.temperatures)
-
-    def snapshot_count(self) -> int:
-        # One snapshot after the initial minimisation, then one every `snapshot_every` steps of the whole run.
-        return 1 + (self.steps_per_temperature * len(self.temperatures)) // self.snapshot_every
-
-
-# New loading protocols join this union; `kind` is the discriminator.
-Protocol = Annotated[AnnealProtocol, Field(discriminator="kind")]
-
-
-class SamplingParams(_Strict):
-    protocols: list[Protocol] = Field(..., min_length=1, description="loading protocols, run in parallel")
-    threads: int = Field(1, ge=1, le=256, description="OpenMP threads per LAMMPS run")
-
-
-class SelectionParams(_Strict):
+class SelectionParams(Strict):
     basis: Literal["snap", "mtp", "ace", "mlip3"] = Field("snap", description="linear basis for D-optimality")
     gamma_select: float = Field(2.0, gt=1.0, description="extrapolation grade above which an environment is selected")
     gamma_break: float = Field(10.0, gt=1.0, description="extrapolation grade that stops an OTF run")
@@ -69,7 +29,7 @@ class SelectionParams(_Strict):
     vacuum: float = Field(8.0, ge=0, description="vacuum padding of the C (cluster) variant, A")
 
 
-class ReconstructionParams(_Strict):
+class ReconstructionParams(Strict):
     core_radius: float = Field(5.0, gt=0, description="radius of the fixed core (the MLIP cutoff), A")
     max_atoms: int = Field(140, ge=2, description="most atoms in a reconstructed periodic cell")
     grid: Literal["authors", "wide"] = Field("authors", description="box-size grid: 3x3x3 offsets or 1..10 A")
@@ -78,7 +38,7 @@ class ReconstructionParams(_Strict):
     steps: int = Field(2000, gt=0, description="MD/GCMC steps per box, 1 fs each")
 
 
-class LabellingParams(_Strict):
+class LabellingParams(Strict):
     engine: Literal["gpaw", "vasp", "espresso", "eam"] = Field("gpaw", description="DFT (or reference) engine")
     profile: Literal["production", "quick"] = Field("quick", description="accuracy profile")
     cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
@@ -87,13 +47,13 @@ class LabellingParams(_Strict):
     )
 
 
-class Budget(_Strict):
+class Budget(Strict):
     max_md_atom_steps: int = Field(10**10, gt=0, description="cap on atoms x MD steps over all protocols")
     max_snapshots: int = Field(10_000, gt=0, description="cap on stored snapshots over all protocols")
     max_dft_jobs: int = Field(1000, gt=0, description="cap on DFT calculations")
 
 
-class CampaignSpec(_Strict):
+class CampaignSpec(Strict):
     name: str = Field(..., min_length=1, max_length=200, description="human-readable campaign name")
     element: str = Field(..., description="chemical symbol of the metal, e.g. W")
     lattice: Lattice = Field("bcc", description="ground-state lattice of the element")
@@ -120,8 +80,12 @@ class CampaignSpec(_Strict):
             raise ValueError(f"unknown element {value!r}; use a chemical symbol such as W, Mo or Fe")
         return value
 
-    def atoms_per_cell(self) -> int:
-        return {"bcc": 2, "fcc": 4}[self.lattice]
+    def estimated_lattice_constant(self) -> float:
+        """The given constant, else the experimental one (only for estimates before the run)."""
+        if self.lattice_constant is not None:
+            return self.lattice_constant
+        state = reference_states[chemical_symbols.index(self.element)] or {}
+        return float(state.get("a", 3.5))
 
     def protocol_names(self) -> list[str]:
         return [p.name or f"{p.kind}-{i}" for i, p in enumerate(self.sampling.protocols)]
@@ -177,33 +141,17 @@ def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> 
 
 
 def _check_consistency(spec: CampaignSpec) -> None:
-    """Checks across fields: budget caps, unique protocol names, vacancies that fit the cell."""
+    """Checks across fields: the MD budget and unique protocol names."""
     errors = []
-    for index, protocol in enumerate(spec.sampling.protocols):
-        n_atoms = spec.atoms_per_cell() * protocol.supercell[0] * protocol.supercell[1] * protocol.supercell[2]
-        if protocol.vacancies >= n_atoms:
-            errors.append(
-                FieldError(
-                    f"sampling.protocols.{index}.vacancies",
-                    f"{protocol.vacancies} vacancies in a cell of {n_atoms} atoms; use fewer or a larger supercell",
-                )
-            )
-    atom_steps = sum(p.atom_steps(spec.atoms_per_cell()) for p in spec.sampling.protocols)
+    a = spec.estimated_lattice_constant()
+    density = ATOMS_PER_CUBIC_CELL[spec.lattice] / a**3
+    atom_steps = sum(p.structure.volume(a) * density * p.md_steps() for p in spec.sampling.protocols)
     if atom_steps > spec.budget.max_md_atom_steps:
         errors.append(
             FieldError(
                 "budget.max_md_atom_steps",
-                f"the protocols need {atom_steps:.3g} atom-steps, above the cap "
+                f"the protocols need about {atom_steps:.3g} atom-steps, above the cap "
                 f"{spec.budget.max_md_atom_steps:.3g}; raise the cap or shorten the runs",
-            )
-        )
-    snapshots = sum(p.snapshot_count() for p in spec.sampling.protocols)
-    if snapshots > spec.budget.max_snapshots:
-        errors.append(
-            FieldError(
-                "budget.max_snapshots",
-                f"the protocols store {snapshots} snapshots, above the cap {spec.budget.max_snapshots}; "
-                "raise the cap or increase snapshot_every",
             )
         )
     names = spec.protocol_names()

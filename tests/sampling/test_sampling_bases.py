@@ -170,7 +170,6 @@ alpha_moment_mapping = {0, 4, 5, 6, 7}
 
 @pytest.fixture(scope="module")
 def mtp_file(tmp_path_factory) -> Path:
-    pytest.importorskip("motep")
     from motep.io.mlip.mtp import read_mtp, write_mtp
 
     directory = tmp_path_factory.mktemp("mtp")
@@ -236,7 +235,6 @@ def test_mtp_basis_errors(tmp_path, mtp_file):
 
 @pytest.fixture(scope="module")
 def ace() -> AceBasis:
-    pytest.importorskip("pyace", reason="optional extra python-ace==0.4.0rc1")
     return AceBasis(REFERENCE / "W.yaml", asi=REFERENCE / "W.asi")
 
 

@@ -29,9 +29,8 @@ def _labelled(seed: int = 0):
     return atoms
 
 
-@pytest.mark.skipif(not W_ALL.is_file(), reason="reference data not present")
 def test_reference_w_all_pacemaker_set_loads_with_labels():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     images = read_dataset(W_ALL)
     frame = pd.read_pickle(W_ALL, compression="gzip")
     assert len(images) == 1026
@@ -44,7 +43,7 @@ def test_reference_w_all_pacemaker_set_loads_with_labels():
 
 
 def test_pacemaker_from_binary_file_object():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     images = [_labelled(0), _labelled(1)]
     frame = pd.DataFrame(
         {
@@ -150,7 +149,6 @@ def test_basic_dataset_relaxed_with_potential(w_zhou):
 
 
 def test_soap_pca_map_of_datasets():
-    pytest.importorskip("dscribe")
     from sampling.clusters import cut_clusters, pad_vacuum
 
     basic = [a for a in basic_dataset("W", "bcc", A_W) if "rattled" in a.info["source"]][:2]  # 2 x 54 atoms

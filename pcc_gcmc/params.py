@@ -1,0 +1,130 @@
+"""Parameters of a PCC-GCMC reconstruction (defaults: the authors' published LAMMPS protocol)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+__all__ = ["GCMCParams", "AUTHORS_OFFSETS", "WIDE_OFFSETS"]
+
+# The authors' grid: 3 x 3 x 3 boxes, each length the starting length plus -1.0, -0.5 or 0.0 A.
+AUTHORS_OFFSETS: tuple[float, ...] = (-1.0, -0.5, 0.0)
+# The paper's wider search (Fig. 3b): box = core extent + 1..10 A per axis.
+WIDE_OFFSETS: tuple[float, ...] = tuple(float(d) for d in range(1, 11))
+
+BOX_RELAX = ("aniso", "iso", "tri", "none")
+
+
+@dataclass(frozen=True)
+class GCMCParams:
+    """Everything that defines one reconstruction; JSON-ready through :meth:`to_dict`/:meth:`from_dict`.
+
+    Units: K, eV, A, ps (LAMMPS metal units); ``steps`` are MD/GCMC steps of ``timestep`` ps.
+    The names shared with ``schemas.campaign.ReconstructionParams`` (core_radius, max_atoms, grid,
+    temperature, mu, steps) mean the same thing, so ``GCMCParams.from_dict(spec.reconstruction.model_dump())``
+    works.
+    """
+
+    # --- the authors' GCMC protocol
+    temperature: float = 100.0  # K, reservoir and MD thermostat temperature
+    mu: float = 0.1  # eV, chemical potential of the reservoir
+    steps: int = 2000  # steps per candidate box
+    timestep: float = 0.001  # ps (1 fs)
+    gcmc_every: int = 10  # fix gcmc invoked every N steps ...
+    exchanges: int = 10  # ... with X insertion/deletion attempts ...
+    mc_moves: int = 100  # ... and M translation attempts
+    max_displacement: float = 0.1  # A, largest MC translation
+    md: bool = True  # NVT dynamics of the non-core atoms between GCMC invocations
+    # --- relaxation after insertion (CG, inserted atoms and box; core fixed)
+    min_etol: float = 1e-12
+    min_ftol: float = 1e-12
+    min_maxiter: int = 10000
+    min_maxeval: int = 100000
+    box_relax: Literal["aniso", "iso", "tri", "none"] = "aniso"
+    # --- geometry
+    core_radius: float = 5.0  # A, fixed core around the centre (the MLIP cutoff)
+    max_atoms: int = 140  # cap on atoms of an admissible candidate
+    grid: Literal["authors", "wide"] = "authors"
+    offsets: tuple[float, ...] | None = None  # per-axis offsets; default from ``grid``
+    margin: float | None = None  # A added to the core extent for the starting box; None: fill max_atoms
+    wide_prune: float = 1.15  # wide grid: skip boxes expected to hold > wide_prune * max_atoms atoms
+    seed_shell: bool = True  # start from the cluster's atoms outside the core (mobile) where they fit
+    seed_min_distance: float | None = None  # A; None: 0.85 x the core's nearest-neighbour distance
+    overlap_cutoff: float | None = None  # fix gcmc overlap_cutoff (A): reject moves closer than this
+    protect_centre: bool = True  # no GCMC insertion/move within core_radius of the centre atom
+    # --- run
+    element: str | None = None  # inserted element; None: the centre atom's element
+    seed: int | None = None  # base random seed; None: derived from the cluster (reproducible)
+    threads: int = 1  # OpenMP threads per LAMMPS instance
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name}: must be positive, got {value!r}")
+
+        for name in ("temperature", "timestep", "max_displacement", "core_radius", "min_ftol", "wide_prune"):
+            positive(name)
+        for name in ("steps", "gcmc_every", "min_maxiter", "min_maxeval", "threads"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("exchanges", "mc_moves"):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
+        if self.exchanges == 0 and self.mc_moves == 0:
+            raise ValueError("exchanges and mc_moves are both 0: fix gcmc would do nothing")
+        if int(self.max_atoms) != self.max_atoms or self.max_atoms < 2:
+            raise ValueError(f"max_atoms: must be an integer >= 2, got {self.max_atoms!r}")
+        if self.grid not in ("authors", "wide"):
+            raise ValueError(f"grid: must be 'authors' or 'wide', got {self.grid!r}")
+        if self.box_relax not in BOX_RELAX:
+            raise ValueError(f"box_relax: must be one of {', '.join(BOX_RELAX)}, got {self.box_relax!r}")
+        if self.min_etol < 0:
+            raise ValueError(f"min_etol: must be >= 0, got {self.min_etol!r}")
+        if self.offsets is not None:
+            if len(self.offsets) == 0:
+                raise ValueError("offsets: give at least one offset (A)")
+            object.__setattr__(self, "offsets", tuple(float(v) for v in self.offsets))
+        for name in ("margin", "seed_min_distance", "overlap_cutoff"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name}: must be positive or None, got {value!r}")
+        if self.seed is not None and (int(self.seed) != self.seed or self.seed < 0):
+            raise ValueError(f"seed: must be a non-negative integer or None, got {self.seed!r}")
+
+    @property
+    def grid_offsets(self) -> tuple[float, ...]:
+        """Per-axis offsets (A) of the box grid."""
+        if self.offsets is not None:
+            return self.offsets
+        return AUTHORS_OFFSETS if self.grid == "authors" else WIDE_OFFSETS
+
+    def replace(self, **changes: Any) -> "GCMCParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["offsets"] is not None:
+            data["offsets"] = list(data["offsets"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | "GCMCParams" | None) -> "GCMCParams":
+        """From a mapping of field names (unknown keys are an error); None gives the defaults."""
+        if data is None:
+            return cls()
+        if isinstance(data, GCMCParams):
+            return data
+        if hasattr(data, "model_dump"):  # a pydantic model such as ReconstructionParams
+            data = data.model_dump()
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown PCC-GCMC parameters {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        values = dict(data)
+        if values.get("offsets") is not None:
+            values["offsets"] = tuple(values["offsets"])
+        return cls(**values)

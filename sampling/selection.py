@@ -1,0 +1,82 @@
+"""D-optimality selection over configurations: grade every atom, select diverse environments.
+
+Plain functions on ase.Atoms and numpy arrays, shared by the `grade` / `select` commands
+and the campaign's selection stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from .bases import Basis
+from .maxvol import ActiveSet, build_active_set, grades, select_add
+
+GAMMA_LEVELS = (1.0, 2.0, 10.0)  # MLIP-3: interpolation, reliable extrapolation, risky
+
+
+def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001) -> ActiveSet:
+    """The MaxVol active set of every atom of the training configurations."""
+    rows, labels = [], []
+    for index, atoms in enumerate(training):
+        rows.append(basis.rows(atoms))
+        labels.extend(f"train-{index}:atom-{atom}" for atom in range(len(atoms)))
+    return build_active_set(np.vstack(rows), tolerance=tolerance, labels=labels)
+
+
+def grade_atoms(basis: Basis, active_set: ActiveSet, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, gamma) of every atom of one configuration."""
+    rows = basis.rows(atoms)
+    return rows, grades(active_set, rows)
+
+
+def gamma_summary(gamma: np.ndarray) -> dict[str, float]:
+    """gamma_max and the fractions of atoms above the MLIP-3 levels 1, 2 and 10."""
+    gamma = np.asarray(gamma, dtype=float)
+    summary = {"n_atoms": int(gamma.size), "gamma_max": float(gamma.max()) if gamma.size else 0.0}
+    for level in GAMMA_LEVELS:
+        summary[f"fraction_above_{level:g}"] = float(np.mean(gamma > level)) if gamma.size else 0.0
+    return summary
+
+
+@dataclass(frozen=True)
+class Selection:
+    active_set: ActiveSet
+    chosen: list[tuple[int, int]]  # (configuration index, atom index), in the order they entered
+
+
+def select_environments(
+    active_set: ActiveSet,
+    rows: Sequence[np.ndarray],
+    gamma: Sequence[np.ndarray],
+    candidates: Sequence[np.ndarray] | None = None,
+    gamma_select: float = 2.0,
+    max_new: int | None = None,
+) -> Selection:
+    """Greedy MaxVol selection among candidate atoms of several configurations.
+
+    ``rows[k]``/``gamma[k]``: per-atom rows and grades of configuration k; ``candidates[k]``
+    a boolean mask of atoms that may be selected (default all). Only candidates above
+    ``gamma_select`` are handed to select_add, which keeps the selection diverse.
+    """
+    pool_rows, owners = [], []
+    for k, (config_rows, config_gamma) in enumerate(zip(rows, gamma, strict=True)):
+        mask = config_gamma > gamma_select
+        if candidates is not None:
+            mask &= np.asarray(candidates[k], dtype=bool)
+        for atom in np.flatnonzero(mask):
+            owners.append((k, int(atom)))
+        pool_rows.append(config_rows[mask])
+    if not owners:
+        return Selection(active_set, [])
+    updated, picked = select_add(
+        active_set,
+        np.vstack(pool_rows),
+        gamma_select=gamma_select,
+        max_new=max_new,
+        labels=[f"config-{k}:atom-{a}" for k, a in owners],
+    )
+    return Selection(updated, [owners[int(i)] for i in picked])

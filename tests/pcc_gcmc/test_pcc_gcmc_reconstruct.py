@@ -1,0 +1,240 @@
+"""PCC-GCMC with real LAMMPS runs (EAM-Zhou W).
+
+EAM-Zhou W as shipped (W_zhou.eam.alloy) has E_coh = -8.760 eV/atom at a = 3.1648 A (not the -8.90
+of Zhou's parameter table that the issue quotes), so the criteria are relative: E <= E_coh + 0.05
+(perfect crystal) and E <= E_coh + 0.15 (screw dislocation, the paper's -8.75 vs -8.90).
+
+The default tests run a reduced protocol: 200 steps with 100 exchanges and 20 moves every 10 steps
+(2000 exchange attempts, as many as the authors' 2000 steps x 10 / 10) and a sub-grid. The full
+protocol (2000 steps, 10 exchanges + 100 moves, the full grid) is marked slow: ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from pcc_gcmc import GCMCParams, default_core_mask, plan, reconstruct, run_candidate
+from pcc_gcmc.cli_support import reconstruct_file
+from sampling.clusters import cut_clusters
+from sampling.lammps_engine import LammpsSystem
+from sampling.potentials import load_potential
+from sampling.properties import relax_lattice_constant
+
+QUICK = {"steps": 200, "exchanges": 100, "mc_moves": 20}
+W_ELASTIC = (522.5, 204.2, 160.8)  # GPa, EAM-Zhou W
+
+
+@pytest.fixture(scope="module")
+def potential():
+    return load_potential("W_zhou.eam.alloy")
+
+
+@pytest.fixture(scope="module")
+def w_bulk(potential):
+    a, e_coh = relax_lattice_constant(potential, "W", "bcc")
+    assert e_coh == pytest.approx(-8.760, abs=2e-3)  # measured; not Zhou's table value -8.90
+    return a, e_coh
+
+
+@pytest.fixture(scope="module")
+def sphere_cluster(w_bulk):
+    a, _ = w_bulk
+    crystal = bulk("W", "bcc", a, cubic=True).repeat((8, 8, 8))
+    return cut_clusters(crystal, [0], 8.0)[0]
+
+
+@pytest.fixture(scope="module")
+def screw_cluster(potential, w_bulk) -> Atoms:
+    """The paper's Fig. 3a cluster: 8 A around a relaxed 1/2<111> screw core, periodic along the line."""
+    from sampling.builders import screw_dislocation
+
+    a, _ = w_bulk
+    cylinder = screw_dislocation("W", "bcc", a, *W_ELASTIC, radius=16.0, fixed_width=5.0, line_repeats=4)
+    fixed = np.flatnonzero(cylinder.arrays["fixed"])
+    with LammpsSystem(cylinder, potential) as system:
+        system.commands([f"group fixed id {' '.join(str(i + 1) for i in fixed)}",
+                         "fix hold fixed setforce 0.0 0.0 0.0", "min_style cg", "minimize 0 1e-6 2000 20000"])
+        relaxed = system.get_atoms()
+    line = np.array(cylinder.info["core_position"])
+    centre = int(np.argmin(np.linalg.norm(relaxed.positions[:, :2] - line[:2], axis=1)))
+    keep = np.linalg.norm(relaxed.positions[:, :2] - relaxed.positions[centre, :2], axis=1) <= 8.0
+    cluster = relaxed[keep]
+    cluster.positions -= relaxed.positions[centre] * [1.0, 1.0, 0.0]
+    cluster.cell = np.diag([0.0, 0.0, relaxed.cell[2, 2]])
+    cluster.pbc = (False, False, True)
+    flags = np.zeros(len(cluster), dtype=bool)
+    flags[int(np.flatnonzero(keep).tolist().index(centre))] = True
+    cluster.arrays["centre"] = flags
+    return cluster
+
+
+def _core_unchanged(result_atoms: Atoms, cluster_atoms: Atoms, core: np.ndarray) -> float:
+    """Largest change (A) of the core atoms' positions relative to the first core atom."""
+    before = cluster_atoms.positions[core]
+    after = result_atoms.positions[result_atoms.arrays["core"]]
+    assert len(after) == len(before)
+    periodic = np.asarray(cluster_atoms.pbc)
+    d_before = before - before[0]
+    for k in np.flatnonzero(periodic):  # minimum image along the cluster's own periodic axes
+        period = cluster_atoms.cell[k, k]
+        d_before[:, k] -= np.rint(d_before[:, k] / period) * period
+        # the reconstruction keeps the same image convention: compare modulo the period
+    d_after = after - after[0]
+    difference = d_after - d_before
+    for k in np.flatnonzero(periodic):
+        period = cluster_atoms.cell[k, k]
+        difference[:, k] -= np.rint(difference[:, k] / period) * period
+    return float(np.abs(difference).max())
+
+
+def _check_result(result, cluster_atoms, core, max_atoms=140):
+    atoms = result.atoms
+    assert atoms.pbc.all()
+    assert len(atoms) <= max_atoms
+    assert atoms.arrays["core"].dtype == bool and atoms.arrays["inserted"].dtype == bool
+    assert atoms.arrays["core"].sum() == core.sum()
+    assert not np.any(atoms.arrays["core"] & atoms.arrays["inserted"])
+    assert atoms.info["min_distance"] >= 2.2
+    assert _core_unchanged(atoms, cluster_atoms, core) < 1e-6
+    assert result.best.core_displacement < 1e-6
+    json.dumps(result.table())  # the dashboard's grid is JSON-ready
+    energies = [c.energy_per_atom for c in result.candidates if c.admissible]
+    assert atoms.info["energy_per_atom"] == pytest.approx(min(energies))
+
+
+# --------------------------------------------------------------------------- default (reduced protocol)
+
+
+def test_perfect_bcc_sphere_reconstructs_to_the_crystal(sphere_cluster, potential, w_bulk):
+    _, e_coh = w_bulk
+    core = default_core_mask(sphere_cluster, 5.0)
+    params = GCMCParams(**QUICK, offsets=(-0.5,), seed=3)  # one box of the authors' grid (about 12.7 A)
+    result = reconstruct(sphere_cluster, core, potential, params, max_workers=1)
+    assert len(result.candidates) == 1
+    _check_result(result, sphere_cluster.atoms, core)
+    energy = result.atoms.info["energy_per_atom"]
+    print(f"\nperfect W sphere, one box, reduced protocol: E = {energy:.4f} eV/atom (E_coh {e_coh:.4f}), "
+          f"{len(result.atoms)} atoms, d_min {result.atoms.info['min_distance']:.3f} A, {result.best.time_s:.1f} s")
+    # one box may keep a vacancy or two (the full grid reaches E_coh + 0.05: slow test; measured with the
+    # reduced protocol over 27 boxes: -8.7600, the perfect 128-atom crystal)
+    assert energy <= e_coh + 0.10
+
+
+def test_process_pool_runs_the_same_function(sphere_cluster, potential):
+    params = GCMCParams(steps=20, exchanges=10, mc_moves=10, offsets=(-0.5, 0.0), seed=8)
+    result = reconstruct(sphere_cluster, None, potential, params, max_workers=2)
+    assert result.info["execution"] == "processes:2" and len(result.candidates) == 8
+    assert all(c.status == "ok" for c in result.candidates)
+    payload, grid, _ = plan(sphere_cluster, None, potential, params)
+    best = result.best_index
+    direct = run_candidate(payload, grid[best]["box"], params, grid[best]["seed"])
+    assert direct.energy_per_atom == result.best.energy_per_atom
+
+
+def test_same_seed_same_result_and_distinct_seeds_differ(sphere_cluster, potential):
+    params = GCMCParams(steps=50, exchanges=100, mc_moves=20, offsets=(0.0,))
+    payload, grid, _ = plan(sphere_cluster, None, potential, params)
+    box, seed = grid[0]["box"], grid[0]["seed"]
+    first = run_candidate(payload, box, params.to_dict(), seed)
+    second = run_candidate(payload, box, params, seed)
+    assert first.status == second.status == "ok"
+    assert first.energy_per_atom == second.energy_per_atom
+    assert first.n_atoms == second.n_atoms and first.insertions_accepted == second.insertions_accepted
+    np.testing.assert_array_equal(np.array(first.positions), np.array(second.positions))
+    other = run_candidate(payload, box, params, seed + 1)
+    assert (other.energy_per_atom, other.translations_accepted) != (first.energy_per_atom, first.translations_accepted)
+    # without an explicit seed the same cluster plans the same per-box seeds
+    _, again, _ = plan(sphere_cluster, None, potential, params)
+    assert again[0]["seed"] == seed
+
+
+def test_screw_dislocation_line_cluster_reduced(screw_cluster, potential, w_bulk):
+    _, e_coh = w_bulk
+    core = default_core_mask(screw_cluster, 5.0)
+    params = GCMCParams(**QUICK, offsets=(0.0,), seed=3)
+    result = reconstruct(screw_cluster, core, potential, params, max_workers=1)
+    _check_result(result, screw_cluster, core)
+    # the line direction keeps its period: the dislocation stays straight and periodic
+    assert result.atoms.cell[2, 2] == pytest.approx(screw_cluster.cell[2, 2], abs=1e-9)
+    energy = result.atoms.info["energy_per_atom"]
+    print(f"\nscrew line cluster, one box, reduced protocol: E = {energy:.4f} (E_coh + {energy - e_coh:.3f}) eV/atom, "
+          f"{len(result.atoms)} atoms, {result.best.time_s:.1f} s")
+    assert energy <= e_coh + 0.30  # one box only; the full grid reaches <= E_coh + 0.15 (slow test)
+
+
+def test_executor_is_used(sphere_cluster, potential):
+    params = GCMCParams(steps=50, exchanges=20, mc_moves=20, offsets=(0.0,), seed=5)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        result = reconstruct(sphere_cluster, None, potential, params, executor=executor)
+    assert result.info["execution"] == "ThreadPoolExecutor"
+    assert result.candidates[0].status == "ok"
+
+
+def test_reconstruct_file(tmp_path, sphere_cluster):
+    cluster = sphere_cluster.atoms.copy()
+    core = default_core_mask(cluster, 5.0)
+    cluster.arrays["core"] = core
+    del cluster.arrays["centre"]
+    source = tmp_path / "cluster.extxyz"
+    ase.io.write(source, cluster)
+    out = tmp_path / "out" / "periodic.extxyz"
+    summary = reconstruct_file(source, "W_zhou.eam.alloy", out, grid="authors", seed=9, steps=100, exchanges=50,
+                               mc_moves=20, offsets=(0.0,), max_workers=1)
+    json.dumps(summary)
+    written = ase.io.read(out)
+    assert written.pbc.all() and len(written) == summary["n_atoms"] <= 140
+    assert written.arrays["core"].dtype == bool and written.arrays["core"].sum() == core.sum()
+    assert "inserted" in written.arrays
+    assert written.info["energy_per_atom"] == pytest.approx(summary["energy_per_atom"])
+    assert written.info["seed"] == summary["seed"] and "min_distance" in written.info
+    table = json.loads((tmp_path / "out" / "periodic.extxyz.candidates.json").read_text())
+    assert len(table["candidates"]) == 1 and table["best_index"] == 0
+
+
+# --------------------------------------------------------------------------- slow (the authors' full protocol)
+
+
+@pytest.mark.slow
+def test_perfect_bcc_sphere_reduced_protocol_sub_grid(sphere_cluster, potential, w_bulk):
+    _, e_coh = w_bulk
+    core = default_core_mask(sphere_cluster, 5.0)
+    result = reconstruct(sphere_cluster, core, potential, GCMCParams(**QUICK, offsets=(-0.5, 0.0), seed=3))
+    assert len(result.candidates) == 8
+    _check_result(result, sphere_cluster.atoms, core)
+    assert result.atoms.info["energy_per_atom"] <= e_coh + 0.05
+
+
+@pytest.mark.slow
+def test_perfect_bcc_sphere_full_protocol(sphere_cluster, potential, w_bulk):
+    _, e_coh = w_bulk
+    core = default_core_mask(sphere_cluster, 5.0)
+    result = reconstruct(sphere_cluster, core, potential, GCMCParams(seed=1), max_workers=2)
+    assert len(result.candidates) == 27
+    _check_result(result, sphere_cluster.atoms, core)
+    times = [c.time_s for c in result.candidates]
+    print(f"\nperfect W sphere, authors' protocol: E = {result.atoms.info['energy_per_atom']:.4f} (E_coh {e_coh:.4f}), "
+          f"{len(result.atoms)} atoms; per candidate {np.mean(times):.1f} s, wall {result.info['wall_time_s']:.0f} s")
+    assert result.atoms.info["energy_per_atom"] <= e_coh + 0.05
+
+
+@pytest.mark.slow
+def test_screw_dislocation_wide_grid(screw_cluster, potential, w_bulk):
+    """The paper's Fig. 3b search (box = core extent + 1..10 A on the free axes), reduced protocol.
+
+    Measured (seed 3): 43 boxes run, best -8.6224 eV/atom = E_coh + 0.138, 128 atoms, 455 s on 2 busy cores.
+    """
+    _, e_coh = w_bulk
+    core = default_core_mask(screw_cluster, 5.0)
+    result = reconstruct(screw_cluster, core, potential, GCMCParams(**QUICK, grid="wide", seed=3), max_workers=2)
+    _check_result(result, screw_cluster, core)
+    energy = result.atoms.info["energy_per_atom"]
+    print(f"\nscrew line cluster, wide grid: E = {energy:.4f} (E_coh + {energy - e_coh:.3f}), "
+          f"{len(result.atoms)} atoms, wall {result.info['wall_time_s']:.0f} s")
+    assert energy <= e_coh + 0.15
