@@ -15,7 +15,7 @@ from ase.data import chemical_symbols, reference_states
 from pydantic import Field, ValidationError, field_validator
 
 from schemas.base import Strict
-from schemas.sampling import ATOMS_PER_CUBIC_CELL, SamplingParams
+from schemas.sampling import ATOMS_PER_CUBIC_CELL, KIND_TAGS, SamplingParams
 
 Lattice = Literal["bcc", "fcc"]
 
@@ -106,8 +106,8 @@ class SpecError(ValueError):
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    # Drop pydantic's discriminator tag ("anneal") from the path: users did not write it.
-    return ".".join(str(part) for part in loc if part not in ("anneal",)) or "spec"
+    # Drop pydantic's discriminator tags ("anneal", "bulk") from the path: users did not write them.
+    return ".".join(str(part) for part in loc if part not in KIND_TAGS) or "spec"
 
 
 def parse_spec(data: Any) -> CampaignSpec:

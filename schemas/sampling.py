@@ -7,7 +7,7 @@ Defaults follow the paper: 300 K, strain rates 1e8-1e9 1/s.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -248,3 +248,11 @@ class SamplingParams(Strict):
     detection: Literal["acna", "cna"] = Field(
         "acna", description="defect detection: adaptive CNA (no cutoff) or conventional CNA (lattice cutoff)"
     )
+
+
+# The `kind` values: pydantic puts them in error locations, where users did not write them.
+KIND_TAGS = frozenset(
+    model.model_fields["kind"].default
+    for annotated in (Structure, Protocol)
+    for model in get_args(get_args(annotated)[0])
+)

@@ -28,7 +28,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-# A campaign small enough for the default suite: 2 protocols x 3 snapshots of 128-atom W.
+# A campaign small enough for the default suite: 2 protocols x 3 snapshots of 250-atom W
+# (5 cells = 15.8 A, just above twice the 7.89 A cutoff of EAM-Zhou W).
 TINY_SPEC = {
     "name": "tiny-w",
     "element": "W",
@@ -37,10 +38,11 @@ TINY_SPEC = {
     "potential": "W_zhou.eam.alloy",
     "sampling": {
         "protocols": [
-            {"kind": "anneal", "name": "bulk", "supercell": [4, 4, 4], "temperatures": [300],
-             "steps_per_temperature": 200, "snapshot_every": 100},
-            {"kind": "anneal", "name": "vacancy", "supercell": [4, 4, 4], "vacancies": 1, "temperatures": [300],
-             "steps_per_temperature": 200, "snapshot_every": 100, "seed": 3},
+            {"kind": "anneal", "name": "bulk", "structure": {"kind": "bulk", "supercell": [5, 5, 5]},
+             "temperatures": [300], "steps_per_temperature": 200, "snapshot_every": 100},
+            {"kind": "anneal", "name": "vacancy",
+             "structure": {"kind": "bulk", "supercell": [5, 5, 5], "vacancies": 1, "seed": 3},
+             "temperatures": [300], "steps_per_temperature": 200, "snapshot_every": 100, "seed": 3},
         ]
     },
 }

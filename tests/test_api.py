@@ -56,7 +56,7 @@ def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     assert [item["key"] for item in sampling["items"]] == ["bulk", "vacancy"]
     summary = body["summary"]
     assert summary["snapshots"] == 6
-    assert summary["atoms"] == 3 * 128 + 3 * 127
+    assert summary["atoms"] == 3 * 250 + 3 * 249
     assert sum(summary["structure_types"].values()) == summary["atoms"]
     assert summary["structure_types"]["other"] >= 14  # at least the vacancy's neighbours in frame 0
 
@@ -70,8 +70,8 @@ def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     assert by_source["bulk/frame-0"]["n_candidates"] == 0
     assert by_source["vacancy/frame-0"]["n_candidates"] == 14
     # EAM-Zhou W as shipped gives -8.760 eV/atom for perfect bcc (not the -8.90 of its parameter table)
-    assert by_source["bulk/frame-0"]["energy"] / 128 == pytest.approx(-8.760, abs=0.001)
-    assert by_source["vacancy/frame-0"]["info"]["structure_types"]["bcc"] == 127 - 14
+    assert by_source["bulk/frame-0"]["energy"] / 250 == pytest.approx(-8.760, abs=0.001)
+    assert by_source["vacancy/frame-0"]["info"]["structure_types"]["bcc"] == 249 - 14
 
     paged = client.get(
         f"/api/v1/campaigns/{campaign_id}/structures", params={"limit": 4, "offset": 4}, headers=_auth(alice)
@@ -79,7 +79,7 @@ def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     assert paged["count"] == 6 and len(paged["data"]) == 2
 
     extxyz = client.get(f"/api/v1/structures/{by_source['vacancy/frame-2']['id']}/file", headers=_auth(alice))
-    assert extxyz.status_code == 200 and extxyz.text.splitlines()[0].strip() == "127"
+    assert extxyz.status_code == 200 and extxyz.text.splitlines()[0].strip() == "249"
 
     listing = client.get("/api/v1/campaigns", headers=_auth(alice)).json()
     assert listing["count"] == 1 and listing["data"][0]["id"] == campaign_id
@@ -174,3 +174,29 @@ def test_cancel_then_resume_runs_only_unfinished_work(client, tokens):
         assert {s.source: s.id for s in session.query(Structure).filter(Structure.source.like("bulk/%"))} == bulk_rows
         sources = [s.source for s in session.query(Structure).filter(Structure.campaign_id == campaign_id)]
     assert len(sources) == len(set(sources)) == 3 + 31
+
+
+def test_structure_errors_name_the_protocol_structure(client, tokens):
+    small = copy.deepcopy(TINY_SPEC)
+    small["sampling"]["protocols"][0]["structure"]["supercell"] = [4, 5, 5]
+    errors = _post_invalid(client, tokens["alice"], small)
+    assert "box length along x is 12.66 A, smaller than twice the potential cutoff" in (
+        errors["sampling.protocols.0.structure"]
+    )
+
+    emptied = copy.deepcopy(TINY_SPEC)
+    emptied["sampling"]["protocols"][1]["structure"]["vacancies"] = 250
+    assert "sampling.protocols.1.structure" in _post_invalid(client, tokens["alice"], emptied)
+
+    unknown_orientation = copy.deepcopy(TINY_SPEC)
+    unknown_orientation["sampling"]["protocols"][0]["structure"] = {
+        "kind": "single_crystal", "orientation": [[1, 1, 0], [1, 0, 0], [0, 0, 1]]}
+    assert "not orthogonal" in _post_invalid(client, tokens["alice"], unknown_orientation)[
+        "sampling.protocols.0.structure"]
+
+    no_rate = copy.deepcopy(TINY_SPEC)
+    no_rate["sampling"]["protocols"][0] = {"kind": "uniaxial", "strain_rate": 0}
+    assert "greater than 0" in _post_invalid(client, tokens["alice"], no_rate)["sampling.protocols.0.strain_rate"]
+
+    missing = copy.deepcopy(TINY_SPEC) | {"potential": "/nonexistent/W.eam.alloy"}
+    assert "/nonexistent/W.eam.alloy" in _post_invalid(client, tokens["alice"], missing)["potential"]

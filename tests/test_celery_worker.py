@@ -66,7 +66,8 @@ def test_killed_worker_resumes_and_stores_no_snapshot_twice(broker_env, tmp_path
         token = create_token(session, "alice")
     headers = {"Authorization": f"Bearer {token}"}
     spec = copy.deepcopy(TINY_SPEC)
-    spec["sampling"]["protocols"][0].update(supercell=[6, 6, 6], steps_per_temperature=6000, snapshot_every=300)
+    spec["sampling"]["protocols"][0].update(steps_per_temperature=6000, snapshot_every=300)
+    spec["sampling"]["protocols"][0]["structure"]["supercell"] = [6, 6, 6]
     expected_frames = 1 + 20 + 3  # bulk: 1 + 6000/300, vacancy: 1 + 200/100
 
     log = tmp_path / "worker.log"

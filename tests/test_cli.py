@@ -32,7 +32,7 @@ def test_run_prints_summary_and_stores_campaign(tmp_path):
     assert "campaign 1 'tiny-w': succeeded" in out
     assert "sampling: succeeded (6/6)" in out
     assert "snapshots: 6" in out
-    assert f"atoms (summed over snapshots): {3 * 128 + 3 * 127}" in out
+    assert f"atoms (summed over snapshots): {3 * 250 + 3 * 249}" in out
     assert str(tmp_path / "data" / "defect-genome.sqlite") in out
     assert is_at_head(f"sqlite:///{tmp_path / 'data' / 'defect-genome.sqlite'}")
     # Content-addressed files, one per distinct snapshot

@@ -22,7 +22,7 @@ def _errors(data) -> dict[str, str]:
 def test_example_spec_parses_with_paper_defaults():
     spec = load_spec_text((ROOT / "examples" / "w-quickstart.yaml").read_text())
     assert spec.element == "W" and spec.potential == "W_zhou.eam.alloy"
-    assert [p.snapshot_count() for p in spec.sampling.protocols] == [9, 9]
+    assert [p.md_steps() for p in spec.sampling.protocols] == [4000, 4000]
     # Paper defaults (DESIGN.md section 1)
     assert spec.selection.gamma_select == 2.0 and spec.selection.gamma_break == 10.0
     assert spec.selection.cluster_radius == 8.0
@@ -71,8 +71,8 @@ def test_malformed_yaml_names_the_line():
 
 def test_budget_cap_counts_atom_steps():
     data = copy.deepcopy(TINY_SPEC) | {"budget": {"max_md_atom_steps": 1000}}
-    # 2 protocols: 128 and 127 atoms x 200 steps = 51,000 atom-steps
-    assert "5.1e+04 atom-steps" in _errors(data)["budget.max_md_atom_steps"]
+    # 2 protocols: 250 atoms x 200 steps each = 100,000 atom-steps
+    assert "1e+05 atom-steps" in _errors(data)["budget.max_md_atom_steps"]
 
 
 def test_protocol_names_must_be_unique():
@@ -81,10 +81,30 @@ def test_protocol_names_must_be_unique():
     assert "repeated: ['bulk']" in _errors(data)["sampling.protocols"]
 
 
-def test_vacancies_must_fit_the_cell_and_repeats_be_positive():
+def test_repeats_must_be_positive_and_structures_known():
     data = copy.deepcopy(TINY_SPEC)
-    data["sampling"]["protocols"][1]["vacancies"] = 128
-    assert "128 vacancies in a cell of 128 atoms" in _errors(data)["sampling.protocols.1.vacancies"]
+    data["sampling"]["protocols"][0]["structure"]["supercell"] = [4, 0, 4]
+    assert "sampling.protocols.0.structure.supercell.1" in _errors(data)
     data = copy.deepcopy(TINY_SPEC)
-    data["sampling"]["protocols"][0]["supercell"] = [4, 0, 4]
-    assert "sampling.protocols.0.supercell.1" in _errors(data)
+    data["sampling"]["protocols"][0]["structure"] = {"kind": "quasicrystal"}
+    assert "sampling.protocols.0.structure" in _errors(data)
+
+
+def test_every_protocol_kind_parses_with_paper_defaults():
+    kinds = ["minimize", "anneal", "uniaxial", "shear", "nanoindent", "crack_opening"]
+    data = copy.deepcopy(TINY_SPEC)
+    data["sampling"]["protocols"] = [{"kind": kind} for kind in kinds]
+    spec = parse_spec(data | {"budget": {"max_md_atom_steps": 10**12}})
+    by_kind = {p.kind: p for p in spec.sampling.protocols}
+    assert by_kind["uniaxial"].temperature == 300.0 and by_kind["uniaxial"].strain_rate == 1e9
+    # 5 % at 1e9 1/s with 1 fs steps: 50,000 steps after 2,000 of equilibration
+    assert by_kind["uniaxial"].md_steps() == 52_000
+    assert by_kind["nanoindent"].structure.kind == "slab"
+    # 10 A at 20 m/s (2e-4 A/fs) = 50 ps
+    assert by_kind["nanoindent"].md_steps() == 2_000 + 50_000
+
+
+def test_nanoindentation_needs_a_slab():
+    data = copy.deepcopy(TINY_SPEC)
+    data["sampling"]["protocols"] = [{"kind": "nanoindent", "structure": {"kind": "bulk"}}]
+    assert "nanoindentation needs a slab" in _errors(data)["sampling.protocols.0"]

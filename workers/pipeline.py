@@ -18,6 +18,8 @@ from app.db.models import Artifact, Campaign, StageRun, Status, Structure, User,
 from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
+from sampling.protocols import snapshot_count
+from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import resolve_potential
 from workers.stages.sampling import TYPE_COUNTS
@@ -49,7 +51,11 @@ class TaskRef:
 
 def _plan_sampling(spec: CampaignSpec) -> list[PlannedItem]:
     return [
-        PlannedItem(key=name, params={"protocol_index": index}, progress_total=protocol.snapshot_count())
+        PlannedItem(
+            key=name,
+            params={"protocol_index": index},
+            progress_total=snapshot_count(protocol.kind, **protocol.protocol_params()),
+        )
         for index, (name, protocol) in enumerate(zip(spec.protocol_names(), spec.sampling.protocols, strict=True))
     ]
 
@@ -66,14 +72,36 @@ def check_spec(spec: CampaignSpec) -> None:
     """Checks that need the science packages; raises SpecError naming the field.
 
     The potential is read by LAMMPS and the crystal relaxed with it (about 50 ms), so a
-    file for the wrong element or a truncated file is refused before anything is stored.
+    file for the wrong element or a truncated file is refused before anything is stored;
+    every starting structure is built once, so a box too small for the potential's cutoff
+    or too many vacancies is refused too.
     """
     try:
         potential = resolve_potential(spec.potential)
         check_element(potential, spec.element)
-        relax_lattice_constant(potential, spec.element, spec.lattice, a_guess=spec.lattice_constant)
+        a = relax_lattice_constant(potential, spec.element, spec.lattice, a_guess=spec.lattice_constant)[0]
     except (PotentialError, LammpsError) as exc:
         raise SpecError([FieldError("potential", str(exc))]) from None
+    errors = []
+    snapshots = 0
+    for index, protocol in enumerate(spec.sampling.protocols):
+        field = f"sampling.protocols.{index}"
+        try:
+            snapshots += snapshot_count(protocol.kind, **protocol.protocol_params())
+        except ValueError as exc:
+            errors.append(FieldError(field, str(exc)))
+        try:
+            build_structure(protocol.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
+        except ValueError as exc:
+            errors.append(FieldError(f"{field}.structure", str(exc)))
+    if snapshots > spec.budget.max_snapshots:
+        errors.append(FieldError(
+            "budget.max_snapshots",
+            f"the protocols store {snapshots} snapshots, above the cap {spec.budget.max_snapshots}; "
+            "raise the cap or increase snapshot_every",
+        ))
+    if errors:
+        raise SpecError(errors)
 
 
 def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campaign:

@@ -11,10 +11,10 @@ from app.db.models import Artifact, Campaign, Environment, Status, Structure, Wo
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
-from sampling.builders import add_vacancies, bulk_crystal
 from sampling.defects import STRUCTURE_TYPES
 from sampling.properties import relax_lattice_constant
-from sampling.protocols import Snapshot, anneal
+from sampling.protocols import PROTOCOLS, Snapshot, snapshot_count
+from sampling.structures import build_structure
 from schemas import CampaignSpec
 from workers.stages.common import Cancelled, resolve_potential
 
@@ -35,31 +35,19 @@ def run_protocol(item_id: int) -> None:
             )
         )
     protocol = spec.sampling.protocols[index]
-    sources = [f"{key}/frame-{frame}" for frame in range(protocol.snapshot_count())]
+    params = protocol.protocol_params()
+    sources = [f"{key}/frame-{frame}" for frame in range(snapshot_count(protocol.kind, **params))]
     if all(source in stored for source in sources):
         return  # finished by an earlier delivery that died before marking the item
 
     potential = resolve_potential(spec.potential)
     a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
-    atoms = bulk_crystal(spec.element, spec.lattice, a, protocol.supercell)
-    if protocol.vacancies:
-        atoms = add_vacancies(atoms, protocol.vacancies, seed=protocol.seed)
+    atoms = build_structure(protocol.structure, spec.element, spec.lattice, a, potential)
     threads = settings.lammps_threads or spec.sampling.threads
     store = StructureStore(settings.data_dir)
 
-    snapshots = anneal(
-        atoms,
-        potential,
-        element=spec.element,
-        lattice=spec.lattice,
-        lattice_constant=a,
-        temperatures=protocol.temperatures,
-        steps_per_temperature=protocol.steps_per_temperature,
-        snapshot_every=protocol.snapshot_every,
-        timestep_fs=protocol.timestep_fs,
-        ensemble=protocol.ensemble,
-        seed=protocol.seed,
-        threads=threads,
+    snapshots = PROTOCOLS[protocol.kind].run(
+        atoms, potential, element=spec.element, lattice=spec.lattice, lattice_constant=a, threads=threads, **params
     )
     try:
         for snapshot in snapshots:
