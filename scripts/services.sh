@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL and Redis available on 127.0.0.1 for the tests: installs them with apt
-# when absent, starts them when down. Prints the URLs the tests use.
+# Makes the tests' real services available: installs PostgreSQL, Redis, Slurm and Quantum
+# ESPRESSO with apt when absent; starts PostgreSQL and Redis when down (the Slurm tests start
+# their own single-node Slurm with scripts/start_slurm.sh).
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+# Real components the tests talk to: PostgreSQL, Redis, a single-node Slurm, Quantum ESPRESSO.
+missing=()
+command -v pg_ctlcluster >/dev/null 2>&1 || { missing+=(postgresql); fresh_postgres=1; }
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm munge)
+command -v pw.x >/dev/null 2>&1 || missing+=(quantum-espresso)
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null
-  fresh_postgres=1
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then

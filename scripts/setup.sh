@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.11 and installs the project with its pinned dependencies.
+# Creates .venv with Python 3.11 and installs the project with its pinned dependencies, GPAW included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -15,3 +15,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+# GPAW builds from source against Debian's libxc/OpenBLAS/FFTW (idempotent, ~75 s the first time).
+bash scripts/install_gpaw.sh "$PWD/.venv"

@@ -1,0 +1,43 @@
+"""DFT labelling: energies, forces and stresses of periodic configurations (stage 5).
+
+Pure science and engine plumbing (no DB, no Celery): settings and hashes (:mod:`.settings`),
+backends gpaw / vasp / espresso / eam (:mod:`.backends`), failure classes and the retry policy
+(:mod:`.failures`), local and Slurm launchers (:mod:`.submit`), ledger transitions (:mod:`.ledger`).
+"""
+
+from .backends import (
+    BACKENDS,
+    Backend,
+    EamBackend,
+    EspressoBackend,
+    GpawBackend,
+    LabelError,
+    Launcher,
+    ParseError,
+    VaspBackend,
+    existing_result,
+    get_backend,
+    label,
+)
+from .failures import FAILURE_CLASSES, RetryPolicy, classify_failure, next_settings
+from .ledger import JobRecord, JobState, JsonLedger, job_key, run_stage
+from .result import LabelResult, RunOutcome
+from .settings import (
+    PAPER_KSPACING,
+    DFTSettings,
+    kpoints_for,
+    production,
+    profile,
+    quick,
+    settings_hash,
+    structure_hash,
+)
+from .submit import LocalLauncher, SlurmLauncher, SlurmStatus
+
+__all__ = [
+    "BACKENDS", "Backend", "DFTSettings", "EamBackend", "EspressoBackend", "FAILURE_CLASSES", "GpawBackend",
+    "JobRecord", "JobState", "JsonLedger", "LabelError", "LabelResult", "Launcher", "LocalLauncher",
+    "PAPER_KSPACING", "ParseError", "RetryPolicy", "RunOutcome", "SlurmLauncher", "SlurmStatus", "VaspBackend",
+    "classify_failure", "existing_result", "get_backend", "job_key", "kpoints_for", "label", "next_settings",
+    "production", "profile", "quick", "run_stage", "settings_hash", "structure_hash",
+]

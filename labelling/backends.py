@@ -1,0 +1,606 @@
+"""DFT backends: write inputs -> run -> parse, and :func:`label` doing all three.
+
+Every backend works in one directory per job:
+
+- ``write_inputs(atoms, settings, workdir)`` writes ``atoms.json`` (the input structure, ASE JSON),
+  ``job.json`` (engine, settings, hashes, k-points, the command ``argv`` and its ``env``, the file
+  that receives stdout) and the engine's own inputs (INCAR/KPOINTS/POSCAR/POTCAR, ``espresso.pwi``).
+- ``run(workdir, launcher)`` runs ``job.json``'s command through a launcher
+  (:class:`labelling.submit.LocalLauncher`, :class:`labelling.submit.SlurmLauncher`, or anything
+  with ``run(argv, workdir, env=..., stdout=..., walltime=...) -> RunOutcome``).
+- ``parse(workdir)`` reads the engine's output into a :class:`LabelResult` (forces in input order)
+  or raises :class:`ParseError`.
+
+GPAW and EAM run as ``python -m labelling.gpaw_run .`` / ``labelling.eam_run`` subprocesses, so a
+killed or crashed calculation never takes the worker down and a Slurm job runs the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .result import ERROR_FILE, JOB_FILE, RESULT_FILE, RUN_LOG, LabelResult, RunOutcome, write_json_atomic
+from .settings import RY_IN_EV, DFTSettings, settings_hash, structure_hash
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ParseError(RuntimeError):
+    """The engine's output is missing or cannot be read."""
+
+
+class LabelError(RuntimeError):
+    """A labelling run failed; ``failure`` is one of :data:`labelling.failures.FAILURE_CLASSES`."""
+
+    def __init__(self, message: str, failure: str, workdir: Path, outcome: RunOutcome | None = None):
+        super().__init__(message)
+        self.failure = failure
+        self.workdir = Path(workdir)
+        self.outcome = outcome
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout: str = RUN_LOG,
+        walltime: str | None = None,
+    ) -> RunOutcome: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def write_inputs(self, atoms, settings: DFTSettings, workdir: Path) -> Path: ...
+
+    def run(self, workdir: Path, launcher: Launcher | None = None) -> RunOutcome: ...
+
+    def parse(self, workdir: Path) -> LabelResult: ...
+
+
+def read_job(workdir: Path) -> dict[str, Any]:
+    path = Path(workdir) / JOB_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: call write_inputs first")
+    return json.loads(path.read_text())
+
+
+def _python_env() -> dict[str, str]:
+    """Env for ``python -m labelling...`` children: the project importable, one BLAS thread per process."""
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    parts = [str(PROJECT_ROOT)] + [p for p in pythonpath.split(os.pathsep) if p and p != str(PROJECT_ROOT)]
+    return {
+        "PYTHONPATH": os.pathsep.join(parts),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
+    }
+
+
+class _BaseBackend:
+    name = "base"
+    stdout = RUN_LOG
+
+    # -- to override
+    def argv(self, settings: DFTSettings) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, settings: DFTSettings) -> dict[str, str]:
+        return {}
+
+    def _write_engine_inputs(self, atoms, settings: DFTSettings, workdir: Path, job: dict[str, Any]) -> None:
+        pass
+
+    # -- common
+    def write_inputs(self, atoms, settings: DFTSettings, workdir: Path) -> Path:
+        if settings.engine != self.name:
+            raise ValueError(f"settings are for engine {settings.engine!r}, backend is {self.name!r}")
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for stale in (RESULT_FILE, ERROR_FILE):
+            (workdir / stale).unlink(missing_ok=True)
+        from ase.io import write
+
+        write(workdir / "atoms.json", atoms, format="json")
+        job: dict[str, Any] = {
+            "engine": self.name,
+            "settings": settings.to_dict(),
+            "settings_hash": settings_hash(settings),
+            "structure_hash": structure_hash(atoms),
+            "natoms": len(atoms),
+            "kpts": list(settings.kpoints(atoms)),
+            "argv": self.argv(settings),
+            "env": self.env(settings),
+            "stdout": self.stdout,
+            "walltime": settings.walltime,
+        }
+        self._write_engine_inputs(atoms, settings, workdir, job)
+        write_json_atomic(workdir / JOB_FILE, job)
+        return workdir
+
+    def run(self, workdir: Path, launcher: Launcher | None = None) -> RunOutcome:
+        from .submit import LocalLauncher
+
+        workdir = Path(workdir)
+        job = read_job(workdir)
+        launcher = launcher or LocalLauncher(max_workers=1)
+        outcome = launcher.run(job["argv"], workdir, env=job["env"], stdout=job["stdout"], walltime=job.get("walltime"))
+        write_json_atomic(workdir / "outcome.json", outcome.__dict__)
+        return outcome
+
+    def parse(self, workdir: Path) -> LabelResult:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- GPAW and EAM (python runners)
+
+
+class _PythonRunnerBackend(_BaseBackend):
+    module = ""
+
+    def argv(self, settings: DFTSettings) -> list[str]:
+        return [sys.executable, "-m", self.module, "."]
+
+    def env(self, settings: DFTSettings) -> dict[str, str]:
+        return _python_env()
+
+    def parse(self, workdir: Path) -> LabelResult:
+        workdir = Path(workdir)
+        path = workdir / RESULT_FILE
+        if not path.is_file():
+            raise ParseError(f"{path} missing")
+        try:
+            result = LabelResult.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as error:
+            raise ParseError(f"{path} unreadable: {error}") from None
+        job = read_job(workdir)
+        if result.forces.shape != (job["natoms"], 3) or not np.all(np.isfinite(result.forces)):
+            raise ParseError(f"{path}: forces of shape {result.forces.shape} for {job['natoms']} atoms")
+        return result
+
+
+class GpawBackend(_PythonRunnerBackend):
+    """GPAW plane waves (serial build from scripts/install_gpaw.sh); PAW setups from gpaw-data."""
+
+    name = "gpaw"
+    module = "labelling.gpaw_run"
+
+
+class EamBackend(_PythonRunnerBackend):
+    """Classical reference labels via LAMMPS (tests, demos); never for production specs."""
+
+    name = "eam"
+    module = "labelling.eam_run"
+
+    def write_inputs(self, atoms, settings: DFTSettings, workdir: Path) -> Path:
+        if settings.production:  # DFTSettings already refuses this; keep the guard for hand-made settings
+            raise ValueError("labelling.engine 'eam' is refused for production specs (labelling.production)")
+        return super().write_inputs(atoms, settings, workdir)
+
+
+# --------------------------------------------------------------------------- VASP
+
+
+def _species_order(symbols: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Species in order of first appearance and the stable permutation grouping atoms by species."""
+    species = list(dict.fromkeys(symbols))
+    rank = {s: i for i, s in enumerate(species)}
+    order = np.array(sorted(range(len(symbols)), key=lambda i: (rank[symbols[i]], i)), dtype=int)
+    return species, order
+
+
+def _smearing_vasp(settings: DFTSettings) -> int:
+    return {"fermi-dirac": -1, "gaussian": 0, "methfessel-paxton": 1}[settings.smearing]
+
+
+class VaspBackend(_BaseBackend):
+    """VASP: INCAR/KPOINTS/POSCAR/POTCAR written here, the user's command, vasprun.xml or OUTCAR parsed.
+
+    POTCARs: ``settings.pseudo_dir`` (else $VASP_PP_PATH/potpaw_PBE, else $VASP_PP_PATH) holds one
+    directory per POTCAR; ``engine_options["potcar"]`` maps element -> directory name (e.g.
+    ``{"W": "W_pv"}``); unmapped elements take the first of ``<El>``, ``<El>_pv``, ``<El>_sv`` present.
+    Command: ``settings.command``, else $DG_VASP_COMMAND, else ``vasp_std``.
+    """
+
+    name = "vasp"
+    stdout = "vasp.out"
+    potcar_fallbacks = ("", "_pv", "_sv")
+
+    def argv(self, settings: DFTSettings) -> list[str]:
+        if settings.command:
+            return list(settings.command)
+        return shlex.split(os.environ.get("DG_VASP_COMMAND", "vasp_std"))
+
+    @staticmethod
+    def potcar_root(settings: DFTSettings) -> Path:
+        if settings.pseudo_dir:
+            return Path(settings.pseudo_dir).expanduser()
+        root = os.environ.get("VASP_PP_PATH")
+        if not root:
+            raise ValueError("vasp backend: set settings.pseudo_dir (or VASP_PP_PATH) to your POTCAR directory")
+        root_path = Path(root).expanduser()
+        return root_path / "potpaw_PBE" if (root_path / "potpaw_PBE").is_dir() else root_path
+
+    def potcar_paths(self, species: Sequence[str], settings: DFTSettings) -> list[Path]:
+        root = self.potcar_root(settings)
+        mapping = settings.engine_options.get("potcar", {})
+        paths = []
+        for element in species:
+            names = [mapping[element]] if element in mapping else [element + s for s in self.potcar_fallbacks]
+            for name in names:
+                if (root / name / "POTCAR").is_file():
+                    paths.append(root / name / "POTCAR")
+                    break
+            else:
+                tried = ", ".join(str(root / n / "POTCAR") for n in names)
+                raise FileNotFoundError(f"vasp backend: no POTCAR for {element}; tried {tried}")
+        return paths
+
+    def incar(self, settings: DFTSettings) -> dict[str, Any]:
+        tags: dict[str, Any] = {
+            "SYSTEM": "defect-genome label",
+            "PREC": "Accurate",
+            "ENCUT": settings.ecut,
+            "EDIFF": settings.scf_energy_tol,
+            "ISMEAR": _smearing_vasp(settings),
+            "SIGMA": settings.sigma,
+            "ISPIN": 2 if settings.spin_polarized else 1,
+            "IBRION": -1,
+            "NSW": 0,
+            "ISIF": 2,  # forces and stress
+            "LREAL": ".FALSE.",
+            "LWAVE": ".FALSE.",
+            "LCHARG": ".FALSE.",
+            "ALGO": "Normal",
+        }
+        if settings.xc.upper() != "PBE":
+            tags["GGA"] = {"PBESOL": "PS", "RPBE": "RP", "LDA": "CA"}.get(settings.xc.upper(), settings.xc)
+        if settings.max_scf_steps is not None:
+            tags["NELM"] = int(settings.max_scf_steps)
+        if settings.mixing_beta is not None:
+            tags["AMIX"] = settings.mixing_beta
+            tags["BMIX"] = 0.0001 if settings.mixing_beta < 0.2 else 1.0
+        if settings.mixing_history is not None:
+            tags["MAXMIX"] = int(settings.mixing_history)
+        tags.update(settings.engine_options.get("incar", {}))
+        return tags
+
+    @staticmethod
+    def _incar_text(tags: Mapping[str, Any]) -> str:
+        lines = []
+        for key, value in tags.items():
+            if isinstance(value, bool):
+                value = ".TRUE." if value else ".FALSE."
+            elif isinstance(value, float):
+                value = f"{value:.10g}"
+            lines.append(f"{key.upper()} = {value}")
+        return "\n".join(lines) + "\n"
+
+    def _write_engine_inputs(self, atoms, settings: DFTSettings, workdir: Path, job: dict[str, Any]) -> None:
+        from ase.io import write
+
+        symbols = atoms.get_chemical_symbols()
+        species, order = _species_order(symbols)
+        sorted_atoms = atoms[order]
+        write(workdir / "POSCAR", sorted_atoms, format="vasp", direct=True, vasp5=True)
+        (workdir / "INCAR").write_text(self._incar_text(self.incar(settings)))
+        kpts = job["kpts"]
+        style = "Gamma" if settings.gamma_centered else "Monkhorst-Pack"
+        (workdir / "KPOINTS").write_text(f"Automatic mesh\n0\n{style}\n{kpts[0]} {kpts[1]} {kpts[2]}\n0 0 0\n")
+        titles = []
+        with open(workdir / "POTCAR", "wb") as out:
+            for path in self.potcar_paths(species, settings):
+                data = path.read_bytes()
+                out.write(data)
+                first = data.splitlines()[0].decode(errors="replace").strip() if data else ""
+                titles.append(first)
+        job["sort"] = order.tolist()
+        job["potcar_titles"] = titles
+
+    def parse(self, workdir: Path) -> LabelResult:
+        workdir = Path(workdir)
+        job = read_job(workdir)
+        settings = DFTSettings.from_dict(job["settings"])
+        atoms, source = None, None
+        errors = []
+        for name, fmt in (("vasprun.xml", "vasp-xml"), ("OUTCAR", "vasp-out")):
+            path = workdir / name
+            if not path.is_file():
+                errors.append(f"{name} missing")
+                continue
+            try:
+                from ase.io import read
+
+                candidate = read(path, format=fmt, index=-1)
+                if candidate.calc is None or "forces" not in candidate.calc.results:
+                    raise ParseError("no forces in the last ionic step")
+                atoms, source = candidate, name
+                break
+            except Exception as error:  # noqa: BLE001 - garbled or truncated output
+                errors.append(f"{name}: {type(error).__name__}: {error}")
+        if atoms is None:
+            raise ParseError("vasp output unreadable: " + "; ".join(errors))
+        calc = atoms.calc
+        order = np.array(job["sort"], dtype=int)
+        forces = np.empty((len(order), 3))
+        forces[order] = np.asarray(calc.get_forces())  # sorted -> input order
+        try:
+            stress = np.asarray(calc.get_stress())
+        except Exception:  # noqa: BLE001
+            stress = None
+        free = calc.results.get("free_energy", calc.results.get("energy"))
+        converged, n_scf = vasp_scf_converged(workdir, settings)
+        return LabelResult(
+            energy=float(free),
+            energy_zero=float(calc.results.get("energy", free)),
+            forces=forces,
+            stress=stress,
+            engine="vasp",
+            engine_version=vasp_version(workdir),
+            settings_hash=job["settings_hash"],
+            converged=converged,
+            n_scf=n_scf,
+            kpts=tuple(job["kpts"]),
+            extra={"parsed_from": source, "potcar_titles": job.get("potcar_titles", [])},
+        )
+
+
+def vasp_version(workdir: Path) -> str:
+    workdir = Path(workdir)
+    xml = workdir / "vasprun.xml"
+    if xml.is_file():
+        match = re.search(r'<i (?=[^>]*name="version")[^>]*>\s*([^<]+?)\s*</i>', xml.read_text(errors="replace")[:5000])
+        if match:
+            return match.group(1)
+    outcar = workdir / "OUTCAR"
+    if outcar.is_file():
+        with open(outcar, errors="replace") as handle:
+            first = handle.readline()
+        match = re.search(r"vasp\.(\S+)", first)
+        if match:
+            return match.group(1)
+    return "unknown"
+
+
+def vasp_scf_converged(workdir: Path, settings: DFTSettings) -> tuple[bool, int | None]:
+    """(converged, SCF steps of the last ionic step) from OUTCAR, else vasprun.xml.
+
+    OUTCAR: VASP prints "aborting loop because EDIFF is reached" when the SCF converged and
+    "aborting loop EDIFF was not reached (unconverged)" (VASP 6) when NELM ran out.
+    vasprun.xml: the last calculation's <scstep> count equals NELM -> not converged.
+    """
+    workdir = Path(workdir)
+    outcar = workdir / "OUTCAR"
+    if outcar.is_file():
+        text = outcar.read_text(errors="replace")
+        steps = re.findall(r"-+ Iteration\s+\d+\(\s*(\d+)\)", text)
+        n_scf = int(steps[-1]) if steps else None
+        if "EDIFF was not reached" in text:
+            return False, n_scf
+        if "aborting loop because EDIFF is reached" in text:
+            return True, n_scf
+    xml = workdir / "vasprun.xml"
+    if xml.is_file():
+        text = xml.read_text(errors="replace")
+        match = re.search(r'<i type="int" name="NELM">\s*(\d+)\s*</i>', text)
+        nelm = int(match.group(1)) if match else (settings.max_scf_steps or 60)
+        last = text.rfind("<calculation>")
+        n_scf = text[last:].count("<scstep>") if last >= 0 else None
+        if n_scf is not None:
+            return n_scf < nelm, n_scf
+    return False, None
+
+
+# --------------------------------------------------------------------------- Quantum ESPRESSO
+
+
+class EspressoBackend(_BaseBackend):
+    """Quantum ESPRESSO pw.x: ``espresso.pwi`` written by ASE, output ``espresso.pwo`` parsed by ASE.
+
+    Pseudopotentials: files in ``settings.pseudo_dir`` (else $ESPRESSO_PSEUDO, else ~/espresso/pseudo);
+    ``engine_options["pseudopotentials"]`` maps element -> file name, else the first file whose name
+    starts with ``<El>.`` or ``<El>_`` (case-insensitive). ``engine_options["ecutrho_factor"]``
+    (default 8, for PAW/ultrasoft) sets ecutrho = factor * ecutwfc.
+    Command: ``settings.command`` (its stdin is not used: ``-in espresso.pwi`` is appended), else
+    $DG_ESPRESSO_COMMAND, else ``pw.x``.
+    """
+
+    name = "espresso"
+    stdout = "espresso.pwo"
+
+    def argv(self, settings: DFTSettings) -> list[str]:
+        base = list(settings.command) if settings.command else shlex.split(os.environ.get("DG_ESPRESSO_COMMAND", "pw.x"))
+        return base + ["-in", "espresso.pwi"]
+
+    @staticmethod
+    def pseudo_dir(settings: DFTSettings) -> Path:
+        if settings.pseudo_dir:
+            return Path(settings.pseudo_dir).expanduser().resolve()
+        return Path(os.environ.get("ESPRESSO_PSEUDO", "~/espresso/pseudo")).expanduser().resolve()
+
+    def pseudopotentials(self, species: Sequence[str], settings: DFTSettings) -> dict[str, str]:
+        directory = self.pseudo_dir(settings)
+        mapping = dict(settings.engine_options.get("pseudopotentials", {}))
+        files = sorted(p.name for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+        chosen = {}
+        for element in species:
+            if element in mapping:
+                name = mapping[element]
+            else:
+                matches = [f for f in files if re.match(rf"{element}[._]", f, flags=re.IGNORECASE)]
+                if not matches:
+                    raise FileNotFoundError(f"espresso backend: no pseudopotential for {element} in {directory}")
+                name = matches[0]
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"espresso backend: {directory / name} missing")
+            chosen[element] = name
+        return chosen
+
+    def input_data(self, settings: DFTSettings, workdir: Path) -> dict[str, dict[str, Any]]:
+        ecutwfc = settings.ecut / RY_IN_EV
+        smearing = {"fermi-dirac": "fd", "gaussian": "gaussian", "methfessel-paxton": "mp"}[settings.smearing]
+        data: dict[str, dict[str, Any]] = {
+            "control": {
+                "calculation": "scf",
+                "prefix": "label",
+                "pseudo_dir": str(self.pseudo_dir(settings)),
+                "outdir": "./tmp",
+                "tprnfor": True,
+                "tstress": True,
+                "disk_io": "none",
+            },
+            "system": {
+                "ecutwfc": ecutwfc,
+                "ecutrho": float(settings.engine_options.get("ecutrho_factor", 8)) * ecutwfc,
+                "occupations": "smearing",
+                "smearing": smearing,
+                "degauss": settings.sigma / RY_IN_EV,
+                "nspin": 2 if settings.spin_polarized else 1,
+            },
+            "electrons": {"conv_thr": settings.scf_energy_tol / RY_IN_EV},
+        }
+        if settings.spin_polarized:
+            data["system"]["starting_magnetization"] = 0.5
+        if settings.xc.upper() != "PBE":
+            data["system"]["input_dft"] = settings.xc
+        if settings.mixing_beta is not None:
+            data["electrons"]["mixing_beta"] = settings.mixing_beta
+        if settings.mixing_history is not None:
+            data["electrons"]["mixing_ndim"] = int(settings.mixing_history)
+        if settings.max_scf_steps is not None:
+            data["electrons"]["electron_maxstep"] = int(settings.max_scf_steps)
+        return data
+
+    def _write_engine_inputs(self, atoms, settings: DFTSettings, workdir: Path, job: dict[str, Any]) -> None:
+        from ase.io import write
+
+        species = list(dict.fromkeys(atoms.get_chemical_symbols()))
+        kpts = job["kpts"]
+        koffset = (0, 0, 0) if settings.gamma_centered else tuple(1 if k % 2 == 0 else 0 for k in kpts)
+        write(
+            workdir / "espresso.pwi",
+            atoms,
+            format="espresso-in",
+            input_data=self.input_data(settings, workdir),
+            pseudopotentials=self.pseudopotentials(species, settings),
+            kpts=tuple(kpts),
+            koffset=koffset,
+        )
+
+    def parse(self, workdir: Path) -> LabelResult:
+        workdir = Path(workdir)
+        job = read_job(workdir)
+        path = workdir / self.stdout
+        if not path.is_file():
+            raise ParseError(f"{path} missing")
+        text = path.read_text(errors="replace")
+        converged = "convergence NOT achieved" not in text and "convergence has been achieved" in text
+        try:
+            from ase.io import read
+
+            atoms = read(path, format="espresso-out", index=-1)
+            forces = np.asarray(atoms.get_forces())
+        except Exception as error:  # noqa: BLE001
+            raise ParseError(f"{path} unreadable: {type(error).__name__}: {error}") from None
+        if forces.shape != (job["natoms"], 3):
+            raise ParseError(f"{path}: forces for {forces.shape[0]} atoms, expected {job['natoms']}")
+        try:
+            stress = np.asarray(atoms.get_stress())
+        except Exception:  # noqa: BLE001
+            stress = None
+        version = re.search(r"Program PWSCF v\.(\S+)", text)
+        steps = re.findall(r"convergence has been achieved in\s+(\d+) iterations", text)
+        return LabelResult(
+            energy=float(atoms.get_potential_energy()),
+            forces=forces,
+            stress=stress,
+            engine="espresso",
+            engine_version=version.group(1) if version else "unknown",
+            settings_hash=job["settings_hash"],
+            converged=converged,
+            n_scf=int(steps[-1]) if steps else None,
+            kpts=tuple(job["kpts"]),
+        )
+
+
+# --------------------------------------------------------------------------- registry and label()
+
+BACKENDS: dict[str, type[_BaseBackend]] = {
+    "gpaw": GpawBackend,
+    "vasp": VaspBackend,
+    "espresso": EspressoBackend,
+    "eam": EamBackend,
+}
+
+
+def get_backend(engine: str) -> _BaseBackend:
+    try:
+        return BACKENDS[engine]()
+    except KeyError:
+        raise ValueError(f"unknown labelling.engine {engine!r}; known: {', '.join(BACKENDS)}") from None
+
+
+def existing_result(atoms, settings: DFTSettings, workdir: Path) -> LabelResult | None:
+    """The label already in ``workdir`` for exactly this structure and these settings, else None."""
+    workdir = Path(workdir)
+    try:
+        job = read_job(workdir)
+    except (FileNotFoundError, ValueError):
+        return None
+    if job.get("structure_hash") != structure_hash(atoms) or job.get("settings_hash") != settings_hash(settings):
+        return None
+    if job.get("engine") in ("gpaw", "eam") and not (workdir / RESULT_FILE).is_file():
+        return None
+    try:
+        result = get_backend(settings.engine).parse(workdir)
+    except (ParseError, FileNotFoundError):
+        return None
+    return result if result.converged else None
+
+
+def label(atoms, settings: DFTSettings, workdir: Path, launcher: Launcher | None = None, *, reuse: bool = True) -> LabelResult:
+    """Write inputs, run, parse: the label of ``atoms`` with ``settings`` (work files in ``workdir``).
+
+    With ``reuse`` a converged result already in ``workdir`` for the same structure and settings
+    hash is returned without running. A failed run raises :class:`LabelError` with its failure class
+    (see :mod:`labelling.failures`).
+    """
+    from .failures import classify_failure
+
+    if reuse:
+        done = existing_result(atoms, settings, workdir)
+        if done is not None:
+            return done
+    backend = get_backend(settings.engine)
+    backend.write_inputs(atoms, settings, workdir)
+    outcome = backend.run(workdir, launcher)
+    if outcome.state == "COMPLETED":
+        try:
+            result = backend.parse(workdir)
+        except ParseError as error:
+            raise LabelError(str(error), "parse_error", workdir, outcome) from None
+        if result.converged:
+            if not result.wall_time:
+                result.wall_time = outcome.wall_time
+            return result
+    failure = classify_failure(workdir, outcome, engine=settings.engine)
+    raise LabelError(f"{settings.engine} run in {workdir} failed: {failure} ({outcome.state})", failure, workdir, outcome)
+
+
+def clean_workdir(workdir: Path) -> None:
+    """Remove a job directory (after its label is stored)."""
+    shutil.rmtree(workdir, ignore_errors=True)

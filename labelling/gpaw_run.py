@@ -1,0 +1,163 @@
+"""Run one GPAW job from a work directory: ``python -m labelling.gpaw_run WORKDIR``.
+
+Reads ``WORKDIR/job.json`` (settings, k-points, hashes) and ``WORKDIR/atoms.json`` (ASE JSON),
+writes the GPAW log to ``WORKDIR/gpaw.txt`` and the label to ``WORKDIR/result.json`` (atomically,
+last). On an SCF failure it writes ``error.json`` ({"class": "scf_not_converged", ...}) and exits 3;
+on any other exception it writes ``error.json`` with the traceback and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .result import ERROR_FILE, JOB_FILE, RESULT_FILE, LabelResult, write_json_atomic
+from .settings import DFTSettings
+
+EXIT_SCF = 3
+
+
+def gpaw_version() -> str:
+    import gpaw
+
+    return gpaw.__version__
+
+
+def ensure_gpaw_setups(symbols) -> list[str]:
+    """Make sure GPAW finds PAW setups for ``symbols``; return the search path.
+
+    GPAW >= 24 finds the ``gpaw-data`` package by itself; GPAW_SETUP_PATH, when set, comes first.
+    If neither is there, raise with the install hint instead of GPAW's long message.
+    """
+    import gpaw
+
+    paths = [str(p) for p in gpaw.setup_paths]
+    if not paths:
+        try:
+            import gpaw_data
+
+            gpaw.setup_paths.append(gpaw_data.datapath())
+            paths = [str(gpaw_data.datapath())]
+        except ModuleNotFoundError:
+            raise RuntimeError(
+                "GPAW finds no PAW setups: install gpaw-data (scripts/install_gpaw.sh) or set GPAW_SETUP_PATH"
+            ) from None
+    missing = []
+    for symbol in sorted(set(symbols)):
+        if not any(list(Path(p).glob(f"{symbol}.*PBE*")) or list(Path(p).glob(f"{symbol}.PBE*")) for p in paths):
+            missing.append(symbol)
+    if missing:
+        raise RuntimeError(f"no GPAW PAW setup for {', '.join(missing)} in {os.pathsep.join(paths)}")
+    return paths
+
+
+def gpaw_parameters(settings: DFTSettings, kpts, txt: str | Path | None) -> dict[str, Any]:
+    """GPAW keyword arguments for ``settings`` (plane waves; the k-point grid given)."""
+    from gpaw import PW, FermiDirac, MethfesselPaxton
+
+    if settings.xc.upper() not in ("PBE", "LDA", "PBESOL", "RPBE"):
+        raise ValueError(f"gpaw backend: xc {settings.xc!r} not supported here (PBE, LDA, PBEsol, RPBE)")
+    if settings.smearing == "fermi-dirac":
+        occupations = FermiDirac(settings.sigma)
+    elif settings.smearing == "methfessel-paxton":
+        occupations = MethfesselPaxton(settings.sigma, order=1)
+    else:
+        occupations = {"name": "gaussian", "width": settings.sigma}
+    params: dict[str, Any] = {
+        "mode": PW(settings.ecut),
+        "xc": settings.xc,
+        "kpts": {"size": tuple(int(k) for k in kpts), "gamma": bool(settings.gamma_centered)},
+        "occupations": occupations,
+        # absolute total-energy change (eV) over the last 3 SCF steps, as VASP's EDIFF
+        "convergence": {"energy": {"name": "energy", "tol": settings.scf_energy_tol, "relative": False}},
+        "spinpol": bool(settings.spin_polarized),
+        "txt": None if txt is None else str(txt),
+    }
+    if settings.max_scf_steps is not None:
+        params["maxiter"] = int(settings.max_scf_steps)
+    if settings.mixing_beta is not None or settings.mixing_history is not None:
+        params["mixer"] = {
+            "name": "pulay",
+            "beta": settings.mixing_beta if settings.mixing_beta is not None else 0.05,
+            "nmaxold": settings.mixing_history if settings.mixing_history is not None else 16,
+            "weight": 50.0,
+        }
+    setups = settings.engine_options.get("setups")
+    if setups:
+        params["setups"] = setups
+    return params
+
+
+def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str | Path | None) -> LabelResult:
+    """Run GPAW in this process on a copy of ``atoms`` and return the label."""
+    from gpaw import GPAW
+
+    ensure_gpaw_setups(atoms.get_chemical_symbols())
+    atoms = atoms.copy()
+    calc = GPAW(**gpaw_parameters(settings, kpts, txt))
+    atoms.calc = calc
+    start = time.perf_counter()
+    energy_zero = float(atoms.get_potential_energy())  # GPAW: extrapolated to sigma -> 0
+    free_energy = float(calc.get_property("free_energy", atoms))
+    forces = atoms.get_forces()
+    stress = atoms.get_stress(voigt=True) if settings.compute_stress and all(atoms.pbc) else None
+    wall = time.perf_counter() - start
+    n_scf = None
+    try:
+        n_scf = int(calc.get_number_of_iterations())
+    except Exception:  # noqa: BLE001 - optional information
+        pass
+    return LabelResult(
+        energy=free_energy,
+        forces=forces,
+        stress=stress,
+        engine="gpaw",
+        engine_version=gpaw_version(),
+        settings_hash=settings_hash,
+        converged=True,
+        wall_time=wall,
+        n_scf=n_scf,
+        energy_zero=energy_zero,
+        kpts=tuple(kpts),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m labelling.gpaw_run WORKDIR", file=sys.stderr)
+        return 2
+    workdir = Path(argv[0]).resolve()
+    from ase.io import read
+
+    job = json.loads((workdir / JOB_FILE).read_text())
+    settings = DFTSettings.from_dict(job["settings"])
+    atoms = read(workdir / "atoms.json")
+    try:
+        result = calculate(atoms, settings, job["kpts"], job["settings_hash"], workdir / "gpaw.txt")
+    except Exception as error:  # noqa: BLE001 - classified and reported
+        from gpaw import KohnShamConvergenceError
+
+        scf = isinstance(error, KohnShamConvergenceError)
+        write_json_atomic(
+            workdir / ERROR_FILE,
+            {
+                "class": "scf_not_converged" if scf else "unknown",
+                "exception": type(error).__name__,
+                "message": str(error) or ("Did not converge!" if scf else ""),
+                "traceback": traceback.format_exc(),
+            },
+        )
+        print(f"gpaw_run: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_SCF if scf else 1
+    write_json_atomic(workdir / RESULT_FILE, result.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""DFT settings per engine, the ``production`` and ``quick`` profiles, hashes and k-point grids.
+
+Units: energies eV, lengths A, k-point spacing 1/A *including* the factor 2*pi.
+
+K-point convention. The paper (Shuang et al. 2025, Methods) uses Monkhorst-Pack grids with a
+"density" of 2*pi*0.03 1/A made by VASPKIT. That number is a *spacing* between k-points: with
+reciprocal vectors b_i (b_i . a_j = delta_ij, no 2*pi) the grid is
+
+    N_i = max(1, ceil(2*pi*|b_i| / spacing))        (VASP's KSPACING rule)
+
+so spacing = 2*pi*0.03 1/A gives N_i = ceil(|b_i| / 0.03). It is the same as ASE's
+``kptdensity2monkhorstpack(atoms, kptdensity=1/spacing, even=False)`` and GPAW's
+``kpts={'density': 1/spacing}`` (points per 1/A). Examples: 2-atom bcc W cube (a = 3.165 A):
+|b| = 0.316 1/A -> 10.53 -> 11 x 11 x 11; the 16-atom 2x2x2 cube (6.33 A) -> 6 x 6 x 6;
+a 13 A PCC-GCMC box -> 3 x 3 x 3. Non-periodic directions get 1 (clusters with vacuum: Gamma only).
+
+Smearing. The paper does not state its smearing. Defaults here: Fermi-Dirac, 0.1 eV, in every
+engine (VASP ISMEAR = -1, SIGMA = 0.1; QE occupations='smearing', smearing='fd', degauss in Ry),
+so that numbers from different engines mean the same thing. Labels carry the free energy (the one
+consistent with the forces) as ``energy`` and the sigma -> 0 estimate as ``energy_zero``.
+
+Hash. :func:`settings_hash` covers the fields that change the converged numbers (engine, xc,
+cutoff, k-points, smearing, SCF tolerance, pseudopotential choice, spin); SCF *algorithm* knobs
+(mixing, maximum iterations) and how to run (commands, paths to pseudopotential directories)
+are left out, so a retry with stronger mixing keeps its job's hash, while a retry with a larger
+smearing (other numbers) gets a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+ENGINES = ("gpaw", "vasp", "espresso", "eam")
+Engine = Literal["gpaw", "vasp", "espresso", "eam"]
+
+#: The paper's k-point spacing, 2*pi*0.03 1/A.
+PAPER_KSPACING = 2.0 * math.pi * 0.03
+#: Hartree-free conversions used by writers.
+RY_IN_EV = 13.605693122994
+
+# Fields outside the hash: SCF algorithm knobs and run-time plumbing.
+_NOT_HASHED = frozenset(
+    {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime"}
+)
+
+
+@dataclass(frozen=True)
+class DFTSettings:
+    """Settings of one DFT (or reference EAM) labelling job.
+
+    ``engine_options`` holds engine-specific extras, hashed (e.g. VASP ``{"potcar": {"W": "W_pv"}}``,
+    QE ``{"pseudopotentials": {"Al": "Al.pbe-n-kjpaw_psl.1.0.0.UPF"}}``, EAM ``{"potential":
+    "W_zhou.eam.alloy"}``, GPAW ``{"setups": "paw"}``).
+    """
+
+    engine: Engine = "gpaw"
+    profile: str = "custom"
+    production: bool = False
+    xc: str = "PBE"
+    ecut: float = 520.0  # plane-wave cutoff, eV
+    kspacing: float = PAPER_KSPACING  # 1/A incl. 2*pi; used when kpts is None
+    kpts: tuple[int, int, int] | None = None  # explicit Monkhorst-Pack grid, overrides kspacing
+    gamma_centered: bool = False  # Monkhorst-Pack (False) or Gamma-centred (True) grid
+    smearing: Literal["fermi-dirac", "gaussian", "methfessel-paxton"] = "fermi-dirac"
+    sigma: float = 0.1  # smearing width, eV
+    scf_energy_tol: float = 1e-6  # change of the total energy between SCF steps, eV
+    spin_polarized: bool = False
+    compute_stress: bool = True
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    # --- not hashed: SCF algorithm knobs and run plumbing ---
+    mixing_beta: float | None = None  # None: engine default (GPAW 0.05 for PW metals, VASP 0.4, QE 0.7)
+    mixing_history: int | None = None
+    max_scf_steps: int | None = None  # None: engine default
+    command: tuple[str, ...] | None = None  # VASP/QE run command (argv), e.g. ("mpirun", "-np", "64", "vasp_std")
+    pseudo_dir: str | None = None  # VASP POTCAR root / QE pseudo_dir
+    walltime: str | None = None  # Slurm time limit for this job, "HH:MM:SS"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"labelling.engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.production and self.engine == "eam":
+            raise ValueError(
+                "labelling.engine 'eam' is a classical reference labeller for tests and demos; "
+                "it is refused for specs marked production (labelling.production = true): use gpaw, vasp or espresso"
+            )
+        if self.ecut <= 0 or self.sigma < 0 or self.scf_energy_tol <= 0 or self.kspacing <= 0:
+            raise ValueError("ecut, kspacing and scf_energy_tol must be > 0 and sigma >= 0")
+        if self.kpts is not None:
+            kpts = tuple(int(k) for k in self.kpts)
+            if len(kpts) != 3 or min(kpts) < 1:
+                raise ValueError(f"kpts must be three positive integers, not {self.kpts!r}")
+            object.__setattr__(self, "kpts", kpts)
+        if self.command is not None:
+            object.__setattr__(self, "command", tuple(str(c) for c in self.command))
+
+    # ------------------------------------------------------------------ helpers
+
+    def replace(self, **changes: Any) -> "DFTSettings":
+        return dataclasses.replace(self, **changes)
+
+    def kpoints(self, atoms) -> tuple[int, int, int]:
+        """The Monkhorst-Pack grid for ``atoms`` (explicit ``kpts`` or from ``kspacing``)."""
+        if self.kpts is not None:
+            return self.kpts
+        return kpoints_for(atoms.cell[:], self.kspacing, pbc=atoms.pbc)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kpts"] = list(self.kpts) if self.kpts is not None else None
+        data["command"] = list(self.command) if self.command is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DFTSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DFT settings: {', '.join(unknown)}")
+        data = dict(data)
+        if data.get("kpts") is not None:
+            data["kpts"] = tuple(data["kpts"])
+        if data.get("command") is not None:
+            data["command"] = tuple(data["command"])
+        return cls(**data)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float):
+        # 12 significant digits: 2*pi*0.03 computed in different ways hashes the same
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    return value
+
+
+def hashed_fields(settings: DFTSettings) -> dict[str, Any]:
+    """The fields :func:`settings_hash` covers, canonicalised."""
+    data = {k: v for k, v in settings.to_dict().items() if k not in _NOT_HASHED}
+    return _canonical(data)
+
+
+def settings_hash(settings: DFTSettings) -> str:
+    """sha256 (hex) of the canonical JSON of the physics fields; stable across runs and machines."""
+    text = json.dumps(hashed_fields(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def structure_hash(atoms, decimals: int = 6) -> str:
+    """sha256 of numbers, positions, cell (rounded to ``decimals`` A) and pbc: the ledger's structure key."""
+    positions = np.round(np.asarray(atoms.positions, dtype=float), decimals) + 0.0  # -0.0 -> 0.0
+    cell = np.round(np.asarray(atoms.cell[:], dtype=float), decimals) + 0.0
+    payload = {
+        "numbers": [int(z) for z in atoms.numbers],
+        "positions": [[f"{x:.{decimals}f}" for x in row] for row in positions],
+        "cell": [[f"{x:.{decimals}f}" for x in row] for row in cell],
+        "pbc": [bool(p) for p in atoms.pbc],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def kpoints_for(cell, spacing: float = PAPER_KSPACING, pbc=(True, True, True)) -> tuple[int, int, int]:
+    """Monkhorst-Pack grid with at most ``spacing`` (1/A, incl. 2*pi) between k-points.
+
+    N_i = max(1, ceil(2*pi*|b_i| / spacing)) for periodic directions, 1 otherwise.
+    """
+    cell = np.asarray(cell, dtype=float)
+    if spacing <= 0:
+        raise ValueError("k-point spacing must be > 0")
+    if abs(np.linalg.det(cell)) < 1e-12:
+        raise ValueError("cell has zero volume; k-points need a 3D cell")
+    reciprocal = np.linalg.inv(cell).T  # rows b_i, b_i . a_j = delta_ij
+    grid = []
+    for i in range(3):
+        if not pbc[i]:
+            grid.append(1)
+            continue
+        n = 2.0 * math.pi * float(np.linalg.norm(reciprocal[i])) / spacing
+        grid.append(max(1, math.ceil(n - 1e-9)))
+    return tuple(grid)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def production(engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
+    """The paper's settings: PBE, 520 eV, SCF 1e-6 eV, k spacing 2*pi*0.03 1/A, FD 0.1 eV."""
+    base = DFTSettings(
+        engine=engine,
+        profile="production",
+        production=True,
+        ecut=520.0,
+        kspacing=PAPER_KSPACING,
+        scf_energy_tol=1e-6,
+        smearing="fermi-dirac",
+        sigma=0.1,
+    )
+    return base.replace(**changes) if changes else base
+
+
+def quick(engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
+    """Laptop settings: 300 eV, SCF 1e-5 eV, k spacing 2*pi*0.05 1/A (bcc W 2 atoms: 7x7x7), FD 0.1 eV."""
+    base = DFTSettings(
+        engine=engine,
+        profile="quick",
+        production=False,
+        ecut=300.0,
+        kspacing=2.0 * math.pi * 0.05,
+        scf_energy_tol=1e-5,
+        smearing="fermi-dirac",
+        sigma=0.1,
+    )
+    return base.replace(**changes) if changes else base
+
+
+PROFILES = {"production": production, "quick": quick}
+
+
+def profile(name: str, engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
+    try:
+        return PROFILES[name](engine, **changes)
+    except KeyError:
+        raise ValueError(f"unknown labelling profile {name!r}; known: {', '.join(PROFILES)}") from None
