@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from app.api import campaigns, health, potentials
+from app.api import campaigns, health, uploads
 from app.settings import get_settings
 from schemas import CampaignSpec, SpecError
 
@@ -39,7 +39,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(campaigns.router)
-    app.include_router(potentials.router)
+    app.include_router(uploads.router)
 
     @app.exception_handler(SpecError)
     async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:

@@ -246,6 +246,7 @@ def _surface(element: str, lattice: str, a: float, facet: str, vacuum: float, ma
         raise DatasetError(f"cannot build a ({facet}) {lattice} slab with at most {max_atoms} atoms")
     slab = best[1]
     slab.pbc = True  # periodic slab with a vacuum gap, as DFT sees it
+    slab.info.pop("adsorbate_info", None)  # ase.build bookkeeping, not a property of the cell
     return slab
 
 

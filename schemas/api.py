@@ -101,6 +101,11 @@ class PotentialUploaded(BaseModel):
     pair_style: str
 
 
+class FileUploaded(BaseModel):
+    reference: str = Field(description="value for a spec field that takes a file, e.g. selection.training_set")
+    filename: str
+
+
 class Health(BaseModel):
     database: str
     broker: str

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from ase.data import chemical_symbols, reference_states
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from schemas.base import Strict
 from schemas.sampling import ATOMS_PER_CUBIC_CELL, KIND_TAGS, SamplingParams
@@ -21,12 +21,33 @@ Lattice = Literal["bcc", "fcc"]
 
 
 class SelectionParams(Strict):
-    basis: Literal["snap", "mtp", "ace", "mlip3"] = Field("snap", description="linear basis for D-optimality")
+    basis: Literal["snap", "mtp", "ace"] = Field(
+        "snap", description="linear basis for D-optimality (MLIP-3's own binary: `defect-genome grade --basis mlip3`)"
+    )
+    basis_potential: str | None = Field(
+        None, description="the .mtp (mtp basis) or pacemaker .yaml (ace basis) potential file"
+    )
+    twojmax: int = Field(6, ge=0, le=12, description="SNAP basis: 2 j_max (6 gives 30 bispectrum components)")
+    snap_cutoff: float = Field(4.7, gt=0, description="SNAP basis: pair cutoff, A")
+    training_set: str | None = Field(
+        None,
+        description="basic dataset B: extxyz, MTP .cfg or pacemaker .pckl.gzip path, or 'uploaded:<sha256>'; "
+        "default a generated domain-knowledge set (strained, rattled bulk, vacancy, interstitial, surfaces, GB)",
+    )
+    candidates: Literal["defects", "all"] = Field(
+        "defects", description="atoms that may be selected: not in the perfect lattice, or every atom"
+    )
     gamma_select: float = Field(2.0, gt=1.0, description="extrapolation grade above which an environment is selected")
     gamma_break: float = Field(10.0, gt=1.0, description="extrapolation grade that stops an OTF run")
     max_new: int = Field(200, ge=1, description="most environments added per selection")
     cluster_radius: float = Field(8.0, gt=0, description="radius of the spherical cluster cut, A")
     vacuum: float = Field(8.0, ge=0, description="vacuum padding of the C (cluster) variant, A")
+
+    @model_validator(mode="after")
+    def _potential_for_basis(self) -> SelectionParams:
+        if self.basis in ("mtp", "ace") and not self.basis_potential:
+            raise ValueError(f"basis_potential: the {self.basis} basis needs its potential file (.mtp or .yaml)")
+        return self
 
 
 class ReconstructionParams(Strict):
@@ -72,6 +93,9 @@ class CampaignSpec(Strict):
     reconstruction: ReconstructionParams = ReconstructionParams()
     labelling: LabellingParams = LabellingParams()
     budget: Budget = Budget()
+    stop_after: Literal["sampling", "selection"] | None = Field(
+        None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
+    )
 
     @field_validator("element")
     @classmethod

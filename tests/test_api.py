@@ -43,14 +43,17 @@ def test_requests_without_a_valid_token_get_401(client, tokens):
 
 def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     alice = tokens["alice"]
-    response = client.post("/api/v1/campaigns", json=TINY_SPEC, headers=_auth(alice))
+    response = client.post("/api/v1/campaigns", json=TINY_SPEC | {"stop_after": None}, headers=_auth(alice))
     assert response.status_code == 202, response.text
     campaign_id = response.json()["id"]
 
     body = _wait_finished(client, alice, campaign_id)
     assert body["status"] == "succeeded", body
-    (sampling,) = body["stages"]
-    assert sampling["stage"] == "sampling" and sampling["status"] == "succeeded"
+    stages = {stage["stage"]: stage for stage in body["stages"]}
+    assert list(stages) == ["sampling", "training_set", "grading", "selection"]
+    assert all(stage["status"] == "succeeded" for stage in stages.values())
+    sampling = stages["sampling"]
+    assert stages["grading"]["progress_done"] == stages["grading"]["progress_total"] == 6  # one item per snapshot
     # 2 protocols x (1 minimised + 200/100 MD) snapshots
     assert sampling["progress_done"] == sampling["progress_total"] == 6
     assert [item["key"] for item in sampling["items"]] == ["bulk", "vacancy"]
@@ -74,7 +77,8 @@ def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     assert by_source["vacancy/frame-0"]["info"]["structure_types"]["bcc"] == 249 - 14
 
     paged = client.get(
-        f"/api/v1/campaigns/{campaign_id}/structures", params={"limit": 4, "offset": 4}, headers=_auth(alice)
+        f"/api/v1/campaigns/{campaign_id}/structures", params={"stage": "sampling", "limit": 4, "offset": 4},
+        headers=_auth(alice),
     ).json()
     assert paged["count"] == 6 and len(paged["data"]) == 2
 
@@ -172,7 +176,7 @@ def test_cancel_then_resume_runs_only_unfinished_work(client, tokens):
     assert items["vacancy"]["attempts"] == 2
     with session_scope() as session:
         assert {s.source: s.id for s in session.query(Structure).filter(Structure.source.like("bulk/%"))} == bulk_rows
-        sources = [s.source for s in session.query(Structure).filter(Structure.campaign_id == campaign_id)]
+        sources = [s.source for s in session.query(Structure).filter_by(campaign_id=campaign_id, stage="sampling")]
     assert len(sources) == len(set(sources)) == 3 + 31
 
 

@@ -43,7 +43,7 @@ def broker_env(monkeypatch, tmp_path, postgres_server_url):
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--queues", "md", "--concurrency", "1"],
+        [sys.executable, "-m", "app.cli", "worker", "--queues", "md,select", "--concurrency", "1"],
         env=os.environ | env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,

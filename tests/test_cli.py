@@ -35,8 +35,15 @@ def test_run_prints_summary_and_stores_campaign(tmp_path):
     assert f"atoms (summed over snapshots): {3 * 250 + 3 * 249}" in out
     assert str(tmp_path / "data" / "defect-genome.sqlite") in out
     assert is_at_head(f"sqlite:///{tmp_path / 'data' / 'defect-genome.sqlite'}")
-    # Content-addressed files, one per distinct snapshot
-    assert len(list((tmp_path / "data" / "structures").glob("*/*.extxyz"))) == 6
+    # Content-addressed files, one per distinct structure (snapshots, dataset B, clusters)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'defect-genome.sqlite'}")
+    with engine.connect() as connection:
+        n_distinct = connection.execute(text("SELECT COUNT(DISTINCT sha256) FROM structures")).scalar()
+        n_sampling = connection.execute(text("SELECT COUNT(*) FROM structures WHERE stage = 'sampling'")).scalar()
+    assert n_sampling == 6
+    assert len(list((tmp_path / "data" / "structures").glob("*/*.extxyz"))) == n_distinct
 
 
 def test_invalid_spec_exits_2_with_the_api_message(tmp_path):

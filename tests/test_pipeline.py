@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from support import TINY_SPEC, wait_for
 
 from app.auth import get_or_create_user
@@ -38,7 +39,7 @@ def _finished(campaign_id: int) -> Campaign:
 
 def _structures(campaign_id: int) -> list[tuple[str, str]]:
     with session_scope() as session:
-        rows = session.query(Structure).filter_by(campaign_id=campaign_id).order_by(Structure.id)
+        rows = session.query(Structure).filter_by(campaign_id=campaign_id, stage="sampling").order_by(Structure.id)
         return [(s.source, s.sha256) for s in rows]
 
 
@@ -47,7 +48,7 @@ def test_running_a_finished_item_again_changes_nothing(env):
     before = _structures(campaign_id)
     assert len(before) == 3
     with session_scope() as session:
-        item = session.query(WorkItem).filter_by(campaign_id=campaign_id).one()
+        item = session.query(WorkItem).filter_by(campaign_id=campaign_id, key="vacancy").one()
         item_id, attempts = item.id, item.attempts
 
     assert execute.execute_item(item_id, final_attempt=True) == []  # a re-delivered message
@@ -71,7 +72,7 @@ def test_transient_failure_is_retried_then_succeeds(env, monkeypatch):
     campaign = _finished(_submit(_one_protocol_spec()))
     assert campaign.status == Status.succeeded
     with session_scope() as session:
-        item = session.query(WorkItem).filter_by(campaign_id=campaign.id).one()
+        item = session.query(WorkItem).filter_by(campaign_id=campaign.id, key="vacancy").one()
         assert item.attempts == 2 and item.error is None
     assert len(_structures(campaign.id)) == 3
 
@@ -111,7 +112,7 @@ def test_potential_broken_after_submission_fails_the_stage_and_resume_recovers(e
     assert campaign.status == Status.failed
     assert campaign.error.startswith("stage sampling failed: vacancy: PotentialError: LAMMPS rejected potential")
     with session_scope() as session:
-        item = session.query(WorkItem).filter_by(campaign_id=campaign_id).one()
+        item = session.query(WorkItem).filter_by(campaign_id=campaign_id, key="vacancy").one()
         assert item.status == Status.failed and item.attempts == 1  # a bad file is not retried
         assert session.get(Campaign, campaign_id).stages[0].status == Status.failed
     assert _structures(campaign_id) == []
@@ -136,3 +137,51 @@ def test_server_start_resumes_work_of_a_dead_in_process_server(env):
         campaign = _finished(campaign_id)
     assert campaign.status == Status.succeeded
     assert len(_structures(campaign_id)) == 3
+
+
+def test_selection_against_bulk_training_picks_vacancy_environments(env, tmp_path):
+    """B = perfect + rattled bulk W: the vacancy's neighbours extrapolate, get selected and cut into clusters."""
+    import ase.io
+    import numpy as np
+    from ase.build import bulk
+
+    from app.db.models import Artifact, Environment
+
+    perfect = bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4))
+    training = [perfect]
+    for seed in range(4):
+        rattled = perfect.copy()
+        rattled.rattle(0.05, seed=seed)
+        training.append(rattled)
+    ase.io.write(tmp_path / "bulk.extxyz", training)
+    spec = _one_protocol_spec(stop_after=None)
+    spec = spec.model_copy(update={"selection": spec.selection.model_copy(
+        update={"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 5})})
+    campaign = _finished(_submit(spec))
+    assert campaign.status == Status.succeeded, campaign.error
+
+    with session_scope() as session:
+        frame0 = session.query(Structure).filter_by(campaign_id=campaign.id, source="vacancy/frame-0").one()
+        environments = session.query(Environment).filter_by(structure_id=frame0.id).all()
+        gammas = np.array([e.gamma for e in environments])
+        assert len(environments) == 14 and np.all(gammas > 2.0)  # every vacancy neighbour extrapolates
+        assert frame0.info["gamma_max"] == pytest.approx(gammas.max())
+        # Bulk atoms of the minimised frame interpolate: only the 14 candidates are above 1
+        assert frame0.info["fraction_above_1"] == pytest.approx(14 / 249)
+
+        selected = session.query(Environment).join(Structure).filter(
+            Structure.campaign_id == campaign.id, Environment.selected.is_(True)).count()
+        assert 1 <= selected <= 5  # diverse: not every one of the 3 x 14 high-gamma neighbours
+        clusters = session.query(Structure).filter_by(campaign_id=campaign.id, stage="cluster").all()
+        assert clusters and all(c.parent_id is not None and not any(c.pbc) for c in clusters)
+        # An 8 A sphere of bcc W holds 137 sites (less the vacancy); nearby centres merge into one union
+        assert all(130 <= c.n_atoms <= 137 * len(c.info["centres"]) for c in clusters)
+        assert sum(len(c.info["centres"]) for c in clusters) == selected
+        padded = session.query(Structure).filter_by(campaign_id=campaign.id, stage="cluster_vacuum").all()
+        assert len(padded) == len(clusters) and all(all(p.pbc) for p in padded)
+
+        histogram = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="gamma_histogram",
+                                                      name="campaign").one().data
+        assert histogram["n"] == 3 * 249 and sum(histogram["counts"]) == 3 * 249
+        soap = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="soap_pca").one().data
+        assert set(soap["points"]) == {"B", "C"} and len(soap["points"]["B"]) == 5 * 128

@@ -16,11 +16,17 @@ from workers import pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
 from workers.stages.sampling import run_protocol
+from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[int], None]
-RUNNERS: dict[str, Runner] = {"dg.sampling.run_protocol": run_protocol}
+RUNNERS: dict[str, Runner] = {
+    "dg.sampling.run_protocol": run_protocol,
+    "dg.selection.build_active_set": build_active_set,
+    "dg.selection.grade_snapshot": grade_snapshot,
+    "dg.selection.select_and_cut": select_and_cut,
+}
 
 
 class PermanentError(Exception):
@@ -51,6 +57,8 @@ def _finish(item_id: int, status: Status, error: str | None = None) -> list[Task
         item.status, item.error = status, error
         if status.finished:
             item.finished_at = utcnow()
+        if status == Status.succeeded:
+            item.progress_done = item.progress_total
         return pipeline.advance(session, item.campaign_id)
 
 

@@ -37,7 +37,8 @@ class StageDef:
     name: str
     queue: str
     task_name: str
-    plan: Callable[[CampaignSpec], list[PlannedItem]]
+    # (session, campaign id, spec) -> the work items; later stages fan out over earlier results
+    plan: Callable[[Session, int, CampaignSpec], list[PlannedItem]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class TaskRef:
     queue: str
 
 
-def _plan_sampling(spec: CampaignSpec) -> list[PlannedItem]:
+def _plan_sampling(_session: Session, _campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
     return [
         PlannedItem(
             key=name,
@@ -60,11 +61,34 @@ def _plan_sampling(spec: CampaignSpec) -> list[PlannedItem]:
     ]
 
 
-# The stage order. Later stages (selection, reconstruction, labelling, export) join here.
+def _plan_one(_session: Session, _campaign_id: int, _spec: CampaignSpec) -> list[PlannedItem]:
+    return [PlannedItem(key="campaign", params={}, progress_total=1)]
+
+
+def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> list[PlannedItem]:
+    snapshots = session.execute(
+        select(Structure.id, Structure.source)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+        .order_by(Structure.id)
+    )
+    return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
+
+
+# The stage order. Later stages (reconstruction, labelling, export) join here.
 STAGES: tuple[StageDef, ...] = (
     StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
+    StageDef(name="training_set", queue="select", task_name="dg.selection.build_active_set", plan=_plan_one),
+    StageDef(name="grading", queue="select", task_name="dg.selection.grade_snapshot", plan=_plan_grading),
+    StageDef(name="selection", queue="select", task_name="dg.selection.select_and_cut", plan=_plan_one),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
+
+
+def stages_for(spec: CampaignSpec) -> tuple[StageDef, ...]:
+    """The stages this campaign runs: all, or up to the one named by `stop_after`."""
+    names = [stage.name for stage in STAGES]
+    last = names.index(spec.stop_after) if spec.stop_after else len(STAGES) - 1
+    return STAGES[: last + 1]
 STAGE_BY_TASK = {stage.task_name: stage for stage in STAGES}
 
 
@@ -112,7 +136,7 @@ def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campai
         spec=spec.model_dump(mode="json"),
         status=Status.pending,
     )
-    campaign.stages = [StageRun(stage=stage.name, position=i) for i, stage in enumerate(STAGES)]
+    campaign.stages = [StageRun(stage=stage.name, position=i) for i, stage in enumerate(stages_for(spec))]
     session.add(campaign)
     session.flush()
     return campaign
@@ -144,7 +168,7 @@ def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[Tas
             params=planned.params,
             progress_total=planned.progress_total,
         )
-        for planned in stage.plan(spec)
+        for planned in stage.plan(session, campaign.id, spec)
     ]
     stage_run.items.extend(items)
     stage_run.status = Status.running
@@ -164,7 +188,11 @@ def advance(session: Session, campaign_id: int) -> list[TaskRef]:
         if stage_run.status == Status.succeeded:
             continue
         if not stage_run.items:
-            return _plan(session, campaign, stage_run)
+            refs = _plan(session, campaign, stage_run)
+            if refs:
+                return refs
+            stage_run.status, stage_run.finished_at = Status.succeeded, utcnow()  # nothing to fan out over
+            continue
         _refresh_progress(session, stage_run)
         statuses = {item.status for item in stage_run.items}
         stage_run.attempts = max(item.attempts for item in stage_run.items)

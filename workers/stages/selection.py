@@ -1,0 +1,222 @@
+"""Selection stages: the training active set, per-snapshot grades, the D-optimal selection and cluster cut."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact, Campaign, Environment, Structure, WorkItem
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from sampling import maxvol
+from sampling.bases import Basis, make_basis
+from sampling.clusters import cut_clusters, pad_vacuum
+from sampling.datasets import basic_dataset, read_dataset, soap_pca_map
+from sampling.properties import relax_lattice_constant
+from sampling.selection import gamma_summary, grade_atoms, select_environments, training_active_set
+from schemas import CampaignSpec
+from workers.stages.common import resolve_data_file, resolve_potential
+
+log = logging.getLogger(__name__)
+
+GAMMA_HISTOGRAM = "gamma_histogram"
+CAMPAIGN = "campaign"
+
+
+def campaign_dir(campaign_id: int) -> Path:
+    path = get_settings().data_dir / "campaigns" / str(campaign_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _load(item_id: int) -> tuple[int, CampaignSpec, dict]:
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        assert item is not None
+        campaign = session.get(Campaign, item.campaign_id)
+        return item.campaign_id, CampaignSpec.model_validate(campaign.spec), dict(item.params)
+
+
+def campaign_basis(spec: CampaignSpec, species: list[str]) -> Basis:
+    selection = spec.selection
+    if selection.basis == "snap":
+        return make_basis("snap", elements=species, twojmax=selection.twojmax, cutoff=selection.snap_cutoff,
+                          threads=get_settings().lammps_threads or spec.sampling.threads)
+    path = resolve_data_file(selection.basis_potential, "selection.basis_potential")
+    if selection.basis == "mtp":
+        return make_basis("mtp", mtp_file=path, species=tuple(species))
+    return make_basis("ace", yaml=path)
+
+
+def _put_structure(session: Session, store: StructureStore, campaign_id: int, atoms: Atoms, *, stage: str,
+                   source: str, parent_id: int | None = None, info: dict | None = None) -> int:
+    """Insert a structure unless this source is stored already (a re-delivered task); return its id."""
+    existing = session.scalars(
+        select(Structure.id).where(Structure.campaign_id == campaign_id, Structure.source == source)
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    sha256, path = store.put(atoms)
+    structure = Structure(
+        campaign_id=campaign_id, sha256=sha256, path=path, stage=stage, source=source, parent_id=parent_id,
+        formula=atoms.get_chemical_formula(), n_atoms=len(atoms), pbc=[bool(p) for p in atoms.pbc],
+        cell=atoms.cell.array.tolist(), energy=None, info=info or {},
+    )
+    session.add(structure)
+    session.flush()
+    return structure.id
+
+
+def _put_artifact(session: Session, campaign_id: int, kind: str, name: str, data: dict) -> None:
+    artifact = session.scalars(
+        select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)
+    ).one_or_none()
+    if artifact is None:
+        session.add(Artifact(campaign_id=campaign_id, kind=kind, name=name, data=data))
+    else:
+        artifact.data = data
+
+
+def _species(spec: CampaignSpec) -> list[str]:
+    return [spec.element]
+
+
+def build_active_set(item_id: int) -> None:
+    """Dataset B (the user's or generated) stored as stage 'basic', and its MaxVol active set."""
+    campaign_id, spec, _ = _load(item_id)
+    store = StructureStore(get_settings().data_dir)
+    if spec.selection.training_set:
+        training = read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
+    else:
+        potential = resolve_potential(spec.potential)
+        a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
+        training = basic_dataset(spec.element, spec.lattice, a, potential=potential)
+    basis = campaign_basis(spec, _species(spec))
+    active_set = training_active_set(basis, training)
+    buffer = io.BytesIO()
+    maxvol.save(active_set, buffer)
+    (campaign_dir(campaign_id) / "active_set.npz").write_bytes(buffer.getvalue())
+    with session_scope() as session:
+        for index, atoms in enumerate(training):
+            atoms.calc = None  # labels of a user's set stay in its own file; B is stored as geometry
+            _put_structure(session, store, campaign_id, atoms, stage="basic", source=f"basic/{index}",
+                           info={"origin": str(atoms.info.get("source", ""))})
+        _put_artifact(session, campaign_id, "active_set", CAMPAIGN, {
+            "basis": basis.describe(), "m": active_set.size, "training_configurations": len(training),
+            "training_atoms": int(sum(len(a) for a in training)), "tolerance": active_set.tolerance,
+            "log_abs_det": active_set.log_abs_det,
+        })
+
+
+def grade_snapshot(item_id: int) -> None:
+    """gamma of every atom of one sampling snapshot; candidates above gamma_select keep their rows."""
+    campaign_id, spec, params = _load(item_id)
+    structure_id = int(params["structure_id"])
+    settings = get_settings()
+    store = StructureStore(settings.data_dir)
+    with session_scope() as session:
+        structure = session.get(Structure, structure_id)
+        atoms = store.read(structure.path)
+        source = structure.source
+        candidates = np.array(
+            session.scalars(select(Environment.atom_index).where(Environment.structure_id == structure_id)).all(),
+            dtype=int,
+        )
+    active_set = maxvol.load(campaign_dir(campaign_id) / "active_set.npz")
+    rows, gamma = grade_atoms(campaign_basis(spec, _species(spec)), active_set, atoms)
+    mask = np.zeros(len(atoms), bool)
+    if spec.selection.candidates == "all":
+        mask[:] = True
+    else:
+        mask[candidates] = True
+    chosen = np.flatnonzero(mask & (gamma > spec.selection.gamma_select))
+    rows_dir = campaign_dir(campaign_id) / "rows"
+    rows_dir.mkdir(exist_ok=True)
+    np.savez(rows_dir / f"{structure_id}.npz", atoms=chosen, rows=rows[chosen], gamma=gamma[chosen])
+    np.save(rows_dir / f"{structure_id}.gamma.npy", gamma)
+    with session_scope() as session:
+        for atom_index in candidates:
+            session.execute(
+                update(Environment)
+                .where(Environment.structure_id == structure_id, Environment.atom_index == int(atom_index))
+                .values(gamma=float(gamma[atom_index]))
+            )
+        structure = session.get(Structure, structure_id)
+        structure.info = {**structure.info, **gamma_summary(gamma)}
+        _put_artifact(session, campaign_id, GAMMA_HISTOGRAM, source, maxvol.log_histogram(gamma))
+
+
+def select_and_cut(item_id: int) -> None:
+    """Greedy MaxVol over every candidate of the campaign, then clusters (and their vacuum C variant)."""
+    campaign_id, spec, _ = _load(item_id)
+    settings = get_settings()
+    store = StructureStore(settings.data_dir)
+    directory = campaign_dir(campaign_id)
+    active_set = maxvol.load(directory / "active_set.npz")
+    with session_scope() as session:
+        snapshots = session.execute(
+            select(Structure.id, Structure.path, Structure.source)
+            .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+            .order_by(Structure.id)
+        ).all()
+    rows, gammas, owners = [], [], []
+    for structure_id, _path, _source in snapshots:
+        saved = np.load(directory / "rows" / f"{structure_id}.npz")
+        rows.append(saved["rows"])
+        gammas.append(saved["gamma"])
+        owners.append(saved["atoms"])
+    selection = select_environments(
+        active_set, rows, gammas, gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new
+    )
+    buffer = io.BytesIO()
+    maxvol.save(selection.active_set, buffer)
+    (directory / "active_set_selected.npz").write_bytes(buffer.getvalue())
+    chosen_by_snapshot: dict[int, list[int]] = {}
+    for k, position in selection.chosen:
+        chosen_by_snapshot.setdefault(k, []).append(int(owners[k][position]))
+
+    clusters_b: list[Atoms] = []
+    with session_scope() as session:
+        histograms = session.scalars(
+            select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == GAMMA_HISTOGRAM,
+                                        Artifact.name != CAMPAIGN)
+        ).all()
+        if histograms:
+            _put_artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN, maxvol.merge_histograms(histograms))
+        for k, centres in sorted(chosen_by_snapshot.items()):
+            structure_id, path, source = snapshots[k]
+            session.execute(
+                update(Environment)
+                .where(Environment.structure_id == structure_id, Environment.atom_index.in_(centres))
+                .values(selected=True)
+            )
+            atoms = store.read(path)
+            atoms.arrays["gamma"] = np.load(directory / "rows" / f"{structure_id}.gamma.npy")
+            for number, cluster in enumerate(cut_clusters(atoms, centres, radius=spec.selection.cluster_radius,
+                                                          source=source)):
+                info = {"centres": cluster.centre_indices, "radius": cluster.radius,
+                        "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}
+                cluster_source = f"{source}/cluster-{number}"
+                cluster_id = _put_structure(session, store, campaign_id, cluster.atoms, stage="cluster",
+                                            source=cluster_source, parent_id=structure_id, info=info)
+                padded = pad_vacuum(cluster.atoms, spec.selection.vacuum)
+                _put_structure(session, store, campaign_id, padded, stage="cluster_vacuum",
+                               source=f"{cluster_source}/vacuum", parent_id=cluster_id, info=info)
+                clusters_b.append(padded)
+        basic = [store.read(p) for p in session.scalars(
+            select(Structure.path).where(Structure.campaign_id == campaign_id, Structure.stage == "basic"))]
+        maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
+        _put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
+                      soap_pca_map(maps, max_atoms_per_dataset=2000))
+        _put_artifact(session, campaign_id, "selection", CAMPAIGN, {
+            "candidates": int(sum(len(r) for r in rows)), "selected": len(selection.chosen),
+            "clusters": len(clusters_b), "gamma_select": spec.selection.gamma_select,
+            "max_new": spec.selection.max_new,
+        })
