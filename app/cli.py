@@ -147,6 +147,15 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
     if summary.structure_types:
         types = ", ".join(f"{k} {v}" for k, v in sorted(summary.structure_types.items()))
         out.print(f"  structure types: {types}", highlight=False)
+    from sqlalchemy import func, select
+
+    from app.db.models import Structure
+
+    per_stage = session.execute(
+        select(Structure.stage, func.count()).where(Structure.campaign_id == campaign.id).group_by(Structure.stage)
+    ).all()
+    if per_stage:
+        out.print("  structures: " + ", ".join(f"{stage} {count}" for stage, count in sorted(per_stage)), highlight=False)
     settings = get_settings()
     out.print(f"  database: {url}", highlight=False)
     out.print(f"  structure files: {settings.data_dir / 'structures'}", highlight=False)

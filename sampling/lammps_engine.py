@@ -14,8 +14,9 @@ import functools
 import importlib.metadata
 import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -32,7 +33,11 @@ __all__ = [
     "open_lammps",
     "lammps_version",
     "LammpsSystem",
+    "LammpsFrame",
     "BAR_TO_EV_PER_A3",
+    "SETTINGS_COMMANDS",
+    "ANALYSIS_COMMANDS",
+    "boundary_command",
 ]
 
 # 1 bar = 1e5 Pa = 1e5 / 1.602176634e-19 eV/m^3 = 6.241509e-7 eV/A^3
@@ -120,6 +125,87 @@ def _lammps_frame(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rotation, lower
 
 
+# Commands shared by the in-process engine and the standalone input written by sampling.lammps_script:
+# before the box exists, and after the atoms and the potential are defined.
+SETTINGS_COMMANDS = ("units metal", "atom_style atomic", "atom_modify map array")
+ANALYSIS_COMMANDS = (
+    # virial-only pressure: the stress a DFT/MLIP label has (no kinetic part)
+    "compute virial_pressure all pressure NULL virial",
+    "thermo_style custom step temp pe press",
+    "thermo 0",
+)
+
+
+def boundary_command(pbc: Sequence[bool]) -> str:
+    """``boundary`` with ``p`` for periodic and ``m`` (shrink-wrapped, never smaller) for free directions."""
+    return "boundary " + " ".join("p" if periodic else "m" for periodic in pbc)
+
+
+@dataclass(frozen=True)
+class LammpsFrame:
+    """How an input (ASE) configuration sits in LAMMPS: what is needed to read LAMMPS output back.
+
+    ``rotation`` R maps input vectors to LAMMPS ones (v_lammps = v_input @ R); ``initial_images``
+    (row = atom id, row 0 unused) are the lattice shifts LAMMPS applied when wrapping the input
+    atoms into the box. Used by :class:`LammpsSystem` and to parse dumps of standalone runs.
+    """
+
+    rotation: np.ndarray
+    input_cell: np.ndarray
+    pbc: np.ndarray
+    species: tuple[str, ...]
+    initial_images: np.ndarray
+
+    @property
+    def rotated(self) -> bool:
+        return not np.array_equal(self.rotation, np.eye(3))
+
+    def positions(self, ids: np.ndarray, x: np.ndarray, images: np.ndarray, lo: np.ndarray,
+                  lower: np.ndarray) -> np.ndarray:
+        """Input-frame positions from LAMMPS data sorted by id: wrapped ``x``, image flags, box origin and cell."""
+        unwrapped = x + images @ lower
+        known = ids < len(self.initial_images)  # atoms inserted later (e.g. GCMC) have no input shift
+        shifts = np.zeros((len(ids), 3))
+        shifts[known] = self.initial_images[ids[known]]
+        unwrapped = unwrapped + shifts @ lower
+        # The input cell had its origin at 0; keep that along non-periodic (shrink-wrapped) directions.
+        unwrapped -= np.where(self.pbc, lo, 0.0)
+        return unwrapped @ self.rotation.T if self.rotated else unwrapped
+
+    def cell(self, lower: np.ndarray) -> np.ndarray:
+        """Input-frame cell from the LAMMPS lower-triangular cell; input vectors along non-periodic directions."""
+        cell = lower.copy() if not self.rotated else lower @ self.rotation.T
+        cell[~self.pbc] = self.input_cell[~self.pbc]
+        return cell
+
+    def stress(self, pressure: Sequence[float]) -> np.ndarray:
+        """ASE stress (6 Voigt xx yy zz yz xz xy, eV/A^3, = -pressure) from LAMMPS pxx pyy pzz pxy pxz pyz (bar)."""
+        pxx, pyy, pzz, pxy, pxz, pyz = np.array(pressure[:6], dtype=float)
+        tensor = -BAR_TO_EV_PER_A3 * np.array([[pxx, pxy, pxz], [pxy, pyy, pyz], [pxz, pyz, pzz]])
+        if self.rotated:
+            tensor = self.rotation @ tensor @ self.rotation.T
+        return np.array([tensor[0, 0], tensor[1, 1], tensor[2, 2], tensor[1, 2], tensor[0, 2], tensor[0, 1]])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rotation": self.rotation.tolist(),
+            "input_cell": self.input_cell.tolist(),
+            "pbc": [bool(p) for p in self.pbc],
+            "species": list(self.species),
+            "initial_images": self.initial_images.astype(int).tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LammpsFrame":
+        return cls(
+            rotation=np.array(data["rotation"], dtype=float),
+            input_cell=np.array(data["input_cell"], dtype=float),
+            pbc=np.array(data["pbc"], dtype=bool),
+            species=tuple(data["species"]),
+            initial_images=np.array(data["initial_images"], dtype=float).reshape(-1, 3),
+        )
+
+
 class LammpsSystem:
     """One LAMMPS instance holding ``atoms`` with ``potential``; use as a context manager.
 
@@ -168,7 +254,6 @@ class LammpsSystem:
     # ------------------------------------------------------------------ setup
 
     def _setup(self, atoms: Atoms, symbols: list[str], lower: np.ndarray, pair_commands: list[str]) -> None:
-        boundary = " ".join("p" if periodic else "m" for periodic in self.pbc)
         # repr of a Python float round-trips exactly through LAMMPS's strtod
         xhi, yhi, zhi = (repr(float(v)) for v in np.diag(lower))
         tilts = (float(lower[1, 0]), float(lower[2, 0]), float(lower[2, 1]))
@@ -179,10 +264,8 @@ class LammpsSystem:
             region = f"region sim_box prism 0 {xhi} 0 {yhi} 0 {zhi} {xy} {xz} {yz} units box"
         self.commands(
             [
-                "units metal",
-                "atom_style atomic",
-                "atom_modify map array",
-                f"boundary {boundary}",
+                *SETTINGS_COMMANDS,
+                boundary_command(self.pbc),
                 region,
                 f"create_box {len(self.species)} sim_box",
             ]
@@ -210,18 +293,17 @@ class LammpsSystem:
         shift = np.rint(np.linalg.solve(lower_cell.T, (positions - wrapped).T).T)
         self._initial_images = np.zeros((natoms + 1, 3))
         self._initial_images[1:] = np.where(self.pbc, shift, 0.0)
+        self._frame = LammpsFrame(self._rotation, self._input_cell, self.pbc, self.species, self._initial_images)
         try:
             self.commands(pair_commands)
         except LammpsError as error:
             raise PotentialError(f"LAMMPS rejected potential '{self.potential.name}': {error}") from error
-        self.commands(
-            [
-                # virial-only pressure: the stress a DFT/MLIP label has (no kinetic part)
-                "compute virial_pressure all pressure NULL virial",
-                "thermo_style custom step temp pe press",
-                "thermo 0",
-            ]
-        )
+        self.commands(ANALYSIS_COMMANDS)
+
+    @property
+    def frame(self) -> LammpsFrame:
+        """The input-frame <-> LAMMPS-frame mapping of this system (to read back output of the same atoms)."""
+        return self._frame
 
     # ------------------------------------------------------------------ lifetime
 
@@ -296,38 +378,34 @@ class LammpsSystem:
         cell = np.array([[lengths[0], 0, 0], [xy, lengths[1], 0], [xz, yz, lengths[2]]])
         return lo, cell
 
+    def _image_flags(self, order: np.ndarray) -> np.ndarray:
+        lmp = self._instance()
+        image = np.array(lmp.numpy.extract_atom("image")[: self._nlocal()], dtype=np.int64)[order]
+        bits, mask, offset = (lmp.extract_setting(k) for k in ("IMGBITS", "IMGMASK", "IMGMAX"))
+        return np.stack(
+            [(image & mask) - offset, ((image >> bits) & mask) - offset, (image >> (2 * bits)) - offset], axis=1
+        )
+
     def _lammps_positions(self) -> np.ndarray:
         """Positions in the LAMMPS frame, input order, unwrapped with LAMMPS's image flags."""
         lmp = self._instance()
-        nlocal = self._nlocal()
         order = self._input_order()
-        x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=float)[order]
-        image = np.array(lmp.numpy.extract_atom("image")[:nlocal], dtype=np.int64)[order]
-        bits, mask, offset = (lmp.extract_setting(k) for k in ("IMGBITS", "IMGMASK", "IMGMAX"))
-        images = np.stack(
-            [(image & mask) - offset, ((image >> bits) & mask) - offset, (image >> (2 * bits)) - offset], axis=1
-        )
-        return x + images @ self._box()[1]
+        x = np.array(lmp.numpy.extract_atom("x")[: self._nlocal()], dtype=float)[order]
+        return x + self._image_flags(order) @ self._box()[1]
 
     def positions(self) -> np.ndarray:
         """Positions (N x 3, A) in input order and frame, continuous with the input (no wrapping)."""
         lmp = self._instance()
-        ids = np.sort(lmp.numpy.extract_atom("id")[: self._nlocal()])
-        known = ids < len(self._initial_images)  # atoms inserted later (e.g. GCMC) have no input shift
-        images = np.zeros((len(ids), 3))
-        images[known] = self._initial_images[ids[known]]
-        lo, cell = self._box()
-        unwrapped = self._lammps_positions() + images @ cell
-        # The input cell had its origin at 0; keep that along non-periodic (shrink-wrapped) directions.
-        unwrapped -= np.where(self.pbc, lo, 0.0)
-        return unwrapped @ self._rotation.T if self._rotated else unwrapped
+        nlocal = self._nlocal()
+        ids = np.array(lmp.numpy.extract_atom("id")[:nlocal])
+        order = np.argsort(ids, kind="stable")
+        x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=float)[order]
+        lo, lower = self._box()
+        return self.frame.positions(ids[order], x, self._image_flags(order), lo, lower)
 
     def cell(self) -> np.ndarray:
         """Current cell (rows) in the input frame; the input vectors along non-periodic directions."""
-        _, lower = self._box()
-        cell = lower if self._rotated is False else lower @ self._rotation.T
-        cell[~self.pbc] = self._input_cell[~self.pbc]
-        return cell
+        return self.frame.cell(self._box()[1])
 
     def get_atoms(self) -> Atoms:
         """The current configuration as ase.Atoms, atoms in input order."""
@@ -335,8 +413,8 @@ class LammpsSystem:
         nlocal = self._nlocal()
         order = self._input_order()
         types = np.array(lmp.numpy.extract_atom("type")[:nlocal])[order]
-        symbols = [self.species[t - 1] for t in types]
-        return Atoms(symbols=symbols, positions=self.positions(), cell=self.cell(), pbc=self.pbc)
+        numbers = np.array([atomic_numbers[s] for s in self.species])[types - 1]
+        return Atoms(numbers=numbers, positions=self.positions(), cell=self.cell(), pbc=self.pbc)
 
     def per_atom_compute(self, compute_id: str, ncols: int | None = None) -> np.ndarray:
         """Per-atom values of a LAMMPS compute in input order: (N,) for a vector, (N, ncols) for an array."""
@@ -398,8 +476,28 @@ class LammpsSystem:
         pressure = self._instance().numpy.extract_compute(
             "virial_pressure", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR
         )
-        pxx, pyy, pzz, pxy, pxz, pyz = np.array(pressure[:6], dtype=float)
-        tensor = -BAR_TO_EV_PER_A3 * np.array([[pxx, pxy, pxz], [pxy, pyy, pyz], [pxz, pyz, pzz]])
-        if self._rotated:
-            tensor = self._rotation @ tensor @ self._rotation.T
-        return np.array([tensor[0, 0], tensor[1, 1], tensor[2, 2], tensor[1, 2], tensor[0, 2], tensor[0, 1]])
+        return self.frame.stress(pressure)
+
+    def equal_variable(self, name: str) -> float:
+        """Value of an equal-style LAMMPS variable (``variable name equal ...``), evaluated now."""
+        import lammps
+
+        lmp = self._instance()
+        if not lmp.has_id("variable", name):
+            raise LammpsError(f"no variable '{name}'; define it first, e.g. command('variable {name} equal pe')")
+        try:
+            value = lmp.extract_variable(name, None, lammps.LMP_VAR_EQUAL)
+        except Exception as error:
+            raise LammpsError(f"cannot evaluate variable '{name}': {error}") from None
+        if value is None:
+            raise LammpsError(f"variable '{name}' is not an equal-style variable")
+        return float(value)
+
+    def write_data(self, path: str | Path) -> None:
+        """Write the current atoms and box as a LAMMPS data file (full precision, no potential coefficients)."""
+        self.command(f"write_data {_quote_path(path)} nocoeff nofix")
+
+
+def _quote_path(path: str | Path) -> str:
+    text = str(path)
+    return f'"{text}"' if any(c.isspace() for c in text) else text

@@ -1,21 +1,79 @@
-"""Loading protocols that stream MD snapshots with their CNA classification."""
+"""Loading protocols that stream MD snapshots with their CNA classification.
+
+Every protocol is a generator ``name(atoms, potential, *, element, lattice,
+lattice_constant, <params>, seed, threads) -> Iterator[Snapshot]`` with a
+matching ``name_snapshot_count(...)`` (snapshots it yields, for done/total
+displays). Parameters are validated when the protocol is called (before any
+LAMMPS work); a bad one raises ValueError naming it.
+
+Each protocol is written once, as a :class:`Program`: the LAMMPS commands of
+the run with :class:`SnapshotPoint` markers between them. A program runs either
+in this process (:func:`execute`: a :class:`LammpsSystem`, snapshots read
+through numpy, no files) or as a standalone LAMMPS input under ``mpirun``
+(:mod:`sampling.lammps_script`: dumps parsed back into the same snapshots).
+Both paths build their snapshots in :func:`make_snapshot`.
+
+Protocols (defaults follow the paper: 300 K, strain rates 1e8..1e9 1/s):
+
+- :func:`minimize`: 0 K relaxation (positions, optionally the box), 1 snapshot.
+- :func:`anneal`: Nose-Hoover MD over a temperature schedule.
+- :func:`uniaxial`: tension or compression at constant engineering strain rate
+  (``fix deform erate``), lateral axes at zero pressure (``npt``) or fixed.
+- :func:`shear`: simple shear of a tilt factor (``change_box triclinic`` +
+  ``fix deform erate`` on the tilt).
+- :func:`nanoindent`: spherical ``fix indent`` pushed into the free top (+z)
+  surface of a slab at constant speed, bottom layer held fixed.
+- :func:`crack_opening`: mode-I opening of a through-thickness slit crack by
+  increasing strain normal to the crack plane, quasi-static (0 K) or MD.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from .defects import cna_cutoff, count_structure_types, defect_mask
-from .lammps_engine import LammpsSystem
+from .lammps_engine import LammpsSystem, _lammps_frame
 from .potentials import Potential, check_element
 
-__all__ = ["Snapshot", "anneal", "anneal_snapshot_count", "derived_seed"]
+__all__ = [
+    "Snapshot",
+    "SnapshotPoint",
+    "Program",
+    "PROTOCOLS",
+    "execute",
+    "make_snapshot",
+    "program_for",
+    "snapshot_count",
+    "derived_seed",
+    "minimize",
+    "minimize_snapshot_count",
+    "anneal",
+    "anneal_snapshot_count",
+    "uniaxial",
+    "uniaxial_snapshot_count",
+    "shear",
+    "shear_snapshot_count",
+    "nanoindent",
+    "nanoindent_snapshot_count",
+    "crack_opening",
+    "crack_opening_snapshot_count",
+]
 
 _NOSE_HOOVER_TDAMP_STEPS = 100
 _NOSE_HOOVER_PDAMP_STEPS = 1000
+_AXES = ("x", "y", "z")
+_MINIMIZE = "minimize 0.0 1e-6 10000 100000"  # etol, ftol (eV/A), max iterations, max force evaluations
+_PER_SECOND_TO_PER_PS = 1e-12  # strain rate: LAMMPS metal time unit is the picosecond
+_M_PER_S_TO_A_PER_PS = 1e-2  # 1 m/s = 1e10 A / 1e12 ps
+
+
+# =========================================================================== snapshots
 
 
 @dataclass
@@ -25,7 +83,9 @@ class Snapshot:
     ``atoms.arrays["structure_type"]`` is the CNA value per atom (input order);
     ``atoms.info`` has ``energy`` (eV, total potential energy), ``temperature``
     (K), ``stress`` (6 Voigt, eV/A^3, ASE sign, virial only), ``step`` and
-    ``protocol``. ``defect_indices`` are the atoms that are not the perfect lattice.
+    ``protocol``, plus protocol quantities (``strain``, ``shear_strain``,
+    ``indenter_depth``, ``indenter_load``). ``defect_indices`` are the atoms
+    that are not the perfect lattice.
     """
 
     index: int
@@ -36,10 +96,282 @@ class Snapshot:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def anneal_snapshot_count(temperatures: Sequence[float], steps_per_temperature: int, snapshot_every: int) -> int:
-    """Snapshots :func:`anneal` yields: one after minimisation, then one every ``snapshot_every`` MD steps."""
-    _validate_schedule(temperatures, steps_per_temperature, snapshot_every)
-    return 1 + (len(temperatures) * int(steps_per_temperature)) // int(snapshot_every)
+@dataclass(frozen=True)
+class SnapshotPoint:
+    """Where a program takes snapshot ``index``: right after a ``run`` or ``minimize`` command.
+
+    ``info`` is known in advance (e.g. the applied strain); ``variables`` maps an
+    ``atoms.info`` key to an equal-style LAMMPS variable read at this point
+    (e.g. ``{"indenter_load": "indenter_load"}``).
+    """
+
+    index: int
+    step: int
+    time_ps: float
+    info: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    """A protocol as data: LAMMPS commands (after atoms and potential exist) with snapshot points.
+
+    ``atoms`` is the configuration the run starts from (it may differ from the
+    protocol's input, e.g. with a crack cut into it); ``thermo_every`` is the
+    thermo output interval a standalone run uses for its log.
+    """
+
+    protocol: str
+    atoms: Atoms
+    element: str
+    lattice: str
+    lattice_constant: float
+    timestep_ps: float
+    items: list[str | SnapshotPoint] = field(default_factory=list)
+    thermo_every: int = 0
+
+    @property
+    def points(self) -> list[SnapshotPoint]:
+        return [item for item in self.items if isinstance(item, SnapshotPoint)]
+
+    @property
+    def snapshot_count(self) -> int:
+        return len(self.points)
+
+    @property
+    def commands(self) -> list[str]:
+        return [item for item in self.items if isinstance(item, str)]
+
+    def check(self) -> "Program":
+        """Snapshot points must follow a run/minimize (energy, virial and computes are current there)."""
+        previous = ""
+        for position, item in enumerate(self.items):
+            if isinstance(item, SnapshotPoint):
+                if previous.split()[:1] not in (["run"], ["minimize"]):
+                    raise AssertionError(f"{self.protocol}: snapshot {item.index} at item {position} "
+                                         f"follows {previous!r}, not a run or minimize")
+            else:
+                words = item.split()
+                if words[:1] == ["run"] and " pre no" in item and previous.split()[:1] != ["run"]:
+                    raise AssertionError(f"{self.protocol}: {item!r} at item {position} does not continue a run")
+                previous = item
+        indices = [p.index for p in self.points]
+        if indices != list(range(len(indices))):
+            raise AssertionError(f"{self.protocol}: snapshot indices {indices} are not 0..n-1")
+        return self
+
+
+def make_snapshot(
+    program: Program,
+    point: SnapshotPoint,
+    atoms: Atoms,
+    lammps_structure_type: np.ndarray,
+    energy: float,
+    temperature: float,
+    stress: np.ndarray,
+    values: dict[str, float],
+) -> Snapshot:
+    """THE snapshot constructor of both execution paths: classification, defect atoms, info."""
+    # Defect detection: LAMMPS `compute structure_type ... cna/atom` (defined by every program). To use
+    # another method of sampling.defects (e.g. an adaptive CNA on `atoms`), change this one line.
+    structure_type = np.rint(np.asarray(lammps_structure_type, dtype=float)).astype(np.int32)
+    atoms.arrays["structure_type"] = structure_type
+    atoms.info.update(
+        energy=float(energy),
+        temperature=float(temperature),
+        stress=np.asarray(stress, dtype=float),
+        step=point.step,
+        protocol=program.protocol,
+    )
+    atoms.info.update(point.info)
+    atoms.info.update({key: float(value) for key, value in values.items()})
+    return Snapshot(
+        index=point.index,
+        step=point.step,
+        time_ps=point.time_ps,
+        atoms=atoms,
+        defect_indices=np.flatnonzero(defect_mask(structure_type, program.lattice)),
+        counts=count_structure_types(structure_type),
+    )
+
+
+def _snapshot(system: LammpsSystem, program: Program, point: SnapshotPoint) -> Snapshot:
+    lammps_structure_type = system.per_atom_compute("structure_type")
+    atoms = system.get_atoms()
+    return make_snapshot(
+        program,
+        point,
+        atoms,
+        lammps_structure_type,
+        energy=system.potential_energy(),
+        temperature=system.temperature(),
+        stress=system.stress(),
+        values={key: system.equal_variable(name) for key, name in point.variables.items()},
+    )
+
+
+def execute(program: Program, potential: Potential, threads: int = 1) -> Iterator[Snapshot]:
+    """Run ``program`` in this process, yielding its snapshots. Closing the generator early frees LAMMPS."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer (OpenMP threads), got {threads!r}")
+    return _execute(program, potential, int(threads))
+
+
+def _execute(program: Program, potential: Potential, threads: int) -> Iterator[Snapshot]:
+    system = LammpsSystem(program.atoms, potential, threads=threads)
+    try:
+        for item in program.items:
+            if isinstance(item, SnapshotPoint):
+                yield _snapshot(system, program, item)
+            else:
+                system.command(item)
+    finally:
+        system.close()
+
+
+# =========================================================================== validation
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _positive(name: str, value: Any, unit: str, hint: str = "") -> float:
+    number = _number(name, value)
+    if not number > 0:
+        raise ValueError(f"{name} must be > 0 {unit}, got {value!r}{hint}")
+    return number
+
+
+def _non_negative(name: str, value: Any, unit: str, hint: str = "") -> float:
+    number = _number(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0 {unit}, got {value!r}{hint}")
+    return number
+
+
+def _steps(name: str, value: Any, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or int(value) != value or value < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} integer number of MD steps, got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, value: Any, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return str(value)
+
+
+def _common(atoms: Atoms, potential: Potential, element: str, lattice: str, lattice_constant: float,
+            timestep_fs: float, seed: int) -> float:
+    """Checks shared by all protocols; returns the timestep in ps."""
+    if not isinstance(atoms, Atoms) or len(atoms) == 0:
+        raise ValueError(f"atoms must be a non-empty ase.Atoms, got {atoms!r}")
+    check_element(potential, element)
+    _positive("lattice_constant", lattice_constant, "A")
+    cna_cutoff(lattice, lattice_constant)  # ValueError naming the lattice
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(timestep_fs, (int, float)) or isinstance(timestep_fs, bool) or not timestep_fs > 0:
+        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs!r}")
+    return float(timestep_fs) / 1000.0
+
+
+def _require_lammps_orientation(atoms: Atoms, protocol: str) -> None:
+    """Axes of loading protocols are LAMMPS axes: the cell must need no rotation (a along x, b in xy)."""
+    rotation, _ = _lammps_frame(np.array(atoms.cell[:], dtype=float))
+    if not np.array_equal(rotation, np.eye(3)):
+        raise ValueError(
+            f"{protocol}: atoms.cell must have its first vector along +x and its second in the xy plane "
+            "(LAMMPS orientation; loading axes are the Cartesian axes); got cell "
+            f"{np.round(atoms.cell[:], 4).tolist()}"
+        )
+
+
+def _program(protocol: str, atoms: Atoms, element: str, lattice: str, lattice_constant: float,
+             timestep_ps: float) -> Program:
+    cutoff = cna_cutoff(lattice, lattice_constant)
+    program = Program(protocol, atoms.copy(), element, lattice, float(lattice_constant), timestep_ps)
+    program.items += [
+        f"compute structure_type all cna/atom {cutoff!r}",
+        f"timestep {timestep_ps!r}",
+        "min_style cg",
+    ]
+    return program
+
+
+def _periodic_dofs(atoms: Atoms, axes: Sequence[str] = _AXES, tilts: bool = True) -> list[str]:
+    dofs = [axis for axis in axes if atoms.pbc[_AXES.index(axis)]]
+    _, lower = _lammps_frame(np.array(atoms.cell[:], dtype=float))
+    triclinic = bool(lower[1, 0] or lower[2, 0] or lower[2, 1])
+    if tilts and triclinic and all(atoms.pbc):
+        dofs += ["xy", "xz", "yz"]
+    return dofs
+
+
+def _box_relaxed_minimisation(atoms: Atoms) -> list[str]:
+    """Minimise positions and box at zero pressure along the periodic directions, then positions alone."""
+    dofs = _periodic_dofs(atoms)
+    if not dofs:
+        return [_MINIMIZE]
+    relaxed = " ".join(f"{dof} 0.0" for dof in dofs)
+    return [f"fix zero_pressure all box/relax {relaxed} vmax 0.001", _MINIMIZE, "unfix zero_pressure", _MINIMIZE]
+
+
+def _thermostat(temperature: float, timestep_ps: float) -> str:
+    tdamp = _NOSE_HOOVER_TDAMP_STEPS * timestep_ps
+    return f"temp {temperature!r} {temperature!r} {tdamp!r}"
+
+
+def _barostat(dofs: Sequence[str], timestep_ps: float) -> str:
+    pdamp = _NOSE_HOOVER_PDAMP_STEPS * timestep_ps
+    return " ".join(f"{dof} 0.0 0.0 {pdamp!r}" for dof in dofs)
+
+
+def _snapshot_steps(total: int, every: int) -> list[int]:
+    """Loading steps with a snapshot: every ``every`` steps, and the last step (the maximum load)."""
+    steps = list(range(every, total + 1, every))
+    if not steps or steps[-1] != total:
+        steps.append(total)
+    return steps
+
+
+def _loading_run(program: Program, total: int, every: int, first_index: int, offset: int,
+                 info: Callable[[int], dict[str, Any]], variables: dict[str, str] | None = None) -> None:
+    """MD for ``total`` steps from LAMMPS timestep ``offset``, a snapshot at each of _snapshot_steps.
+
+    The runs are one run for fixes that ramp (``start``/``stop``: fix deform's box
+    follows the strain of one continuous run), cut at the snapshot steps.
+    """
+    done = 0
+    for index, step in enumerate(_snapshot_steps(total, every), start=first_index):
+        program.items.append(f"run {step - done} start {offset} stop {offset + total}{_continued(done)} post no")
+        done = step
+        program.items.append(SnapshotPoint(index, step, step * program.timestep_ps, info(step), dict(variables or {})))
+
+
+def _continued(steps_done: int) -> str:
+    """``pre no`` for a run continuing the previous one with only a snapshot in between.
+
+    The setup (re-neighbouring, force evaluation, fix init) is skipped, so the
+    pieces of a run cut at the snapshot steps follow the trajectory of one
+    continuous run, and cost no more. Valid because taking a snapshot changes
+    nothing in LAMMPS (checked by Program.check: no command between the runs).
+    """
+    return " pre no" if steps_done else ""
+
+
+def _velocities(group: str, temperature: float, seed: int, stage: int) -> str:
+    # loop geom: the same velocities whatever the atom order and MPI decomposition
+    return (f"velocity {group} create {temperature!r} {derived_seed(seed, stage)} "
+            "mom yes rot no dist gaussian loop geom")
 
 
 def derived_seed(seed: int, index: int) -> int:
@@ -48,7 +380,58 @@ def derived_seed(seed: int, index: int) -> int:
     return int(state) % (2**31 - 2) + 1
 
 
+# =========================================================================== minimize
+
+
+def minimize_snapshot_count() -> int:
+    """Snapshots :func:`minimize` yields: one, the minimised configuration."""
+    return 1
+
+
+def minimize(
+    atoms: Atoms,
+    potential: Potential,
+    *,
+    element: str,
+    lattice: str,
+    lattice_constant: float,
+    box_relax: bool = True,
+    seed: int = 12345,
+    threads: int = 1,
+) -> Iterator[Snapshot]:
+    """Conjugate-gradient minimisation to 1e-6 eV/A; ONE snapshot, the minimised configuration (step 0).
+
+    The unminimised input is not a snapshot: a built structure (overlapping
+    atoms at a grain boundary, an unrelaxed core) is not a physical environment.
+    ``box_relax``: first relax the box to zero pressure along the periodic
+    directions (tilts too for a fully periodic triclinic cell), then the
+    positions alone at that box. ``seed`` is unused (no random numbers).
+    """
+    return execute(program_for("minimize", atoms, potential, **_arguments(locals())), potential, threads)
+
+
+def _minimize_program(atoms, potential, *, element, lattice, lattice_constant, box_relax, seed) -> Program:  # type: ignore[no-untyped-def]
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, 1.0, seed)
+    if not isinstance(box_relax, (bool, np.bool_)):
+        raise ValueError(f"box_relax must be True or False, got {box_relax!r}")
+    program = _program("minimize", atoms, element, lattice, lattice_constant, timestep_ps)
+    program.items += _box_relaxed_minimisation(atoms) if box_relax else [_MINIMIZE]
+    program.items.append(SnapshotPoint(0, 0, 0.0))
+    return program
+
+
+# =========================================================================== anneal
+
+
+def anneal_snapshot_count(temperatures: Sequence[float], steps_per_temperature: int, snapshot_every: int) -> int:
+    """Snapshots :func:`anneal` yields: one after minimisation, then one every ``snapshot_every`` MD steps."""
+    _validate_schedule(temperatures, steps_per_temperature, snapshot_every)
+    return 1 + (len(temperatures) * int(steps_per_temperature)) // int(snapshot_every)
+
+
 def _validate_schedule(temperatures: Sequence[float], steps_per_temperature: int, snapshot_every: int) -> None:
+    if isinstance(temperatures, (str, bytes)) or not hasattr(temperatures, "__len__"):
+        raise ValueError(f"temperatures must be a list of temperatures in K, got {temperatures!r}")
     if len(temperatures) == 0:
         raise ValueError("temperatures is empty; give at least one temperature in K, e.g. [300.0]")
     bad = [t for t in temperatures if not float(t) > 0]
@@ -83,86 +466,526 @@ def anneal(
     (``loop geom``: independent of atom order), so the same inputs and thread
     count give identical snapshots. Closing the generator early frees LAMMPS.
     """
+    return execute(program_for("anneal", atoms, potential, **_arguments(locals())), potential, threads)
+
+
+def _anneal_program(atoms, potential, *, element, lattice, lattice_constant, temperatures,  # type: ignore[no-untyped-def]
+                    steps_per_temperature, snapshot_every, timestep_fs, ensemble, seed) -> Program:
     _validate_schedule(temperatures, steps_per_temperature, snapshot_every)
-    if not timestep_fs > 0:
-        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs!r}")
-    if ensemble not in ("nvt", "npt"):
-        raise ValueError(f"ensemble must be 'nvt' or 'npt', got {ensemble!r}")
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+    _choice("ensemble", ensemble, ("nvt", "npt"))
     if ensemble == "npt" and not np.any(atoms.pbc):
         raise ValueError("ensemble 'npt' needs at least one periodic direction; use 'nvt' for clusters")
-    check_element(potential, element)
-    cutoff = cna_cutoff(lattice, lattice_constant)
-
-    timestep_ps = timestep_fs / 1000.0
     steps_per_temperature, snapshot_every = int(steps_per_temperature), int(snapshot_every)
-    system = LammpsSystem(atoms, potential, threads=threads)
-    try:
-        coupled = [axis for axis, periodic in zip("xyz", atoms.pbc) if periodic]
-        if system.triclinic and all(atoms.pbc):
-            coupled += ["xy", "xz", "yz"]
-        pdamp = _NOSE_HOOVER_PDAMP_STEPS * timestep_ps
-        barostat = " ".join(f"{dof} 0.0 0.0 {pdamp!r}" for dof in coupled)
-        system.commands(
-            [
-                f"compute structure_type all cna/atom {cutoff!r}",
-                f"timestep {timestep_ps!r}",
-                "min_style cg",
-            ]
+    program = _program("anneal", atoms, element, lattice, lattice_constant, timestep_ps)
+    program.thermo_every = snapshot_every
+    coupled = _periodic_dofs(atoms)
+    if ensemble == "npt":
+        relaxed = " ".join(f"{dof} 0.0" for dof in coupled)
+        program.items.append(f"fix zero_pressure all box/relax {relaxed} vmax 0.001")
+    program.items.append(_MINIMIZE)
+    program.items.append(SnapshotPoint(0, 0, 0.0))
+    if ensemble == "npt":
+        program.items.append("unfix zero_pressure")
+    program.items.append("reset_timestep 0")
+
+    index, step = 0, 0
+    for stage, temperature in enumerate(temperatures):
+        temperature = float(temperature)
+        thermostat = _thermostat(temperature, timestep_ps)
+        program.items += [
+            _velocities("all", temperature, seed, stage),
+            f"fix integrate all nvt {thermostat}" if ensemble == "nvt"
+            else f"fix integrate all npt {thermostat} {_barostat(coupled, timestep_ps)}",
+        ]
+        stage_end = step + steps_per_temperature
+        while step < stage_end:
+            target = min((step // snapshot_every + 1) * snapshot_every, stage_end)
+            program.items.append(f"run {target - step}{_continued(step - stage_end + steps_per_temperature)} post no")
+            step = target
+            if step % snapshot_every == 0:
+                index += 1
+                program.items.append(SnapshotPoint(index, step, step * timestep_ps))
+        program.items.append("unfix integrate")
+    return program
+
+
+# =========================================================================== uniaxial
+
+
+def _loading_steps(rate_name: str, rate: Any, amount_name: str, amount: Any, timestep_fs: Any,
+                   amount_unit: str = "") -> int:
+    """MD steps to reach ``amount`` (strain) at ``rate`` (1/s) with timestep_fs."""
+    rate = _positive(rate_name, rate, "1/s", " (the paper uses 1e8..1e9 1/s)")
+    amount = _positive(amount_name, amount, amount_unit)
+    timestep = _positive("timestep_fs", timestep_fs, "fs")
+    steps = int(round(amount / (rate * timestep * 1e-15)))
+    if steps < 1:
+        raise ValueError(f"{amount_name} = {amount!r} is reached in less than one step at {rate_name} = "
+                         f"{rate!r} 1/s and timestep_fs = {timestep!r}; lower {rate_name}")
+    return steps
+
+
+def uniaxial_snapshot_count(*, strain_rate: float = 1e9, max_strain: float = 0.05, snapshot_every: int = 500,
+                            timestep_fs: float = 1.0) -> int:
+    """Snapshots :func:`uniaxial` yields: one at zero strain, then every ``snapshot_every`` steps and at the end."""
+    steps = _loading_steps("strain_rate", strain_rate, "max_strain", max_strain, timestep_fs)
+    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+
+
+def uniaxial(
+    atoms: Atoms,
+    potential: Potential,
+    *,
+    element: str,
+    lattice: str,
+    lattice_constant: float,
+    axis: str = "x",
+    mode: str = "tension",
+    strain_rate: float = 1e9,
+    max_strain: float = 0.05,
+    temperature: float = 300.0,
+    snapshot_every: int = 500,
+    timestep_fs: float = 1.0,
+    lateral: str = "npt",
+    equilibration_steps: int = 2000,
+    seed: int = 12345,
+    threads: int = 1,
+) -> Iterator[Snapshot]:
+    """Uniaxial tension or compression along ``axis`` at a constant engineering strain rate.
+
+    Minimise (box at zero pressure along periodic axes), equilibrate
+    ``equilibration_steps`` at ``temperature`` (NPT at zero pressure for
+    ``lateral="npt"``, NVT for ``"fixed"``), then load: ``fix deform ... erate``
+    along ``axis`` (``strain_rate`` in 1/s, converted to 1/ps; the box length
+    along ``axis`` becomes L0 (1 +/- max_strain)) with Nose-Hoover NPT at zero
+    pressure on the periodic lateral axes (``"npt"``) or NVT with the lateral
+    box fixed (``"fixed"``). Snapshot 0 is the equilibrated state (strain 0),
+    then one every ``snapshot_every`` loading steps and one at ``max_strain``.
+    ``atoms.info["strain"]`` is the applied engineering strain (negative in
+    compression).
+    """
+    return execute(program_for("uniaxial", atoms, potential, **_arguments(locals())), potential, threads)
+
+
+def _uniaxial_program(atoms, potential, *, element, lattice, lattice_constant, axis, mode, strain_rate,  # type: ignore[no-untyped-def]
+                      max_strain, temperature, snapshot_every, timestep_fs, lateral, equilibration_steps,
+                      seed) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+    _choice("axis", axis, _AXES)
+    _choice("mode", mode, ("tension", "compression"))
+    _choice("lateral", lateral, ("npt", "fixed"))
+    total = _loading_steps("strain_rate", strain_rate, "max_strain", max_strain, timestep_fs)
+    if mode == "compression" and max_strain >= 1:
+        raise ValueError(f"max_strain must be < 1 in compression, got {max_strain!r}")
+    temperature = _positive("temperature", temperature, "K", " (use minimize for 0 K)")
+    every = _steps("snapshot_every", snapshot_every)
+    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+    if not atoms.pbc[_AXES.index(axis)]:
+        raise ValueError(f"axis {axis!r} must be periodic to be strained (atoms.pbc = {atoms.pbc.tolist()})")
+    _require_lammps_orientation(atoms, "uniaxial")
+
+    sign = 1.0 if mode == "tension" else -1.0
+    rate_per_ps = sign * float(strain_rate) * _PER_SECOND_TO_PER_PS
+    lateral_dofs = [a for a in _periodic_dofs(atoms, tilts=False) if a != axis] if lateral == "npt" else []
+    thermostat = _thermostat(temperature, timestep_ps)
+
+    def integrator(dofs: list[str]) -> str:
+        if dofs:
+            return f"fix integrate all npt {thermostat} {_barostat(dofs, timestep_ps)}"
+        return f"fix integrate all nvt {thermostat}"
+
+    program = _program("uniaxial", atoms, element, lattice, lattice_constant, timestep_ps)
+    program.thermo_every = every
+    program.items += _box_relaxed_minimisation(atoms)
+    start = {"strain": 0.0, "loading": f"{mode} {axis}"}
+    if equilibration == 0:
+        program.items.append(SnapshotPoint(0, 0, 0.0, start))
+    program.items += [
+        "reset_timestep 0",
+        _velocities("all", temperature, seed, 0),
+        integrator(_periodic_dofs(atoms, tilts=False) if lateral == "npt" else []),
+    ]
+    if equilibration:
+        program.items += [f"run {equilibration} post no", SnapshotPoint(0, 0, 0.0, start)]
+    program.items += [
+        "unfix integrate",
+        integrator(lateral_dofs),
+        f"fix load all deform 1 {axis} erate {rate_per_ps!r} remap x",
+    ]
+    _loading_run(program, total, every, 1, equilibration,
+                 lambda step: {"strain": step * timestep_ps * rate_per_ps, "loading": f"{mode} {axis}"})
+    program.items += ["unfix load", "unfix integrate"]
+    return program
+
+
+# =========================================================================== shear
+
+_TILT_NORMAL = {"xy": "y", "xz": "z", "yz": "z"}  # LAMMPS tilt factor -> axis it is proportional to
+
+
+def shear_snapshot_count(*, shear_rate: float = 1e9, max_shear: float = 0.1, snapshot_every: int = 500,
+                         timestep_fs: float = 1.0) -> int:
+    """Snapshots :func:`shear` yields: one at zero shear, then every ``snapshot_every`` steps and at the end."""
+    steps = _loading_steps("shear_rate", shear_rate, "max_shear", max_shear, timestep_fs)
+    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+
+
+def shear(
+    atoms: Atoms,
+    potential: Potential,
+    *,
+    element: str,
+    lattice: str,
+    lattice_constant: float,
+    plane: str = "xy",
+    shear_rate: float = 1e9,
+    max_shear: float = 0.1,
+    temperature: float = 300.0,
+    snapshot_every: int = 500,
+    timestep_fs: float = 1.0,
+    equilibration_steps: int = 2000,
+    seed: int = 12345,
+    threads: int = 1,
+) -> Iterator[Snapshot]:
+    """Simple shear at a constant engineering shear rate (1/s) on the LAMMPS tilt factor ``plane``.
+
+    ``"xy"`` moves atoms along x in proportion to y (tilt xy = gamma * Ly);
+    ``"xz"``: along x with z; ``"yz"``: along y with z. The box is made
+    triclinic (``change_box all triclinic``), minimised at zero pressure,
+    equilibrated (NVT, ``equilibration_steps``), then sheared with
+    ``fix deform <plane> erate`` under NVT up to ``max_shear`` (engineering
+    shear strain, ``atoms.info["shear_strain"]``). Snapshot 0 is the
+    equilibrated state, then one every ``snapshot_every`` steps and one at the end.
+    """
+    return execute(program_for("shear", atoms, potential, **_arguments(locals())), potential, threads)
+
+
+def _shear_program(atoms, potential, *, element, lattice, lattice_constant, plane, shear_rate, max_shear,  # type: ignore[no-untyped-def]
+                   temperature, snapshot_every, timestep_fs, equilibration_steps, seed) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+    _choice("plane", plane, tuple(_TILT_NORMAL))
+    total = _loading_steps("shear_rate", shear_rate, "max_shear", max_shear, timestep_fs)
+    temperature = _positive("temperature", temperature, "K", " (use minimize for 0 K)")
+    every = _steps("snapshot_every", snapshot_every)
+    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+    if not all(atoms.pbc):
+        raise ValueError(f"shear needs a fully periodic cell (atoms.pbc = {atoms.pbc.tolist()})")
+    _require_lammps_orientation(atoms, "shear")
+
+    rate_per_ps = float(shear_rate) * _PER_SECOND_TO_PER_PS
+    program = _program("shear", atoms, element, lattice, lattice_constant, timestep_ps)
+    program.thermo_every = every
+    program.items.append("change_box all triclinic")
+    program.items += _box_relaxed_minimisation(atoms)
+    start = {"shear_strain": 0.0, "loading": f"shear {plane}"}
+    if equilibration == 0:
+        program.items.append(SnapshotPoint(0, 0, 0.0, start))
+    program.items += [
+        "reset_timestep 0",
+        _velocities("all", temperature, seed, 0),
+        f"fix integrate all nvt {_thermostat(temperature, timestep_ps)}",
+    ]
+    if equilibration:
+        program.items += [f"run {equilibration} post no", SnapshotPoint(0, 0, 0.0, start)]
+    program.items.append(f"fix load all deform 1 {plane} erate {rate_per_ps!r} remap x")
+    _loading_run(program, total, every, 1, equilibration,
+                 lambda step: {"shear_strain": step * timestep_ps * rate_per_ps, "loading": f"shear {plane}"})
+    program.items += ["unfix load", "unfix integrate"]
+    return program
+
+
+# =========================================================================== nanoindentation
+
+
+def _indent_steps(depth: Any, speed: Any, timestep_fs: Any) -> int:
+    depth = _positive("depth", depth, "A")
+    speed = _positive("speed", speed, "m/s", " (typical: 10..20 m/s)")
+    timestep = _positive("timestep_fs", timestep_fs, "fs")
+    steps = int(round(depth / (speed * _M_PER_S_TO_A_PER_PS * timestep * 1e-3)))
+    if steps < 1:
+        raise ValueError(f"depth = {depth!r} A is reached in less than one step at speed = {speed!r} m/s; "
+                         "lower speed")
+    return steps
+
+
+def nanoindent_snapshot_count(*, depth: float = 10.0, speed: float = 20.0, snapshot_every: int = 500,
+                              timestep_fs: float = 1.0) -> int:
+    """Snapshots :func:`nanoindent` yields: one before contact, then every ``snapshot_every`` steps and at ``depth``."""
+    steps = _indent_steps(depth, speed, timestep_fs)
+    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+
+
+def nanoindent(
+    slab_atoms: Atoms,
+    potential: Potential,
+    *,
+    element: str,
+    lattice: str,
+    lattice_constant: float,
+    radius: float = 25.0,
+    depth: float = 10.0,
+    speed: float = 20.0,
+    temperature: float = 300.0,
+    fixed_bottom: float = 5.0,
+    force_constant: float = 10.0,
+    snapshot_every: int = 500,
+    timestep_fs: float = 1.0,
+    equilibration_steps: int = 2000,
+    seed: int = 12345,
+    threads: int = 1,
+) -> Iterator[Snapshot]:
+    """Spherical indentation of the top (+z) surface of a slab at constant speed.
+
+    ``slab_atoms`` must be non-periodic along z (a free surface; x and y are
+    usually periodic). Atoms within ``fixed_bottom`` A of the lowest atom are
+    held fixed (``fix setforce``, zero velocity); the rest are minimised,
+    equilibrated (NVT at ``temperature``, ``equilibration_steps``) and then
+    indented by ``fix indent <force_constant> sphere`` (K in eV/A^3, the
+    LAMMPS form K (r - R)^2) of ``radius`` A, centred over the middle of the
+    cell, its lowest point starting at the highest atom and moving down at
+    ``speed`` m/s (0.01 A/ps per m/s) by ``depth`` A. Snapshot 0 is the
+    equilibrated slab (depth 0), then one every ``snapshot_every`` steps and
+    one at ``depth``. ``atoms.info``: ``indenter_depth`` (A below the initial
+    top surface) and ``indenter_load`` (eV/A, z force of the atoms on the
+    indenter, ``f_indent[3]``; 1 eV/A = 1.602 nN). The reported temperature
+    counts all atoms, the fixed ones included.
+    """
+    arguments = _arguments(locals())
+    return execute(program_for("nanoindent", slab_atoms, potential, **arguments), potential, threads)
+
+
+def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant, radius, depth, speed,  # type: ignore[no-untyped-def]
+                        temperature, fixed_bottom, force_constant, snapshot_every, timestep_fs,
+                        equilibration_steps, seed) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+    if atoms.pbc[2]:
+        raise ValueError(
+            "nanoindent needs a free top surface: slab_atoms.pbc must be False along z (the indentation axis), "
+            f"got pbc = {atoms.pbc.tolist()}; e.g. slab.pbc = (True, True, False); slab.center(vacuum=10, axis=2)"
         )
-        if ensemble == "npt":
-            relaxed = " ".join(f"{dof} 0.0" for dof in coupled)
-            system.command(f"fix zero_pressure all box/relax {relaxed} vmax 0.001")
-        system.command("minimize 0.0 1e-6 10000 100000")
-        if ensemble == "npt":
-            system.command("unfix zero_pressure")
-        system.command("reset_timestep 0")
+    _require_lammps_orientation(atoms, "nanoindent")
+    radius = _positive("radius", radius, "A")
+    total = _indent_steps(depth, speed, timestep_fs)
+    temperature = _positive("temperature", temperature, "K")
+    fixed_bottom = _positive("fixed_bottom", fixed_bottom, "A", " (thickness of the bottom layer held fixed)")
+    force_constant = _positive("force_constant", force_constant, "eV/A^3")
+    every = _steps("snapshot_every", snapshot_every)
+    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+    z = atoms.positions[:, 2]
+    bottom, top = float(z.min()), float(z.max())
+    if not fixed_bottom < top - bottom:
+        raise ValueError(f"fixed_bottom = {fixed_bottom!r} A must be thinner than the slab ({top - bottom:.2f} A)")
+    if not depth < top - bottom - fixed_bottom:
+        raise ValueError(f"depth = {depth!r} A must be smaller than the mobile slab thickness "
+                         f"({top - bottom - fixed_bottom:.2f} A = slab - fixed_bottom)")
 
-        index = 0
-        yield _snapshot(system, index, 0, timestep_ps, lattice)
-        step = 0
-        for stage, temperature in enumerate(temperatures):
-            temperature = float(temperature)
-            tdamp = _NOSE_HOOVER_TDAMP_STEPS * timestep_ps
-            thermostat = f"temp {temperature!r} {temperature!r} {tdamp!r}"
-            system.commands(
-                [
-                    f"velocity all create {temperature!r} {derived_seed(seed, stage)} "
-                    "mom yes rot no dist gaussian loop geom",
-                    f"fix integrate all nvt {thermostat}"
-                    if ensemble == "nvt"
-                    else f"fix integrate all npt {thermostat} {barostat}",
-                ]
-            )
-            stage_end = step + steps_per_temperature
-            while step < stage_end:
-                next_snapshot = (step // snapshot_every + 1) * snapshot_every
-                target = min(next_snapshot, stage_end)
-                system.run(target - step)
-                step = target
-                if step % snapshot_every == 0:
-                    index += 1
-                    yield _snapshot(system, index, step, timestep_ps, lattice)
-            system.command("unfix integrate")
-    finally:
-        system.close()
+    cell = np.array(atoms.cell[:], dtype=float)
+    centre_x, centre_y = (0.5 * (cell[0] + cell[1]))[:2]
+    speed_per_step = float(speed) * _M_PER_S_TO_A_PER_PS * timestep_ps  # A per step
+    thermostat = _thermostat(temperature, timestep_ps)
+    program = _program("nanoindent", atoms, element, lattice, lattice_constant, timestep_ps)
+    program.thermo_every = every
+    program.items += [
+        f"region fixed_layer block INF INF INF INF INF {bottom + fixed_bottom!r} units box",
+        "group fixed_layer region fixed_layer",
+        "group mobile subtract all fixed_layer",
+        "fix hold fixed_layer setforce 0.0 0.0 0.0",
+        _MINIMIZE,
+    ]
+    start = {"indenter_depth": 0.0, "indenter_load": 0.0, "indenter_radius": radius}
+    if equilibration == 0:
+        program.items.append(SnapshotPoint(0, 0, 0.0, start))
+    program.items += [
+        "reset_timestep 0",
+        _velocities("mobile", temperature, seed, 0),
+        "velocity fixed_layer set 0.0 0.0 0.0",
+        f"fix integrate mobile nvt {thermostat}",
+    ]
+    if equilibration:
+        program.items += [f"run {equilibration} post no", SnapshotPoint(0, 0, 0.0, start)]
+    # sphere centre: lowest point at the initial top surface, then down at `speed`
+    program.items += [
+        f"variable indenter_z equal {top + radius!r}-{speed_per_step!r}*(step-{equilibration})",
+        f"fix indent all indent {force_constant!r} sphere {float(centre_x)!r} {float(centre_y)!r} "
+        f"v_indenter_z {radius!r} units box",
+        "variable indenter_load equal f_indent[3]",
+    ]
+    _loading_run(program, total, every, 1, equilibration,
+                 lambda step: {"indenter_depth": step * speed_per_step, "indenter_radius": radius},
+                 variables={"indenter_load": "indenter_load"})
+    program.items += ["unfix indent", "unfix integrate", "unfix hold"]
+    return program
 
 
-def _snapshot(system: LammpsSystem, index: int, step: int, timestep_ps: float, lattice: str) -> Snapshot:
-    structure_type = np.rint(system.per_atom_compute("structure_type")).astype(np.int32)
-    atoms = system.get_atoms()
-    atoms.arrays["structure_type"] = structure_type
-    atoms.info.update(
-        energy=system.potential_energy(),
-        temperature=system.temperature(),
-        stress=system.stress(),
-        step=step,
-        protocol="anneal",
-    )
-    return Snapshot(
-        index=index,
-        step=step,
-        time_ps=step * timestep_ps,
-        atoms=atoms,
-        defect_indices=np.flatnonzero(defect_mask(structure_type, lattice)),
-        counts=count_structure_types(structure_type),
-    )
+# =========================================================================== crack opening
+
+
+def crack_opening_snapshot_count(*, increments: int = 10) -> int:
+    """Snapshots :func:`crack_opening` yields: the relaxed cracked crystal, then one per strain increment."""
+    return 1 + _steps("increments", increments)
+
+
+def crack_opening(
+    atoms: Atoms,
+    potential: Potential,
+    *,
+    element: str,
+    lattice: str,
+    lattice_constant: float,
+    crack_length: float,
+    normal: str = "y",
+    front: str = "z",
+    slit_width: float | None = None,
+    max_strain: float = 0.05,
+    increments: int = 10,
+    temperature: float = 0.0,
+    steps_per_increment: int = 1000,
+    equilibration_steps: int = 1000,
+    timestep_fs: float = 1.0,
+    seed: int = 12345,
+    threads: int = 1,
+) -> Iterator[Snapshot]:
+    """Mode-I opening of a through-thickness slit crack by stepwise tensile strain normal to it.
+
+    The crack is cut into a copy of ``atoms`` (orthogonal, periodic along
+    ``normal``): atoms with |r_normal - centre| < ``slit_width``/2 (default:
+    one lattice constant, two (100) planes of bcc) and |r_p - centre| <
+    ``crack_length``/2 along the third axis p are deleted, through the whole
+    thickness along ``front`` (the crack front direction). Snapshots carry
+    the cracked crystal's atoms (fewer than ``atoms``). The crystal is
+    minimised (snapshot 0, strain 0), then strained along ``normal`` in
+    ``increments`` equal steps up to ``max_strain`` (``change_box ... remap``,
+    other axes fixed: plane strain). At ``temperature`` 0 (default, quasi-
+    static) each increment is minimised; at T > 0 the crystal is first
+    equilibrated (NVT, ``equilibration_steps``) and each increment runs
+    ``steps_per_increment`` NVT steps (unused at 0 K). One snapshot per increment
+    (``atoms.info["strain"]``; ``step`` is the increment at 0 K, the MD step otherwise).
+    """
+    return execute(program_for("crack_opening", atoms, potential, **_arguments(locals())), potential, threads)
+
+
+def _crack_opening_program(atoms, potential, *, element, lattice, lattice_constant, crack_length, normal,  # type: ignore[no-untyped-def]
+                           front, slit_width, max_strain, increments, temperature, steps_per_increment,
+                           equilibration_steps, timestep_fs, seed) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+    _choice("normal", normal, _AXES)
+    _choice("front", front, _AXES)
+    if front == normal:
+        raise ValueError(f"front must differ from normal (both {normal!r}): the crack front lies in the crack plane")
+    cell = np.array(atoms.cell[:], dtype=float)
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
+        raise ValueError(f"crack_opening needs an orthogonal cell (atoms.cell diagonal), got {np.round(cell, 4).tolist()}")
+    n, f = _AXES.index(normal), _AXES.index(front)
+    p = 3 - n - f  # crack propagation direction
+    if not atoms.pbc[n]:
+        raise ValueError(f"normal axis {normal!r} must be periodic to be strained (atoms.pbc = {atoms.pbc.tolist()})")
+    crack_length = _positive("crack_length", crack_length, "A")
+    if not crack_length < cell[p, p]:
+        raise ValueError(f"crack_length = {crack_length!r} A must be shorter than the cell along "
+                         f"{_AXES[p]} ({cell[p, p]:.3f} A), or the crystal is cut in two")
+    slit_width = float(lattice_constant) if slit_width is None else _positive("slit_width", slit_width, "A")
+    if not slit_width < 0.5 * cell[n, n]:
+        raise ValueError(f"slit_width = {slit_width!r} A must be less than half the cell along {normal} "
+                         f"({0.5 * cell[n, n]:.3f} A)")
+    max_strain = _positive("max_strain", max_strain, "")
+    increments = _steps("increments", increments)
+    temperature = _non_negative("temperature", temperature, "K", " (0 K: minimise per increment)")
+    steps_per_increment = _steps("steps_per_increment", steps_per_increment, allow_zero=temperature == 0)
+    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+
+    centre = 0.5 * np.diag(cell)
+    positions = atoms.positions
+    cut = (np.abs(positions[:, n] - centre[n]) < 0.5 * slit_width) & \
+          (np.abs(positions[:, p] - centre[p]) < 0.5 * crack_length)
+    if not cut.any():
+        raise ValueError(f"crack_length = {crack_length!r} A and slit_width = {slit_width!r} A cut no atoms; "
+                         "make them larger")
+    cracked = atoms.copy()
+    del cracked[np.flatnonzero(cut)]
+
+    program = _program("crack_opening", cracked, element, lattice, lattice_constant, timestep_ps)
+    program.thermo_every = steps_per_increment if temperature > 0 else 0
+    info = {"crack_length": crack_length, "loading": f"mode I {normal}"}
+    program.items += [_MINIMIZE, SnapshotPoint(0, 0, 0.0, {"strain": 0.0, **info})]
+    if temperature > 0:
+        program.items += [
+            "reset_timestep 0",
+            _velocities("all", temperature, seed, 0),
+            f"fix integrate all nvt {_thermostat(temperature, timestep_ps)}",
+        ]
+        if equilibration:
+            program.items.append(f"run {equilibration} post no")
+    length = float(cell[n, n])  # the LAMMPS box spans 0..length along an axis of an orthogonal cell
+    for k in range(1, increments + 1):
+        strain = max_strain * k / increments
+        program.items.append(f"change_box all {normal} final 0.0 {float(length * (1.0 + strain))!r} remap units box")
+        if temperature > 0:
+            step = k * steps_per_increment
+            program.items.append(f"run {steps_per_increment} post no")
+            program.items.append(SnapshotPoint(k, step, step * timestep_ps, {"strain": strain, **info}))
+        else:
+            program.items.append(_MINIMIZE)
+            program.items.append(SnapshotPoint(k, k, 0.0, {"strain": strain, **info}))
+    if temperature > 0:
+        program.items.append("unfix integrate")
+    return program
+
+
+# =========================================================================== registry
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    run: Callable[..., Iterator[Snapshot]]
+    program: Callable[..., Program]
+    count: Callable[..., int]
+
+
+PROTOCOLS: dict[str, _Protocol] = {
+    "minimize": _Protocol(minimize, _minimize_program, minimize_snapshot_count),
+    "anneal": _Protocol(anneal, _anneal_program, anneal_snapshot_count),
+    "uniaxial": _Protocol(uniaxial, _uniaxial_program, uniaxial_snapshot_count),
+    "shear": _Protocol(shear, _shear_program, shear_snapshot_count),
+    "nanoindent": _Protocol(nanoindent, _nanoindent_program, nanoindent_snapshot_count),
+    "crack_opening": _Protocol(crack_opening, _crack_opening_program, crack_opening_snapshot_count),
+}
+
+
+def _arguments(local_variables: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's keyword arguments (its locals at entry) without atoms, potential and threads."""
+    return {k: v for k, v in local_variables.items()
+            if k not in ("atoms", "slab_atoms", "potential", "threads", "arguments")}
+
+
+def _protocol(name: str) -> _Protocol:
+    if name not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
+
+
+def program_for(name: str, atoms: Atoms, potential: Potential, **params: Any) -> Program:
+    """The validated :class:`Program` of protocol ``name`` with ``params`` (the protocol's defaults for the rest).
+
+    ``threads`` may be among ``params`` (it does not change the program).
+    """
+    protocol = _protocol(name)
+    signature = inspect.signature(protocol.run)
+    params = {k: v for k, v in params.items() if k != "threads"}
+    try:
+        bound = signature.bind(atoms, potential, **params)
+    except TypeError as error:
+        raise ValueError(f"{name}: {error}") from None
+    bound.apply_defaults()
+    arguments = _arguments(dict(bound.arguments))
+    return protocol.program(atoms, potential, **arguments).check()
+
+
+def snapshot_count(name: str, **params: Any) -> int:
+    """Snapshots protocol ``name`` yields with ``params`` (any of the protocol's keyword arguments)."""
+    protocol = _protocol(name)
+    defaults = {k: p.default for k, p in inspect.signature(protocol.run).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    wanted = inspect.signature(protocol.count).parameters
+    arguments = {k: v for k, v in {**defaults, **params}.items() if k in wanted}
+    return protocol.count(**arguments)
