@@ -200,7 +200,7 @@ class NanoindentProtocol(_Loading):
     radius: Length = Field(25.0, description="indenter radius, A")
     depth: Length = Field(10.0, description="indentation depth, A")
     speed: float = Field(20.0, gt=0, description="indenter speed, m/s")
-    fixed_bottom: float = Field(5.0, ge=0, description="bottom layer held fixed, A")
+    fixed_bottom: float = Field(5.0, gt=0, description="bottom layer held fixed, A")
     force_constant: float = Field(10.0, gt=0, description="indenter force constant, eV/A^3")
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from app.db.storage import StructureStore
 from app.settings import get_settings
 from sampling.defects import STRUCTURE_TYPES
 from sampling.properties import relax_lattice_constant
-from sampling.protocols import PROTOCOLS, Snapshot, snapshot_count
+from sampling.protocols import Snapshot, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
 from workers.stages.common import Cancelled, resolve_potential
@@ -46,9 +47,10 @@ def run_protocol(item_id: int) -> None:
     threads = settings.lammps_threads or spec.sampling.threads
     store = StructureStore(settings.data_dir)
 
-    snapshots = PROTOCOLS[protocol.kind].run(
-        atoms, potential, element=spec.element, lattice=spec.lattice, lattice_constant=a, threads=threads, **params
-    )
+    program = program_for(protocol.kind, atoms, potential, element=spec.element, lattice=spec.lattice,
+                          lattice_constant=a, **params)
+    program = dataclasses.replace(program, detection=spec.sampling.detection)
+    snapshots = execute(program, potential, threads=threads)
     try:
         for snapshot in snapshots:
             source = sources[snapshot.index]
