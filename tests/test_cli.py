@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from support import TINY_SPEC
 
@@ -84,3 +85,64 @@ def test_token_create_prints_a_working_token(tmp_path, monkeypatch):
         response = client.get("/api/v1/campaigns", headers={"Authorization": f"Bearer {token}"})
     get_settings.cache_clear()
     assert response.status_code == 200 and response.json() == {"data": [], "count": 0}
+
+
+def _bulk_and_vacancy(tmp_path):
+    import ase.io
+    from ase.build import bulk
+
+    perfect = bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4))
+    training = [perfect]
+    for seed in range(3):
+        rattled = perfect.copy()
+        rattled.rattle(0.05, seed=seed)
+        training.append(rattled)
+    ase.io.write(tmp_path / "train.extxyz", training)
+    vacancy = perfect.copy()
+    del vacancy[10]
+    ase.io.write(tmp_path / "vacancy.extxyz", vacancy)
+    return tmp_path / "train.extxyz", tmp_path / "vacancy.extxyz"
+
+
+def test_grade_writes_gamma_and_prints_fractions(tmp_path):
+    import json
+
+    import ase.io
+
+    train, vacancy = _bulk_and_vacancy(tmp_path)
+    out = tmp_path / "graded.extxyz"
+    result = _cli("grade", "--train", str(train), "--out", str(out), str(vacancy), data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # The 8 + 6 neighbours of the vacancy extrapolate strongly; the other 113 atoms interpolate
+    assert summary["fraction_above_10"] == pytest.approx(14 / 127)
+    assert summary["fraction_above_1"] == pytest.approx(14 / 127)
+    graded = ase.io.read(out)
+    assert graded.arrays["gamma"].max() == pytest.approx(summary["gamma_max"])
+    assert (graded.arrays["gamma"] > 10).sum() == 14
+
+
+def test_select_writes_diverse_clusters(tmp_path):
+    import json
+
+    import ase.io
+
+    train, vacancy = _bulk_and_vacancy(tmp_path)
+    out = tmp_path / "clusters.extxyz"
+    result = _cli("select", "--train", str(train), "--out", str(out), "--vacuum", "8", str(vacancy),
+                  data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["candidates"] == 14
+    # one environment per neighbour shell, not all 14: the selection is D-optimal, not just high-gamma
+    assert 1 <= summary["selected"] < 14
+    clusters = ase.io.read(out, ":")
+    assert len(clusters) == summary["clusters"] and all(len(c) >= 130 for c in clusters)
+    assert all(c.cell.lengths().min() >= 16.0 for c in clusters)  # 8 A of vacuum on every side
+
+
+def test_grade_with_mlip3_needs_the_binary(tmp_path):
+    train, vacancy = _bulk_and_vacancy(tmp_path)
+    result = _cli("grade", "--basis", "mlip3", "--train", str(train), "--out", str(tmp_path / "o.extxyz"),
+                  str(vacancy), data_dir=tmp_path / "data")
+    assert result.returncode == 2 and "DG_MLP_BINARY" in result.stderr
