@@ -18,6 +18,21 @@ def reset_postgres(url: str) -> None:
         connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
 
 
+def write_bulk_training_set(path, n_rattled: int = 3):
+    """Dataset B of perfect bcc W (128 atoms) and rattled copies (0.05 A), as extxyz."""
+    import ase.io
+    from ase.build import bulk
+
+    perfect = bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4))
+    training = [perfect]
+    for seed in range(n_rattled):
+        rattled = perfect.copy()
+        rattled.rattle(0.05, seed=seed)
+        training.append(rattled)
+    ase.io.write(path, training)
+    return perfect
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import TINY_SPEC
+from support import TINY_SPEC, write_bulk_training_set
 
 from app.db.migrate import is_at_head
 
@@ -89,15 +89,8 @@ def test_token_create_prints_a_working_token(tmp_path, monkeypatch):
 
 def _bulk_and_vacancy(tmp_path):
     import ase.io
-    from ase.build import bulk
 
-    perfect = bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4))
-    training = [perfect]
-    for seed in range(3):
-        rattled = perfect.copy()
-        rattled.rattle(0.05, seed=seed)
-        training.append(rattled)
-    ase.io.write(tmp_path / "train.extxyz", training)
+    perfect = write_bulk_training_set(tmp_path / "train.extxyz")
     vacancy = perfect.copy()
     del vacancy[10]
     ase.io.write(tmp_path / "vacancy.extxyz", vacancy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from support import TINY_SPEC, wait_for
+from support import TINY_SPEC, wait_for, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Campaign, Status, Structure, WorkItem
@@ -141,19 +141,11 @@ def test_server_start_resumes_work_of_a_dead_in_process_server(env):
 
 def test_selection_against_bulk_training_picks_vacancy_environments(env, tmp_path):
     """B = perfect + rattled bulk W: the vacancy's neighbours extrapolate, get selected and cut into clusters."""
-    import ase.io
     import numpy as np
-    from ase.build import bulk
 
     from app.db.models import Artifact, Environment
 
-    perfect = bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4))
-    training = [perfect]
-    for seed in range(4):
-        rattled = perfect.copy()
-        rattled.rattle(0.05, seed=seed)
-        training.append(rattled)
-    ase.io.write(tmp_path / "bulk.extxyz", training)
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
     spec = _one_protocol_spec(stop_after=None)
     spec = spec.model_copy(update={"selection": spec.selection.model_copy(
         update={"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 5})})
