@@ -7,15 +7,12 @@ Potential: ``settings.engine_options["potential"]`` (bundled name or path; defau
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import traceback
-from pathlib import Path
 
 import numpy as np
 
-from .result import ERROR_FILE, JOB_FILE, RESULT_FILE, LabelResult, write_json_atomic
+from .result import LabelResult, run_job_main
 from .settings import DFTSettings
 
 DEFAULT_POTENTIAL = "W_zhou.eam.alloy"
@@ -49,28 +46,8 @@ def calculate(atoms, settings: DFTSettings, settings_hash: str) -> LabelResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m labelling.eam_run WORKDIR", file=sys.stderr)
-        return 2
-    workdir = Path(argv[0]).resolve()
-    from ase.io import read
-
-    job = json.loads((workdir / JOB_FILE).read_text())
-    settings = DFTSettings.from_dict(job["settings"])
-    atoms = read(workdir / "atoms.json")
-    try:
-        result = calculate(atoms, settings, job["settings_hash"])
-    except Exception as error:  # noqa: BLE001
-        write_json_atomic(
-            workdir / ERROR_FILE,
-            {"class": "unknown", "exception": type(error).__name__, "message": str(error),
-             "traceback": traceback.format_exc()},
-        )
-        print(f"eam_run: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-    write_json_atomic(workdir / RESULT_FILE, result.to_dict())
-    return 0
+    return run_job_main(sys.argv[1:] if argv is None else argv, "eam",
+                        lambda atoms, settings, job, _workdir: calculate(atoms, settings, job["settings_hash"]))
 
 
 if __name__ == "__main__":

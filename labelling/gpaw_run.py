@@ -8,15 +8,13 @@ on any other exception it writes ``error.json`` with the traceback and exits 1.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from .result import ERROR_FILE, JOB_FILE, RESULT_FILE, LabelResult, write_json_atomic
+from .result import LabelResult, run_job_main
 from .settings import DFTSettings
 
 EXIT_SCF = 3
@@ -127,36 +125,19 @@ def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str |
     )
 
 
+def _classify(error: Exception) -> tuple[str, int]:
+    from gpaw import KohnShamConvergenceError
+
+    return ("scf_not_converged", EXIT_SCF) if isinstance(error, KohnShamConvergenceError) else ("unknown", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m labelling.gpaw_run WORKDIR", file=sys.stderr)
-        return 2
-    workdir = Path(argv[0]).resolve()
-    from ase.io import read
-
-    job = json.loads((workdir / JOB_FILE).read_text())
-    settings = DFTSettings.from_dict(job["settings"])
-    atoms = read(workdir / "atoms.json")
-    try:
-        result = calculate(atoms, settings, job["kpts"], job["settings_hash"], workdir / "gpaw.txt")
-    except Exception as error:  # noqa: BLE001 - classified and reported
-        from gpaw import KohnShamConvergenceError
-
-        scf = isinstance(error, KohnShamConvergenceError)
-        write_json_atomic(
-            workdir / ERROR_FILE,
-            {
-                "class": "scf_not_converged" if scf else "unknown",
-                "exception": type(error).__name__,
-                "message": str(error) or ("Did not converge!" if scf else ""),
-                "traceback": traceback.format_exc(),
-            },
-        )
-        print(f"gpaw_run: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_SCF if scf else 1
-    write_json_atomic(workdir / RESULT_FILE, result.to_dict())
-    return 0
+    return run_job_main(
+        sys.argv[1:] if argv is None else argv, "gpaw",
+        lambda atoms, settings, job, workdir: calculate(atoms, settings, job["kpts"], job["settings_hash"],
+                                                        workdir / "gpaw.txt"),
+        _classify,
+    )
 
 
 if __name__ == "__main__":

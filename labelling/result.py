@@ -110,3 +110,40 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def run_job_main(argv: list[str], engine: str, calculate, classify=None) -> int:  # type: ignore[no-untyped-def]
+    """The body of ``python -m labelling.<engine>_run WORKDIR``: job.json + atoms.json in, result.json out.
+
+    ``calculate(atoms, settings, job, workdir) -> LabelResult``; ``classify(error) -> (failure class,
+    exit code)`` for errors the engine recognises (default: ``unknown``, exit 1). A failure writes
+    error.json, which labelling.failures reads.
+    """
+    import sys
+    import traceback
+
+    from ase.io import read
+
+    from .settings import DFTSettings
+
+    if len(argv) != 1:
+        print(f"usage: python -m labelling.{engine}_run WORKDIR", file=sys.stderr)
+        return 2
+    workdir = Path(argv[0]).resolve()
+    job = json.loads((workdir / JOB_FILE).read_text())
+    settings = DFTSettings.from_dict(job["settings"])
+    atoms = read(workdir / "atoms.json")
+    try:
+        result = calculate(atoms, settings, job, workdir)
+    except Exception as error:  # noqa: BLE001 - classified and reported
+        failure, code = classify(error) if classify else ("unknown", 1)
+        write_json_atomic(
+            workdir / ERROR_FILE,
+            {"class": failure, "exception": type(error).__name__,
+             "message": str(error) or ("Did not converge!" if failure == "scf_not_converged" else ""),
+             "traceback": traceback.format_exc()},
+        )
+        print(f"{engine}_run: {type(error).__name__}: {error}", file=sys.stderr)
+        return code
+    write_json_atomic(workdir / RESULT_FILE, result.to_dict())
+    return 0
