@@ -232,6 +232,42 @@ def select(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff
 
 
 @main.command()
+@click.argument("cluster", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--potential", required=True, help="bundled potential name (e.g. W_zhou.eam.alloy) or a file path")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="periodic cell, extxyz")
+@click.option("--max-atoms", default=140, show_default=True, help="most atoms in an admissible cell")
+@click.option("--grid", type=click.Choice(["authors", "wide"]), default="authors", show_default=True,
+              help="box grid: the authors' 3x3x3 offsets -1, -0.5, 0 A, or core extent + 1..10 A")
+@click.option("--seed", default=None, type=int, help="base random seed (default: derived from the cluster)")
+@click.option("--core-radius", default=5.0, show_default=True,
+              help="A; core around the atom nearest the centre, unless the file has a `core` array")
+@click.option("--steps", default=2000, show_default=True, help="GCMC/MD steps per box (1 fs)")
+@click.option("--exchanges", default=10, show_default=True, help="GCMC insertion/deletion attempts every 10 steps")
+@click.option("--mc-moves", default=100, show_default=True, help="GCMC translation attempts every 10 steps")
+@click.option("--offsets", default=None, help="comma-separated per-axis box offsets, A, replacing the grid's")
+@click.option("--processes", default=2, show_default=True, help="boxes run side by side")
+def reconstruct(cluster: Path, potential: str, out: Path, max_atoms: int, grid: str, seed: int | None,
+                core_radius: float, steps: int, exchanges: int, mc_moves: int, offsets: str | None,
+                processes: int) -> None:
+    """Periodic cell of a non-periodic CLUSTER by PCC-GCMC, the core kept fixed.
+
+    Writes OUT (extxyz with per-atom `core` and `inserted` arrays) and OUT.candidates.json (every
+    box: lengths, atoms, energy per atom, insertions accepted); prints the summary as JSON.
+    """
+    from pcc_gcmc.cli_support import reconstruct_file
+
+    try:
+        box_offsets = None if offsets is None else tuple(float(v) for v in offsets.split(","))
+    except ValueError:
+        console.print(f"[red]error[/red]: --offsets: {offsets!r} is not a comma-separated list of numbers (A)")
+        sys.exit(2)
+    _science(lambda: reconstruct_file(cluster, potential, out, max_atoms=max_atoms, grid=grid, seed=seed,
+                                      core_radius=core_radius, steps=steps, exchanges=exchanges,
+                                      mc_moves=mc_moves, offsets=box_offsets,
+                                      max_workers=processes))
+
+
+@main.command()
 @click.option("--host", default=None, help="default DG_API_HOST (127.0.0.1)")
 @click.option("--port", default=None, type=int, help="default DG_API_PORT (8000)")
 def serve(host: str | None, port: int | None) -> None:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     task_max_retries: int = Field(3, ge=0, description="retries of a failed work item before the stage fails")
     task_retry_backoff: float = Field(10.0, ge=0, description="first retry delay, s; doubles each retry")
+    local_processes: int = Field(
+        2, ge=1, description="embedded default: processes running PCC-GCMC boxes side by side (the cores to use)"
+    )
     lammps_threads: int | None = Field(None, ge=1, description="override of the spec's OpenMP threads per LAMMPS run")
     mlp_binary: str | None = Field(None, description="MLIP-3 `mlp` executable, for the mlip3 basis")
     api_host: str = "127.0.0.1"

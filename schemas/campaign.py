@@ -57,6 +57,12 @@ class ReconstructionParams(Strict):
     temperature: float = Field(100.0, gt=0, description="GCMC temperature, K")
     mu: float = Field(0.1, description="GCMC chemical potential, eV")
     steps: int = Field(2000, gt=0, description="MD/GCMC steps per box, 1 fs each")
+    exchanges: int = Field(10, ge=0, description="GCMC insertion/deletion attempts per invocation (every 10 steps)")
+    mc_moves: int = Field(100, ge=0, description="GCMC translation attempts per invocation (every 10 steps)")
+    offsets: list[float] | None = Field(
+        None, min_length=1,
+        description="per-axis box offsets, A, overriding the grid's (e.g. [0.0] for one box per cluster)",
+    )
 
 
 class LabellingParams(Strict):
@@ -93,7 +99,7 @@ class CampaignSpec(Strict):
     reconstruction: ReconstructionParams = ReconstructionParams()
     labelling: LabellingParams = LabellingParams()
     budget: Budget = Budget()
-    stop_after: Literal["sampling", "selection"] | None = Field(
+    stop_after: Literal["sampling", "selection", "reconstruction"] | None = Field(
         None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
     )
 

@@ -43,7 +43,7 @@ def test_requests_without_a_valid_token_get_401(client, tokens):
 
 def test_campaign_runs_lammps_and_stores_snapshots(client, tokens):
     alice = tokens["alice"]
-    response = client.post("/api/v1/campaigns", json=TINY_SPEC | {"stop_after": None}, headers=_auth(alice))
+    response = client.post("/api/v1/campaigns", json=TINY_SPEC | {"stop_after": "selection"}, headers=_auth(alice))
     assert response.status_code == 202, response.text
     campaign_id = response.json()["id"]
 

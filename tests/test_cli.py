@@ -139,3 +139,55 @@ def test_grade_with_mlip3_needs_the_binary(tmp_path):
     result = _cli("grade", "--basis", "mlip3", "--train", str(train), "--out", str(tmp_path / "o.extxyz"),
                   str(vacancy), data_dir=tmp_path / "data")
     assert result.returncode == 2 and "DG_MLP_BINARY" in result.stderr
+
+
+def _w_sphere(radius: float = 8.0):
+    """A sphere of perfect bcc W (a = 3.165 A) around an atom, non-periodic."""
+    import numpy as np
+    from ase.build import bulk
+
+    crystal = bulk("W", "bcc", a=3.165, cubic=True).repeat((7, 7, 7))
+    centre = crystal.positions[np.argmin(np.linalg.norm(crystal.positions - crystal.cell.lengths() / 2, axis=1))]
+    sphere = crystal[np.linalg.norm(crystal.positions - centre, axis=1) <= radius]
+    sphere.positions -= centre
+    sphere.pbc = False
+    sphere.cell = None
+    return sphere
+
+
+def test_reconstruct_writes_a_periodic_cell_with_the_core_fixed(tmp_path):
+    import json
+
+    import ase.io
+    import numpy as np
+
+    sphere = _w_sphere()
+    ase.io.write(tmp_path / "cluster.extxyz", sphere)
+    out = tmp_path / "cell.extxyz"
+    result = _cli("reconstruct", str(tmp_path / "cluster.extxyz"), "--potential", "W_zhou.eam.alloy",
+                  "--out", str(out), "--steps", "200", "--exchanges", "100", "--mc-moves", "20", "--offsets=-0.5",
+                  "--seed", "3", data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    cell = ase.io.read(out)
+    assert cell.pbc.all() and len(cell) == summary["n_atoms"] <= 140
+    # the 5 A core of a bcc sphere (1 + 8 + 6 + 12 sites; the next shell is at 5.25 A) is kept exactly
+    core = cell.arrays["core"]
+    assert core.sum() == 27 and not (core & cell.arrays["inserted"]).any()
+    inside = np.linalg.norm(sphere.positions, axis=1) <= 5.0
+    kept, original = cell.positions[core], sphere.positions[inside]
+    assert np.abs((kept - kept[0]) - (original - original[0])).max() < 1e-6
+    # perfect W filled periodically: close to EAM-Zhou's -8.760 eV/atom crystal, atoms apart
+    print(f"\nreconstruct CLI: {summary['energy_per_atom']:.4f} eV/atom, {summary['n_atoms']} atoms")
+    assert -8.7605 <= summary["energy_per_atom"] <= -8.70 and summary["min_distance"] >= 2.2
+    table = json.loads(out.with_name(out.name + ".candidates.json").read_text())
+    assert len(table["candidates"]) == 1 and table["candidates"][0]["seed"] == summary["seed"]
+
+
+def test_reconstruct_refuses_a_periodic_structure(tmp_path):
+    from ase.build import bulk
+
+    bulk("W", "bcc", a=3.165, cubic=True).repeat((4, 4, 4)).write(tmp_path / "bulk.extxyz")
+    result = _cli("reconstruct", str(tmp_path / "bulk.extxyz"), "--potential", "W_zhou.eam.alloy",
+                  "--out", str(tmp_path / "o.extxyz"), data_dir=tmp_path / "data")
+    assert result.returncode == 2 and "periodic" in result.stderr and "Traceback" not in result.stderr

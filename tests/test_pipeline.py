@@ -146,7 +146,7 @@ def test_selection_against_bulk_training_picks_vacancy_environments(env, tmp_pat
     from app.db.models import Artifact, Environment
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
-    spec = _one_protocol_spec(stop_after=None)
+    spec = _one_protocol_spec(stop_after="selection")
     spec = spec.model_copy(update={"selection": spec.selection.model_copy(
         update={"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 5})})
     campaign = _finished(_submit(spec))
@@ -177,3 +177,59 @@ def test_selection_against_bulk_training_picks_vacancy_environments(env, tmp_pat
         assert histogram["n"] == 3 * 249 and sum(histogram["counts"]) == 3 * 249
         soap = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="soap_pca").one().data
         assert set(soap["points"]) == {"B", "C"} and len(soap["points"]["B"]) == 5 * 128
+
+
+# The process pool is the embedded default's (SQLite); with PostgreSQL the boxes go to Celery workers.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reconstruction_stage_makes_periodic_cells_with_the_cluster_core(env, tmp_path):
+    """Selected vacancy-neighbour clusters -> PCC-GCMC boxes in parallel processes -> periodic cells."""
+    import numpy as np
+
+    from app.db.models import Artifact
+    from app.db.storage import StructureStore
+    from app.settings import get_settings
+    from workers.stages.reconstruction import cluster_core
+
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
+    spec = parse_spec(copy.deepcopy(TINY_SPEC) | {
+        "stop_after": "reconstruction",
+        "sampling": {"protocols": TINY_SPEC["sampling"]["protocols"][1:]},
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 1},
+        # 2 x 2 x 2 boxes of the authors' grid, a short GCMC with more insertions per call
+        "reconstruction": {"steps": 200, "exchanges": 100, "mc_moves": 20, "offsets": [-0.5, 0.0]},
+    })
+    campaign = _finished(_submit(spec))
+    assert campaign.status == Status.succeeded, campaign.error
+    store = StructureStore(get_settings().data_dir)
+    with session_scope() as session:
+        boxes = session.query(WorkItem).filter(WorkItem.campaign_id == campaign.id,
+                                               WorkItem.task_name == "dg.reconstruction.run_box").all()
+        assert len(boxes) == 8 and {b.queue for b in boxes} == {"gcmc"}
+        # the embedded default runs the boxes of a cluster side by side in its process pool
+        intervals = sorted((b.started_at, b.finished_at) for b in boxes)
+        assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+
+        (cluster,) = session.query(Structure).filter_by(campaign_id=campaign.id, stage="cluster").all()
+        (cell,) = session.query(Structure).filter_by(campaign_id=campaign.id, stage="periodic").all()
+        assert cell.parent_id == cluster.id and all(cell.pbc) and cell.n_atoms <= 140
+        cluster_atoms, periodic = store.read(cluster.path), store.read(cell.path)
+        core = cluster_core(cluster_atoms, 5.0)
+        assert int(periodic.arrays["core"].sum()) == int(core.sum()) == cell.info["n_core"]
+        assert not np.any(periodic.arrays["core"] & periodic.arrays["inserted"])
+        # the core is the cluster's, unchanged: same interatomic vectors to 1e-6 A
+        original = cluster_atoms.positions[core]
+        kept = periodic.positions[periodic.arrays["core"]]
+        assert np.abs((kept - kept[0]) - (original - original[0])).max() < 1e-6
+        # a vacancy-neighbour cell of EAM-Zhou W: a little above the crystal's -8.760 eV/atom, atoms apart
+        print(f"\nvacancy cluster -> {cell.n_atoms} atoms, {cell.info['energy_per_atom_potential']:.4f} eV/atom")
+        assert -8.760 <= cell.info["energy_per_atom_potential"] <= -8.60
+        assert cell.info["min_distance"] >= 2.2
+
+        table = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="pcc_gcmc_candidates",
+                                                  name=cluster.source).one().data
+        assert len(table["candidates"]) == 8 and table["structure_id"] == cell.id
+        energies = [c["energy_per_atom"] for c in table["candidates"] if c["admissible"]]
+        assert table["energy_per_atom"] == pytest.approx(min(energies))
+        assert session.query(Artifact).filter_by(campaign_id=campaign.id, kind="pcc_gcmc_candidate").count() == 0
+        soap = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="soap_pca").one().data
+        assert set(soap["points"]) == {"B", "C", "P"} and len(soap["points"]["P"]) == cell.n_atoms

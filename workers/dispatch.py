@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from app.settings import get_settings
 from workers.pipeline import TaskRef
@@ -14,14 +18,46 @@ from workers.pipeline import TaskRef
 log = logging.getLogger(__name__)
 
 
+# Queues whose items run side by side in worker processes on the embedded default: the PCC-GCMC
+# boxes of a cluster are independent LAMMPS runs (one LAMMPS per process, never two per process).
+PROCESS_QUEUES = frozenset({"gcmc"})
+
+
+def _spawn_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: this process may hold an initialised MPI/LAMMPS and open database connections
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _dg_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.startswith("DG_")}
+
+
+def _execute_in_child(item_id: int, final_attempt: bool, dg_environment: dict[str, str]) -> list[TaskRef]:
+    """execute_item in a pool process, with the parent's current DG_ settings (they may change between runs)."""
+    from workers.execute import execute_item
+
+    if dg_environment != _dg_environment():
+        for key in [k for k in os.environ if k.startswith("DG_")]:
+            del os.environ[key]
+        os.environ.update(dg_environment)
+        get_settings.cache_clear()
+    return execute_item(item_id, final_attempt=final_attempt)
+
+
 class InProcessExecutor:
-    """Runs tasks one at a time on a daemon thread, with the same retry policy as Celery."""
+    """Runs tasks on a daemon thread, with the same retry policy as Celery.
+
+    Items of PROCESS_QUEUES run in a pool of `DG_LOCAL_PROCESSES` spawned processes, the rest one
+    at a time on the thread; stages never overlap (the next is planned when the last item ends).
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[TaskRef] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._busy = 0
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
 
     def submit(self, refs: Iterable[TaskRef]) -> None:
         with self._lock:
@@ -45,24 +81,53 @@ class InProcessExecutor:
         return True
 
     def _loop(self) -> None:
-        from workers.execute import execute_item
-
-        settings = get_settings()
         while True:
             ref = self._queue.get()
-            try:
-                for attempt in range(settings.task_max_retries + 1):
-                    try:
-                        follow_ups = execute_item(ref.item_id, final_attempt=attempt == settings.task_max_retries)
-                        self.submit(follow_ups)
-                        break
-                    except Exception:
-                        time.sleep(settings.task_retry_backoff * 2**attempt)
-            except BaseException:  # never let the thread die with work queued
-                log.exception("in-process executor: task %s crashed", ref)
-            finally:
+            if ref.queue in PROCESS_QUEUES:
                 with self._lock:
-                    self._busy -= 1
+                    if self._threads is None:
+                        self._threads = ThreadPoolExecutor(get_settings().local_processes, "dg-process-feeder")
+                self._threads.submit(self._run, ref, True)
+            else:
+                self._run(ref, False)
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._processes is None:
+                self._processes = _spawn_pool(get_settings().local_processes)
+            return self._processes
+
+    def _run(self, ref: TaskRef, in_process_pool: bool) -> None:
+        from workers.execute import abandon_item, execute_item
+
+        settings = get_settings()
+        try:
+            for attempt in range(settings.task_max_retries + 1):
+                final = attempt == settings.task_max_retries
+                try:
+                    if in_process_pool:
+                        pool = self._process_pool()
+                        try:
+                            follow_ups = pool.submit(_execute_in_child, ref.item_id, final, _dg_environment()).result()
+                        except BrokenProcessPool:
+                            with self._lock:  # a worker process died (e.g. LAMMPS crashed): a new pool
+                                if self._processes is pool:
+                                    self._processes = None
+                            raise
+                    else:
+                        follow_ups = execute_item(ref.item_id, final_attempt=final)
+                    self.submit(follow_ups)
+                    break
+                except Exception as exc:
+                    if final:  # normally execute_item has marked it failed; not if its process died
+                        self.submit(abandon_item(ref.item_id, f"{type(exc).__name__}: {exc}"))
+                    else:
+                        time.sleep(settings.task_retry_backoff * 2**attempt)
+        except BaseException:  # never let the thread die with work queued
+            log.exception("in-process executor: task %s crashed", ref)
+        finally:
+            with self._lock:
+                self._busy -= 1
 
 
 in_process = InProcessExecutor()

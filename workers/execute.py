@@ -15,6 +15,7 @@ from app.db.session import session_scope
 from workers import pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
+from workers.stages.reconstruction import assemble_cells, run_box
 from workers.stages.sampling import run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
 
@@ -26,6 +27,8 @@ RUNNERS: dict[str, Runner] = {
     "dg.selection.build_active_set": build_active_set,
     "dg.selection.grade_snapshot": grade_snapshot,
     "dg.selection.select_and_cut": select_and_cut,
+    "dg.reconstruction.run_box": run_box,
+    "dg.reconstruction.assemble": assemble_cells,
 }
 
 
@@ -60,6 +63,15 @@ def _finish(item_id: int, status: Status, error: str | None = None) -> list[Task
         if status == Status.succeeded:
             item.progress_done = item.progress_total
         return pipeline.advance(session, item.campaign_id)
+
+
+def abandon_item(item_id: int, message: str) -> list[TaskRef]:
+    """Fail an item whose last attempt died without reporting (its process crashed)."""
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        if item is None or item.status.finished:
+            return []
+    return _finish(item_id, Status.failed, message)
 
 
 def execute_item(item_id: int, *, final_attempt: bool) -> list[TaskRef]:

@@ -21,15 +21,9 @@ from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
-from workers.stages.common import resolve_potential
+from workers.stages.common import PlannedItem, resolve_potential
+from workers.stages.reconstruction import plan_boxes
 from workers.stages.sampling import TYPE_COUNTS
-
-
-@dataclass(frozen=True)
-class PlannedItem:
-    key: str
-    params: dict[str, Any]
-    progress_total: int
 
 
 @dataclass(frozen=True)
@@ -74,12 +68,14 @@ def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> li
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
 
 
-# The stage order. Later stages (reconstruction, labelling, export) join here.
+# The stage order. Later stages (labelling, export) join here.
 STAGES: tuple[StageDef, ...] = (
     StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
     StageDef(name="training_set", queue="select", task_name="dg.selection.build_active_set", plan=_plan_one),
     StageDef(name="grading", queue="select", task_name="dg.selection.grade_snapshot", plan=_plan_grading),
     StageDef(name="selection", queue="select", task_name="dg.selection.select_and_cut", plan=_plan_one),
+    StageDef(name="gcmc_boxes", queue="gcmc", task_name="dg.reconstruction.run_box", plan=plan_boxes),
+    StageDef(name="reconstruction", queue="gcmc", task_name="dg.reconstruction.assemble", plan=_plan_one),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
 

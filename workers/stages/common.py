@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ase import Atoms
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact, Campaign, Structure, WorkItem
+from app.db.session import session_scope
+from app.db.storage import StructureStore
 from app.settings import get_settings
 from sampling.potentials import Potential, PotentialError, load_potential
+from schemas import CampaignSpec
 
 UPLOAD_PREFIX = "uploaded:"
 
@@ -47,3 +57,68 @@ def check_potential_file(path: Path) -> Potential:
 
 class Cancelled(Exception):
     """The campaign was cancelled while this item ran."""
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One work item a stage's plan asks for: a unique key, its task parameters, its progress units."""
+
+    key: str
+    params: dict[str, Any]
+    progress_total: int
+
+
+def load_item(item_id: int) -> tuple[int, CampaignSpec, dict]:
+    """(campaign id, spec, item params) of a work item, re-fetched from the database."""
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        assert item is not None
+        campaign = session.get(Campaign, item.campaign_id)
+        return item.campaign_id, CampaignSpec.model_validate(campaign.spec), dict(item.params)
+
+
+def campaign_dir(campaign_id: int) -> Path:
+    """Per-campaign files that are not structures (active sets, gamma rows, DFT work directories)."""
+    path = get_settings().data_dir / "campaigns" / str(campaign_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def put_structure(session: Session, store: StructureStore, campaign_id: int, atoms: Atoms, *, stage: str,
+                  source: str, parent_id: int | None = None, info: dict | None = None,
+                  energy: float | None = None) -> int:
+    """Insert a structure unless this source is stored already (a re-delivered task); return its id."""
+    existing = session.scalars(
+        select(Structure.id).where(Structure.campaign_id == campaign_id, Structure.source == source)
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    sha256, path = store.put(atoms)
+    structure = Structure(
+        campaign_id=campaign_id, sha256=sha256, path=path, stage=stage, source=source, parent_id=parent_id,
+        formula=atoms.get_chemical_formula(), n_atoms=len(atoms), pbc=[bool(p) for p in atoms.pbc],
+        cell=atoms.cell.array.tolist(), energy=energy, info=info or {},
+    )
+    session.add(structure)
+    session.flush()
+    return structure.id
+
+
+def put_artifact(session: Session, campaign_id: int, kind: str, name: str, data: dict) -> None:
+    """Create or replace the (kind, name) artifact of a campaign."""
+    artifact = session.scalars(
+        select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)
+    ).one_or_none()
+    if artifact is None:
+        session.add(Artifact(campaign_id=campaign_id, kind=kind, name=name, data=data))
+    else:
+        artifact.data = data
+
+
+def stored_structures(session: Session, store: StructureStore, campaign_id: int, stage: str) -> list[Atoms]:
+    """Every structure of one stage of a campaign, in insertion order."""
+    paths = session.scalars(
+        select(Structure.path).where(Structure.campaign_id == campaign_id, Structure.stage == stage)
+        .order_by(Structure.id)
+    )
+    return [store.read(path) for path in paths]

@@ -22,26 +22,20 @@ from sampling.datasets import basic_dataset, read_dataset, soap_pca_map
 from sampling.properties import relax_lattice_constant
 from sampling.selection import gamma_summary, grade_atoms, select_environments, training_active_set
 from schemas import CampaignSpec
-from workers.stages.common import resolve_data_file, resolve_potential
+from workers.stages.common import (
+    campaign_dir,
+    load_item,
+    put_artifact,
+    put_structure,
+    resolve_data_file,
+    resolve_potential,
+    stored_structures,
+)
 
 log = logging.getLogger(__name__)
 
 GAMMA_HISTOGRAM = "gamma_histogram"
 CAMPAIGN = "campaign"
-
-
-def campaign_dir(campaign_id: int) -> Path:
-    path = get_settings().data_dir / "campaigns" / str(campaign_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _load(item_id: int) -> tuple[int, CampaignSpec, dict]:
-    with session_scope() as session:
-        item = session.get(WorkItem, item_id)
-        assert item is not None
-        campaign = session.get(Campaign, item.campaign_id)
-        return item.campaign_id, CampaignSpec.model_validate(campaign.spec), dict(item.params)
 
 
 def campaign_basis(spec: CampaignSpec, species: list[str]) -> Basis:
@@ -55,42 +49,13 @@ def campaign_basis(spec: CampaignSpec, species: list[str]) -> Basis:
     return make_basis("ace", yaml=path)
 
 
-def _put_structure(session: Session, store: StructureStore, campaign_id: int, atoms: Atoms, *, stage: str,
-                   source: str, parent_id: int | None = None, info: dict | None = None) -> int:
-    """Insert a structure unless this source is stored already (a re-delivered task); return its id."""
-    existing = session.scalars(
-        select(Structure.id).where(Structure.campaign_id == campaign_id, Structure.source == source)
-    ).one_or_none()
-    if existing is not None:
-        return existing
-    sha256, path = store.put(atoms)
-    structure = Structure(
-        campaign_id=campaign_id, sha256=sha256, path=path, stage=stage, source=source, parent_id=parent_id,
-        formula=atoms.get_chemical_formula(), n_atoms=len(atoms), pbc=[bool(p) for p in atoms.pbc],
-        cell=atoms.cell.array.tolist(), energy=None, info=info or {},
-    )
-    session.add(structure)
-    session.flush()
-    return structure.id
-
-
-def _put_artifact(session: Session, campaign_id: int, kind: str, name: str, data: dict) -> None:
-    artifact = session.scalars(
-        select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)
-    ).one_or_none()
-    if artifact is None:
-        session.add(Artifact(campaign_id=campaign_id, kind=kind, name=name, data=data))
-    else:
-        artifact.data = data
-
-
 def _species(spec: CampaignSpec) -> list[str]:
     return [spec.element]
 
 
 def build_active_set(item_id: int) -> None:
     """Dataset B (the user's or generated) stored as stage 'basic', and its MaxVol active set."""
-    campaign_id, spec, _ = _load(item_id)
+    campaign_id, spec, _ = load_item(item_id)
     store = StructureStore(get_settings().data_dir)
     if spec.selection.training_set:
         training = read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
@@ -106,9 +71,9 @@ def build_active_set(item_id: int) -> None:
     with session_scope() as session:
         for index, atoms in enumerate(training):
             atoms.calc = None  # labels of a user's set stay in its own file; B is stored as geometry
-            _put_structure(session, store, campaign_id, atoms, stage="basic", source=f"basic/{index}",
+            put_structure(session, store, campaign_id, atoms, stage="basic", source=f"basic/{index}",
                            info={"origin": str(atoms.info.get("source", ""))})
-        _put_artifact(session, campaign_id, "active_set", CAMPAIGN, {
+        put_artifact(session, campaign_id, "active_set", CAMPAIGN, {
             "basis": basis.describe(), "m": active_set.size, "training_configurations": len(training),
             "training_atoms": int(sum(len(a) for a in training)), "tolerance": active_set.tolerance,
             "log_abs_det": active_set.log_abs_det,
@@ -117,7 +82,7 @@ def build_active_set(item_id: int) -> None:
 
 def grade_snapshot(item_id: int) -> None:
     """gamma of every atom of one sampling snapshot; candidates above gamma_select keep their rows."""
-    campaign_id, spec, params = _load(item_id)
+    campaign_id, spec, params = load_item(item_id)
     structure_id = int(params["structure_id"])
     settings = get_settings()
     store = StructureStore(settings.data_dir)
@@ -150,12 +115,12 @@ def grade_snapshot(item_id: int) -> None:
             )
         structure = session.get(Structure, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
-        _put_artifact(session, campaign_id, GAMMA_HISTOGRAM, source, maxvol.log_histogram(gamma))
+        put_artifact(session, campaign_id, GAMMA_HISTOGRAM, source, maxvol.log_histogram(gamma))
 
 
 def select_and_cut(item_id: int) -> None:
     """Greedy MaxVol over every candidate of the campaign, then clusters (and their vacuum C variant)."""
-    campaign_id, spec, _ = _load(item_id)
+    campaign_id, spec, _ = load_item(item_id)
     settings = get_settings()
     store = StructureStore(settings.data_dir)
     directory = campaign_dir(campaign_id)
@@ -189,7 +154,7 @@ def select_and_cut(item_id: int) -> None:
                                         Artifact.name != CAMPAIGN)
         ).all()
         if histograms:
-            _put_artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN, maxvol.merge_histograms(histograms))
+            put_artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN, maxvol.merge_histograms(histograms))
         for k, centres in sorted(chosen_by_snapshot.items()):
             structure_id, path, source = snapshots[k]
             session.execute(
@@ -204,18 +169,17 @@ def select_and_cut(item_id: int) -> None:
                 info = {"centres": cluster.centre_indices, "radius": cluster.radius,
                         "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}
                 cluster_source = f"{source}/cluster-{number}"
-                cluster_id = _put_structure(session, store, campaign_id, cluster.atoms, stage="cluster",
+                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage="cluster",
                                             source=cluster_source, parent_id=structure_id, info=info)
                 padded = pad_vacuum(cluster.atoms, spec.selection.vacuum)
-                _put_structure(session, store, campaign_id, padded, stage="cluster_vacuum",
+                put_structure(session, store, campaign_id, padded, stage="cluster_vacuum",
                                source=f"{cluster_source}/vacuum", parent_id=cluster_id, info=info)
                 clusters_b.append(padded)
-        basic = [store.read(p) for p in session.scalars(
-            select(Structure.path).where(Structure.campaign_id == campaign_id, Structure.stage == "basic"))]
+        basic = stored_structures(session, store, campaign_id, "basic")
         maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
-        _put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
+        put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
                       soap_pca_map(maps, max_atoms_per_dataset=2000))
-        _put_artifact(session, campaign_id, "selection", CAMPAIGN, {
+        put_artifact(session, campaign_id, "selection", CAMPAIGN, {
             "candidates": int(sum(len(r) for r in rows)), "selected": len(selection.chosen),
             "clusters": len(clusters_b), "gamma_select": spec.selection.gamma_select,
             "max_new": spec.selection.max_new,

@@ -1,0 +1,179 @@
+"""Reconstruction stages: every selected cluster becomes a periodic cell by PCC-GCMC.
+
+Stage ``gcmc_boxes`` fans out one work item per (cluster, box) of the grid on the ``gcmc``
+queue, so the candidates of one cluster run in parallel on as many workers as there are (the
+embedded default runs them in a process pool); each item stores its candidate as an artifact.
+Stage ``reconstruction`` picks the best admissible candidate of every cluster, stores it as a
+``periodic`` structure with per-atom ``core`` and ``inserted`` arrays, keeps the candidate table
+of each cluster for the dashboard (the paper's Fig. 3b) and adds P to the SOAP map.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from ase import Atoms
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact, Structure
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from pcc_gcmc import GCMCParams, NoAdmissibleCandidateError, ReconstructionError, assemble, plan, run_candidate
+from sampling.datasets import soap_pca_map
+from sampling.potentials import PotentialError
+from schemas import CampaignSpec
+from workers.stages.common import (
+    PlannedItem,
+    load_item,
+    put_artifact,
+    put_structure,
+    resolve_potential,
+    stored_structures,
+)
+
+log = logging.getLogger(__name__)
+
+PLAN = "pcc_gcmc_plan"  # per cluster: payload, grid, seeds (what the box items need)
+CANDIDATE = "pcc_gcmc_candidate"  # per box: the finished candidate with its structure (dropped after assembly)
+CANDIDATES = "pcc_gcmc_candidates"  # per cluster: the candidate table without structures (dashboard)
+CAMPAIGN = "campaign"
+
+
+def gcmc_params(spec: CampaignSpec) -> GCMCParams:
+    return GCMCParams.from_dict(spec.reconstruction.model_dump(exclude_none=True))
+
+
+def cluster_core(atoms: Atoms, core_radius: float) -> np.ndarray:
+    """Atoms within ``core_radius`` of any selected centre (a merged cluster has several)."""
+    centres = np.flatnonzero(np.asarray(atoms.arrays.get("centre", np.zeros(len(atoms))), dtype=bool))
+    if len(centres) == 0:
+        centres = np.array([int(np.argmin(np.linalg.norm(atoms.positions - atoms.positions.mean(axis=0), axis=1)))])
+    distances = np.linalg.norm(atoms.positions[:, None, :] - atoms.positions[None, centres, :], axis=2)
+    return (distances <= core_radius * (1 + 1e-12)).any(axis=1)
+
+
+def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
+    """One item per box that can run, for every stored cluster; a cluster that cannot be set up
+    (e.g. its core holds more than max_atoms atoms) is recorded with the reason, not fatal."""
+    store = StructureStore(get_settings().data_dir)
+    params = gcmc_params(spec)
+    potential = resolve_potential(spec.potential)
+    clusters = session.execute(
+        select(Structure.id, Structure.path, Structure.source)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "cluster")
+        .order_by(Structure.id)
+    ).all()
+    items: list[PlannedItem] = []
+    for cluster_id, path, source in clusters:
+        atoms = store.read(path)
+        record = {"cluster_id": cluster_id, "params": params.to_dict()}
+        try:
+            payload, grid, base_seed = plan(atoms, cluster_core(atoms, params.core_radius), potential, params)
+        except (ReconstructionError, PotentialError, ValueError) as exc:
+            put_artifact(session, campaign_id, PLAN, source, {**record, "error": str(exc)})
+            log.warning("cluster %s cannot be reconstructed: %s", source, exc)
+            continue
+        put_artifact(session, campaign_id, PLAN, source,
+                     {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
+        items.extend(
+            PlannedItem(key=f"{source}/box-{index}", params={"cluster": source, "index": index}, progress_total=1)
+            for index, entry in enumerate(grid) if entry["run"]
+        )
+    return items
+
+
+def _plan_of(session: Session, campaign_id: int, cluster_source: str) -> dict:
+    return session.scalars(
+        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN,
+                                    Artifact.name == cluster_source)
+    ).one()
+
+
+def run_box(item_id: int) -> None:
+    """One candidate box: GCMC insertion and relaxation with the core fixed (LAMMPS, this process)."""
+    campaign_id, _spec, params = load_item(item_id)
+    source, index = params["cluster"], int(params["index"])
+    name = f"{source}/{index}"
+    with session_scope() as session:
+        done = session.scalars(
+            select(Artifact.id).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
+                                      Artifact.name == name)
+        ).one_or_none()
+        if done is not None:
+            return  # a re-delivered task: the candidate is stored
+        recorded = _plan_of(session, campaign_id, source)
+    entry = recorded["grid"][index]
+    result = run_candidate(recorded["payload"], entry["box"], recorded["params"], entry["seed"])
+    result.index = index
+    with session_scope() as session:
+        put_artifact(session, campaign_id, CANDIDATE, name, result.to_dict(structure=True))
+
+
+def _cluster_table(candidates, plan_record: dict) -> dict:
+    return {
+        "cluster_id": plan_record["cluster_id"],
+        "core_extent": plan_record["payload"]["core_extent"],
+        "n_core": int(sum(plan_record["payload"]["core"])),
+        "base_seed": plan_record["base_seed"],
+        "candidates": [c.to_dict() for c in candidates],
+    }
+
+
+def assemble_cells(item_id: int) -> None:
+    """Best candidate of every cluster -> a ``periodic`` structure; tables, summary and the SOAP map."""
+    campaign_id, spec, _ = load_item(item_id)
+    store = StructureStore(get_settings().data_dir)
+    with session_scope() as session:
+        plans = session.execute(
+            select(Artifact.name, Artifact.data)
+            .where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN).order_by(Artifact.id)
+        ).all()
+        candidates = dict(session.execute(
+            select(Artifact.name, Artifact.data).where(Artifact.campaign_id == campaign_id,
+                                                       Artifact.kind == CANDIDATE)
+        ).all())
+        summary = {"clusters": len(plans), "reconstructed": 0, "not_reconstructed": {}, "energy_per_atom": {}}
+        for source, record in plans:
+            if "error" in record:
+                summary["not_reconstructed"][source] = record["error"]
+                continue
+            grid = record["grid"]
+            results = [candidates[f"{source}/{index}"] for index, entry in enumerate(grid) if entry["run"]]
+            try:
+                reconstruction = assemble(record["payload"], grid, results, record["params"], record["base_seed"])
+            except NoAdmissibleCandidateError as exc:
+                summary["not_reconstructed"][source] = str(exc)
+                put_artifact(session, campaign_id, CANDIDATES, source,
+                             {**_cluster_table(exc.candidates, record), "best_index": None, "error": str(exc)})
+                continue
+            atoms = reconstruction.atoms
+            best = reconstruction.best
+            info = {
+                "energy_per_atom_potential": best.energy_per_atom,
+                "potential": atoms.info.get("potential"),
+                "min_distance": best.min_distance,
+                "box": best.box_final,
+                "candidate": best.index,
+                "n_core": best.n_core,
+                "n_inserted": best.n_inserted,
+                "n_seeded": best.n_seeded,
+                "seed": best.seed,
+            }
+            structure_id = put_structure(session, store, campaign_id, atoms, stage="periodic",
+                                         source=f"{source}/periodic", parent_id=record["cluster_id"], info=info)
+            put_artifact(session, campaign_id, CANDIDATES, source, {
+                **_cluster_table(reconstruction.candidates, record), "best_index": reconstruction.best_index,
+                "structure_id": structure_id, "energy_per_atom": best.energy_per_atom,
+            })
+            summary["reconstructed"] += 1
+            summary["energy_per_atom"][source] = best.energy_per_atom
+        put_artifact(session, campaign_id, "reconstruction", CAMPAIGN, summary)
+        # the per-box structures live on only in the chosen cells; the tables keep every candidate's numbers
+        session.execute(delete(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE))
+        maps = {name: stored_structures(session, store, campaign_id, stage)
+                for name, stage in (("B", "basic"), ("C", "cluster_vacuum"), ("P", "periodic"))}
+        put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
+                     soap_pca_map({k: v for k, v in maps.items() if v}, max_atoms_per_dataset=2000))
