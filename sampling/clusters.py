@@ -210,13 +210,11 @@ def cut_clusters(
         members: dict[tuple[int, int, int, int], np.ndarray] = {}
         offsets = {}
         for centre in group:
-            if centre == first:
-                centre_vector, centre_shift = np.zeros(3), np.zeros(3, dtype=int)
-            else:
-                centre_vector, centre_shift = _min_image(atoms, first, centre)
+            centre_vector = np.zeros(3) if centre == first else _min_image(atoms, first, centre)[0]
             offsets[centre] = centre_vector
             indices, shifts, vectors = sphere(atoms, origin + centre_vector, radius)
-            for index, shift, vector in zip(indices, shifts + centre_shift, vectors + centre_vector):
+            # sphere()'s shifts are absolute image shifts of each atom, whatever the centre point
+            for index, shift, vector in zip(indices, shifts, vectors + centre_vector):
                 members.setdefault((int(index), int(shift[0]), int(shift[1]), int(shift[2])), vector)
         keys = sorted(members)
         source_indices = np.array([k[0] for k in keys], dtype=int)

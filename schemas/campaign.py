@@ -65,13 +65,35 @@ class ReconstructionParams(Strict):
     )
 
 
+class SlurmParams(Strict):
+    account: str | None = Field(None, description="sbatch --account")
+    partition: str | None = Field(None, description="sbatch --partition")
+    time: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$", description="walltime per job, HH:MM:SS")
+    nodes: int = Field(1, ge=1)
+    ntasks: int = Field(1, ge=1, description="MPI ranks per job")
+    cpus_per_task: int | None = Field(None, ge=1)
+    modules: list[str] = Field(default_factory=list, description="`module load` lines of the batch script")
+    extra_lines: list[str] = Field(default_factory=list, description="verbatim lines after the #SBATCH header")
+    poll_interval: float = Field(30.0, gt=0, description="s between squeue/sacct polls")
+
+
 class LabellingParams(Strict):
-    engine: Literal["gpaw", "vasp", "espresso", "eam"] = Field("gpaw", description="DFT (or reference) engine")
-    profile: Literal["production", "quick"] = Field("quick", description="accuracy profile")
-    cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
-    kpoint_density: float = Field(
-        0.188496, gt=0, description="Monkhorst-Pack k-point spacing 2*pi*0.03, 1/A"
+    engine: Literal["gpaw", "vasp", "espresso", "eam"] = Field(
+        "gpaw", description="DFT engine; eam is a classical reference labeller for tests and demos"
     )
+    profile: Literal["production", "quick"] = Field(
+        "quick", description="production: the paper's 520 eV, k spacing 2*pi*0.03 1/A, SCF 1e-6 eV; quick: a laptop's"
+    )
+    cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
+    kpoint_density: float | None = Field(
+        None, gt=0, description="Monkhorst-Pack k spacing incl. 2*pi, 1/A (paper: 2*pi*0.03 = 0.1885); default the profile's"
+    )
+    pseudo_dir: str | None = Field(None, description="VASP: the POTCAR root (PBE); espresso: the pseudo_dir")
+    command: list[str] | None = Field(
+        None, description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]; default vasp_std / pw.x"
+    )
+    launcher: Literal["local", "slurm"] = Field("local", description="where DFT jobs run")
+    slurm: SlurmParams = SlurmParams()
 
 
 class Budget(Strict):
@@ -99,7 +121,7 @@ class CampaignSpec(Strict):
     reconstruction: ReconstructionParams = ReconstructionParams()
     labelling: LabellingParams = LabellingParams()
     budget: Budget = Budget()
-    stop_after: Literal["sampling", "selection", "reconstruction"] | None = Field(
+    stop_after: Literal["sampling", "selection", "reconstruction", "labelling"] | None = Field(
         None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
     )
 
@@ -171,7 +193,7 @@ def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> 
 
 
 def _check_consistency(spec: CampaignSpec) -> None:
-    """Checks across fields: the MD budget and unique protocol names."""
+    """Checks across fields: the MD budget, unique protocol names, the labelling engine's needs."""
     errors = []
     a = spec.estimated_lattice_constant()
     density = ATOMS_PER_CUBIC_CELL[spec.lattice] / a**3
@@ -188,5 +210,15 @@ def _check_consistency(spec: CampaignSpec) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         errors.append(FieldError("sampling.protocols", f"protocol names must be unique; repeated: {duplicated}"))
+    labelling = spec.labelling
+    if spec.production and labelling.engine == "eam":
+        errors.append(FieldError(
+            "labelling.engine",
+            "eam is a classical reference labeller for tests and demos, refused for production campaigns; "
+            "use gpaw, vasp or espresso (or set production: false)",
+        ))
+    if labelling.engine in ("vasp", "espresso") and not labelling.pseudo_dir:
+        what = "the POTCAR root (holding W_pv/POTCAR or W/POTCAR)" if labelling.engine == "vasp" else "the pseudo_dir"
+        errors.append(FieldError("labelling.pseudo_dir", f"the {labelling.engine} engine needs {what}"))
     if errors:
         raise SpecError(errors)

@@ -14,6 +14,7 @@ from app.services import resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers import execute
 from workers.dispatch import in_process
+from workers.stages.labelling import read_label
 from workers.stages.sampling import run_protocol
 
 
@@ -233,3 +234,48 @@ def test_reconstruction_stage_makes_periodic_cells_with_the_cluster_core(env, tm
         assert session.query(Artifact).filter_by(campaign_id=campaign.id, kind="pcc_gcmc_candidate").count() == 0
         soap = session.query(Artifact).filter_by(campaign_id=campaign.id, kind="soap_pca").one().data
         assert set(soap["points"]) == {"B", "C", "P"} and len(soap["points"]["P"]) == cell.n_atoms
+
+
+def _labelling_spec(tmp_path, labelling: dict, **overrides):
+    """Vacancy anneal -> selection against bulk B -> one PCC-GCMC box per cluster -> labels."""
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
+    return parse_spec(copy.deepcopy(TINY_SPEC) | {
+        "stop_after": None,
+        "sampling": {"protocols": TINY_SPEC["sampling"]["protocols"][1:]},
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 3},
+        "reconstruction": {"steps": 200, "exchanges": 100, "mc_moves": 20, "offsets": [-0.5]},
+        "labelling": labelling,
+    } | overrides)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path):
+    from app.db.models import Label, StageRun
+
+    # VASP with a POTCAR directory that is not there: every job fails with its reason, the campaign ends
+    missing = tmp_path / "no-potcars"
+    campaign = _finished(_submit(_labelling_spec(tmp_path, {"engine": "vasp", "pseudo_dir": str(missing)})))
+    assert campaign.status == Status.succeeded, campaign.error
+    with session_scope() as session:
+        cells = session.query(Structure).filter_by(campaign_id=campaign.id, stage="periodic").all()
+        assert cells and all(cell.label_id is not None and cell.energy is None for cell in cells)
+        labels = session.query(Label).filter(Label.id.in_([c.label_id for c in cells])).all()
+        assert {(row.state, row.failure, row.attempts) for row in labels} == {("failed", "input_error", 1)}
+        assert all(str(missing) in row.error and "POTCAR" in row.error for row in labels)
+        stage = session.query(StageRun).filter_by(campaign_id=campaign.id, stage="labelling").one()
+        assert stage.status == Status.succeeded and stage.progress_done == len(cells)
+
+    # The classical reference labeller through the same ledger: E equals PCC-GCMC's LAMMPS energy
+    campaign = _finished(_submit(_labelling_spec(tmp_path, {"engine": "eam"}, name="eam-labels")))
+    assert campaign.status == Status.succeeded, campaign.error
+    with session_scope() as session:
+        cells = session.query(Structure).filter_by(campaign_id=campaign.id, stage="periodic").all()
+        labels = {row.id: row for row in session.query(Label).filter(Label.id.in_([c.label_id for c in cells]))}
+        assert len(labels) == len(cells) >= 1
+        for cell in cells:
+            row = labels[cell.label_id]
+            assert (row.state, row.attempts, row.engine, row.n_atoms) == ("succeeded", 1, "eam", cell.n_atoms)
+            assert row.energy / cell.n_atoms == pytest.approx(cell.info["energy_per_atom_potential"], abs=1e-6)
+            assert cell.energy == row.energy
+            stored = read_label(row.path)
+            assert len(stored["forces"]) == cell.n_atoms and len(stored["stress"]) == 6

@@ -15,6 +15,7 @@ from app.db.session import session_scope
 from workers import pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
+from workers.stages.labelling import label_structure
 from workers.stages.reconstruction import assemble_cells, run_box
 from workers.stages.sampling import run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
@@ -29,6 +30,7 @@ RUNNERS: dict[str, Runner] = {
     "dg.selection.select_and_cut": select_and_cut,
     "dg.reconstruction.run_box": run_box,
     "dg.reconstruction.assemble": assemble_cells,
+    "dg.labelling.label_structure": label_structure,
 }
 
 

@@ -22,6 +22,7 @@ from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import PlannedItem, resolve_potential
+from workers.stages.labelling import dft_settings, plan_labels
 from workers.stages.reconstruction import plan_boxes
 from workers.stages.sampling import TYPE_COUNTS
 
@@ -68,7 +69,7 @@ def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> li
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
 
 
-# The stage order. Later stages (labelling, export) join here.
+# The stage order. Later stages (export, on-the-fly refinement) join here.
 STAGES: tuple[StageDef, ...] = (
     StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
     StageDef(name="training_set", queue="select", task_name="dg.selection.build_active_set", plan=_plan_one),
@@ -76,6 +77,7 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(name="selection", queue="select", task_name="dg.selection.select_and_cut", plan=_plan_one),
     StageDef(name="gcmc_boxes", queue="gcmc", task_name="dg.reconstruction.run_box", plan=plan_boxes),
     StageDef(name="reconstruction", queue="gcmc", task_name="dg.reconstruction.assemble", plan=_plan_one),
+    StageDef(name="labelling", queue="dft", task_name="dg.labelling.label_structure", plan=plan_labels),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
 
@@ -114,6 +116,11 @@ def check_spec(spec: CampaignSpec) -> None:
             build_structure(protocol.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
         except ValueError as exc:
             errors.append(FieldError(f"{field}.structure", str(exc)))
+    if "labelling" in [stage.name for stage in stages_for(spec)]:
+        try:
+            dft_settings(spec)
+        except ValueError as exc:
+            errors.append(FieldError("labelling", str(exc)))
     if snapshots > spec.budget.max_snapshots:
         errors.append(FieldError(
             "budget.max_snapshots",

@@ -188,6 +188,9 @@ class Structure(Base):
     cell: Mapped[list[Any]] = mapped_column(doc="3x3, A")
     energy: Mapped[float | None] = mapped_column(Float, doc="eV, from the producing engine")
     n_candidates: Mapped[int] = mapped_column(default=0, doc="atoms not in the perfect lattice")
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="SET NULL", use_alter=True), doc="the label under the campaign's settings"
+    )
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -207,19 +210,36 @@ class Environment(Base):
 
 
 class Label(Base):
-    """A reference calculation of a structure (DFT or classical)."""
+    """The DFT (or reference) job ledger: one row per (structure hash, settings hash), shared by all
+    campaigns, so the same calculation is never paid for twice.
+
+    ``state``: queued -> submitted -> running -> succeeded | failed (labelling.ledger.JobState).
+    ``settings`` are those of the next (or last) attempt, which a retry may change (stronger mixing,
+    more smearing); ``settings_sha256`` is the key's hash of the settings first asked for.
+    """
 
     __tablename__ = "labels"
-    __table_args__ = (UniqueConstraint("structure_id", "settings_sha256"),)
+    __table_args__ = (UniqueConstraint("structure_hash", "settings_sha256"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id", ondelete="CASCADE"), index=True)
+    structure_hash: Mapped[str] = mapped_column(String(64), doc="labelling.structure_hash of the geometry")
+    settings_sha256: Mapped[str] = mapped_column(String(64))
+    structure_id: Mapped[int | None] = mapped_column(
+        ForeignKey("structures.id", ondelete="SET NULL"), doc="the structure that first asked for this label"
+    )
     engine: Mapped[str] = mapped_column(String(32))
     engine_version: Mapped[str] = mapped_column(String(64), default="")
-    settings_sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    failure: Mapped[str | None] = mapped_column(String(32), doc="failure class of the last failed attempt")
+    failures: Mapped[list[Any]] = mapped_column(default=list)
+    job_id: Mapped[str | None] = mapped_column(String(64), doc="Slurm job id or local process id")
+    result_settings_sha256: Mapped[str | None] = mapped_column(String(64))
     energy: Mapped[float | None] = mapped_column(Float, doc="eV")
-    path: Mapped[str | None] = mapped_column(String(300), doc="forces and stress file, relative to the data directory")
+    n_atoms: Mapped[int] = mapped_column(default=0)
+    wall_time: Mapped[float | None] = mapped_column(Float, doc="s")
+    path: Mapped[str | None] = mapped_column(String(300), doc="result.json (energy, forces, stress), relative to the data directory")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

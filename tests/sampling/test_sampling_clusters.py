@@ -102,3 +102,23 @@ def test_pad_vacuum_gives_the_c_variant():
     images = padded.positions + padded.cell[0]
     gaps = np.linalg.norm(padded.positions[:, None, :] - images[None, :, :], axis=2)
     assert gaps.min() >= 16.0 - 1e-9
+
+
+def test_merged_cluster_across_the_boundary_holds_each_image_once():
+    """Two centres whose minimum image crosses the cell boundary: the union has no atom twice."""
+    crystal = bulk("W", "bcc", a=A_W, cubic=True).repeat(5)  # 15.8 A: the 8 A spheres overlap their images
+    corner = int(np.argmin(np.linalg.norm(crystal.positions, axis=1)))  # the atom at the origin
+    far = int(np.argmin(np.linalg.norm(crystal.positions - crystal.cell.lengths() + A_W, axis=1)))
+    (cluster,) = cut_clusters(crystal, [corner, far], radius=8.0)
+    positions = cluster.atoms.positions
+    gaps = np.linalg.norm(positions[:, None] - positions[None], axis=2) + np.eye(len(positions)) * 1e9
+    assert gaps.min() == pytest.approx(A_W * np.sqrt(3) / 2)  # nearest neighbours, no duplicates
+    # the union of the two spheres, counted directly on the infinite lattice
+    first = positions[cluster.atoms.arrays["centre"]][0]
+    second = positions[cluster.atoms.arrays["centre"]][1]
+    assert np.linalg.norm(second - first) == pytest.approx(A_W * np.sqrt(3))
+    reach = range(-6, 7)
+    sites = np.array([(np.array([i, j, k]) + b) * A_W for i in reach for j in reach for k in reach
+                      for b in (0.0, 0.5)]) + first
+    inside = (np.linalg.norm(sites - first, axis=1) <= 8.0) | (np.linalg.norm(sites - second, axis=1) <= 8.0)
+    assert len(positions) == int(inside.sum())

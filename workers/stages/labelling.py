@@ -1,0 +1,181 @@
+"""Labelling stage: every reconstructed periodic cell gets a DFT label through the job ledger.
+
+The ledger is the ``labels`` table, one row per (structure hash, settings hash) shared by all
+campaigns: a label that succeeded is never computed again, whichever campaign or delivery asks.
+A job that fails is retried as its failure class allows (labelling.failures); when it fails for
+good its row says why and the campaign goes on: the work item itself succeeds, since its job
+(bringing the ledger row to a final state) is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db.models import Label, Structure
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from labelling import DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile
+from labelling.ledger import on_failure, on_resume, on_submitted, on_success
+from labelling.result import write_json_atomic
+from schemas import CampaignSpec
+from workers.stages.common import PlannedItem, load_item, put_artifact, resolve_potential
+
+log = logging.getLogger(__name__)
+
+LABEL_FILE = "label.json"  # the stored label (energy, forces, stress) inside the job directory
+INPUT_ERROR = "input_error"  # the job's inputs cannot be written (missing POTCAR, pseudopotential): no retry
+
+
+def dft_settings(spec: CampaignSpec) -> DFTSettings:
+    """The campaign's labelling settings: the profile, then the spec's overrides."""
+    params = spec.labelling
+    changes: dict = {}
+    if params.cutoff_ev is not None:
+        changes["ecut"] = params.cutoff_ev
+    if params.kpoint_density is not None:
+        changes["kspacing"] = params.kpoint_density
+    if params.pseudo_dir is not None:
+        changes["pseudo_dir"] = params.pseudo_dir
+    if params.command is not None:
+        changes["command"] = tuple(params.command)
+    if params.engine == "eam":
+        # the reference labeller uses the campaign's own potential, as a file the job process can read
+        changes["engine_options"] = {"potential": str(resolve_potential(spec.potential).files[0])}
+    return profile(params.profile, params.engine, **changes)
+
+
+def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:
+    """None runs jobs as local subprocesses (the backend's default launcher)."""
+    if spec.labelling.launcher == "slurm":
+        return SlurmLauncher(**spec.labelling.slurm.model_dump())
+    return None
+
+
+def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
+    """One item per periodic cell, at most budget.max_dft_jobs (the rest are reported, not run)."""
+    cells = session.execute(
+        select(Structure.id, Structure.source)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "periodic")
+        .order_by(Structure.id)
+    ).all()
+    cap = spec.budget.max_dft_jobs
+    put_artifact(session, campaign_id, "labelling", "plan", {
+        "cells": len(cells), "planned": min(len(cells), cap), "over_budget": max(0, len(cells) - cap),
+    })
+    return [
+        PlannedItem(key=f"{source}/label", params={"structure_id": structure_id}, progress_total=1)
+        for structure_id, source in cells[:cap]
+    ]
+
+
+def job_directory(structure_hash: str, settings_hash: str) -> Path:
+    """Where a label's job runs and its result stays (shared by campaigns, like the ledger row)."""
+    return get_settings().data_dir / "labels" / f"{structure_hash[:16]}-{settings_hash[:12]}"
+
+
+def _record(row: Label) -> JobRecord:
+    return JobRecord(
+        structure_hash=row.structure_hash, settings_hash=row.settings_sha256, settings=dict(row.settings),
+        state=JobState(row.state), attempts=row.attempts, failure=row.failure, failures=tuple(row.failures),
+        job_id=row.job_id, result_hash=row.result_settings_sha256, message=row.error,
+    )
+
+
+def _save(label_id: int, record: JobRecord, **fields) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as session:
+        row = session.get(Label, label_id, with_for_update=True)
+        row.state, row.attempts, row.settings = record.state.value, record.attempts, record.settings
+        row.failure, row.failures, row.job_id = record.failure, list(record.failures), record.job_id
+        row.result_settings_sha256, row.error = record.result_hash, record.message
+        for name, value in fields.items():
+            setattr(row, name, value)
+
+
+def _ledger_row(atoms, settings: DFTSettings, structure_id: int) -> int:  # type: ignore[no-untyped-def]
+    """The ledger row of this (structure, settings), created queued if new; its id."""
+    structure_hash, settings_hash = job_key(atoms, settings)
+    lookup = select(Label.id).where(Label.structure_hash == structure_hash, Label.settings_sha256 == settings_hash)
+    with session_scope() as session:
+        existing = session.scalars(lookup).one_or_none()
+        if existing is not None:
+            return existing
+    try:
+        with session_scope() as session:
+            row = Label(structure_hash=structure_hash, settings_sha256=settings_hash, structure_id=structure_id,
+                        engine=settings.engine, settings=settings.to_dict(), state=JobState.QUEUED.value,
+                        n_atoms=len(atoms))
+            session.add(row)
+            session.flush()
+            return row.id
+    except IntegrityError:  # another worker created it between our look and our insert
+        with session_scope() as session:
+            return session.scalars(lookup).one()
+
+
+def _slurm_job_alive(launcher: SlurmLauncher | None, workdir: Path) -> bool:
+    """A job a killed worker submitted may still run on the cluster: then wait for it, never resubmit."""
+    marker = workdir / "slurm_job_id"
+    if launcher is None or not marker.is_file():
+        return False
+    status = launcher.status(marker.read_text().strip())
+    return status.ledger_state != "finished" and status.state != "UNKNOWN"
+
+
+def label_structure(item_id: int) -> None:
+    """Bring the ledger row of one periodic cell to succeeded or failed; link it to the structure."""
+    _campaign_id, spec, params = load_item(item_id)
+    structure_id = int(params["structure_id"])
+    store = StructureStore(get_settings().data_dir)
+    with session_scope() as session:
+        atoms = store.read(session.get(Structure, structure_id).path)
+    settings = dft_settings(spec)
+    launcher = launcher_for(spec)
+    label_id = _ledger_row(atoms, settings, structure_id)
+    with session_scope() as session:
+        record = _record(session.get(Label, label_id))
+    workdir = job_directory(record.structure_hash, record.settings_hash)
+    if record.state in (JobState.SUBMITTED, JobState.RUNNING) and _slurm_job_alive(launcher, workdir):
+        launcher.wait((workdir / "slurm_job_id").read_text().strip())  # then label() below reuses its result
+        record = dataclasses.replace(record, state=JobState.QUEUED)
+    record = on_resume(record)  # a job left submitted by a dead worker is queued again; finished ones stay
+    while record.state == JobState.QUEUED:
+        record = on_submitted(record)
+        _save(label_id, record)
+        attempt = DFTSettings.from_dict(record.settings)
+        try:
+            # reuse: a result a dead worker's job left in the directory is parsed, not recomputed
+            result = label(atoms, attempt, workdir, launcher, reuse=True)
+        except LabelError as error:
+            record = on_failure(record, error.failure, str(error))
+            log.warning("label %s attempt %d: %s", label_id, record.attempts, error)
+            _save(label_id, record)
+            continue
+        except (ValueError, OSError) as error:  # inputs cannot be written (e.g. POTCAR missing): no retry
+            record = dataclasses.replace(
+                record, state=JobState.FAILED, failure=INPUT_ERROR, failures=record.failures + (INPUT_ERROR,),
+                message=f"{type(error).__name__}: {error}", job_id=None,
+            )
+            _save(label_id, record)
+        write_json_atomic(workdir / LABEL_FILE, result.to_dict())
+        record = on_success(record, result.settings_hash)
+        _save(label_id, record, energy=result.energy, engine_version=result.engine_version,
+              wall_time=result.wall_time, path=str((workdir / LABEL_FILE).relative_to(get_settings().data_dir)))
+    with session_scope() as session:
+        structure = session.get(Structure, structure_id)
+        structure.label_id = label_id
+        row = session.get(Label, label_id)
+        if row.state == JobState.SUCCEEDED.value:
+            structure.energy = row.energy
+
+
+def read_label(relative_path: str) -> dict:
+    """A stored label (energy eV, forces eV/A, stress eV/A^3 Voigt) from its path in the data directory."""
+    return json.loads((get_settings().data_dir / relative_path).read_text())
