@@ -147,6 +147,10 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
     if summary.structure_types:
         types = ", ".join(f"{k} {v}" for k, v in sorted(summary.structure_types.items()))
         out.print(f"  structure types: {types}", highlight=False)
+    if summary.periodic_cells:
+        out.print(f"  periodic cells (PCC-GCMC): {summary.periodic_cells}")
+    if summary.labels:
+        out.print("  labels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items())), highlight=False)
     from sqlalchemy import func, select
 
     from app.db.models import Structure

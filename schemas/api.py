@@ -55,6 +55,8 @@ class CampaignSummaryPublic(BaseModel):
     atoms: int = Field(description="atoms summed over the snapshots")
     defect_atoms: int = Field(description="atoms not in the perfect lattice, summed over the snapshots")
     structure_types: dict[str, int] = Field(description="atoms per CNA structure type, summed over the snapshots")
+    periodic_cells: int = Field(description="clusters reconstructed into periodic cells by PCC-GCMC")
+    labels: dict[str, int] = Field(description="periodic cells per label state (queued ... succeeded, failed)")
 
 
 class CampaignListItem(BaseModel):

@@ -191,3 +191,65 @@ def test_reconstruct_refuses_a_periodic_structure(tmp_path):
     result = _cli("reconstruct", str(tmp_path / "bulk.extxyz"), "--potential", "W_zhou.eam.alloy",
                   "--out", str(tmp_path / "o.extxyz"), data_dir=tmp_path / "data")
     assert result.returncode == 2 and "periodic" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(tmp_path):
+    """`run` SIGKILLed while labels are being computed; `resume` runs only the unfinished jobs."""
+    import signal
+    import sqlite3
+    import time
+
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
+    spec = copy.deepcopy(TINY_SPEC) | {
+        "stop_after": None,
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 6},
+        "reconstruction": {"steps": 200, "exchanges": 100, "mc_moves": 20, "offsets": [-0.5]},
+        "labelling": {"engine": "eam"},
+    }
+    # a vacancy and a <111> dumbbell: different environments, so separate clusters and cells
+    spec["sampling"]["protocols"][0]["structure"] |= {"interstitials": 1, "seed": 5}
+    spec["sampling"]["protocols"][0]["name"] = "interstitial"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DG_")} | {"DG_DATA_DIR": str(data)}
+    run = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(spec_file), "--no-progress"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def query(sql: str) -> list[tuple]:
+        try:
+            with sqlite3.connect(f"file:{data / 'defect-genome.sqlite'}?mode=ro", uri=True, timeout=5) as db:
+                return db.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # not created or not migrated yet
+            return []
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and run.poll() is None:
+        done = query("SELECT id, attempts FROM labels WHERE state = 'succeeded'")
+        cells = query("SELECT COUNT(*) FROM structures WHERE stage = 'periodic'")
+        if done and cells and len(done) < cells[0][0]:
+            break
+        time.sleep(0.05)
+    assert run.poll() is None, f"the campaign ended before it could be killed: {run.stderr.read().decode()[-2000:]}"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    finished_before = dict(done)
+    assert finished_before and set(finished_before.values()) == {1}
+
+    def job_logs(label_ids) -> dict[Path, int]:
+        keys = query(f"SELECT structure_hash, settings_sha256 FROM labels WHERE id IN ({','.join(map(str, label_ids))})")
+        return {log: log.stat().st_mtime_ns for s_hash, k_hash in keys
+                for log in [data / "labels" / f"{s_hash[:16]}-{k_hash[:12]}" / "run.log"]}
+
+    logs_before = job_logs(finished_before)
+    assert len(logs_before) == len(finished_before)
+
+    result = _cli("resume", "1", "--no-progress", data_dir=data)
+    assert result.returncode == 0, result.stderr
+    assert "labels: succeeded" in result.stdout and "periodic cells (PCC-GCMC):" in result.stdout
+    labels = {label_id: (state, attempts) for label_id, state, attempts in query("SELECT id, state, attempts FROM labels")}
+    cells, linked = query("SELECT COUNT(*), COUNT(label_id) FROM structures WHERE stage = 'periodic'")[0]
+    assert cells == linked == len(labels) >= 2 and {state for state, _ in labels.values()} == {"succeeded"}
+    # no finished job ran again: the ledger counts one attempt, and its run log was not written to
+    assert all(labels[label_id][1] == 1 for label_id in finished_before)
+    assert job_logs(finished_before) == logs_before

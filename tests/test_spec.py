@@ -108,3 +108,24 @@ def test_nanoindentation_needs_a_slab():
     data = copy.deepcopy(TINY_SPEC)
     data["sampling"]["protocols"] = [{"kind": "nanoindent", "structure": {"kind": "bulk"}}]
     assert "nanoindentation needs a slab" in _errors(data)["sampling.protocols.0"]
+
+
+def test_labelling_engine_needs_are_named():
+    eam_in_production = copy.deepcopy(TINY_SPEC) | {"production": True, "labelling": {"engine": "eam"}}
+    assert "refused for production" in _errors(eam_in_production)["labelling.engine"]
+    vasp = copy.deepcopy(TINY_SPEC) | {"labelling": {"engine": "vasp"}}
+    assert "POTCAR" in _errors(vasp)["labelling.pseudo_dir"]
+    unknown = copy.deepcopy(TINY_SPEC) | {"labelling": {"engine": "castep"}}
+    assert "gpaw" in _errors(unknown)["labelling.engine"]
+    walltime = copy.deepcopy(TINY_SPEC) | {"labelling": {"launcher": "slurm", "slurm": {"time": "two hours"}}}
+    assert "labelling.slurm.time" in _errors(walltime)
+
+
+def test_paper_labelling_defaults():
+    from workers.stages.labelling import dft_settings
+
+    spec = parse_spec(copy.deepcopy(TINY_SPEC) | {"labelling": {"profile": "production"}})
+    settings = dft_settings(spec)
+    assert (settings.engine, settings.ecut, settings.scf_energy_tol) == ("gpaw", 520.0, 1e-6)
+    assert settings.kspacing == pytest.approx(2 * 3.141592653589793 * 0.03)
+    assert settings.smearing == "fermi-dirac"

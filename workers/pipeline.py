@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Campaign, StageRun, Status, Structure, User, WorkItem, utcnow
+from app.db.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
 from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
@@ -270,10 +270,13 @@ class CampaignSummary:
     atoms: int = 0
     defect_atoms: int = 0
     structure_types: dict[str, int] = field(default_factory=dict)
+    periodic_cells: int = 0
+    labels: dict[str, int] = field(default_factory=dict)  # ledger state -> cells of this campaign
 
 
 def summarize(session: Session, campaign_id: int) -> CampaignSummary:
-    """Counts over the stored sampling snapshots (atoms and defect atoms summed over snapshots)."""
+    """Counts over the stored sampling snapshots (atoms and defect atoms summed over snapshots),
+    the reconstructed periodic cells and the states of their labels."""
     snapshots, atoms, defect_atoms = session.execute(
         select(
             func.count(Structure.id),
@@ -288,4 +291,11 @@ def summarize(session: Session, campaign_id: int) -> CampaignSummary:
     for counts in per_protocol:
         for name, count in counts.items():
             summary.structure_types[name] = summary.structure_types.get(name, 0) + count
+    summary.periodic_cells = session.scalar(
+        select(func.count(Structure.id)).where(Structure.campaign_id == campaign_id, Structure.stage == "periodic")
+    ) or 0
+    summary.labels = dict(session.execute(
+        select(Label.state, func.count(Structure.id)).join(Label, Structure.label_id == Label.id)
+        .where(Structure.campaign_id == campaign_id).group_by(Label.state)
+    ).all())
     return summary
