@@ -23,9 +23,21 @@ log = logging.getLogger(__name__)
 PROCESS_QUEUES = frozenset({"gcmc"})
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool processes end when the process that started them dies (e.g. a SIGKILLed `run`)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dg-parent-watch", daemon=True).start()
+
+
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: this process may hold an initialised MPI/LAMMPS and open database connections
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
 def _dg_environment() -> dict[str, str]:
