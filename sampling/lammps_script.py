@@ -160,6 +160,7 @@ def write_input(program: Program, potential: Potential, workdir: str | os.PathLi
         "lattice_constant": program.lattice_constant,
         "timestep_ps": program.timestep_ps,
         "natoms": len(program.atoms),
+        "held": list(program.held),
         "frame": frame.to_json(),
         "points": [dataclasses.asdict(point) for point in program.points],
     }
@@ -190,7 +191,7 @@ def _load(workdir: Path) -> _Run:
     except FileNotFoundError:
         raise FileNotFoundError(f"{workdir} holds no {METADATA}: write the run with write_external first") from None
     program = Program(metadata["protocol"], Atoms(), metadata["element"], metadata["lattice"],
-                      metadata["lattice_constant"], metadata["timestep_ps"])
+                      metadata["lattice_constant"], metadata["timestep_ps"], held=tuple(metadata.get("held", ())))
     points = [SnapshotPoint(**point) for point in metadata["points"]]
     return _Run(program, LammpsFrame.from_json(metadata["frame"]), points, metadata["natoms"])
 

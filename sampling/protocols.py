@@ -134,6 +134,9 @@ class Program:
     # Structure identification of every snapshot: "cna" (LAMMPS cna/atom, computed in the run)
     # or "acna" (adaptive CNA of sampling.defects, no lattice cutoff; robust to strain and heat).
     detection: str = "cna"
+    # indices of atoms held fixed (atoms.arrays["fixed"], e.g. a dislocation cylinder's outer shell):
+    # zero force, no velocity, never candidates
+    held: tuple[int, ...] = ()
 
     @property
     def points(self) -> list[SnapshotPoint]:
@@ -196,7 +199,7 @@ def make_snapshot(
         step=point.step,
         time_ps=point.time_ps,
         atoms=atoms,
-        defect_indices=np.flatnonzero(defect_mask(structure_type, program.lattice)),
+        defect_indices=np.setdiff1d(np.flatnonzero(defect_mask(structure_type, program.lattice)), program.held),
         counts=count_structure_types(structure_type),
     )
 
@@ -305,12 +308,39 @@ def _program(protocol: str, atoms: Atoms, element: str, lattice: str, lattice_co
              timestep_ps: float) -> Program:
     cutoff = cna_cutoff(lattice, lattice_constant)
     program = Program(protocol, atoms.copy(), element, lattice, float(lattice_constant), timestep_ps)
+    program.held = tuple(int(i) for i in np.flatnonzero(np.asarray(atoms.arrays.get("fixed", np.zeros(len(atoms))),
+                                                                   dtype=bool)))
     program.items += [
         f"compute structure_type all cna/atom {cutoff!r}",
         f"timestep {timestep_ps!r}",
         "min_style cg",
+        *_held_group(program.held),
+        "group mobile subtract all held",
     ]
+    program.items += _hold(program)
     return program
+
+
+def _held_group(held: Sequence[int]) -> list[str]:
+    """Group ``held`` by atom ID (input order, 1-based) in ranges; empty when nothing is held."""
+    fixed = np.asarray(held, dtype=int) + 1
+    if len(fixed) == 0:
+        return ["group held empty"]
+    breaks = np.flatnonzero(np.diff(fixed) != 1)
+    starts = np.concatenate([[fixed[0]], fixed[breaks + 1]])
+    ends = np.concatenate([fixed[breaks], [fixed[-1]]])
+    ranges = [f"{a}" if a == b else f"{a}:{b}" for a, b in zip(starts, ends)]
+    # one command per 500 ranges keeps every input line short; group is additive
+    return [f"group held id {' '.join(ranges[k:k + 500])}" for k in range(0, len(ranges), 500)]
+
+
+def _hold(program: Program) -> list[str]:
+    """Zero force on the held atoms (in minimisation and MD), once per program; none if nothing is held."""
+    if "fix hold held setforce 0.0 0.0 0.0" in program.items:
+        return []
+    held = any(item.startswith("group held id") or item.startswith("group held region") for item in program.items
+               if isinstance(item, str))
+    return ["fix hold held setforce 0.0 0.0 0.0"] if held else []
 
 
 def _periodic_dofs(atoms: Atoms, axes: Sequence[str] = _AXES, tilts: bool = True) -> list[str]:
@@ -501,9 +531,9 @@ def _anneal_program(atoms, potential, *, element, lattice, lattice_constant, tem
         temperature = float(temperature)
         thermostat = _thermostat(temperature, timestep_ps)
         program.items += [
-            _velocities("all", temperature, seed, stage),
-            f"fix integrate all nvt {thermostat}" if ensemble == "nvt"
-            else f"fix integrate all npt {thermostat} {_barostat(coupled, timestep_ps)}",
+            _velocities("mobile", temperature, seed, stage),
+            f"fix integrate mobile nvt {thermostat}" if ensemble == "nvt"
+            else f"fix integrate mobile npt {thermostat} {_barostat(coupled, timestep_ps)}",
         ]
         stage_end = step + steps_per_temperature
         while step < stage_end:
@@ -599,8 +629,8 @@ def _uniaxial_program(atoms, potential, *, element, lattice, lattice_constant, a
 
     def integrator(dofs: list[str]) -> str:
         if dofs:
-            return f"fix integrate all npt {thermostat} {_barostat(dofs, timestep_ps)}"
-        return f"fix integrate all nvt {thermostat}"
+            return f"fix integrate mobile npt {thermostat} {_barostat(dofs, timestep_ps)}"
+        return f"fix integrate mobile nvt {thermostat}"
 
     program = _program("uniaxial", atoms, element, lattice, lattice_constant, timestep_ps)
     program.thermo_every = every
@@ -610,7 +640,7 @@ def _uniaxial_program(atoms, potential, *, element, lattice, lattice_constant, a
         program.items.append(SnapshotPoint(0, 0, 0.0, start))
     program.items += [
         "reset_timestep 0",
-        _velocities("all", temperature, seed, 0),
+        _velocities("mobile", temperature, seed, 0),
         integrator(_periodic_dofs(atoms, tilts=False) if lateral == "npt" else []),
     ]
     if equilibration:
@@ -690,8 +720,8 @@ def _shear_program(atoms, potential, *, element, lattice, lattice_constant, plan
         program.items.append(SnapshotPoint(0, 0, 0.0, start))
     program.items += [
         "reset_timestep 0",
-        _velocities("all", temperature, seed, 0),
-        f"fix integrate all nvt {_thermostat(temperature, timestep_ps)}",
+        _velocities("mobile", temperature, seed, 0),
+        f"fix integrate mobile nvt {_thermostat(temperature, timestep_ps)}",
     ]
     if equilibration:
         program.items += [f"run {equilibration} post no", SnapshotPoint(0, 0, 0.0, start)]
@@ -795,18 +825,18 @@ def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant,
     program.thermo_every = every
     program.items += [
         f"region fixed_layer block INF INF INF INF INF {bottom + fixed_bottom!r} units box",
-        "group fixed_layer region fixed_layer",
-        "group mobile subtract all fixed_layer",
-        "fix hold fixed_layer setforce 0.0 0.0 0.0",
-        _MINIMIZE,
+        "group held region fixed_layer",
+        "group mobile clear",
+        "group mobile subtract all held",
     ]
+    program.items += [*_hold(program), _MINIMIZE]
     start = {"indenter_depth": 0.0, "indenter_load": 0.0, "indenter_radius": radius}
     if equilibration == 0:
         program.items.append(SnapshotPoint(0, 0, 0.0, start))
     program.items += [
         "reset_timestep 0",
         _velocities("mobile", temperature, seed, 0),
-        "velocity fixed_layer set 0.0 0.0 0.0",
+        "velocity held set 0.0 0.0 0.0",
         f"fix integrate mobile nvt {thermostat}",
     ]
     if equilibration:
@@ -918,8 +948,8 @@ def _crack_opening_program(atoms, potential, *, element, lattice, lattice_consta
     if temperature > 0:
         program.items += [
             "reset_timestep 0",
-            _velocities("all", temperature, seed, 0),
-            f"fix integrate all nvt {_thermostat(temperature, timestep_ps)}",
+            _velocities("mobile", temperature, seed, 0),
+            f"fix integrate mobile nvt {_thermostat(temperature, timestep_ps)}",
         ]
         if equilibration:
             program.items.append(f"run {equilibration} post no")

@@ -121,3 +121,23 @@ def test_closing_early_frees_lammps(w_zhou):
 def test_bad_parameters_are_named(w_zhou, overrides, name):
     with pytest.raises(ValueError, match=name):
         run_anneal(bulk_crystal("W", "bcc", A0, (2, 2, 2)), w_zhou, **overrides)
+
+
+def test_dislocation_cylinder_outer_shell_is_held_and_never_a_candidate(w_zhou):
+    """The cylinder's fixed shell is the elastic far field: it neither moves nor counts as a defect."""
+    from sampling.builders import screw_dislocation
+
+    cylinder = screw_dislocation("W", "bcc", A0, 522.5, 204.2, 160.8, radius=22.0, fixed_width=8.0, line_repeats=2)
+    held = np.flatnonzero(cylinder.arrays["fixed"])
+    assert 0 < len(held) < len(cylinder)
+    snapshots = run_anneal(cylinder, w_zhou, steps_per_temperature=200, snapshot_every=100)
+    start = cylinder.positions[held]
+    for snapshot in snapshots:
+        moved = snapshot.atoms.positions[held] - start
+        assert np.abs(moved).max() < 1e-9  # minimisation and MD leave the shell where it was built
+        assert not np.isin(snapshot.defect_indices, held).any()
+    # the free surface lies in the held shell, so the candidates are the core's: near the line
+    last = snapshots[-1]
+    core = np.asarray(cylinder.info["core_position"])[:2]
+    radial = np.linalg.norm(last.atoms.positions[last.defect_indices, :2] - core, axis=1)
+    assert len(radial) > 0 and np.median(radial) < 6.0
