@@ -41,9 +41,9 @@ def broker_env(monkeypatch, tmp_path, postgres_server_url):
     get_settings.cache_clear()
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+def _start_worker(env: dict[str, str], log: Path, queues: str = "md,select", concurrency: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--queues", "md,select", "--concurrency", "1"],
+        [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--concurrency", str(concurrency)],
         env=os.environ | env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,
@@ -110,3 +110,54 @@ def test_killed_worker_resumes_and_stores_no_snapshot_twice(broker_env, tmp_path
     finally:
         if worker.poll() is None:
             _kill(worker)
+
+
+def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker_env, tmp_path):
+    """The production shape of stages 4 and 5: PCC-GCMC boxes on two `gcmc` worker processes at once,
+    labels only on a worker that consumes `dft` (as on an HPC node)."""
+    from support import write_bulk_training_set
+
+    from app.auth import get_or_create_user
+    from app.db.models import Campaign, Label, Status
+    from app.services import submit_campaign
+    from schemas import parse_spec
+
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
+    spec = parse_spec(copy.deepcopy(TINY_SPEC) | {
+        "stop_after": None,
+        "sampling": {"protocols": TINY_SPEC["sampling"]["protocols"][1:]},
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 1},
+        "reconstruction": {"steps": 100, "exchanges": 50, "mc_moves": 20, "offsets": [-0.5, 0.0]},
+        "labelling": {"engine": "eam"},
+    })
+    env = broker_env | {"DG_BROKER_VISIBILITY_TIMEOUT": "600"}  # longer than any task here: no redelivery
+    science = _start_worker(env, tmp_path / "science.log", queues="md,select,gcmc", concurrency=2)
+    dft = _start_worker(env, tmp_path / "dft.log", queues="dft")
+    try:
+        with session_scope() as session:
+            campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
+
+        def finished():
+            with session_scope() as session:
+                campaign = session.get(Campaign, campaign_id)
+                return campaign if campaign.status.finished else None
+
+        campaign = wait_for(finished, 300, interval=0.5, what=f"the campaign ({tmp_path}/*.log)")
+        assert campaign.status == Status.succeeded, campaign.error
+        with session_scope() as session:
+            boxes = session.query(WorkItem).filter_by(campaign_id=campaign_id, queue="gcmc",
+                                                      task_name="dg.reconstruction.run_box").all()
+            assert len(boxes) == 8
+            intervals = sorted((b.started_at, b.finished_at) for b in boxes)
+            assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+            (cell,) = session.query(Structure).filter_by(campaign_id=campaign_id, stage="periodic").all()
+            label = session.get(Label, cell.label_id)
+            assert (label.state, label.attempts) == ("succeeded", 1)
+            assert label.energy / cell.n_atoms == pytest.approx(cell.info["energy_per_atom_potential"], abs=1e-6)
+        received = "Task dg.labelling.label_structure["  # the worker's log line of a received task
+        assert received in (tmp_path / "dft.log").read_text()
+        assert received not in (tmp_path / "science.log").read_text()
+    finally:
+        for worker in (science, dft):
+            if worker.poll() is None:
+                _kill(worker)
