@@ -83,3 +83,15 @@ def client(env: dict[str, str]):
 
     with TestClient(create_app()) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def local_slurm() -> str:
+    """slurmctld + slurmd on localhost (scripts/start_slurm.sh; idempotent); the partition name."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "scripts" / "start_slurm.sh")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"local Slurm did not start: {done.stderr.strip()[-300:]}"
+    return "debug"

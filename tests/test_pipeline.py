@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 from support import TINY_SPEC, wait_for, write_bulk_training_set
@@ -249,7 +250,7 @@ def _labelling_spec(tmp_path, labelling: dict, **overrides):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path):
+def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path, local_slurm):
     from app.db.models import Label, StageRun
 
     # VASP with a POTCAR directory that is not there: every job fails with its reason, the campaign ends
@@ -265,8 +266,11 @@ def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_cam
         stage = session.query(StageRun).filter_by(campaign_id=campaign.id, stage="labelling").one()
         assert stage.status == Status.succeeded and stage.progress_done == len(cells)
 
-    # The classical reference labeller through the same ledger: E equals PCC-GCMC's LAMMPS energy
-    campaign = _finished(_submit(_labelling_spec(tmp_path, {"engine": "eam"}, name="eam-labels")))
+    # The classical reference labeller through the same ledger, as batch jobs of a real (local) Slurm:
+    # E equals PCC-GCMC's LAMMPS energy
+    slurm = {"partition": local_slurm, "time": "00:05:00", "poll_interval": 0.5}
+    campaign = _finished(_submit(_labelling_spec(tmp_path, {"engine": "eam", "launcher": "slurm", "slurm": slurm},
+                                                 name="eam-labels")))
     assert campaign.status == Status.succeeded, campaign.error
     with session_scope() as session:
         cells = session.query(Structure).filter_by(campaign_id=campaign.id, stage="periodic").all()
@@ -279,3 +283,5 @@ def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_cam
             assert cell.energy == row.energy
             stored = read_label(row.path)
             assert len(stored["forces"]) == cell.n_atoms and len(stored["stress"]) == 6
+            job = (Path(env["DG_DATA_DIR"]) / row.path).parent
+            assert (job / "job.sbatch").is_file() and (job / "slurm_job_id").read_text().strip().isdigit()
