@@ -272,6 +272,54 @@ def reconstruct(cluster: Path, potential: str, out: Path, max_atoms: int, grid: 
 
 
 @main.command()
+@click.argument("campaign_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["mtp", "ace", "extxyz"]), required=True,
+              help="mtp: MLIP .cfg; ace: pacemaker .pckl.gzip; extxyz")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--datasets", default="B,P", show_default=True, help="comma-separated subset of B, C, P, OTF")
+@click.option("--max-atoms", type=int, default=None, help="drop configurations with more atoms")
+@click.option("--max-force", type=float, default=None, help="drop configurations with a larger force, eV/A")
+@click.option("--reference-energy", "references", multiple=True, metavar="ELEMENT=EV",
+              help="per-atom reference energy for energy_corrected (ace), e.g. W=-4.57; default: the raw energy")
+def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int | None, max_force: float | None,
+           references: tuple[str, ...]) -> None:
+    """Write the labelled training set of a campaign (B = your training file, P = PCC-GCMC cells)."""
+    url = _prepare_database()
+    from app.db.models import Campaign
+    from app.db.session import session_scope
+    from app.exports import ExportFilters, export_campaign, parse_datasets
+
+    def write() -> dict:
+        reference_energies = {}
+        for entry in references:
+            element, _, value = entry.partition("=")
+            try:
+                reference_energies[element.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--reference-energy: {entry!r} is not ELEMENT=eV, e.g. W=-4.57") from None
+        with session_scope() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None:
+                raise ValueError(f"no campaign {campaign_id} in {url}")
+            chosen = parse_datasets(datasets)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_name(f".{out.name}.partial")  # a failed export leaves no half file
+            try:
+                with open(partial, "wb" if fmt == "ace" else "w") as handle:
+                    count = export_campaign(session, campaign, fmt, handle, chosen,
+                                            ExportFilters(max_atoms=max_atoms, max_force=max_force),
+                                            reference_energies or None)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            partial.replace(out)
+        return {"campaign": campaign_id, "format": fmt, "datasets": list(chosen), "configurations": count,
+                "path": str(out)}
+
+    _science(write)
+
+
+@main.command()
 @click.option("--host", default=None, help="default DG_API_HOST (127.0.0.1)")
 @click.option("--port", default=None, type=int, help="default DG_API_PORT (8000)")
 def serve(host: str | None, port: int | None) -> None:

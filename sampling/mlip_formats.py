@@ -224,8 +224,8 @@ def write_cfg(
 
     Energy, forces and stress come from ``atoms.calc`` results (when present);
     ``atoms.arrays["gamma"]`` is written as the ``nbh_grades`` column. Clusters
-    (no periodic direction) are written without ``Supercell``. ``efs_by`` (or
-    ``atoms.info["source"]``) becomes ``Feature EFS_by``.
+    (no periodic direction) are written without ``Supercell``. ``efs_by`` (else
+    ``atoms.info["label_engine"]``, else ``atoms.info["source"]``) becomes ``Feature EFS_by``.
     """
     if isinstance(images, Atoms):
         images = [images]
@@ -270,7 +270,7 @@ def write_cfg(
             plus = -stress * abs(atoms.get_volume())
             lines += [" PlusStress:  xx          yy          zz          yz          xz          xy",
                       "    " + " ".join(f"{x:11.5f}" for x in plus)]
-        source = efs_by or atoms.info.get("source")
+        source = efs_by or atoms.info.get("label_engine") or atoms.info.get("source")
         if source:
             lines.append(f" Feature   EFS_by  {source}")
         if "gamma_max" in atoms.info:

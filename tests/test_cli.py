@@ -253,3 +253,20 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     # no finished job ran again: the ledger counts one attempt, and its run log was not written to
     assert all(labels[label_id][1] == 1 for label_id in finished_before)
     assert job_logs(finished_before) == logs_before
+
+    # the labelled cells go out in every format; each file holds the ledger's energies
+    import ase.io
+
+    from sampling.datasets import read_dataset
+
+    energies = sorted(e for (e,) in query("SELECT energy FROM labels"))
+    for fmt, name, reader in (("mtp", "p.cfg", "cfg"), ("ace", "p.pckl.gzip", "pacemaker"), ("extxyz", "p.extxyz", "extxyz")):
+        result = _cli("export", "1", "--format", fmt, "--datasets", "P", "--out", str(tmp_path / name), data_dir=data)
+        assert result.returncode == 0, result.stderr
+        images = read_dataset(tmp_path / name, format=reader, species=["W"])
+        assert sorted(a.get_potential_energy() for a in images) == pytest.approx(energies, abs=1e-9)
+    assert ase.io.read(tmp_path / "p.extxyz", index=0).get_forces().shape[1] == 3
+    # B is the user's file here, geometry without labels: refused with the reason, no file left behind
+    result = _cli("export", "1", "--format", "mtp", "--out", str(tmp_path / "b.cfg"), data_dir=data)
+    assert result.returncode == 2 and "no energy and forces" in result.stderr
+    assert not (tmp_path / "b.cfg").exists() and not list(tmp_path.glob(".b.cfg*"))

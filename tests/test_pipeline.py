@@ -250,7 +250,8 @@ def _labelling_spec(tmp_path, labelling: dict, **overrides):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path, local_slurm):
+def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path, local_slurm,
+                                                                                    client, tokens):
     from app.db.models import Label, StageRun
 
     # VASP with a POTCAR directory that is not there: every job fails with its reason, the campaign ends
@@ -285,3 +286,24 @@ def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_cam
             assert len(stored["forces"]) == cell.n_atoms and len(stored["stress"]) == 6
             job = (Path(env["DG_DATA_DIR"]) / row.path).parent
             assert (job / "job.sbatch").is_file() and (job / "slurm_job_id").read_text().strip().isdigit()
+        energies = sorted(labels[c.label_id].energy for c in cells)
+
+    # the REST export streams the labelled cells; a dataset without labels is a 422 naming the reason
+    import io
+
+    from sampling.datasets import read_dataset
+
+    headers = {"Authorization": f"Bearer {tokens['alice']}"}
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/export", params={"format": "ace", "datasets": "P"},
+                          headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-configurations"] == str(len(cells))
+    assert 'filename="campaign-' in response.headers["content-disposition"]
+    images = read_dataset(io.BytesIO(response.content), format="pacemaker")
+    assert sorted(a.get_potential_energy() for a in images) == pytest.approx(energies, abs=1e-9)
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/export", params={"format": "mtp", "datasets": "B,P"},
+                          headers=headers)
+    assert response.status_code == 422 and "no energy and forces" in response.text
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/export", params={"format": "mtp", "datasets": "P,X"},
+                          headers=headers)
+    assert response.status_code == 422 and "B, C, P, OTF" in response.text

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import io
+import tempfile
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
 from app.api.deps import CurrentUser, OwnedCampaign, SessionDep
 from app.db.models import Campaign, Structure
+from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
+from mlip import ExportError
 from app.services import cancel_campaign, resume_campaign, submit_campaign
 from app.settings import get_settings
 from schemas import load_spec_text
@@ -113,4 +117,35 @@ def structure_file(structure_id: int, session: SessionDep, user: CurrentUser) ->
         get_settings().data_dir / structure.path,
         media_type="chemical/x-extxyz",
         filename=f"{structure.sha256}.extxyz",
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/export",
+    response_class=StreamingResponse,
+    summary="The labelled training set as MTP .cfg, pacemaker .pckl.gzip or extxyz",
+)
+def export(
+    campaign: OwnedCampaign,
+    session: SessionDep,
+    format: Annotated[Literal["mtp", "ace", "extxyz"], Query(description="mtp (.cfg), ace (.pckl.gzip), extxyz")],
+    datasets: Annotated[str, Query(description="comma-separated subset of B, C, P, OTF")] = "B,P",
+    max_atoms: Annotated[int | None, Query(ge=1, description="drop configurations with more atoms")] = None,
+    max_force: Annotated[float | None, Query(gt=0, description="drop configurations with a larger force, eV/A")] = None,
+) -> StreamingResponse:
+    # written to a spooled file first: a bad dataset is a 422 before any byte is sent
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)
+    handle = spool if format == "ace" else io.TextIOWrapper(spool, encoding="utf-8", write_through=True)
+    try:
+        count = export_campaign(session, campaign, format, handle, parse_datasets(datasets),
+                                ExportFilters(max_atoms=max_atoms, max_force=max_force))
+    except ExportError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": "datasets", "message": str(exc)}]) from None
+    if handle is not spool:
+        handle.detach()
+    spool.seek(0)
+    name = f"campaign-{campaign.id}-{datasets.replace(',', '')}{SUFFIXES[format]}"
+    return StreamingResponse(
+        iter(lambda: spool.read(2**20), b""), media_type=MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Configurations": str(count)},
     )
