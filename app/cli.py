@@ -151,6 +151,9 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
         out.print(f"  periodic cells (PCC-GCMC): {summary.periodic_cells}")
     if summary.labels:
         out.print("  labels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items())), highlight=False)
+        if summary.labels.get("succeeded"):
+            out.print(f"  export the labelled cells: defect-genome export {campaign.id} --format mtp --datasets P "
+                      "--out train.cfg   (or --format ace / extxyz)", highlight=False)
     from sqlalchemy import func, select
 
     from app.db.models import Structure

@@ -43,7 +43,10 @@ CAMPAIGN = "campaign"
 
 
 def gcmc_params(spec: CampaignSpec) -> GCMCParams:
-    return GCMCParams.from_dict(spec.reconstruction.model_dump(exclude_none=True))
+    values = spec.reconstruction.model_dump(exclude_none=True)
+    if values.pop("protocol") == "fast":
+        return GCMCParams.fast(**values)
+    return GCMCParams.from_dict(values)
 
 
 def cluster_core(atoms: Atoms, core_radius: float) -> np.ndarray:
