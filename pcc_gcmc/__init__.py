@@ -22,6 +22,7 @@ from .reconstruction import (
     reconstruct,
     run_candidate,
     select_best,
+    time_breakdown,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "reconstruct",
     "run_candidate",
     "select_best",
+    "time_breakdown",
 ]

@@ -57,6 +57,14 @@ class GCMCParams:
     element: str | None = None  # inserted element; None: the centre atom's element
     seed: int | None = None  # base random seed; None: derived from the cluster (reproducible)
     threads: int = 1  # OpenMP threads per LAMMPS instance
+    # --- speed-ups (issue 5; the defaults keep the authors' protocol: one run of ``steps``, every box)
+    check_every: int | None = None  # run GCMC in chunks of this many steps (a trace row after each); None: one run
+    early_stop: bool = False  # stop GCMC once no insertion/deletion was accepted for ``plateau_steps`` steps
+    plateau_steps: int = 500  # steps without an accepted insertion or deletion that count as a plateau
+    min_steps: int = 0  # early_stop never stops before this many steps
+    stop_over_cap: bool = False  # stop GCMC (and skip the relaxation) once the box holds > max_atoms atoms
+    prune: float | None = None  # skip boxes expected to hold > prune x max_atoms atoms (any grid); None: wide_prune
+    #                             for the wide grid, no pruning for the authors' grid
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -66,7 +74,7 @@ class GCMCParams:
 
         for name in ("temperature", "timestep", "max_displacement", "core_radius", "min_ftol", "wide_prune"):
             positive(name)
-        for name in ("steps", "gcmc_every", "min_maxiter", "min_maxeval", "threads"):
+        for name in ("steps", "gcmc_every", "min_maxiter", "min_maxeval", "threads", "plateau_steps"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
@@ -92,6 +100,12 @@ class GCMCParams:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name}: must be positive or None, got {value!r}")
+        if self.check_every is not None and (int(self.check_every) != self.check_every or self.check_every < 1):
+            raise ValueError(f"check_every: must be a positive integer or None, got {self.check_every!r}")
+        if int(self.min_steps) != self.min_steps or self.min_steps < 0:
+            raise ValueError(f"min_steps: must be a non-negative integer, got {self.min_steps!r}")
+        if self.prune is not None and not self.prune > 0:
+            raise ValueError(f"prune: must be positive or None, got {self.prune!r}")
         if self.seed is not None and (int(self.seed) != self.seed or self.seed < 0):
             raise ValueError(f"seed: must be a non-negative integer or None, got {self.seed!r}")
 
@@ -101,6 +115,38 @@ class GCMCParams:
         if self.offsets is not None:
             return self.offsets
         return AUTHORS_OFFSETS if self.grid == "authors" else WIDE_OFFSETS
+
+    @property
+    def gcmc_chunk(self) -> int | None:
+        """Steps per GCMC chunk: ``check_every``, or 100 when early_stop/stop_over_cap need checks; None: one run."""
+        if self.check_every is not None:
+            return int(self.check_every)
+        if self.early_stop or self.stop_over_cap:
+            return 100
+        return None
+
+    @property
+    def prune_factor(self) -> float | None:
+        """Skip boxes expected to hold more than this x max_atoms atoms (None: keep every box)."""
+        if self.prune is not None:
+            return float(self.prune)
+        return float(self.wide_prune) if self.grid == "wide" else None
+
+    @classmethod
+    def fast(cls, **changes: Any) -> "GCMCParams":
+        """The measured fast variant of the authors' protocol (issue 5; benchmarks/pcc_gcmc.py).
+
+        Same T, mu, steps and insertion/deletion attempts; 10 instead of 100 MC translations per
+        invocation (translations are ~90% of the GCMC cost with full_energy; the NVT dynamics between
+        invocations moves the atoms too); GCMC in 100-step chunks, stopped once no insertion/deletion
+        was accepted for steps/4 steps (early_stop) or once the box holds more than max_atoms atoms
+        (stop_over_cap). ``changes`` override any field (``mc_moves=100`` keeps the authors' moves).
+        """
+        steps = int(changes.get("steps", cls.steps))
+        values: dict[str, Any] = {"mc_moves": 10, "check_every": 100, "early_stop": True,
+                                  "plateau_steps": max(steps // 4, 1), "stop_over_cap": True}
+        values.update(changes)
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "GCMCParams":
         return dataclasses.replace(self, **changes)
@@ -113,7 +159,13 @@ class GCMCParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | "GCMCParams" | None) -> "GCMCParams":
-        """From a mapping of field names (unknown keys are an error); None gives the defaults."""
+        """From a mapping of field names (unknown keys are an error); None gives the defaults.
+
+        Also reads the campaign schema's ``reconstruction`` (schemas.campaign.ReconstructionParams):
+        ``protocol`` "authors" (the fields as given) or "fast" (:meth:`fast` with the given fields), and
+        None for a field whose default is not None means that default (e.g. ``mc_moves``: 100 authors,
+        10 fast).
+        """
         if data is None:
             return cls()
         if isinstance(data, GCMCParams):
@@ -121,10 +173,16 @@ class GCMCParams:
         if hasattr(data, "model_dump"):  # a pydantic model such as ReconstructionParams
             data = data.model_dump()
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names - {"protocol"})
         if unknown:
             raise ValueError(f"unknown PCC-GCMC parameters {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         values = dict(data)
+        protocol = values.pop("protocol", None) or "authors"
+        if protocol not in ("authors", "fast"):
+            raise ValueError(f"protocol: must be 'authors' or 'fast', got {protocol!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name in [k for k, v in values.items() if v is None and defaults[k] is not None]:
+            del values[name]
         if values.get("offsets") is not None:
             values["offsets"] = tuple(values["offsets"])
-        return cls(**values)
+        return cls.fast(**values) if protocol == "fast" else cls(**values)

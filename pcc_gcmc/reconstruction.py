@@ -28,6 +28,16 @@ The authors' input had bugs not copied here: the element is checked against the 
 admissible candidates (<= max_atoms, finished) can become the best; each box has its own
 reproducible seed; the cap is ``max_atoms`` (140).
 
+Cost (issue 5, ``benchmarks/pcc_gcmc.py``): GCMC is ~96% of a candidate's time with the authors'
+protocol (each MC move and exchange is a full EAM energy evaluation with ``full_energy``; the 100
+translations per invocation are ~90% of that), the CG relaxation < 1%, set-up ~0.5 s (mostly fix gcmc's
+Monte Carlo estimate of the insertion region's volume). Every :class:`CandidateResult` records
+``time_setup_s``, ``time_gcmc_s``, ``time_minimize_s``, ``time_s`` and ``cpu_s``; :func:`time_breakdown`
+sums them over a grid. Speed-ups are :class:`GCMCParams` options, off by default (``GCMCParams.fast()``
+turns the measured ones on): ``check_every`` (GCMC in chunks, bit-for-bit the single run, with a trace),
+``early_stop``/``plateau_steps``/``min_steps``, ``stop_over_cap``, ``prune``; parallel candidates through
+``reconstruct(max_workers=...)`` or a task queue.
+
 Distribution: :func:`run_candidate` is a plain top-level function of JSON-ready arguments
 (:func:`plan` makes them), so a process pool or a Celery group can fan it out; :func:`assemble`
 picks the best from the results. :func:`reconstruct` does all three.
@@ -67,6 +77,7 @@ __all__ = [
     "select_best",
     "reconstruct",
     "min_distance",
+    "time_breakdown",
     "potential_to_dict",
     "potential_from_dict",
 ]
@@ -94,6 +105,9 @@ _STRUCTURE_FIELDS = ("symbols", "positions", "core", "inserted", "seeded")
 @dataclass
 class CandidateResult:
     """One box of the grid. ``status``: ok, failed (LAMMPS error; ``message``) or skipped (not run).
+
+    A candidate stopped by ``stop_over_cap`` has status ok, ``admissible`` false, ``stop_reason``
+    "over_cap", the atom count and unrelaxed energy (``energy_per_atom`` None: it was not relaxed).
 
     Lengths in A, energies in eV/atom. ``box``: the starting box lengths; ``box_final``: after the box
     relaxation (``cell`` the full final cell). ``core_displacement``: largest change of a core atom's
@@ -125,6 +139,18 @@ class CandidateResult:
     box_final: list[float] | None = None
     cell: list[list[float]] | None = None
     time_s: float = 0.0
+    # where the time went (s): LAMMPS set-up and seeding, GCMC/MD, CG relaxation; the rest of time_s is
+    # bookkeeping (reading the structure back, distances). cpu_s: this process's CPU time (less noisy on a
+    # shared machine). steps_run: GCMC steps done; stop_reason: "" (all steps), "plateau" (early_stop) or
+    # "over_cap" (stop_over_cap); gcmc_trace: rows [step, atoms, potential energy (eV), insertions accepted,
+    # deletions accepted] after each chunk when GCMC ran in chunks.
+    time_setup_s: float = 0.0
+    time_gcmc_s: float = 0.0
+    time_minimize_s: float = 0.0
+    cpu_s: float = 0.0
+    steps_run: int = 0
+    stop_reason: str = ""
+    gcmc_trace: list[list[float]] | None = None
     symbols: list[str] | None = field(default=None, repr=False)
     positions: list[list[float]] | None = field(default=None, repr=False)
     core: list[bool] | None = field(default=None, repr=False)
@@ -355,6 +381,11 @@ def prepare_payload(
     element = params.element or symbols[centre_index]
     check_element(potential, element)
     periodic, period = _periods(atoms)
+    if periodic.all():
+        raise ReconstructionError(
+            "the structure is periodic along all three axes: PCC-GCMC takes a cluster cut from it "
+            "(pbc False at least on one axis; `defect-genome select` or sampling.clusters.cut_clusters cut one)"
+        )
     relative = _relative(atoms.positions, atoms.positions[centre_index], periodic, period)
     nn = _nearest_neighbour_distance(relative[core] if core.sum() > 1 else relative)
     core_positions = relative[core]
@@ -417,8 +448,8 @@ def candidate_boxes(payload: Mapping[str, Any], params: GCMCParams | Mapping[str
         expected = float(np.prod(box) * density)
         if np.any(box[free] < extent[free] + d_min):
             entry.update(run=False, reason=f"box smaller than the core extent + {d_min:.2f} A: core would touch its image")
-        elif params.grid == "wide" and expected > params.wide_prune * params.max_atoms:
-            entry.update(run=False, reason=f"expected {expected:.0f} atoms > {params.wide_prune} x max_atoms")
+        elif params.prune_factor is not None and expected > params.prune_factor * params.max_atoms:
+            entry.update(run=False, reason=f"expected {expected:.0f} atoms > {params.prune_factor} x max_atoms")
         boxes.append(entry)
     return boxes
 
@@ -512,6 +543,41 @@ def _gcmc_counts(system: Any, fix_id: str) -> list[int]:
     ]
 
 
+def _run_gcmc(system: Any, params: GCMCParams, result: "CandidateResult") -> None:
+    """``params.steps`` of GCMC/MD: one run, or chunks of ``params.gcmc_chunk`` steps with the stop checks.
+
+    Fills ``steps_run``, ``stop_reason``, ``gcmc_trace`` and the GCMC counts of ``result``.
+    """
+    chunk = params.gcmc_chunk
+    if chunk is None:
+        system.run(params.steps)
+        result.steps_run = int(params.steps)
+    else:
+        trace: list[list[float]] = []
+        done, last_change, accepted = 0, 0, (0, 0)
+        while done < params.steps:
+            n = min(chunk, params.steps - done)
+            # "pre no" after the first chunk: no re-setup between chunks (nothing changed but reads)
+            system.command(f"run {n}" if done == 0 else f"run {n} pre no post no")
+            done += n
+            counts = _gcmc_counts(system, "exchange")
+            natoms = system.natoms
+            trace.append([done, natoms, system.potential_energy(), counts[3], counts[5]])
+            if (counts[3], counts[5]) != accepted:
+                accepted, last_change = (counts[3], counts[5]), done
+            if params.stop_over_cap and natoms > params.max_atoms:
+                result.stop_reason = "over_cap"
+                break
+            if params.early_stop and done >= params.min_steps and done - last_change >= params.plateau_steps:
+                result.stop_reason = "plateau" if done < params.steps else ""
+                break
+        result.steps_run = int(done)
+        result.gcmc_trace = trace
+    counts = _gcmc_counts(system, "exchange")
+    (result.translation_attempts, result.translations_accepted, result.insertion_attempts,
+     result.insertions_accepted, result.deletion_attempts, result.deletions_accepted) = counts
+
+
 def run_candidate(
     cluster_payload: Mapping[str, Any],
     box: Sequence[float],
@@ -521,7 +587,9 @@ def run_candidate(
     """One box of the grid: seed, GCMC insertion, CG relaxation of the mobile atoms and box (core fixed).
 
     Never raises for a LAMMPS failure: the result has status ``failed`` and the message. Picklable
-    arguments and result (plain data), so it can run in a process pool or a Celery task.
+    arguments and result (plain data), so it can run in a process pool or a Celery task. The result
+    records where the time went: ``time_setup_s``, ``time_gcmc_s``, ``time_minimize_s`` (their sum is at
+    most ``time_s``, the rest is bookkeeping) and ``cpu_s``.
     """
     from sampling.lammps_engine import LammpsSystem
 
@@ -531,7 +599,19 @@ def run_candidate(
     if not 1 <= seed <= _MAX_LAMMPS_SEED + 1:
         raise ValueError(f"seed must be in 1..{_MAX_LAMMPS_SEED + 1}, got {seed}")
     result = CandidateResult(box=box.tolist(), seed=seed)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = {"mark": started}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        setattr(result, name, getattr(result, name) + now - clock["mark"])
+        clock["mark"] = now
+
+    def finish() -> CandidateResult:
+        result.time_s = time.perf_counter() - started
+        result.cpu_s = time.process_time() - cpu_started
+        return result
+
     d_min = params.seed_min_distance or 0.85 * float(cluster_payload["nn_distance"])
     positions, symbols, core, n_seeded = _initial_configuration(cluster_payload, box, d_min, params.seed_shell)
     n_core = int(core.sum())
@@ -547,6 +627,7 @@ def run_candidate(
     centre_rank = int(np.count_nonzero(np.array(cluster_payload["core"], dtype=bool)[: cluster_payload["centre_index"]]))
     centre_position = positions[centre_rank]
     within = np.linalg.norm(positions[:n_core] - centre_position, axis=1) <= params.core_radius
+    over_cap = False
     try:
         potential = potential_from_dict(cluster_payload["potential"])
         # LammpsSystem maps each symbol to its last type in ``species``: every W becomes the inserted
@@ -598,32 +679,32 @@ def run_candidate(
                 ])
                 gcmc += " region outside_core"
             system.command(gcmc)
-            system.run(params.steps)
-            counts = _gcmc_counts(system, "exchange")
-            (result.translation_attempts, result.translations_accepted, result.insertion_attempts,
-             result.insertions_accepted, result.deletion_attempts, result.deletions_accepted) = counts
+            lap("time_setup_s")
+            _run_gcmc(system, params, result)
             system.command("unfix exchange")
             if params.md:
                 system.command("unfix integrate")
             system.command("velocity all set 0.0 0.0 0.0")
             result.energy_per_atom_before_relax = system.potential_energy() / system.natoms
-            _relax(system, params, free)
+            lap("time_gcmc_s")
+            over_cap = result.stop_reason == "over_cap"
+            if not over_cap:  # an over-cap box stays inadmissible whatever CG does (it adds no atoms)
+                _relax(system, params, free)
             energy = system.potential_energy()
             natoms = system.natoms
+            lap("time_minimize_s")
             final = system.get_atoms()
             ids = np.sort(np.array(system.lmp.numpy.extract_atom("id")[: system.lmp.extract_global("nlocal")]))
     except Exception as error:  # a LAMMPS failure makes a failed candidate, not a failed grid
         result.status, result.message = "failed", f"{type(error).__name__}: {error}"
-        result.time_s = time.perf_counter() - started
-        return result
+        return finish()
 
     is_core = ids <= n_core
     is_seeded = (ids > n_core) & (ids <= n_initial)
     is_inserted = ids > n_initial
     if int(is_core.sum()) != n_core:
         result.status, result.message = "failed", f"core atoms lost: {int(is_core.sum())} of {n_core} left"
-        result.time_s = time.perf_counter() - started
-        return result
+        return finish()
     # Put the core back in the middle of the final cell and wrap the others around it.
     cell = np.array(final.cell[:], dtype=float)
     positions = final.positions
@@ -636,7 +717,7 @@ def run_candidate(
     final.positions = positions
     core_after = positions[is_core] - positions[is_core][0]
     result.core_displacement = float(np.abs(core_after - core_before).max())
-    result.energy_per_atom = float(energy / natoms)
+    result.energy_per_atom = None if over_cap else float(energy / natoms)
     result.n_atoms = int(natoms)
     result.n_seeded = int(is_seeded.sum())
     result.n_inserted = int(is_inserted.sum())
@@ -653,14 +734,17 @@ def run_candidate(
     result.positions = positions.tolist()
     result.core, result.inserted, result.seeded = is_core.tolist(), is_inserted.tolist(), is_seeded.tolist()
     result.admissible = bool(
-        np.isfinite(result.energy_per_atom) and natoms <= params.max_atoms and result.centre_environment_exact
+        not over_cap and np.isfinite(result.energy_per_atom) and natoms <= params.max_atoms
+        and result.centre_environment_exact
     )
-    if natoms > params.max_atoms:
+    if over_cap:
+        result.message = (f"{natoms} atoms > max_atoms {params.max_atoms} after {result.steps_run} GCMC steps: "
+                          "stopped, not relaxed")
+    elif natoms > params.max_atoms:
         result.message = f"{natoms} atoms > max_atoms {params.max_atoms}"
     elif not result.centre_environment_exact:
         result.message = f"an atom other than the core's came within core_radius of the centre"
-    result.time_s = time.perf_counter() - started
-    return result
+    return finish()
 
 
 def _box_relax_arguments(mode: str, free: np.ndarray) -> str | None:
@@ -765,6 +849,41 @@ def assemble(
                           base_seed=int(base_seed), info=dict(info or {}))
 
 
+def time_breakdown(
+    candidates: Sequence[CandidateResult | Mapping[str, Any]], wall_time_s: float | None = None, workers: int = 1
+) -> dict[str, Any]:
+    """Where the time of a grid went, JSON-ready: sums over the candidates that ran (s) and fractions.
+
+    ``setup`` (LAMMPS instance, seeding), ``gcmc``, ``minimize``, ``bookkeeping`` (the rest of each
+    candidate's time_s). With ``wall_time_s``: ``overhead_s`` = workers x wall - sum of time_s (planning,
+    process start-up, idle workers at the end of the grid), and fractions of workers x wall.
+    """
+    rows = [c if isinstance(c, CandidateResult) else CandidateResult.from_dict(c) for c in candidates]
+    rows = [c for c in rows if c.status != "skipped"]
+    total = sum(c.time_s for c in rows)
+    parts = {
+        "setup_s": sum(c.time_setup_s for c in rows),
+        "gcmc_s": sum(c.time_gcmc_s for c in rows),
+        "minimize_s": sum(c.time_minimize_s for c in rows),
+    }
+    parts["bookkeeping_s"] = max(total - sum(parts.values()), 0.0)
+    out: dict[str, Any] = {
+        "n_run": len(rows),
+        "candidates_s": total,
+        "cpu_s": sum(c.cpu_s for c in rows),
+        "steps_run": sum(c.steps_run for c in rows),
+        **parts,
+    }
+    budget = total
+    if wall_time_s is not None:
+        budget = max(float(wall_time_s) * int(workers), total)
+        out.update(wall_s=float(wall_time_s), workers=int(workers), overhead_s=budget - total)
+    if budget > 0:
+        for name in list(parts) + (["overhead_s"] if wall_time_s is not None else []):
+            out[name[: -len("_s")] + "_fraction"] = out[name] / budget
+    return out
+
+
 def _compact_params(params: GCMCParams) -> dict[str, Any]:
     defaults = GCMCParams().to_dict()
     return {k: v for k, v in params.to_dict().items() if v != defaults[k]}
@@ -799,9 +918,11 @@ def reconstruct(
     runnable = [entry for entry in grid if entry["run"]]
     arguments = ([payload] * len(runnable), [e["box"] for e in runnable], [params] * len(runnable),
                  [e["seed"] for e in runnable])
+    workers = 1
     if executor is not None:
         results = list(executor.map(run_candidate, *arguments))
         mode = type(executor).__name__
+        workers = int(getattr(executor, "_max_workers", 1) or 1)
     elif max_workers > 1 and len(runnable) > 1:
         workers = min(int(max_workers), len(runnable))
         with _spawn_pool(workers) as pool:
@@ -810,5 +931,6 @@ def reconstruct(
     else:
         results = [run_candidate(*args) for args in zip(*arguments)]
         mode = "serial"
-    info = {"wall_time_s": time.perf_counter() - started, "execution": mode}
+    wall = time.perf_counter() - started
+    info = {"wall_time_s": wall, "execution": mode, "timing": time_breakdown(results, wall, workers)}
     return assemble(payload, grid, results, params, base, info)

@@ -18,17 +18,15 @@ import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk
 
-from pcc_gcmc import GCMCParams, default_core_mask, plan, reconstruct, run_candidate
+from pcc_gcmc import (CandidateResult, GCMCParams, NoAdmissibleCandidateError, assemble, default_core_mask, plan,
+                      reconstruct, run_candidate)
 from pcc_gcmc.cli_support import reconstruct_file
-from sampling.clusters import cut_clusters
-from sampling.lammps_engine import LammpsSystem
+from pcc_gcmc.examples import perfect_sphere_cluster, screw_line_cluster
 from sampling.potentials import load_potential
 from sampling.properties import relax_lattice_constant
 
 QUICK = {"steps": 200, "exchanges": 100, "mc_moves": 20}
-W_ELASTIC = (522.5, 204.2, 160.8)  # GPa, EAM-Zhou W
 
 
 @pytest.fixture(scope="module")
@@ -44,35 +42,16 @@ def w_bulk(potential):
 
 
 @pytest.fixture(scope="module")
-def sphere_cluster(w_bulk):
+def sphere_cluster(potential, w_bulk):
     a, _ = w_bulk
-    crystal = bulk("W", "bcc", a, cubic=True).repeat((8, 8, 8))
-    return cut_clusters(crystal, [0], 8.0)[0]
+    return perfect_sphere_cluster(potential, 8.0, a=a)
 
 
 @pytest.fixture(scope="module")
 def screw_cluster(potential, w_bulk) -> Atoms:
     """The paper's Fig. 3a cluster: 8 A around a relaxed 1/2<111> screw core, periodic along the line."""
-    from sampling.builders import screw_dislocation
-
     a, _ = w_bulk
-    cylinder = screw_dislocation("W", "bcc", a, *W_ELASTIC, radius=16.0, fixed_width=5.0, line_repeats=4)
-    fixed = np.flatnonzero(cylinder.arrays["fixed"])
-    with LammpsSystem(cylinder, potential) as system:
-        system.commands([f"group fixed id {' '.join(str(i + 1) for i in fixed)}",
-                         "fix hold fixed setforce 0.0 0.0 0.0", "min_style cg", "minimize 0 1e-6 2000 20000"])
-        relaxed = system.get_atoms()
-    line = np.array(cylinder.info["core_position"])
-    centre = int(np.argmin(np.linalg.norm(relaxed.positions[:, :2] - line[:2], axis=1)))
-    keep = np.linalg.norm(relaxed.positions[:, :2] - relaxed.positions[centre, :2], axis=1) <= 8.0
-    cluster = relaxed[keep]
-    cluster.positions -= relaxed.positions[centre] * [1.0, 1.0, 0.0]
-    cluster.cell = np.diag([0.0, 0.0, relaxed.cell[2, 2]])
-    cluster.pbc = (False, False, True)
-    flags = np.zeros(len(cluster), dtype=bool)
-    flags[int(np.flatnonzero(keep).tolist().index(centre))] = True
-    cluster.arrays["centre"] = flags
-    return cluster
+    return screw_line_cluster(potential, 8.0, a=a)
 
 
 def _core_unchanged(result_atoms: Atoms, cluster_atoms: Atoms, core: np.ndarray) -> float:
@@ -196,6 +175,71 @@ def test_reconstruct_file(tmp_path, sphere_cluster):
     assert written.info["seed"] == summary["seed"] and "min_distance" in written.info
     table = json.loads((tmp_path / "out" / "periodic.extxyz.candidates.json").read_text())
     assert len(table["candidates"]) == 1 and table["best_index"] == 0
+
+
+# --------------------------------------------------------------------------- time breakdown and speed-ups (issue 5)
+
+# A small real case: core 3.2 A (15 atoms), max_atoms 60, so the boxes (~9.3-9.8 A) fill to the perfect
+# 54-atom 3 x 3 x 3 crystal (E_coh) within a few hundred steps; a box of ~60 atoms costs about half of a
+# 140-atom one per energy evaluation.
+SMALL = {"max_atoms": 60, "core_radius": 3.2, "offsets": (-0.5, 0.0), "exchanges": 20}
+
+
+def test_candidate_records_where_the_time_goes_and_chunks_are_the_single_run(sphere_cluster, potential):
+    params = GCMCParams(steps=60, mc_moves=10, seed=4, **SMALL)
+    payload, grid, _ = plan(sphere_cluster, None, potential, params)
+    box, seed = grid[0]["box"], grid[0]["seed"]
+    single = run_candidate(payload, box, params, seed)
+    chunked = run_candidate(payload, box, params.replace(check_every=20).to_dict(), seed)
+    for result in (single, chunked):
+        assert result.status == "ok" and result.steps_run == 60 and result.stop_reason == ""
+        parts = (result.time_setup_s, result.time_gcmc_s, result.time_minimize_s)
+        assert all(part > 0 for part in parts) and sum(parts) <= result.time_s
+        assert 0 < result.cpu_s
+        row = json.loads(json.dumps(result.to_dict(structure=True)))  # what a Celery task returns
+        assert CandidateResult.from_dict(row) == result
+        assert {"time_setup_s", "time_gcmc_s", "time_minimize_s", "cpu_s"} <= set(result.to_dict())
+    assert single.gcmc_trace is None
+    assert [row[0] for row in chunked.gcmc_trace] == [20, 40, 60]
+    assert chunked.gcmc_trace[-1][1] == chunked.n_atoms and chunked.gcmc_trace[-1][3] == chunked.insertions_accepted
+    # GCMC in chunks ("run N pre no") is bit-for-bit the authors' single run
+    assert chunked.energy_per_atom == single.energy_per_atom
+    np.testing.assert_array_equal(np.array(chunked.positions), np.array(single.positions))
+
+
+def test_candidate_over_the_cap_is_stopped_and_inadmissible(sphere_cluster, potential):
+    params = GCMCParams(steps=400, mc_moves=0, seed=4, **SMALL)
+    payload, grid, base = plan(sphere_cluster, None, potential, params)
+    entry = grid[-1]  # the largest box: starts with ~47 atoms (core + seeded shell) and fills to > 50
+    capped = params.replace(max_atoms=50, stop_over_cap=True, check_every=20)
+    result = run_candidate(payload, entry["box"], capped, entry["seed"])
+    assert result.status == "ok" and result.stop_reason == "over_cap" and not result.admissible
+    assert result.n_atoms > 50 and result.steps_run < 400 and result.steps_run % 20 == 0
+    assert result.energy_per_atom is None and result.energy_per_atom_before_relax is not None
+    assert "max_atoms" in result.message
+    with pytest.raises(NoAdmissibleCandidateError):
+        assemble(payload, [entry], [result], capped, base)
+
+
+def test_fast_variant_keeps_the_best_energy_of_the_full_grid(sphere_cluster, potential, w_bulk):
+    _, e_coh = w_bulk
+    full = reconstruct(sphere_cluster, None, potential, GCMCParams(steps=200, mc_moves=10, seed=2, **SMALL),
+                       max_workers=2)
+    fast = reconstruct(sphere_cluster, None, potential,
+                       GCMCParams.fast(steps=200, seed=2, check_every=25, plateau_steps=50, **SMALL), max_workers=2)
+    assert len(full.candidates) == len(fast.candidates) == 8
+    e_full, e_fast = full.best.energy_per_atom, fast.best.energy_per_atom
+    timing_full, timing_fast = full.info["timing"], fast.info["timing"]
+    print(f"\nsmall grid: full {e_full:.5f} eV/atom, {timing_full['steps_run']} steps, cpu {timing_full['cpu_s']:.1f} s; "
+          f"fast {e_fast:.5f}, {timing_fast['steps_run']} steps, cpu {timing_fast['cpu_s']:.1f} s")
+    assert e_full <= e_coh + 0.01  # the perfect 54-atom crystal
+    assert e_fast - e_full <= 0.01
+    assert timing_fast["steps_run"] < timing_full["steps_run"]
+    assert any(c.stop_reason == "plateau" for c in fast.candidates)
+    for timing in (timing_full, timing_fast):
+        json.dumps(timing)
+        assert timing["gcmc_s"] + timing["minimize_s"] + timing["setup_s"] <= timing["candidates_s"] + 1e-9
+        assert timing["workers"] == 2 and timing["overhead_s"] >= 0
 
 
 # --------------------------------------------------------------------------- slow (the authors' full protocol)

@@ -19,6 +19,7 @@ from pcc_gcmc import (
     plan,
     prepare_payload,
     select_best,
+    time_breakdown,
 )
 from sampling.clusters import cut_clusters
 from sampling.potentials import PotentialError
@@ -48,6 +49,11 @@ def test_params_round_trip_and_schema_compatibility():
     assert GCMCParams.from_dict(json.loads(json.dumps(data))) == p
     from_schema = GCMCParams.from_dict(ReconstructionParams())
     assert from_schema == GCMCParams()
+    # the campaign's protocol "fast" (mc_moves None there: the fast variant's 10)
+    assert GCMCParams.from_dict(ReconstructionParams(protocol="fast")) == GCMCParams.fast()
+    assert GCMCParams.from_dict({"protocol": "fast", "mc_moves": 100, "steps": 400}) == GCMCParams.fast(mc_moves=100, steps=400)
+    with pytest.raises(ValueError, match="protocol"):
+        GCMCParams.from_dict({"protocol": "turbo"})
     with pytest.raises(ValueError, match="unknown PCC-GCMC parameters bogus"):
         GCMCParams.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match="max_atoms"):
@@ -126,3 +132,58 @@ def test_assemble_reports_no_admissible_candidate(w_cluster):
     with pytest.raises(NoAdmissibleCandidateError) as caught:
         assemble(payload, grid, [_candidate(-8.8, 150)], GCMCParams(offsets=(0.0,)), base)
     assert len(caught.value.candidates) == 1 and caught.value.candidates[0].index == 0
+
+
+# --------------------------------------------------------------------------- speed-up options (issue 5)
+
+
+def test_speed_up_options_default_to_the_authors_protocol_and_validate():
+    p = GCMCParams()
+    assert (p.check_every, p.early_stop, p.stop_over_cap, p.prune) == (None, False, False, None)
+    assert p.gcmc_chunk is None and p.prune_factor is None  # one run of `steps`, every box of the grid
+    assert GCMCParams(grid="wide").prune_factor == 1.15
+    fast = GCMCParams.fast()
+    assert fast.early_stop and fast.stop_over_cap and fast.gcmc_chunk == 100
+    assert (fast.steps, fast.exchanges, fast.temperature, fast.mu, fast.min_ftol) == (p.steps, p.exchanges, p.temperature, p.mu, p.min_ftol)
+    assert fast.mc_moves == 10 and fast.plateau_steps == 500 and GCMCParams.fast(steps=300).plateau_steps == 75
+    assert GCMCParams.from_dict(json.loads(json.dumps(fast.to_dict()))) == fast
+    assert GCMCParams(early_stop=True).gcmc_chunk == 100 and GCMCParams(check_every=30).gcmc_chunk == 30
+    for bad in ({"check_every": 0}, {"plateau_steps": 0}, {"min_steps": -1}, {"prune": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GCMCParams(**bad)
+
+
+def test_prune_skips_boxes_of_the_authors_grid_expected_over_the_cap(w_cluster):
+    payload = prepare_payload(w_cluster, None, "W_zhou.eam.alloy")
+    # a margin that makes the largest boxes hold more than max_atoms at the cluster's density
+    params = GCMCParams(margin=7.0)
+    assert all(g["run"] for g in candidate_boxes(payload, params))
+    grid = candidate_boxes(payload, params.replace(prune=1.0))
+    expected = [np.prod(g["box"]) * payload["density"] for g in grid]
+    assert [g["run"] for g in grid] == [e <= 140 for e in expected]
+    assert 0 < sum(g["run"] for g in grid) < 27
+    assert all("max_atoms" in g["reason"] for g in grid if not g["run"])
+
+
+def test_candidate_rows_without_the_timing_fields_still_load():
+    old = {"box": [13.0, 13.0, 13.0], "seed": 3, "status": "ok", "n_atoms": 128, "energy_per_atom": -8.76,
+           "admissible": True, "time_s": 40.0}  # a row written before the time breakdown existed
+    row = CandidateResult.from_dict(old)
+    assert (row.time_gcmc_s, row.time_minimize_s, row.steps_run, row.stop_reason, row.gcmc_trace) == (0.0, 0.0, 0, "", None)
+    assert CandidateResult.from_dict(json.loads(json.dumps(row.to_dict(structure=True)))) == row
+
+
+def test_time_breakdown_sums_and_fractions():
+    rows = [CandidateResult(box=[13.0] * 3, seed=1, time_s=10.0, time_setup_s=1.0, time_gcmc_s=8.0,
+                            time_minimize_s=0.5, cpu_s=9.0, steps_run=2000),
+            CandidateResult(box=[13.0] * 3, seed=2, time_s=6.0, time_setup_s=1.0, time_gcmc_s=4.5,
+                            time_minimize_s=0.25, cpu_s=5.0, steps_run=1000).to_dict(),
+            CandidateResult(box=[13.0] * 3, seed=3, status="skipped")]
+    t = time_breakdown(rows, wall_time_s=10.0, workers=2)
+    json.dumps(t)
+    assert t["n_run"] == 2 and t["steps_run"] == 3000
+    assert t["candidates_s"] == pytest.approx(16.0) and t["gcmc_s"] == pytest.approx(12.5)
+    assert t["bookkeeping_s"] == pytest.approx(16.0 - 2.0 - 12.5 - 0.75)
+    assert t["overhead_s"] == pytest.approx(4.0)  # 2 processes x 10 s wall - 16 s of candidates
+    assert sum(t[k] for k in ("setup_fraction", "gcmc_fraction", "minimize_fraction", "bookkeeping_fraction",
+                              "overhead_fraction")) == pytest.approx(1.0)
