@@ -9,7 +9,9 @@ Every backend works in one directory per job:
   (:class:`labelling.submit.LocalLauncher`, :class:`labelling.submit.SlurmLauncher`, or anything
   with ``run(argv, workdir, env=..., stdout=..., walltime=...) -> RunOutcome``).
 - ``parse(workdir)`` reads the engine's output into a :class:`LabelResult` (forces in input order)
-  or raises :class:`ParseError`.
+  or raises :class:`ParseError` naming the file. VASP and QE outputs are matched to ``atoms.json``
+  atom by atom (species and position), so an output of another structure is a ParseError; they
+  also parse without ``job.json`` (outputs made elsewhere; forces then in the file's order).
 
 GPAW and EAM run as ``python -m labelling.gpaw_run .`` / ``labelling.eam_run`` subprocesses, so a
 killed or crashed calculation never takes the worker down and a Slurm job runs the same command.
@@ -228,12 +230,19 @@ class VaspBackend(_BaseBackend):
     @staticmethod
     def potcar_root(settings: DFTSettings) -> Path:
         if settings.pseudo_dir:
-            return Path(settings.pseudo_dir).expanduser()
-        root = os.environ.get("VASP_PP_PATH")
-        if not root:
-            raise ValueError("vasp backend: set settings.pseudo_dir (or VASP_PP_PATH) to your POTCAR directory")
-        root_path = Path(root).expanduser()
-        return root_path / "potpaw_PBE" if (root_path / "potpaw_PBE").is_dir() else root_path
+            root_path = Path(settings.pseudo_dir).expanduser()
+            source = "settings.pseudo_dir"
+        else:
+            root = os.environ.get("VASP_PP_PATH")
+            if not root:
+                raise ValueError("vasp backend: set settings.pseudo_dir (or VASP_PP_PATH) to your POTCAR directory")
+            root_path = Path(root).expanduser()
+            source = "VASP_PP_PATH"
+            if (root_path / "potpaw_PBE").is_dir():
+                root_path = root_path / "potpaw_PBE"
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"vasp backend: POTCAR directory {root_path} (from {source}) does not exist")
+        return root_path
 
     def potcar_paths(self, species: Sequence[str], settings: DFTSettings) -> list[Path]:
         root = self.potcar_root(settings)
@@ -312,38 +321,40 @@ class VaspBackend(_BaseBackend):
         job["potcar_titles"] = titles
 
     def parse(self, workdir: Path) -> LabelResult:
-        workdir = Path(workdir)
-        job = read_job(workdir)
-        settings = DFTSettings.from_dict(job["settings"])
-        atoms, source = None, None
-        errors = []
-        for name, fmt in (("vasprun.xml", "vasp-xml"), ("OUTCAR", "vasp-out")):
-            path = workdir / name
-            if not path.is_file():
-                errors.append(f"{name} missing")
-                continue
-            try:
-                from ase.io import read
+        """The label from ``vasprun.xml`` (else ``OUTCAR``), forces in the input atoms' order.
 
-                candidate = read(path, format=fmt, index=-1)
-                if candidate.calc is None or "forces" not in candidate.calc.results:
-                    raise ParseError("no forces in the last ionic step")
-                atoms, source = candidate, name
-                break
-            except Exception as error:  # noqa: BLE001 - garbled or truncated output
-                errors.append(f"{name}: {type(error).__name__}: {error}")
-        if atoms is None:
-            raise ParseError("vasp output unreadable: " + "; ".join(errors))
-        calc = atoms.calc
-        order = np.array(job["sort"], dtype=int)
-        forces = np.empty((len(order), 3))
-        forces[order] = np.asarray(calc.get_forces())  # sorted -> input order
+        With the job's ``job.json`` and ``atoms.json`` the output's atoms are matched to the input
+        atoms by species and position (VASP keeps POSCAR's order, which groups species; matching
+        instead of trusting the order also catches an output left over from another structure).
+        Without ``job.json`` (an output from elsewhere) forces stay in the file's order and the
+        settings hash is empty.
+        """
+        workdir = Path(workdir)
+        job = read_job(workdir) if (workdir / JOB_FILE).is_file() else None
+        settings = DFTSettings.from_dict(job["settings"]) if job else None
+        first, last, path = read_vasp_output(workdir)
+        calc = last.calc
+        forces_out = np.asarray(calc.get_forces(), dtype=float)
+        if job is not None:
+            from ase.io import read
+
+            if (workdir / "atoms.json").is_file():
+                order = match_atoms(first, read(workdir / "atoms.json"), path)
+            else:  # a job directory from before atoms.json: trust POSCAR's species grouping
+                order = np.array(job["sort"], dtype=int)
+                if len(order) != len(forces_out):
+                    raise ParseError(f"{path}: {len(forces_out)} atoms, the job has {len(order)}")
+            forces = np.empty_like(forces_out)
+            forces[order] = forces_out  # output order -> input order
+        else:
+            forces = forces_out
         try:
-            stress = np.asarray(calc.get_stress())
-        except Exception:  # noqa: BLE001
+            stress = np.asarray(calc.get_stress(), dtype=float)
+        except Exception:  # noqa: BLE001 - ISIF = 0 or a non-periodic run: no stress
             stress = None
         free = calc.results.get("free_energy", calc.results.get("energy"))
         converged, n_scf = vasp_scf_converged(workdir, settings)
+        kpts = tuple(job["kpts"]) if job else vasp_kpoint_mesh(workdir)
         return LabelResult(
             energy=float(free),
             energy_zero=float(calc.results.get("energy", free)),
@@ -351,15 +362,66 @@ class VaspBackend(_BaseBackend):
             stress=stress,
             engine="vasp",
             engine_version=vasp_version(workdir),
-            settings_hash=job["settings_hash"],
+            settings_hash=job["settings_hash"] if job else "",
             converged=converged,
             n_scf=n_scf,
-            kpts=tuple(job["kpts"]),
-            extra={"parsed_from": source, "potcar_titles": job.get("potcar_titles", [])},
+            kpts=kpts,
+            extra={"parsed_from": path.name, "potcar_titles": job.get("potcar_titles", []) if job else []},
         )
 
 
+def read_vasp_output(workdir: Path) -> tuple[Any, Any, Path]:
+    """(first ionic step, last ionic step, file) from ``workdir/vasprun.xml``, else ``workdir/OUTCAR``.
+
+    The last step must carry forces. Raises :class:`ParseError` naming each file and what was
+    wrong with it when neither gives a complete step.
+    """
+    from ase.io import read
+
+    workdir = Path(workdir)
+    errors = []
+    for name, fmt in (("vasprun.xml", "vasp-xml"), ("OUTCAR", "vasp-out")):
+        path = workdir / name
+        if not path.is_file():
+            errors.append(f"{path} missing")
+            continue
+        try:
+            steps = read(path, format=fmt, index=":")
+            if not steps:
+                raise ParseError("no ionic step")
+            if steps[-1].calc is None or "forces" not in steps[-1].calc.results:
+                raise ParseError("no forces in the last ionic step")
+            return steps[0], steps[-1], path
+        except Exception as error:  # noqa: BLE001 - garbled or truncated output
+            errors.append(f"{path} unreadable: {type(error).__name__}: {error}")
+    raise ParseError("vasp output unreadable: " + "; ".join(errors))
+
+
+def match_atoms(output, reference, path: Path, tol: float = 1e-3) -> np.ndarray:
+    """For each atom of ``output`` the index of the ``reference`` atom at its place (species and
+    position within ``tol`` A, periodic); :class:`ParseError` naming ``path`` if the structures differ."""
+    if len(output) != len(reference):
+        raise ParseError(f"{path}: {len(output)} atoms, the job has {len(reference)}")
+    cell = np.asarray(reference.cell[:], dtype=float)
+    if np.abs(np.asarray(output.cell[:], dtype=float) - cell).max() > tol:
+        raise ParseError(f"{path}: the cell differs from the job's cell")
+    frac_out = np.linalg.solve(cell.T, np.asarray(output.positions, dtype=float).T).T
+    frac_ref = reference.get_scaled_positions(wrap=False)
+    delta = frac_out[:, None, :] - frac_ref[None, :, :]
+    delta -= np.round(delta)
+    distance = np.linalg.norm(delta @ cell, axis=2)
+    symbols_out = np.array(output.get_chemical_symbols())
+    symbols_ref = np.array(reference.get_chemical_symbols())
+    distance[symbols_out[:, None] != symbols_ref[None, :]] = np.inf
+    order = np.argmin(distance, axis=1)
+    worst = float(distance[np.arange(len(order)), order].max()) if len(order) else 0.0
+    if worst > tol or len(set(order.tolist())) != len(order):
+        raise ParseError(f"{path}: its atoms do not match the job's atoms (off by {worst:.3g} A): output of another structure?")
+    return order
+
+
 def vasp_version(workdir: Path) -> str:
+    """VASP's version from vasprun.xml's generator block, else OUTCAR's first line; "unknown" if neither."""
     workdir = Path(workdir)
     xml = workdir / "vasprun.xml"
     if xml.is_file():
@@ -376,33 +438,49 @@ def vasp_version(workdir: Path) -> str:
     return "unknown"
 
 
-def vasp_scf_converged(workdir: Path, settings: DFTSettings) -> tuple[bool, int | None]:
+def vasp_kpoint_mesh(workdir: Path) -> tuple[int, int, int] | None:
+    """The k-point grid VASP used (vasprun.xml ``divisions``, else OUTCAR "generate k-points for"), or None."""
+    workdir = Path(workdir)
+    for name, pattern in (("vasprun.xml", r'<v type="int" name="divisions">\s*(\d+)\s+(\d+)\s+(\d+)\s*</v>'),
+                          ("OUTCAR", r"generate k-points for:\s*(\d+)\s+(\d+)\s+(\d+)")):
+        path = workdir / name
+        if path.is_file():
+            match = re.search(pattern, path.read_text(errors="replace"))
+            if match:
+                return tuple(int(k) for k in match.groups())  # type: ignore[return-value]
+    return None
+
+
+def vasp_scf_converged(workdir: Path, settings: DFTSettings | None = None) -> tuple[bool, int | None]:
     """(converged, SCF steps of the last ionic step) from OUTCAR, else vasprun.xml.
 
     OUTCAR: VASP prints "aborting loop because EDIFF is reached" when the SCF converged and
     "aborting loop EDIFF was not reached (unconverged)" (VASP 6) when NELM ran out.
-    vasprun.xml: the last calculation's <scstep> count equals NELM -> not converged.
+    vasprun.xml: the last calculation's <scstep> count reaching NELM -> not converged (a run
+    that converged exactly at step NELM is counted as not converged: vasprun.xml cannot tell).
     """
     workdir = Path(workdir)
     outcar = workdir / "OUTCAR"
+    outcar_steps = None
     if outcar.is_file():
         text = outcar.read_text(errors="replace")
         steps = re.findall(r"-+ Iteration\s+\d+\(\s*(\d+)\)", text)
-        n_scf = int(steps[-1]) if steps else None
+        outcar_steps = int(steps[-1]) if steps else None
         if "EDIFF was not reached" in text:
-            return False, n_scf
+            return False, outcar_steps
         if "aborting loop because EDIFF is reached" in text:
-            return True, n_scf
+            return True, outcar_steps
     xml = workdir / "vasprun.xml"
     if xml.is_file():
         text = xml.read_text(errors="replace")
         match = re.search(r'<i type="int" name="NELM">\s*(\d+)\s*</i>', text)
-        nelm = int(match.group(1)) if match else (settings.max_scf_steps or 60)
+        default = settings.max_scf_steps if settings is not None and settings.max_scf_steps else 60
+        nelm = int(match.group(1)) if match else default
         last = text.rfind("<calculation>")
         n_scf = text[last:].count("<scstep>") if last >= 0 else None
         if n_scf is not None:
             return n_scf < nelm, n_scf
-    return False, None
+    return False, outcar_steps  # OUTCAR without a verdict (VASP 5 at NELM, or killed mid-SCF)
 
 
 # --------------------------------------------------------------------------- Quantum ESPRESSO
@@ -412,8 +490,9 @@ class EspressoBackend(_BaseBackend):
     """Quantum ESPRESSO pw.x: ``espresso.pwi`` written by ASE, output ``espresso.pwo`` parsed by ASE.
 
     Pseudopotentials: files in ``settings.pseudo_dir`` (else $ESPRESSO_PSEUDO, else ~/espresso/pseudo);
-    ``engine_options["pseudopotentials"]`` maps element -> file name, else the first file whose name
-    starts with ``<El>.`` or ``<El>_`` (case-insensitive). ``engine_options["ecutrho_factor"]``
+    ``engine_options["pseudopotentials"]`` maps element -> file name, else the first ``*.UPF`` / ``*.upf``
+    file whose name starts with ``<El>.`` or ``<El>_`` (case-insensitive; other files such as an
+    ld1.x input lying next to the pseudopotential are never picked). ``engine_options["ecutrho_factor"]``
     (default 8, for PAW/ultrasoft) sets ecutrho = factor * ecutwfc.
     Command: ``settings.command`` (its stdin is not used: ``-in espresso.pwi`` is appended), else
     $DG_ESPRESSO_COMMAND, else ``pw.x``.
@@ -435,7 +514,8 @@ class EspressoBackend(_BaseBackend):
     def pseudopotentials(self, species: Sequence[str], settings: DFTSettings) -> dict[str, str]:
         directory = self.pseudo_dir(settings)
         mapping = dict(settings.engine_options.get("pseudopotentials", {}))
-        files = sorted(p.name for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+        found = directory.iterdir() if directory.is_dir() else []
+        files = sorted(p.name for p in found if p.is_file() and p.suffix.lower() == ".upf")
         chosen = {}
         for element in species:
             if element in mapping:
@@ -502,8 +582,11 @@ class EspressoBackend(_BaseBackend):
         )
 
     def parse(self, workdir: Path) -> LabelResult:
+        """The label from ``espresso.pwo``; with the job's ``job.json``/``atoms.json`` the output's atoms
+        are matched to the input atoms (pw.x keeps the input order; a mismatch means a stale output).
+        Without ``job.json`` (an output from elsewhere) forces stay in the file's order."""
         workdir = Path(workdir)
-        job = read_job(workdir)
+        job = read_job(workdir) if (workdir / JOB_FILE).is_file() else None
         path = workdir / self.stdout
         if not path.is_file():
             raise ParseError(f"{path} missing")
@@ -513,14 +596,20 @@ class EspressoBackend(_BaseBackend):
             from ase.io import read
 
             atoms = read(path, format="espresso-out", index=-1)
-            forces = np.asarray(atoms.get_forces())
+            forces_out = np.asarray(atoms.get_forces(), dtype=float)
         except Exception as error:  # noqa: BLE001
             raise ParseError(f"{path} unreadable: {type(error).__name__}: {error}") from None
-        if forces.shape != (job["natoms"], 3):
-            raise ParseError(f"{path}: forces for {forces.shape[0]} atoms, expected {job['natoms']}")
+        forces = forces_out
+        if job is not None:
+            if forces_out.shape != (job["natoms"], 3):
+                raise ParseError(f"{path}: forces for {forces_out.shape[0]} atoms, expected {job['natoms']}")
+            if (workdir / "atoms.json").is_file():
+                order = match_atoms(atoms, read(workdir / "atoms.json"), path)
+                forces = np.empty_like(forces_out)
+                forces[order] = forces_out
         try:
-            stress = np.asarray(atoms.get_stress())
-        except Exception:  # noqa: BLE001
+            stress = np.asarray(atoms.get_stress(), dtype=float)
+        except Exception:  # noqa: BLE001 - tstress off
             stress = None
         version = re.search(r"Program PWSCF v\.(\S+)", text)
         steps = re.findall(r"convergence has been achieved in\s+(\d+) iterations", text)
@@ -530,10 +619,10 @@ class EspressoBackend(_BaseBackend):
             stress=stress,
             engine="espresso",
             engine_version=version.group(1) if version else "unknown",
-            settings_hash=job["settings_hash"],
+            settings_hash=job["settings_hash"] if job else "",
             converged=converged,
             n_scf=int(steps[-1]) if steps else None,
-            kpts=tuple(job["kpts"]),
+            kpts=tuple(job["kpts"]) if job else None,
         )
 
 

@@ -116,13 +116,27 @@ def classify_failure(
 
 
 def _vasp_nelm_exhausted(workdir: Path) -> bool:
-    """VASP 5 prints no 'unconverged' line: NELM iterations in the last ionic step without 'EDIFF is reached'."""
-    text = _read(Path(workdir) / "OUTCAR")
-    if not text or "aborting loop because EDIFF is reached" in text:
+    """NELM SCF steps in the last ionic step without "EDIFF is reached".
+
+    VASP 5 prints no "unconverged" line and vasprun.xml never says: OUTCAR's iteration count
+    against its NELM, else vasprun.xml's <scstep> count of the last calculation against NELM.
+    """
+    workdir = Path(workdir)
+    text = _read(workdir / "OUTCAR")
+    if text:
+        if "aborting loop because EDIFF is reached" in text:
+            return False
+        nelm = re.search(r"NELM\s*=\s*(\d+)", text)
+        steps = re.findall(r"-+ Iteration\s+\d+\(\s*(\d+)\)", text)
+        if nelm and steps:
+            return int(steps[-1]) >= int(nelm.group(1))
+    xml = workdir / "vasprun.xml"
+    if not xml.is_file():
         return False
-    nelm = re.search(r"NELM\s*=\s*(\d+)", text)
-    steps = re.findall(r"-+ Iteration\s+\d+\(\s*(\d+)\)", text)
-    return bool(nelm and steps and int(steps[-1]) >= int(nelm.group(1)))
+    text = xml.read_text(errors="replace")
+    nelm = re.search(r'<i type="int" name="NELM">\s*(\d+)\s*</i>', text)
+    last = text.rfind("<calculation>")
+    return bool(nelm and last >= 0 and text[last:].count("<scstep>") >= int(nelm.group(1)))
 
 
 # --------------------------------------------------------------------------- retry policy

@@ -227,7 +227,9 @@ PROFILES = {"production": production, "quick": quick}
 
 
 def profile(name: str, engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
+    """Settings of the named profile for ``engine``; ValueError naming the known profiles / engines."""
     try:
-        return PROFILES[name](engine, **changes)
+        make = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown labelling profile {name!r}; known: {', '.join(PROFILES)}") from None
+    return make(engine, **changes)

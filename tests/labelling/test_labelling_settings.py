@@ -15,9 +15,11 @@ from labelling import (
     PAPER_KSPACING,
     DFTSettings,
     classify_failure,
+    get_backend,
     kpoints_for,
     next_settings,
     production,
+    profile,
     quick,
     settings_hash,
     structure_hash,
@@ -73,6 +75,20 @@ def test_settings_round_trip_and_validation():
         DFTSettings(engine="castep")
     with pytest.raises(ValueError, match="unknown DFT settings"):
         DFTSettings.from_dict({"encut": 400})
+
+
+def test_unknown_engine_and_profile_are_clear():
+    """Every way of asking for an engine or profile we do not have names it and lists what exists."""
+    known_engines = "gpaw, vasp, espresso, eam"
+    for make in (lambda: DFTSettings(engine="castep"), lambda: profile("production", engine="castep"),
+                 lambda: profile("quick", "castep"), lambda: DFTSettings.from_dict({"engine": "castep"})):
+        with pytest.raises(ValueError, match=f"labelling.engine must be one of {known_engines}, not 'castep'"):
+            make()
+    with pytest.raises(ValueError, match=f"unknown labelling.engine 'castep'; known: {known_engines}"):
+        get_backend("castep")
+    with pytest.raises(ValueError, match="unknown labelling profile 'turbo'; known: production, quick"):
+        profile("turbo", engine="vasp")
+    assert profile("production", engine="vasp") == production("vasp")
 
 
 def test_structure_hash():
