@@ -53,6 +53,10 @@ class GCMCParams:
     seed_min_distance: float | None = None  # A; None: 0.85 x the core's nearest-neighbour distance
     overlap_cutoff: float | None = None  # fix gcmc overlap_cutoff (A): reject moves closer than this
     protect_centre: bool = True  # no GCMC insertion/move within core_radius of the centre atom
+    # A repulsive spherical wall (LAMMPS fix indent, K (R - r)^2 for r < R = core_radius + wall_width) keeps
+    # mobile atoms out of the core during MD and CG: without it a vacancy in the core fills (issue 5).
+    # Insertions and seeded atoms start beyond R.
+    wall_width: float = 0.05  # A; 0: no wall (the centre's environment is still checked after CG)
     # --- run
     element: str | None = None  # inserted element; None: the centre atom's element
     seed: int | None = None  # base random seed; None: derived from the cluster (reproducible)
@@ -92,6 +96,8 @@ class GCMCParams:
             raise ValueError(f"box_relax: must be one of {', '.join(BOX_RELAX)}, got {self.box_relax!r}")
         if self.min_etol < 0:
             raise ValueError(f"min_etol: must be >= 0, got {self.min_etol!r}")
+        if not 0 <= self.wall_width < self.core_radius:
+            raise ValueError(f"wall_width: must be >= 0 (0: no wall) and below core_radius, got {self.wall_width!r}")
         if self.offsets is not None:
             if len(self.offsets) == 0:
                 raise ValueError("offsets: give at least one offset (A)")

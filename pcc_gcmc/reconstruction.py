@@ -82,6 +82,7 @@ __all__ = [
     "potential_from_dict",
 ]
 
+WALL_STIFFNESS = 1.0e4  # eV/A^3, K of the core wall: 0.02 A deep under a 4 eV/A push
 _MAX_LAMMPS_SEED = 2**31 - 2  # RanPark/RanMars accept 1..2^31-1
 
 
@@ -501,9 +502,14 @@ def plan(
 
 
 def _initial_configuration(
-    payload: Mapping[str, Any], box: np.ndarray, d_min: float, seed_shell: bool
+    payload: Mapping[str, Any], box: np.ndarray, d_min: float, seed_shell: bool, keep_out: float | None = None
 ) -> tuple[np.ndarray, list[str], np.ndarray, int]:
-    """Positions in [0, box), symbols, core flag (core atoms first) and number of seeded atoms."""
+    """Positions in [0, box), symbols, core flag (core atoms first) and number of seeded atoms.
+
+    Seeded atoms never land within ``keep_out`` of the centre atom: a shell atom wrapped by the
+    (smaller) box can otherwise fall onto an empty site of the core, e.g. a vacancy, and change the
+    centre's environment.
+    """
     positions = np.array(payload["positions"], dtype=float)
     symbols = list(payload["symbols"])
     core = np.array(payload["core"], dtype=bool)
@@ -520,8 +526,15 @@ def _initial_configuration(
         shell = [i for i in np.flatnonzero(~core) if symbols[i] == element]
         shell.sort(key=lambda i: float(np.linalg.norm(positions[i])))
         current = np.array(placed)
+        centre_rank = int(np.count_nonzero(core[: payload["centre_index"]]))
+        centre = current[centre_rank]
         for i in shell:
             p = np.mod(positions[i] + shift, box)
+            if keep_out is not None:
+                to_centre = p - centre
+                to_centre -= np.rint(to_centre / box) * box
+                if float(np.linalg.norm(to_centre)) <= keep_out:
+                    continue
             d = current - p
             d -= np.rint(d / box) * box
             if np.min(np.einsum("ij,ij->i", d, d)) >= d_min * d_min:
@@ -613,7 +626,10 @@ def run_candidate(
         return result
 
     d_min = params.seed_min_distance or 0.85 * float(cluster_payload["nn_distance"])
-    positions, symbols, core, n_seeded = _initial_configuration(cluster_payload, box, d_min, params.seed_shell)
+    # the protected sphere: the core's radius plus the wall's range (no seeded or inserted atom inside)
+    keep_out = params.core_radius + params.wall_width
+    positions, symbols, core, n_seeded = _initial_configuration(
+        cluster_payload, box, d_min, params.seed_shell, keep_out if params.protect_centre else None)
     n_core = int(core.sum())
     result.n_core, result.n_seeded = n_core, n_seeded
     element = cluster_payload["element"]
@@ -668,16 +684,26 @@ def run_candidate(
             )
             if params.overlap_cutoff:
                 gcmc += f" overlap_cutoff {params.overlap_cutoff!r}"
+            wall = params.protect_centre and params.wall_width > 0
             if params.protect_centre:
                 # no insertion/move within core_radius of the centre: its MLIP environment stays the cluster's
                 x, y, z = (repr(float(v)) for v in centre_position)
                 # (fix gcmc needs a bounded region: the box intersected with the outside of the sphere)
                 system.commands([
-                    f"region core_sphere sphere {x} {y} {z} {params.core_radius!r} side out units box",
+                    f"region core_sphere sphere {x} {y} {z} {keep_out!r} side out units box",
                     f"region whole_box block 0 {float(box[0])!r} 0 {float(box[1])!r} 0 {float(box[2])!r} units box",
                     "region outside_core intersect 2 whole_box core_sphere",
                 ])
                 gcmc += " region outside_core"
+            if wall:
+                # fix indent's sphere pushes mobile atoms out of radius core_radius + wall_width with
+                # F = K (R - r)^2 (minimum image; unlike wall/region it never aborts a run): MD and CG
+                # cannot carry a mobile atom into the core, so a vacancy there stays empty. Counted in
+                # the minimiser's energy; removed before the cell's energy is read.
+                system.commands([
+                    f"fix keep_out mobile indent {WALL_STIFFNESS!r} sphere {x} {y} {z} {keep_out!r} side out units box",
+                    "fix_modify keep_out energy yes",
+                ])
             system.command(gcmc)
             lap("time_setup_s")
             _run_gcmc(system, params, result)
@@ -690,6 +716,8 @@ def run_candidate(
             over_cap = result.stop_reason == "over_cap"
             if not over_cap:  # an over-cap box stays inadmissible whatever CG does (it adds no atoms)
                 _relax(system, params, free)
+            if wall:
+                system.command("unfix keep_out")
             energy = system.potential_energy()
             natoms = system.natoms
             lap("time_minimize_s")
