@@ -1,4 +1,4 @@
-"""The FastAPI application: REST API v1 (OpenAPI at /docs) and health."""
+"""The FastAPI application: REST API v1 (OpenAPI at /docs), health and the web dashboard (/ui)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app import ui
 from app.api import campaigns, health, uploads
 from app.settings import get_settings
 from schemas import CampaignSpec, SpecError
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(campaigns.router)
     app.include_router(uploads.router)
+    ui.install(app)  # the web dashboard under /ui
 
     @app.exception_handler(SpecError)
     async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, Status, User
+from app.db.models import Campaign, Label, Status, Structure, User, WorkItem
 from schemas import CampaignSpec
 from workers import pipeline
 from workers.dispatch import send
@@ -48,3 +48,58 @@ def recover_interrupted(session: Session, dispatch: Dispatch = send) -> list[int
     for campaign in campaigns:
         resume_campaign(session, campaign, dispatch)
     return [campaign.id for campaign in campaigns]
+
+
+class NotFoundError(LookupError):
+    """The thing asked for does not exist (or belongs to another user): a 404."""
+
+
+class ConflictError(RuntimeError):
+    """The request does not fit the current state (e.g. retrying a label that did not fail): a 409."""
+
+
+LABEL_TASK = "dg.labelling.label_structure"
+
+
+def retry_label(session: Session, campaign: Campaign, label_id: int, dispatch: Dispatch = send) -> Label:
+    """Queue a failed ledger row again and re-run the campaign's labelling items that need it.
+
+    The row keeps its attempts and failure history (the retry policy of labelling.failures sees them);
+    its state goes back to queued, as labelling.ledger.on_failure does for an automatic retry, and the
+    labelling work items of this campaign whose cell uses the row run again (the campaign is running
+    until they finish). Commits, then enqueues.
+    """
+    label = session.get(Label, label_id, with_for_update=True)
+    cells = set(session.scalars(
+        select(Structure.id).where(Structure.campaign_id == campaign.id, Structure.label_id == label_id)
+    ))
+    if label is not None and label.structure_id is not None and session.scalar(
+        select(Structure.campaign_id).where(Structure.id == label.structure_id)
+    ) == campaign.id:
+        cells.add(label.structure_id)
+    if label is None or not cells:
+        raise NotFoundError(f"label {label_id} not found in campaign {campaign.id}")
+    if label.state != "failed":
+        raise ConflictError(f"label {label_id} is {label.state}; only a failed label can be retried")
+    items = [
+        item for item in session.scalars(
+            select(WorkItem).where(WorkItem.campaign_id == campaign.id, WorkItem.task_name == LABEL_TASK)
+        )
+        if int(item.params.get("structure_id", -1)) in cells
+    ]
+    if not items:
+        raise ConflictError(f"label {label_id} has no labelling work item in campaign {campaign.id} to run it")
+    if any(item.status in (Status.pending, Status.running) for item in items):
+        raise ConflictError(f"label {label_id} is already being worked on")
+    label.state, label.job_id, label.error = "queued", None, None
+    now_running = {item.stage_run_id for item in items}
+    for item in items:
+        item.status, item.error, item.finished_at, item.progress_done = Status.pending, None, None, 0
+    for stage_run in campaign.stages:
+        if stage_run.id in now_running:
+            stage_run.status, stage_run.error, stage_run.finished_at = Status.running, None, None
+    campaign.status, campaign.error, campaign.finished_at = Status.running, None, None
+    refs = [TaskRef(item.id, item.task_name, item.queue) for item in items]
+    session.commit()
+    dispatch(refs)
+    return label

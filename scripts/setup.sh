@@ -15,5 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+# The dashboard's charting library and structure viewer, from the npm registry (checked sha512; no CDN at run time).
+bash scripts/vendor_js.sh
 # GPAW builds from source against Debian's libxc/OpenBLAS/FFTW (idempotent, ~75 s the first time).
 bash scripts/install_gpaw.sh "$PWD/.venv"

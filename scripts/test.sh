@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/setup.sh
+bash scripts/browser.sh  # chromium for the dashboard test
 export DG_TEST_POSTGRES_URL=${DG_TEST_POSTGRES_URL:-postgresql://postgres:postgres@127.0.0.1:5432/postgres}
 export DG_TEST_REDIS_URL=${DG_TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,401 @@
+"""What the dashboard shows, read from the database: paged lists and server-side aggregates.
+
+Every function takes a session and returns plain data (dicts, lists) for the Jinja2 templates and the
+dashboard's JSON endpoints. The pages stay flat with campaign size: lists are paged in SQL, histograms
+are summed in SQL (one pass with a conditional count per bin edge), long series are reduced to at most
+``MAX_POINTS`` points (the maximum of each bucket) before they leave the server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
+
+CAMPAIGNS_PER_PAGE = 20
+LABELS_PER_PAGE = 25
+ATOMS_PER_PAGE = 200
+MAX_POINTS = 2000  # points of a series (gamma_max per snapshot) sent to the browser
+
+GAMMA_HISTOGRAM = "gamma_histogram"
+CANDIDATES = "pcc_gcmc_candidates"
+SOAP_PCA = "soap_pca"
+CAMPAIGN_ARTIFACT = "campaign"
+LABEL_TASK = "dg.labelling.label_structure"
+
+
+@dataclass
+class Paging:
+    page: int
+    per_page: int
+    count: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.count / self.per_page))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+def paging(page: int, per_page: int, count: int) -> Paging:
+    """Page numbers start at 1; a page past the end shows the last one."""
+    pages = max(1, math.ceil(count / per_page))
+    return Paging(page=min(max(1, page), pages), per_page=per_page, count=count)
+
+
+def _count(session: Session, query: Select) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+# --------------------------------------------------------------------------- campaign list
+
+
+def campaign_page(session: Session, owner_id: int, page: int = 1,
+                  per_page: int = CAMPAIGNS_PER_PAGE) -> tuple[list[dict[str, Any]], Paging]:
+    """One page of the owner's campaigns (newest first) with status, current stage, counts, last activity."""
+    owned = select(Campaign).where(Campaign.owner_id == owner_id)
+    pager = paging(page, per_page, _count(session, owned))
+    campaigns = session.scalars(owned.order_by(Campaign.id.desc()).offset(pager.offset).limit(per_page)).all()
+    ids = [c.id for c in campaigns]
+    if not ids:
+        return [], pager
+    structures: dict[int, dict[str, int]] = {}
+    for campaign_id, stage, count in session.execute(
+        select(Structure.campaign_id, Structure.stage, func.count(Structure.id))
+        .where(Structure.campaign_id.in_(ids)).group_by(Structure.campaign_id, Structure.stage)
+    ):
+        structures.setdefault(campaign_id, {})[stage] = int(count)
+    labels: dict[int, dict[str, int]] = {}
+    for campaign_id, state, count in session.execute(
+        select(Structure.campaign_id, Label.state, func.count(Label.id))
+        .join(Label, Structure.label_id == Label.id)
+        .where(Structure.campaign_id.in_(ids)).group_by(Structure.campaign_id, Label.state)
+    ):
+        labels.setdefault(campaign_id, {})[state] = int(count)
+    item_activity = dict(session.execute(
+        select(WorkItem.campaign_id,
+               func.max(func.coalesce(WorkItem.finished_at, WorkItem.heartbeat_at, WorkItem.started_at)))
+        .where(WorkItem.campaign_id.in_(ids)).group_by(WorkItem.campaign_id)
+    ).all())
+    current: dict[int, str] = {}
+    for campaign_id, stage, status in session.execute(
+        select(StageRun.campaign_id, StageRun.stage, StageRun.status)
+        .where(StageRun.campaign_id.in_(ids)).order_by(StageRun.campaign_id, StageRun.position)
+    ):
+        if campaign_id not in current and status.value != "succeeded":
+            current[campaign_id] = stage
+    rows = []
+    for campaign in campaigns:
+        counts = structures.get(campaign.id, {})
+        activity = [t for t in (campaign.updated_at, _aware(item_activity.get(campaign.id))) if t is not None]
+        rows.append({
+            "id": campaign.id, "name": campaign.name, "element": campaign.element, "status": campaign.status.value,
+            "stage": current.get(campaign.id, "-" if campaign.status.value != "succeeded" else "done"),
+            "structures": sum(counts.values()), "snapshots": counts.get("sampling", 0),
+            "clusters": counts.get("cluster", 0), "periodic": counts.get("periodic", 0),
+            "labels": labels.get(campaign.id, {}), "created_at": campaign.created_at,
+            "last_activity": max(activity) if activity else campaign.created_at,
+        })
+    return rows, pager
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is not None and value.tzinfo is None:  # SQLite returns aggregates without the column type
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Status of the campaign and of each stage (work items summed), for the live refresh."""
+    stages = session.scalars(
+        select(StageRun).where(StageRun.campaign_id == campaign.id).order_by(StageRun.position)
+    ).all()
+    items = {
+        stage_id: dict(counts) for stage_id, counts in _item_counts(session, campaign.id).items()
+    }
+    return {
+        "id": campaign.id,
+        "status": campaign.status.value,
+        "finished": campaign.status.finished,
+        "error": campaign.error,
+        "updated_at": campaign.updated_at.isoformat() if campaign.updated_at else None,
+        "stages": [
+            {
+                "stage": s.stage, "status": s.status.value, "progress_done": s.progress_done,
+                "progress_total": s.progress_total, "attempts": s.attempts, "error": s.error,
+                "items": items.get(s.id, {}),
+                "started_at": s.started_at.isoformat(timespec="seconds") if s.started_at else None,
+                "finished_at": s.finished_at.isoformat(timespec="seconds") if s.finished_at else None,
+            }
+            for s in stages
+        ],
+    }
+
+
+def _item_counts(session: Session, campaign_id: int) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {}
+    for stage_id, status, count in session.execute(
+        select(WorkItem.stage_run_id, WorkItem.status, func.count(WorkItem.id))
+        .where(WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage_run_id, WorkItem.status)
+    ):
+        counts.setdefault(stage_id, {})[status.value] = int(count)
+    return counts
+
+
+# --------------------------------------------------------------------------- gamma
+
+
+def _artifact(session: Session, campaign_id: int, kind: str, name: str) -> dict[str, Any] | None:
+    return session.scalars(
+        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)
+    ).one_or_none()
+
+
+def default_gamma_edges() -> list[float]:
+    from sampling.maxvol import DEFAULT_GAMMA_EDGES
+
+    return [float(e) for e in DEFAULT_GAMMA_EDGES]
+
+
+def _environment_histogram(session: Session, campaign_id: int, selected_only: bool) -> dict[str, Any] | None:
+    """gamma of the graded candidate environments, binned in SQL on the shared log edges.
+
+    One query: count(gamma < edge) for every edge; differences give the bins. As in
+    sampling.maxvol.log_histogram, values below the first edge fall in the first bin and values above
+    the last edge in the last.
+    """
+    edges = default_gamma_edges()
+    gamma = Environment.gamma
+    where = [Structure.campaign_id == campaign_id, gamma.is_not(None)]
+    if selected_only:
+        where.append(Environment.selected.is_(True))
+    columns = [func.count(gamma), func.max(gamma)] + [func.sum(case((gamma < edge, 1), else_=0)) for edge in edges]
+    row = session.execute(select(*columns).join(Structure, Environment.structure_id == Structure.id).where(*where)).one()
+    n, gamma_max, below_edge = int(row[0] or 0), row[1], [int(v or 0) for v in row[2:]]
+    if n == 0:
+        return None
+    below, above = below_edge[0], n - below_edge[-1]
+    counts = [below_edge[i + 1] - below_edge[i] for i in range(len(edges) - 1)]
+    counts[0] += below
+    counts[-1] += above  # at or above the last edge: the last bin, as np.histogram of the clipped values
+    return {"edges": edges, "counts": counts, "n": n, "gamma_max": float(gamma_max), "below": below,
+            "above": above}
+
+
+HISTOGRAM_DATASETS = {
+    "sampled": "every atom of the sampling snapshots",
+    "candidates": "candidate environments (atoms not in the perfect lattice)",
+    "selected": "environments selected by D-optimality",
+}
+
+
+def gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, Any]]:
+    """Histograms of gamma per dataset on the shared log-spaced edges, aggregated on the server."""
+    out: dict[str, dict[str, Any]] = {}
+    merged = _artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN_ARTIFACT)
+    if merged is None:  # selection not run yet: sum the per-snapshot artifacts stored so far
+        parts = session.scalars(select(Artifact.data).where(
+            Artifact.campaign_id == campaign_id, Artifact.kind == GAMMA_HISTOGRAM)).all()
+        if parts:
+            from sampling.maxvol import merge_histograms
+
+            merged = merge_histograms(parts)
+    if merged is not None:
+        out["sampled"] = merged
+    for name, selected in (("candidates", False), ("selected", True)):
+        histogram = _environment_histogram(session, campaign_id, selected)
+        if histogram is not None:
+            out[name] = histogram
+    for name, histogram in out.items():
+        histogram["label"] = HISTOGRAM_DATASETS[name]
+    return out
+
+
+def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:
+    return _artifact(session, campaign_id, GAMMA_HISTOGRAM, source)
+
+
+def gamma_max_series(session: Session, campaign_id: int, max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """gamma_max of every graded sampling snapshot in the order they were stored (paper Fig. 4i).
+
+    Longer series are reduced to ``max_points`` buckets of consecutive snapshots, each shown by its
+    largest gamma_max (a peak is never hidden).
+    """
+    value = Structure.info["gamma_max"].as_float()
+    rows = session.execute(
+        select(Structure.id, Structure.source, value)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling", value.is_not(None))
+        .order_by(Structure.id)
+    ).all()
+    n = len(rows)
+    if n <= max_points:
+        return {"n": n, "reduced": False, "index": list(range(n)), "gamma_max": [float(r[2]) for r in rows],
+                "source": [r[1] for r in rows], "structure_id": [r[0] for r in rows]}
+    values = np.array([r[2] for r in rows], dtype=float)
+    bounds = np.linspace(0, n, max_points + 1).astype(int)
+    index, maxima, sources, ids = [], [], [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        k = lo + int(np.argmax(values[lo:hi]))
+        index.append(k)
+        maxima.append(float(values[k]))
+        sources.append(rows[k][1])
+        ids.append(rows[k][0])
+    return {"n": n, "reduced": True, "index": index, "gamma_max": maxima, "source": sources, "structure_id": ids}
+
+
+# --------------------------------------------------------------------------- PCC-GCMC and SOAP
+
+
+def cluster_names(session: Session, campaign_id: int) -> list[str]:
+    return list(session.scalars(
+        select(Artifact.name).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATES)
+        .order_by(Artifact.id)
+    ))
+
+
+def box_grid(session: Session, campaign_id: int, cluster: str) -> dict[str, Any] | None:
+    """The candidate table of one cluster: box lengths, atoms, energy per atom, admissible, best."""
+    table = _artifact(session, campaign_id, CANDIDATES, cluster)
+    if table is None:
+        return None
+    rows = []
+    for position, c in enumerate(table.get("candidates", [])):
+        index = c.get("index", position)
+        rows.append({
+            "index": index, "box": [round(float(v), 3) for v in c.get("box") or []],
+            "box_final": [round(float(v), 3) for v in c.get("box_final") or []],
+            "n_atoms": c.get("n_atoms"), "n_inserted": c.get("n_inserted"), "status": c.get("status"),
+            "energy_per_atom": c.get("energy_per_atom"), "admissible": bool(c.get("admissible")),
+            "best": index == table.get("best_index"), "message": c.get("message") or c.get("stop_reason") or "",
+        })
+    xs = sorted({r["box"][0] for r in rows if r["box"]})
+    ys = sorted({r["box"][1] for r in rows if r["box"]})
+    zs = sorted({r["box"][2] for r in rows if r["box"]})
+    energies = [r["energy_per_atom"] for r in rows if r["energy_per_atom"] is not None]
+    return {
+        "cluster": cluster, "rows": rows, "best_index": table.get("best_index"),
+        "structure_id": table.get("structure_id"), "energy_per_atom": table.get("energy_per_atom"),
+        "error": table.get("error"), "n_core": table.get("n_core"), "lx": xs, "ly": ys, "lz": zs,
+        "e_min": min(energies) if energies else None, "e_max": max(energies) if energies else None,
+        "by_box": {"|".join(str(v) for v in r["box"]): r for r in rows if r["box"]},
+    }
+
+
+def soap_pca(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    """The SOAP PCA map of datasets B, C, P and a per-dataset summary (the chart's text alternative)."""
+    data = _artifact(session, campaign_id, SOAP_PCA, CAMPAIGN_ARTIFACT)
+    if data is None:
+        return None
+    summary = []
+    for name, points in data["points"].items():
+        array = np.asarray(points, dtype=float).reshape(-1, 2) if points else np.zeros((0, 2))
+        summary.append({
+            "dataset": name, "n": int(len(array)),
+            "pc1_mean": float(array[:, 0].mean()) if len(array) else None,
+            "pc2_mean": float(array[:, 1].mean()) if len(array) else None,
+            "pc1_min": float(array[:, 0].min()) if len(array) else None,
+            "pc1_max": float(array[:, 0].max()) if len(array) else None,
+        })
+    return {"points": data["points"], "explained_variance_ratio": data.get("explained_variance_ratio", []),
+            "summary": summary}
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def campaign_labels_query(campaign_id: int) -> Select:
+    """Ledger rows of a campaign: linked to one of its structures, or first asked for by one."""
+    structures = select(Structure.id).where(Structure.campaign_id == campaign_id)
+    linked = select(Structure.label_id).where(Structure.campaign_id == campaign_id, Structure.label_id.is_not(None))
+    return select(Label).where(or_(Label.id.in_(linked), Label.structure_id.in_(structures)))
+
+
+def label_page(session: Session, campaign_id: int, page: int = 1,
+               per_page: int = LABELS_PER_PAGE) -> tuple[list[dict[str, Any]], Paging, dict[str, int]]:
+    query = campaign_labels_query(campaign_id)
+    pager = paging(page, per_page, _count(session, query))
+    rows = session.scalars(query.order_by(Label.id).offset(pager.offset).limit(per_page)).all()
+    states = dict(session.execute(
+        select(Label.state, func.count()).where(Label.id.in_(query.with_only_columns(Label.id)))
+        .group_by(Label.state)
+    ).all())
+    return [
+        {"id": r.id, "structure_id": r.structure_id, "engine": r.engine, "state": r.state, "attempts": r.attempts,
+         "failure": r.failure, "failures": list(r.failures or []), "error": r.error, "energy": r.energy,
+         "n_atoms": r.n_atoms, "wall_time": r.wall_time, "updated_at": r.updated_at}
+        for r in rows
+    ], pager, {k: int(v) for k, v in states.items()}
+
+
+# --------------------------------------------------------------------------- structures
+
+
+def structure_colours(session: Session, structure: Structure, atoms) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Per-atom values the viewer colours by: core/inserted of a reconstructed cell, else gamma.
+
+    gamma comes from the file's ``gamma`` array when present, else from the structure's environment rows
+    (the graded candidate atoms; the others are perfect lattice and left uncoloured).
+    """
+    n = len(atoms)
+    if "core" in atoms.arrays or "inserted" in atoms.arrays:
+        core = atoms.arrays.get("core", np.zeros(n, bool)).astype(bool)
+        inserted = atoms.arrays.get("inserted", np.zeros(n, bool)).astype(bool)
+        kind = np.where(core, "core", np.where(inserted, "inserted", "other"))
+        return {"mode": "core", "category": kind.tolist(),
+                "counts": {k: int((kind == k).sum()) for k in ("core", "inserted", "other")}}
+    gamma: list[float | None] = [None] * n
+    if "gamma" in atoms.arrays:
+        gamma = [float(g) for g in atoms.arrays["gamma"]]
+        source = "file"
+    else:
+        source = "environments"
+        for atom_index, value in session.execute(
+            select(Environment.atom_index, Environment.gamma)
+            .where(Environment.structure_id == structure.id, Environment.gamma.is_not(None))
+        ):
+            if 0 <= atom_index < n:
+                gamma[atom_index] = float(value)
+    graded = [g for g in gamma if g is not None]
+    return {"mode": "gamma", "gamma": gamma, "source": source, "graded": len(graded),
+            "gamma_max": max(graded) if graded else None}
+
+
+STRUCTURES_PER_PAGE = 25
+
+
+def structure_page(session: Session, campaign_id: int, page: int = 1, stage: str | None = None,
+                   per_page: int = STRUCTURES_PER_PAGE) -> tuple[list[dict[str, Any]], Paging, dict[str, int]]:
+    """One page of a campaign's structures (optionally of one stage) and the count per stage."""
+    query = select(Structure.id, Structure.stage, Structure.source, Structure.n_atoms, Structure.n_candidates,
+                   Structure.info["gamma_max"].as_float(), Structure.label_id).where(Structure.campaign_id == campaign_id)
+    if stage:
+        query = query.where(Structure.stage == stage)
+    stages = dict(session.execute(
+        select(Structure.stage, func.count(Structure.id)).where(Structure.campaign_id == campaign_id)
+        .group_by(Structure.stage)
+    ).all())
+    pager = paging(page, per_page, int(stages.get(stage, 0)) if stage else sum(stages.values()))
+    rows = session.execute(query.order_by(Structure.id).offset(pager.offset).limit(per_page)).all()
+    return [
+        {"id": r[0], "stage": r[1], "source": r[2], "n_atoms": r[3], "n_candidates": r[4], "gamma_max": r[5],
+         "label_id": r[6]}
+        for r in rows
+    ], pager, {k: int(v) for k, v in stages.items()}
