@@ -176,26 +176,89 @@ def default_gamma_edges() -> list[float]:
 def _environment_histogram(session: Session, campaign_id: int, selected_only: bool) -> dict[str, Any] | None:
     """gamma of the graded candidate environments, binned in SQL on the shared log edges.
 
-    One query: count(gamma < edge) for every edge; differences give the bins. As in
-    sampling.maxvol.log_histogram, values below the first edge fall in the first bin and values above
-    the last edge in the last.
+    One pass over the rows, grouped by bin number floor(10 (log10 gamma + 2)) (the default edges: 10 per
+    decade from 1e-2); as in sampling.maxvol.log_histogram, values below the first edge count in the first
+    bin and values above the last edge in the last. A database without log10 gets one conditional count
+    per edge instead (same numbers, slower).
     """
+    from sqlalchemy.exc import OperationalError
+
     edges = default_gamma_edges()
     gamma = Environment.gamma
     where = [Structure.campaign_id == campaign_id, gamma.is_not(None)]
     if selected_only:
         where.append(Environment.selected.is_(True))
-    columns = [func.count(gamma), func.max(gamma)] + [func.sum(case((gamma < edge, 1), else_=0)) for edge in edges]
-    row = session.execute(select(*columns).join(Structure, Environment.structure_id == Structure.id).where(*where)).one()
-    n, gamma_max, below_edge = int(row[0] or 0), row[1], [int(v or 0) for v in row[2:]]
+    joined = select().select_from(Environment).join(Structure, Environment.structure_id == Structure.id).where(*where)
+    n_bins = len(edges) - 1
+    per_decade = round(n_bins / math.log10(edges[-1] / edges[0]))
+    counts = [0] * n_bins
+    try:
+        floored = case((gamma < edges[0], edges[0]), else_=gamma)  # below the first edge: the first bin
+        number = func.floor((func.log10(floored) - math.log10(edges[0])) * per_decade)
+        rows = session.execute(joined.add_columns(number.label("bin"), func.count(), func.max(gamma))
+                               .group_by(number)).all()
+        gamma_max = max((float(r[2]) for r in rows), default=None)
+        for number_value, count, _ in rows:
+            counts[min(max(int(number_value), 0), n_bins - 1)] += int(count)
+    except OperationalError:  # no log10 in this SQLite build
+        session.rollback()
+        columns = [func.count(gamma), func.max(gamma)] + [func.sum(case((gamma < e, 1), else_=0)) for e in edges]
+        row = session.execute(joined.add_columns(*columns)).one()
+        gamma_max, below_edge = row[1], [int(v or 0) for v in row[2:]]
+        counts = [below_edge[i + 1] - below_edge[i] for i in range(n_bins)]
+        counts[0] += below_edge[0]
+        counts[-1] += int(row[0] or 0) - below_edge[-1]
+    n = sum(counts)
     if n == 0:
         return None
-    below, above = below_edge[0], n - below_edge[-1]
-    counts = [below_edge[i + 1] - below_edge[i] for i in range(len(edges) - 1)]
-    counts[0] += below
-    counts[-1] += above  # at or above the last edge: the last bin, as np.histogram of the clipped values
-    return {"edges": edges, "counts": counts, "n": n, "gamma_max": float(gamma_max), "below": below,
-            "above": above}
+    return {"edges": edges, "counts": counts, "n": n, "gamma_max": float(gamma_max)}
+
+
+# ---- cache of the aggregates over a campaign's rows: valid while the stages that write them stay as they were
+
+CACHE_KIND = "dashboard_cache"
+_CACHE_STAGES = ("sampling", "grading", "selection")
+
+
+def _cache_key(session: Session, campaign_id: int) -> str | None:
+    """Finish times of the stages that write gamma (None while any of them is unfinished: no caching)."""
+    rows = session.execute(
+        select(StageRun.stage, StageRun.status, StageRun.finished_at)
+        .where(StageRun.campaign_id == campaign_id, StageRun.stage.in_(_CACHE_STAGES)).order_by(StageRun.position)
+    ).all()
+    if len(rows) < len(_CACHE_STAGES) or any(r[1].value != "succeeded" or r[2] is None for r in rows):
+        return None
+    return ";".join(f"{r[0]}@{r[2].isoformat()}" for r in rows)
+
+
+def cached(session: Session, campaign_id: int, name: str, compute):  # type: ignore[no-untyped-def]
+    """``compute()``, kept as a campaign artifact once the gamma-writing stages have finished; a re-run of
+    any of them (resume) changes the key and the value is computed again."""
+    from sqlalchemy.exc import IntegrityError
+
+    from app.db.session import session_factory
+
+    key = _cache_key(session, campaign_id)
+    if key is not None:
+        stored = _artifact(session, campaign_id, CACHE_KIND, name)
+        if stored is not None and stored.get("key") == key:
+            return stored["value"]
+    value = compute()
+    if key is not None:
+        with session_factory()() as writer:
+            try:
+                row = writer.scalars(select(Artifact).where(
+                    Artifact.campaign_id == campaign_id, Artifact.kind == CACHE_KIND, Artifact.name == name)
+                ).one_or_none()
+                if row is None:
+                    writer.add(Artifact(campaign_id=campaign_id, kind=CACHE_KIND, name=name,
+                                        data={"key": key, "value": value}))
+                else:
+                    row.data = {"key": key, "value": value}
+                writer.commit()
+            except IntegrityError:  # another request stored it first
+                writer.rollback()
+    return value
 
 
 HISTOGRAM_DATASETS = {
@@ -206,7 +269,11 @@ HISTOGRAM_DATASETS = {
 
 
 def gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, Any]]:
-    """Histograms of gamma per dataset on the shared log-spaced edges, aggregated on the server."""
+    """Histograms of gamma per dataset on the shared log-spaced edges, aggregated on the server (and cached)."""
+    return cached(session, campaign_id, "gamma_histograms", lambda: _gamma_histograms(session, campaign_id))
+
+
+def _gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     merged = _artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN_ARTIFACT)
     if merged is None:  # selection not run yet: sum the per-snapshot artifacts stored so far
@@ -235,8 +302,14 @@ def gamma_max_series(session: Session, campaign_id: int, max_points: int = MAX_P
     """gamma_max of every graded sampling snapshot in the order they were stored (paper Fig. 4i).
 
     Longer series are reduced to ``max_points`` buckets of consecutive snapshots, each shown by its
-    largest gamma_max (a peak is never hidden).
+    largest gamma_max (a peak is never hidden). The page's series is cached, the CSV's (all points) not.
     """
+    if max_points == MAX_POINTS:
+        return cached(session, campaign_id, "gamma_max", lambda: _gamma_max_series(session, campaign_id, max_points))
+    return _gamma_max_series(session, campaign_id, max_points)
+
+
+def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> dict[str, Any]:
     value = Structure.info["gamma_max"].as_float()
     rows = session.execute(
         select(Structure.id, Structure.source, value)
@@ -253,7 +326,7 @@ def gamma_max_series(session: Session, campaign_id: int, max_points: int = MAX_P
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi <= lo:
             continue
-        k = lo + int(np.argmax(values[lo:hi]))
+        k = int(lo) + int(np.argmax(values[lo:hi]))
         index.append(k)
         maxima.append(float(values[k]))
         sources.append(rows[k][1])

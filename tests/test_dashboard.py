@@ -113,13 +113,26 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
     from sampling.maxvol import log_histogram
 
     started = time.monotonic()
+    clock = [time.monotonic()]
+
+    def lap(what: str) -> None:  # where the time goes, printed with -s
+        now = time.monotonic()
+        print(f"  {what}: {now - clock[0]:.1f} s")
+        clock[0] = now
+
     campaign = _finished(_submit(_small_spec(tmp_path)))
     assert campaign.status.value == "succeeded", campaign.error
     stored = _stored(campaign.id)
     assert stored["label"]["state"] == "failed" and stored["label"]["failure"] == "input_error"
+    lap("campaign")
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    print(f"\ncampaign ran in {time.monotonic() - started:.1f} s; screenshots in {shots}")
+    with session_scope() as session:
+        from app.db.models import StageRun
+
+        took = {s.stage: round((s.finished_at - s.started_at).total_seconds(), 1)
+                for s in session.query(StageRun).filter_by(campaign_id=campaign.id)}
+    print(f"\ncampaign ran in {time.monotonic() - started:.1f} s {took}; screenshots in {shots}")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -128,6 +141,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
 
+        lap("launch")
         # --- sign-in: the pages redirect to the login form; a wrong token is refused, the right one kept
         page.goto(f"{server}/ui/campaigns")
         expect(page).to_have_url(re.compile(r"/ui/login\?next="))
@@ -140,6 +154,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         cookie = next(c for c in page.context.cookies() if c["name"] == "dg_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
 
+        lap("sign-in")
         # --- campaign list
         row = page.locator(f"#campaigns tr[data-campaign-id='{campaign.id}']")
         expect(row).to_contain_text("succeeded")
@@ -148,6 +163,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         assert cells[9] == "failed 1"
         page.screenshot(path=shots / "campaigns.png", full_page=True)
 
+        lap("list")
         # --- campaign page: stages, histograms, gamma_max, box grid, SOAP map, labels
         row.get_by_role("link", name="tiny-w").click()
         expect(page.locator("#campaign-status")).to_have_text("succeeded")
@@ -188,6 +204,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
             assert drawn[name][1] == pytest.approx([p[1] for p in points])
             expect(page.locator(f"#soap-table tr[data-dataset='{name}'] td").first).to_have_text(str(len(points)))
 
+        lap("charts")
         label_row = page.locator(f"#label-table tr[data-label-id='{stored['label']['id']}']")
         expect(label_row.locator(".label-state")).to_have_text("failed")
         expect(label_row.locator(".label-failure")).to_contain_text("input_error")
@@ -197,6 +214,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         assert not errors, errors
         page.screenshot(path=shots / "campaign.png", full_page=True)
 
+        lap("labels")
         # --- every control has an accessible name
         unnamed = page.evaluate("""() => [...document.querySelectorAll('button, select, input:not([type=hidden])')]
             .filter((el) => !(el.getAttribute('aria-label') || (el.labels && el.labels.length)
@@ -204,11 +222,13 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
             .map((el) => el.outerHTML)""")
         assert unnamed == []
 
+        lap("a11y")
         # --- export without labels: a clear 422 naming the reason, not a traceback
         page.get_by_role("button", name="Export as MTP .cfg").click()
         expect(page.locator("#error-detail")).to_contain_text("no energy and forces")
         page.go_back()
 
+        lap("export")
         # --- retry the failed label: the ledger row is queued again and the labelling item runs again
         label_row = page.locator(f"#label-table tr[data-label-id='{stored['label']['id']}']")
         label_row.get_by_role("button", name=f"Retry label {stored['label']['id']}").click()
@@ -223,12 +243,14 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
 
         attempts, state, status = wait_for(retried, 60, what="the retried label to run")
         assert status == "succeeded"
+        lap("retry ran")
         page.reload()
         label_row = page.locator(f"#label-table tr[data-label-id='{stored['label']['id']}']")
         expect(label_row.locator(".label-attempts")).to_have_text("2")
         expect(label_row.locator(".label-failure")).to_contain_text("history: input_error, input_error")
         page.screenshot(path=shots / "campaign-after-retry.png", full_page=True)
 
+        lap("after retry")
         # --- a retry of a label that is not in the campaign, an unknown campaign: clear 404 pages
         csrf = page.locator("input[name=csrf]").first.input_value()
         response = page.request.post(f"{server}/ui/campaigns/{campaign.id}/labels/999999/retry", form={"csrf": csrf})
@@ -237,6 +259,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         assert response.status == 404
         expect(page.locator("#error-detail")).to_have_text("campaign 999999 not found")
 
+        lap("404s")
         # --- structure pages: a reconstructed cell coloured core/inserted, a snapshot coloured by gamma
         atoms = StructureStore(get_settings().data_dir).read(stored["cell"]["path"])
         page.goto(f"{server}/ui/structures/{stored['cell']['id']}")
@@ -248,8 +271,9 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         values = page.locator("#atom-table .atom-value").all_text_contents()
         assert values.count("core") == int(atoms.arrays["core"].sum())
         assert values.count("inserted") == int(atoms.arrays["inserted"].sum())
-        page.screenshot(path=shots / "structure-periodic.png", full_page=True)
+        page.screenshot(path=shots / "structure-periodic.png")  # the viewport: a full page re-renders WebGL in software
 
+        lap("periodic cell page")
         snapshot_id = stored["snapshot_ids"][0]
         page.goto(f"{server}/ui/structures/{snapshot_id}")
         expect(page.locator("#viewer-status")).to_contain_text("249 atoms shown")
@@ -263,10 +287,12 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
             assert value == pytest.approx(rows[index], rel=1e-3)
         colours = page.evaluate("window.dgCharts.atomColours")
         assert sum(c != "#dddddd" for c in colours) == 14
-        page.screenshot(path=shots / "structure-snapshot.png", full_page=True)
+        page.screenshot(path=shots / "structure-snapshot.png")
         assert not errors, errors
+        lap("snapshot page")
         browser.close()
     assert len(list(shots.glob("*.png"))) == 5
+    print(f"test took {time.monotonic() - started:.1f} s")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
