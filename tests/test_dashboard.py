@@ -231,8 +231,14 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
         lap("export")
         # --- retry the failed label: the ledger row is queued again and the labelling item runs again
         label_row = page.locator(f"#label-table tr[data-label-id='{stored['label']['id']}']")
+        polls: list[str] = []
+        page.on("request", lambda request: polls.append(request.url) if "progress.json" in request.url else None)
         label_row.get_by_role("button", name=f"Retry label {stored['label']['id']}").click()
         expect(page.locator("#message")).to_contain_text(f"label {stored['label']['id']} queued again")
+        status_after_retry = page.locator("#campaign-status").text_content()
+        # live refresh: a page that opened on the running campaign polls progress.json until it has finished
+        expect(page.locator("#campaign-status")).to_have_text("succeeded", timeout=60_000)
+        assert status_after_retry == "succeeded" or polls, status_after_retry
 
         def retried():
             with session_scope() as session:

@@ -69,7 +69,8 @@
         scales: { x: { time: false, distr: 3 }, y: logY ? { distr: 3, range: (u, lo, hi) => [0.5, Math.max(10, hi * 2)] } : { distr: 1 } },
         axes: [{ label: "extrapolation grade γ" }, { label: "atoms per bin" }],
         series: [{ label: "γ from" }].concat(names.map((n, i) => ({
-          label: n, stroke: colour(n, i), width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false },
+          label: n, stroke: colour(n, i), width: n === "sampled" ? 1.5 : 2.5, dash: n === "selected" ? [6, 3] : undefined,
+          paths: uPlot.paths.stepped({ align: 1 }), points: { show: false },
         }))),
       };
       window.dgCharts.histogram = new uPlot(opts, [edges].concat(ys), el);
