@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, status
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -318,3 +319,12 @@ def install(app: FastAPI) -> None:
             return await http_exception_handler(request, exc)
         return _render(request, "error.html", {"status_code": exc.status_code, "detail": exc.detail},
                        status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        path = request.url.path
+        if not path.startswith("/ui/") or path.endswith((".json", ".csv")):
+            return await request_validation_exception_handler(request, exc)
+        detail = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg", "")}
+                  for e in exc.errors()]
+        return _render(request, "error.html", {"status_code": 422, "detail": detail}, status_code=422)

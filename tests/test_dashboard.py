@@ -333,6 +333,12 @@ def test_dashboard_pages_and_refusals_on_postgresql(client, tokens, tmp_path):
     csv_text = client.get(f"/ui/campaigns/{campaign.id}/gamma-max.csv", headers=headers).text
     assert csv_text.splitlines()[0] == "snapshot,structure_id,source,gamma_max" and len(csv_text.splitlines()) == 3
 
+    response = client.get(f"/ui/campaigns/{campaign.id}/export", params={"format": "pdf"}, headers=headers)
+    assert response.status_code == 422 and "format: Input should be" in response.text and "extxyz" in response.text
+    assert client.get("/api/v1/campaigns?limit=0", headers=headers).json()["detail"][0]["loc"] == ["query", "limit"]
+    listing = client.get("/ui/campaigns", headers=headers)
+    assert listing.status_code == 200 and f'data-campaign-id="{campaign.id}"' in listing.text
+
     # structures are paged: 25 a page
     page = client.get(f"/ui/campaigns/{campaign.id}", params={"stage": "basic"}, headers=headers)
     assert page.status_code == 200 and page.text.count('data-structure-id="') == 2
