@@ -81,6 +81,8 @@ def retry_label(session: Session, campaign: Campaign, label_id: int, dispatch: D
         raise NotFoundError(f"label {label_id} not found in campaign {campaign.id}")
     if label.state != "failed":
         raise ConflictError(f"label {label_id} is {label.state}; only a failed label can be retried")
+    if campaign.status == Status.cancelled:
+        raise ConflictError(f"campaign {campaign.id} is cancelled; resume it before retrying its labels")
     items = [
         item for item in session.scalars(
             select(WorkItem).where(WorkItem.campaign_id == campaign.id, WorkItem.task_name == LABEL_TASK)
