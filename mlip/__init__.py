@@ -1,10 +1,13 @@
 """Training sets out, models in (stage 6): dataset exports and checks (:mod:`.export`), MTP training
-through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`).
+through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), on-the-fly active learning
+(:mod:`.otf`) and ensemble force uncertainty (:mod:`.ensemble`).
 
 Pure functions on ``ase.Atoms`` with single-point labels: no database, no queue.
 """
 
+from .ensemble import DEFAULT_SIGMA_EDGES, force_spread, predict_forces, sigma_histogram, train_ensemble
 from .export import EXPORT_FORMATS, ExportError, check_labelled, write_dataset, write_pacemaker
+from .otf import MDTarget, OTFError, OTFIteration, OTFResult, OTFRun, OTFSettings, grade_run, run_otf
 from .train import (
     MTP_LEVELS,
     TrainedModel,
@@ -24,4 +27,6 @@ __all__ = [
     "EXPORT_FORMATS", "ExportError", "MTP_LEVELS", "TrainedModel", "TrainingFailed", "TrainingInputError",
     "TrainingUnavailable", "check_labelled", "evaluate", "mtp_template", "rmse", "split", "train_ace",
     "train_mlip3", "train_mtp", "write_dataset", "write_pacemaker",
+    "DEFAULT_SIGMA_EDGES", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings",
+    "force_spread", "grade_run", "predict_forces", "run_otf", "sigma_histogram", "train_ensemble",
 ]

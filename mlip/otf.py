@@ -1,0 +1,582 @@
+"""On-the-fly active learning (OTF-AL, stage 6): MD with the trained MTP, extrapolation grades, refinement.
+
+One iteration (:func:`run_otf`):
+
+1. **MD** with the current MTP (motep's ASE calculator, run mode, as :func:`mlip.train.evaluate`) for
+   every target (:class:`MDTarget`: a structure, a temperature, a number of steps; Langevin or
+   Berendsen NVT through ASE).
+2. **Grades** every ``check_every`` steps (and at step 0): the per-atom extrapolation grade gamma with
+   the selection stage's own MaxVol code: the basis is :class:`sampling.bases.MtpBasis` of the model
+   being run (``sampling.bases.make_basis("mtp", ...)``; rows = motep's per-atom Jacobian of the site
+   energy with respect to the linear MTP coefficients, the moments of the trained radial functions),
+   the active set is :func:`sampling.selection.training_active_set` over every atom of the current
+   training set, grades come from :func:`sampling.selection.grade_atoms` (``maxvol.grades``). The MTP
+   basis works with models trained by :func:`mlip.train.train_mtp` (legacy-layout files), so the
+   project's default SNAP basis is not used here; since the moments depend on the radial
+   coefficients, the active set is rebuilt after every retraining. A snapshot whose gamma_max exceeds
+   ``gamma_break`` stops its run (the paper's gamma_break = 10); atoms above ``gamma_select`` (2) are
+   collected with their snapshot.
+3. **Selection** among the collected atoms: greedy D-optimal :func:`sampling.selection.select_environments`
+   (the same ``select_add`` as stage 2), so an environment repeated over many snapshots (the same
+   vacancy neighbour) is added once; at most ``max_new`` per iteration.
+4. **Cut -> PCC-GCMC -> label**: one sphere of ``cluster_radius`` per selected atom
+   (:func:`sampling.clusters.cut_clusters`, ``merge=False``), rebuilt as a periodic cell with the
+   selected atom's environment within ``gcmc.core_radius`` fixed (:func:`pcc_gcmc.reconstruct`),
+   labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos).
+5. **Retrain** :func:`mlip.train.train_mtp` on the old set + the new labelled cells (same settings).
+
+The loop stops when an iteration adds nothing (``stopped = "converged"`` when no atom exceeded
+gamma_select, ``"nothing_added"`` when every reconstruction or label failed) or after
+``max_iterations`` iterations (the last one is then a production check: its candidates are counted,
+not added). The production configurations are the snapshots of the final iteration.
+
+Work directory: ``model-0/`` (initial model), ``iteration-NNN/`` (snapshots, clusters, cells, labels,
+the retrained ``model/``) and one ``iteration-NNN.json`` per finished iteration; a second call with
+the same work directory and settings resumes after the last finished iteration.
+
+Units: K, fs, eV, A; RMSE in meV/atom and meV/A as :func:`mlip.train.rmse`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+__all__ = ["MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings", "grade_run", "run_otf"]
+
+STATE_VERSION = 1
+
+
+class OTFError(ValueError):
+    """Bad OTF input (``field`` names the argument) or a work directory made with other settings."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass
+class MDTarget:
+    """One production condition: MD of ``atoms`` at ``temperature`` K for ``steps`` steps of ``timestep`` fs.
+
+    ``thermostat``: ``"langevin"`` (friction ``friction`` in 1/fs) or ``"berendsen"`` (NVT, time
+    constant ``taut`` fs). Velocities start from a Maxwell-Boltzmann distribution of ``seed``.
+    """
+
+    atoms: Atoms
+    temperature: float
+    steps: int
+    name: str = "md"
+    timestep: float = 2.0
+    thermostat: str = "langevin"
+    friction: float = 0.01
+    taut: float = 100.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.atoms, Atoms) or len(self.atoms) == 0:
+            raise OTFError("targets", f"{self.name}: atoms must be a non-empty ase.Atoms")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise OTFError("targets", f"{self.name}: temperature must be positive (K), got {self.temperature!r}")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            raise OTFError("targets", f"{self.name}: steps must be a positive integer, got {self.steps!r}")
+        if not self.timestep > 0:
+            raise OTFError("targets", f"{self.name}: timestep must be positive (fs), got {self.timestep!r}")
+        if self.thermostat not in ("langevin", "berendsen"):
+            raise OTFError("targets", f"{self.name}: thermostat must be 'langevin' or 'berendsen', "
+                                      f"got {self.thermostat!r}")
+
+    def describe(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "atoms"}
+        data["n_atoms"] = len(self.atoms)
+        data["structure_sha1"] = _structure_hash(self.atoms)
+        return data
+
+
+@dataclass
+class OTFSettings:
+    """Loop settings. Defaults: the paper's gamma_select 2 and gamma_break 10 (``SelectionParams``).
+
+    ``train``: keyword arguments of :func:`mlip.train.train_mtp` (level, max_iter, seed, ...), used for
+    the initial model and every retraining. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None:
+    ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
+    """
+
+    gamma_select: float = 2.0
+    gamma_break: float = 10.0
+    check_every: int = 10
+    max_iterations: int = 5
+    max_new: int | None = 8
+    cluster_radius: float = 8.0
+    potential: str = "W_zhou.eam.alloy"
+    gcmc: Any = None
+    train: dict[str, Any] = field(default_factory=dict)
+    species: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.gamma_select >= 1.0:
+            raise OTFError("gamma_select", f"must be >= 1, got {self.gamma_select!r}")
+        if not self.gamma_break > self.gamma_select:
+            raise OTFError("gamma_break", f"must exceed gamma_select ({self.gamma_select}), got {self.gamma_break!r}")
+        for name in ("check_every", "max_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise OTFError(name, f"must be a positive integer, got {value!r}")
+        if self.max_new is not None and (int(self.max_new) != self.max_new or self.max_new < 1):
+            raise OTFError("max_new", f"must be a positive integer or None, got {self.max_new!r}")
+        if not self.cluster_radius > 0:
+            raise OTFError("cluster_radius", f"must be positive (A), got {self.cluster_radius!r}")
+        for key in ("workdir", "train", "test", "name", "species"):
+            if key in self.train:
+                raise OTFError("train", f"{key!r} is set by the OTF loop, not by train settings")
+
+    def gcmc_params(self):
+        from pcc_gcmc import GCMCParams
+
+        return GCMCParams.fast() if self.gcmc is None else GCMCParams.from_dict(self.gcmc)
+
+    def describe(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gcmc"] = self.gcmc_params().to_dict()
+        data["species"] = list(self.species) if self.species else None
+        return data
+
+
+@dataclass
+class OTFRun:
+    """One MD run of one iteration. ``gamma_max``: per graded snapshot (steps in ``snapshot_steps``)."""
+
+    target: str
+    steps_requested: int
+    steps_done: int
+    stopped: str  # "completed", "gamma_break", "unstable"
+    snapshot_steps: list[int]
+    gamma_max: list[float]
+    n_candidates: int  # atoms above gamma_select, summed over snapshots
+    wall_time_s: float
+
+    @property
+    def completed(self) -> bool:
+        return self.stopped == "completed"
+
+
+@dataclass
+class OTFIteration:
+    """What one iteration did. ``rmse``: the retrained model's train/test errors (None when not retrained)."""
+
+    index: int
+    model: str  # the model the MD ran with
+    n_train_before: int
+    runs: list[OTFRun]
+    n_candidates: int
+    n_selected: int
+    selected: list[dict[str, Any]]  # {"run", "snapshot_step", "atom", "gamma"}
+    n_added: int
+    failures: list[dict[str, Any]]
+    retrained: str | None
+    rmse: dict[str, Any] | None
+    gamma_max: float
+    wall_time_s: float
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OTFIteration":
+        data = dict(data)
+        data["runs"] = [OTFRun(**run) for run in data["runs"]]
+        return cls(**data)
+
+
+@dataclass
+class OTFResult:
+    """The loop's record. ``model``: the final model (the last retrained one, else the initial one)."""
+
+    iterations: list[OTFIteration]
+    initial_model: str
+    model: str
+    stopped: str  # "converged", "nothing_added", "max_iterations"
+    training_set: list[Atoms]
+    initial_rmse: dict[str, Any]
+    workdir: Path
+
+    @property
+    def added_per_iteration(self) -> list[int]:
+        return [it.n_added for it in self.iterations]
+
+    @property
+    def production_gamma_max(self) -> float:
+        """gamma_max over the final iteration's snapshots (the production configurations)."""
+        return self.iterations[-1].gamma_max
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stopped": self.stopped,
+            "n_iterations": len(self.iterations),
+            "added_per_iteration": self.added_per_iteration,
+            "gamma_max_per_iteration": [it.gamma_max for it in self.iterations],
+            "n_training": len(self.training_set),
+            "initial_model": self.initial_model,
+            "model": self.model,
+            "initial_rmse": self.initial_rmse,
+            "rmse_per_iteration": [it.rmse for it in self.iterations],
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _structure_hash(atoms: Atoms) -> str:
+    digest = hashlib.sha1()
+    digest.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    digest.update(np.round(np.asarray(atoms.positions, dtype=float), 6).tobytes())
+    digest.update(np.round(np.asarray(atoms.cell[:], dtype=float), 6).tobytes())
+    digest.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+    return digest.hexdigest()
+
+
+def _labels_hash(images: Sequence[Atoms]) -> str:
+    digest = hashlib.sha1()
+    for atoms in images:
+        digest.update(_structure_hash(atoms).encode())
+        digest.update(np.round(atoms.get_potential_energy(), 8).tobytes() if atoms.calc else b"-")
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_images(path: Path, images: Sequence[Atoms]) -> None:
+    from ase.io import write
+
+    clean = []
+    for atoms in images:  # labels travel as calculator results; info copies of them clash in extxyz
+        copy = atoms.copy()
+        copy.calc = atoms.calc
+        if atoms.calc is not None:
+            for key in list(copy.info):
+                if key in atoms.calc.results:
+                    del copy.info[key]
+        clean.append(copy)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp, clean, format="extxyz")
+    os.replace(tmp, path)
+
+
+def _read_images(path: Path) -> list[Atoms]:
+    from ase.io import read
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    return list(read(path, index=":", format="extxyz"))
+
+
+def _calculator(model_path: Path, species: Sequence[str], engine: str = "cext"):
+    from motep.calculator import make_calculator
+
+    from .train import _read_mtp
+
+    return make_calculator(_read_mtp(model_path, species), engine=engine, mode="run")
+
+
+# --------------------------------------------------------------------------- one MD run
+
+
+def grade_run(
+    target: MDTarget,
+    model_path: str | os.PathLike,
+    basis,
+    active_set,
+    *,
+    species: Sequence[str] = ("W",),
+    gamma_select: float = 2.0,
+    gamma_break: float = 10.0,
+    check_every: int = 10,
+) -> tuple[OTFRun, list[tuple[Atoms, np.ndarray, np.ndarray]]]:
+    """MD of ``target`` with the MTP at ``model_path``, graded every ``check_every`` steps.
+
+    Returns the run record and the graded snapshots that hold atoms above ``gamma_select``, each as
+    (snapshot with ``arrays["gamma"]`` and ``info["step"]``, rows, gamma). The run stops after the
+    first snapshot with gamma_max > ``gamma_break`` (that snapshot is returned) or when the energy or
+    positions stop being finite (``stopped = "unstable"``).
+    """
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.nvtberendsen import NVTBerendsen
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    from sampling.selection import grade_atoms
+
+    started = time.perf_counter()
+    atoms = Atoms(target.atoms.numbers, positions=target.atoms.positions, cell=target.atoms.cell,
+                  pbc=target.atoms.pbc)
+    atoms.calc = _calculator(Path(model_path), species)
+    rng = np.random.default_rng(target.seed)
+    thermalize_momenta(atoms, temperature_K=target.temperature, rng=rng)
+    Stationary(atoms)
+    if target.thermostat == "langevin":
+        dynamics = Langevin(atoms, target.timestep * units.fs, temperature_K=target.temperature,
+                            friction=target.friction / units.fs, fixcm=False, rng=rng)
+    else:
+        dynamics = NVTBerendsen(atoms, target.timestep * units.fs, temperature_K=target.temperature,
+                                taut=target.taut * units.fs)
+    steps_done, stopped = 0, "completed"
+    snapshot_steps: list[int] = []
+    maxima: list[float] = []
+    collected: list[tuple[Atoms, np.ndarray, np.ndarray]] = []
+    n_candidates = 0
+    while True:
+        energy = atoms.get_potential_energy()
+        if not (np.isfinite(energy) and np.all(np.isfinite(atoms.positions))):
+            stopped = "unstable"
+            break
+        rows, gamma = grade_atoms(basis, active_set, atoms)
+        snapshot_steps.append(steps_done)
+        maxima.append(float(gamma.max()))
+        above = gamma > gamma_select
+        if above.any():
+            snapshot = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+            snapshot.arrays["gamma"] = gamma.copy()
+            snapshot.info["step"] = steps_done
+            snapshot.info["source"] = f"otf:{target.name}:step-{steps_done}"
+            collected.append((snapshot, rows, gamma))
+            n_candidates += int(above.sum())
+        if gamma.max() > gamma_break:
+            stopped = "gamma_break"
+            break
+        if steps_done >= target.steps:
+            break
+        chunk = min(int(check_every), target.steps - steps_done)
+        dynamics.run(chunk)
+        steps_done += chunk
+    run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
+                 snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
+                 wall_time_s=time.perf_counter() - started)
+    return run, collected
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _train(train: list[Atoms], test: list[Atoms] | None, workdir: Path, settings: OTFSettings, species):
+    from .train import TrainedModel, train_mtp
+
+    model_file = workdir / "pot.mtp"
+    if model_file.is_file() and model_file.with_name("pot.mtp.json").is_file():
+        recorded = TrainedModel.load(model_file)
+        if recorded.settings.get("labels_sha1") == _labels_hash(train):
+            return recorded  # resumed: trained on exactly this set
+    model = train_mtp(train, test=test or None, workdir=workdir, species=species, **settings.train)
+    model.settings["labels_sha1"] = _labels_hash(train)
+    model.save()
+    return model
+
+
+def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], workdir: Path, settings: OTFSettings,
+            label_settings, label_launcher) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float]]:
+    """Cut -> PCC-GCMC -> label for every chosen (snapshot, atom); returns labelled cells and failures."""
+    from labelling import LabelError, label
+    from pcc_gcmc import ReconstructionError, reconstruct
+    from sampling.clusters import cut_clusters
+
+    params = settings.gcmc_params()
+    added, failures = [], []
+    timing = {"reconstruct_s": 0.0, "label_s": 0.0}
+    for number, (k, atom) in enumerate(chosen):
+        run_name, snapshot = snapshots[k]
+        where = {"run": run_name, "snapshot_step": int(snapshot.info["step"]), "atom": int(atom)}
+        cluster = cut_clusters(snapshot, [atom], radius=settings.cluster_radius, merge=False,
+                               source=snapshot.info["source"])[0]
+        started = time.perf_counter()
+        try:
+            rebuilt = reconstruct(cluster, None, settings.potential, params, max_workers=1)
+        except ReconstructionError as error:
+            failures.append({**where, "stage": "reconstruction", "reason": str(error)[:500]})
+            timing["reconstruct_s"] += time.perf_counter() - started
+            continue
+        timing["reconstruct_s"] += time.perf_counter() - started
+        cell = rebuilt.atoms
+        started = time.perf_counter()
+        try:
+            result = label(cell, label_settings, workdir / f"label-{number:03d}", label_launcher)
+        except LabelError as error:
+            failures.append({**where, "stage": "labelling", "reason": str(error)[:500]})
+            timing["label_s"] += time.perf_counter() - started
+            continue
+        timing["label_s"] += time.perf_counter() - started
+        labelled = result.to_atoms(cell, source=f"{snapshot.info['source']}:atom-{atom}")
+        labelled.info["otf_gamma"] = float(snapshot.arrays["gamma"][atom])
+        labelled.info["energy_per_atom_gcmc"] = float(rebuilt.best.energy_per_atom)
+        added.append(labelled)
+    return added, failures, timing
+
+
+def run_otf(
+    initial: Sequence[Atoms],
+    targets: Sequence[MDTarget],
+    workdir: str | os.PathLike,
+    *,
+    label_settings,
+    settings: OTFSettings | None = None,
+    test: Sequence[Atoms] | None = None,
+    label_launcher=None,
+) -> OTFResult:
+    """The OTF-AL loop (see the module docstring) from the labelled ``initial`` set; resumable in ``workdir``.
+
+    ``label_settings``: :class:`labelling.DFTSettings` of the new cells (``labelling.quick("eam")`` is
+    the classical reference labeller for tests). ``test``: labelled configurations for the test RMSE of
+    every model (optional).
+    """
+    from sampling.bases import make_basis
+    from sampling.selection import select_environments, training_active_set
+
+    from .train import _species_of
+
+    settings = settings or OTFSettings()
+    initial = list(initial)
+    targets = list(targets)
+    if not initial:
+        raise OTFError("initial", "the initial training set is empty")
+    if not targets:
+        raise OTFError("targets", "give at least one MDTarget")
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise OTFError("targets", f"target names must be distinct, got {names}")
+    species = _species_of(initial + [t.atoms for t in targets], settings.species)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    fingerprint = {"version": STATE_VERSION, "settings": settings.describe(),
+                   "targets": [t.describe() for t in targets], "initial_sha1": _labels_hash(initial),
+                   "test_sha1": _labels_hash(test) if test else None, "label_settings": _label_settings(label_settings)}
+    state_file = workdir / "otf.json"
+    if state_file.is_file():
+        previous = json.loads(state_file.read_text())
+        if previous.get("fingerprint") != fingerprint:
+            raise OTFError("workdir", f"{workdir} holds an OTF loop with other settings, targets or data; "
+                                      "use a new work directory")
+    _write_json(state_file, {"fingerprint": fingerprint})
+
+    model = _train(initial, list(test or []), workdir / "model-0", settings, species)
+    initial_model, initial_rmse = str(model.path), model.rmse
+    training = list(initial)
+    iterations: list[OTFIteration] = []
+    stopped = "max_iterations"
+    for index in range(1, settings.max_iterations + 1):
+        record_file = workdir / f"iteration-{index:03d}.json"
+        folder = workdir / f"iteration-{index:03d}"
+        if record_file.is_file():  # resume
+            record = OTFIteration.from_dict(json.loads(record_file.read_text()))
+            training += _read_images(folder / "added.extxyz")
+            iterations.append(record)
+            if record.retrained:
+                from .train import TrainedModel
+
+                model = TrainedModel.load(record.retrained)
+            reason = _stop_reason(record, index == settings.max_iterations)
+            if reason:
+                stopped = reason
+                break
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        timing: dict[str, float] = {}
+        basis = make_basis("mtp", mtp_file=model.path, species=list(species))
+        active_set = training_active_set(basis, training)
+        runs, snapshots, rows, gammas = [], [], [], []
+        tick = time.perf_counter()
+        for target in targets:
+            run, collected = grade_run(target, model.path, basis, active_set, species=species,
+                                       gamma_select=settings.gamma_select, gamma_break=settings.gamma_break,
+                                       check_every=settings.check_every)
+            runs.append(run)
+            for snapshot, snapshot_rows, gamma in collected:
+                snapshots.append((target.name, snapshot))
+                rows.append(snapshot_rows)
+                gammas.append(gamma)
+        timing["md_s"] = time.perf_counter() - tick
+        if snapshots:
+            _write_images(folder / "snapshots.extxyz", [s for _, s in snapshots])
+        n_candidates = sum(run.n_candidates for run in runs)
+        last = index == settings.max_iterations
+        chosen: list[tuple[int, int]] = []
+        if n_candidates:
+            selection = select_environments(active_set, rows, gammas, gamma_select=settings.gamma_select,
+                                            max_new=settings.max_new)
+            chosen = selection.chosen
+        selected = [{"run": snapshots[k][0], "snapshot_step": int(snapshots[k][1].info["step"]), "atom": int(a),
+                     "gamma": float(gammas[k][a])} for k, a in chosen]
+        added, failures, retrained, rmse_record = [], [], None, None
+        if chosen and not last:
+            added, failures, refine_timing = _refine(snapshots, chosen, folder, settings, label_settings,
+                                                     label_launcher)
+            timing.update(refine_timing)
+        if added:
+            _write_images(folder / "added.extxyz", added)
+            training = training + added
+            tick = time.perf_counter()
+            model = _train(training, list(test or []), folder / "model", settings, species)
+            timing["train_s"] = time.perf_counter() - tick
+            retrained, rmse_record = str(model.path), model.rmse
+        record = OTFIteration(
+            index=index, model=str(basis.path), n_train_before=len(training) - len(added), runs=runs,
+            n_candidates=n_candidates, n_selected=len(chosen), selected=selected, n_added=len(added),
+            failures=failures, retrained=retrained, rmse=rmse_record,
+            gamma_max=max(max(run.gamma_max) for run in runs), wall_time_s=time.perf_counter() - started,
+            timing=timing,
+        )
+        _write_json(record_file, record.to_dict())
+        iterations.append(record)
+        reason = _stop_reason(record, last)
+        if reason:
+            stopped = reason
+            break
+    return OTFResult(iterations=iterations, initial_model=initial_model, model=str(model.path), stopped=stopped,
+                     training_set=training, initial_rmse=initial_rmse, workdir=workdir)
+
+
+def _stop_reason(record: OTFIteration, last: bool) -> str | None:
+    if record.n_candidates == 0 and all(run.completed for run in record.runs):
+        return "converged"
+    if record.n_added == 0:
+        return "max_iterations" if last else "nothing_added"
+    return None
+
+
+def _label_settings(label_settings) -> Any:
+    if label_settings is None:
+        raise OTFError("label_settings", "give the labelling settings of the new cells (labelling.DFTSettings; "
+                                         "labelling.quick('eam') is the classical reference labeller)")
+    if hasattr(label_settings, "model_dump"):
+        return label_settings.model_dump(mode="json")
+    if hasattr(label_settings, "to_dict"):
+        return label_settings.to_dict()
+    try:
+        return asdict(label_settings)
+    except TypeError:
+        return repr(label_settings)
