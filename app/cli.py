@@ -44,7 +44,10 @@ def main() -> None:
 @main.command()
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--progress/--no-progress", default=True, help="show a progress bar per stage")
-def run(spec_file: Path, progress: bool) -> None:
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="when it succeeds, write the labelled cells here as train.cfg (MTP), train.pckl.gzip (pacemaker) "
+                   "and train.extxyz")
+def run(spec_file: Path, progress: bool, export_dir: Path | None) -> None:
     """Run the whole campaign in SPEC_FILE (YAML) in this process."""
     try:
         spec = load_spec_text(spec_file.read_text(), "yaml")
@@ -80,13 +83,18 @@ def run(spec_file: Path, progress: bool) -> None:
     with session_scope() as session:
         campaign = session.get(Campaign, campaign_id)
         _print_summary(session, campaign, url)
-        sys.exit(0 if campaign.status == Status.succeeded else 1)
+        succeeded = campaign.status == Status.succeeded
+    if succeeded and export_dir is not None:
+        _export_all(campaign_id, export_dir)
+    sys.exit(0 if succeeded else 1)
 
 
 @main.command()
 @click.argument("campaign_id", type=int)
 @click.option("--progress/--no-progress", default=True)
-def resume(campaign_id: int, progress: bool) -> None:
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="when it succeeds, write the labelled cells here (as `run --export`)")
+def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
     """Resume a campaign of the embedded default in this process: only unfinished work runs."""
     url = _prepare_database()
     from app.db.models import Campaign, Status
@@ -104,7 +112,10 @@ def resume(campaign_id: int, progress: bool) -> None:
     with session_scope() as session:
         campaign = session.get(Campaign, campaign_id)
         _print_summary(session, campaign, url)
-        sys.exit(0 if campaign.status == Status.succeeded else 1)
+        succeeded = campaign.status == Status.succeeded
+    if succeeded and export_dir is not None:
+        _export_all(campaign_id, export_dir)
+    sys.exit(0 if succeeded else 1)
 
 
 def _follow(campaign_id: int, show: bool) -> None:
@@ -274,6 +285,43 @@ def reconstruct(cluster: Path, potential: str, out: Path, max_atoms: int, grid: 
                                       max_workers=processes))
 
 
+EXPORT_FILES = {"mtp": "train.cfg", "ace": "train.pckl.gzip", "extxyz": "train.extxyz"}
+
+
+def _write_export(session, campaign, fmt: str, out: Path, datasets, filters=None, references=None) -> int:  # type: ignore[no-untyped-def]
+    """Write one export file atomically (a failed export leaves no half file); the number of configurations."""
+    from app.exports import ExportFilters, export_campaign
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with open(partial, "wb" if fmt == "ace" else "w") as handle:
+            count = export_campaign(session, campaign, fmt, handle, datasets, filters or ExportFilters(), references)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+    return count
+
+
+def _export_all(campaign_id: int, directory: Path) -> None:
+    """`run --export DIR`: the labelled periodic cells (P) in every format, the paths printed."""
+    from app.db.models import Campaign
+    from app.db.session import session_scope
+    from mlip import ExportError
+
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        for fmt, name in EXPORT_FILES.items():
+            out = directory / name
+            try:
+                count = _write_export(session, campaign, fmt, out, ("P",))
+            except (ExportError, ValueError, OSError) as exc:
+                console.print(f"[red]export {fmt} failed[/red]: {exc}", highlight=False)
+                sys.exit(1)
+            click.echo(f"  exported {count} labelled configurations ({fmt}): {out.resolve()}")
+
+
 @main.command()
 @click.argument("campaign_id", type=int)
 @click.option("--format", "fmt", type=click.Choice(["mtp", "ace", "extxyz"]), required=True,
@@ -290,7 +338,7 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
     url = _prepare_database()
     from app.db.models import Campaign
     from app.db.session import session_scope
-    from app.exports import ExportFilters, export_campaign, parse_datasets
+    from app.exports import ExportFilters, parse_datasets
 
     def write() -> dict:
         reference_energies = {}
@@ -305,17 +353,8 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
             if campaign is None:
                 raise ValueError(f"no campaign {campaign_id} in {url}")
             chosen = parse_datasets(datasets)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            partial = out.with_name(f".{out.name}.partial")  # a failed export leaves no half file
-            try:
-                with open(partial, "wb" if fmt == "ace" else "w") as handle:
-                    count = export_campaign(session, campaign, fmt, handle, chosen,
-                                            ExportFilters(max_atoms=max_atoms, max_force=max_force),
-                                            reference_energies or None)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            partial.replace(out)
+            count = _write_export(session, campaign, fmt, out, chosen,
+                                  ExportFilters(max_atoms=max_atoms, max_force=max_force), reference_energies or None)
         return {"campaign": campaign_id, "format": fmt, "datasets": list(chosen), "configurations": count,
                 "path": str(out)}
 

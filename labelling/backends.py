@@ -83,13 +83,18 @@ def read_job(workdir: Path) -> dict[str, Any]:
 
 
 def _python_env() -> dict[str, str]:
-    """Env for ``python -m labelling...`` children: the project importable, one BLAS thread per process."""
+    """Env for ``python -m labelling...`` children: the project importable, one BLAS thread per process.
+
+    One thread always, whatever the parent has: GPAW here has no OpenMP code, and two OpenBLAS
+    threads made a rattled 2-atom W label (7x7x7 k, 172 IBZ points) 10x slower, 415 s against 40 s
+    (benchmarks/gpaw_quick.py history, 2026-11-21). Two cores are used by running two labels at once.
+    """
     pythonpath = os.environ.get("PYTHONPATH", "")
     parts = [str(PROJECT_ROOT)] + [p for p in pythonpath.split(os.pathsep) if p and p != str(PROJECT_ROOT)]
     return {
         "PYTHONPATH": os.pathsep.join(parts),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
     }
 
 

@@ -54,8 +54,37 @@ def ensure_gpaw_setups(symbols) -> list[str]:
     return paths
 
 
-def gpaw_parameters(settings: DFTSettings, kpts, txt: str | Path | None) -> dict[str, Any]:
-    """GPAW keyword arguments for ``settings`` (plane waves; the k-point grid given)."""
+FEWEST_VALENCE = "fewest-valence"
+
+
+def fewest_valence_setups(symbols, xc: str = "PBE") -> dict[str, str]:
+    """Per element, the installed PAW setup with the fewest valence electrons (``W.6.PBE``: 5d4 6s2,
+    against the default ``W.PBE`` with the 5s5p semicore, 14 electrons). Elements with only the
+    default setup are left out (GPAW then uses its default)."""
+    import re
+
+    import gpaw
+
+    ensure_gpaw_setups(symbols)
+    chosen: dict[str, str] = {}
+    for symbol in sorted(set(symbols)):
+        counts = []
+        for path in gpaw.setup_paths:
+            for file in Path(path).glob(f"{symbol}.*.{xc}*"):
+                match = re.fullmatch(rf"{symbol}\.(\d+)\.{re.escape(xc)}(\.gz)?", file.name)
+                if match:
+                    counts.append(int(match.group(1)))
+        if counts:
+            chosen[symbol] = str(min(counts))
+    return chosen
+
+
+def gpaw_parameters(settings: DFTSettings, kpts, txt: str | Path | None, symbols=()) -> dict[str, Any]:
+    """GPAW keyword arguments for ``settings`` (plane waves; the k-point grid given).
+
+    ``engine_options["setups"]`` is passed to GPAW as is, except ``"fewest-valence"`` (the quick
+    profile), which picks per element of ``symbols`` the installed setup with the fewest electrons.
+    """
     from gpaw import PW, FermiDirac, MethfesselPaxton
 
     if settings.xc.upper() not in ("PBE", "LDA", "PBESOL", "RPBE"):
@@ -86,6 +115,8 @@ def gpaw_parameters(settings: DFTSettings, kpts, txt: str | Path | None) -> dict
             "weight": 50.0,
         }
     setups = settings.engine_options.get("setups")
+    if setups == FEWEST_VALENCE:
+        setups = fewest_valence_setups(symbols, settings.xc.upper())
     if setups:
         params["setups"] = setups
     return params
@@ -97,7 +128,7 @@ def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str |
 
     ensure_gpaw_setups(atoms.get_chemical_symbols())
     atoms = atoms.copy()
-    calc = GPAW(**gpaw_parameters(settings, kpts, txt))
+    calc = GPAW(**gpaw_parameters(settings, kpts, txt, atoms.get_chemical_symbols()))
     atoms.calc = calc
     start = time.perf_counter()
     energy_zero = float(atoms.get_potential_energy())  # GPAW: extrapolated to sigma -> 0

@@ -89,7 +89,8 @@ class LabellingParams(Strict):
         "gpaw", description="DFT engine; eam is a classical reference labeller for tests and demos"
     )
     profile: Literal["production", "quick"] = Field(
-        "quick", description="production: the paper's 520 eV, k spacing 2*pi*0.03 1/A, SCF 1e-6 eV; quick: a laptop's"
+        "quick", description="production: the paper's 520 eV, k spacing 2*pi*0.03 1/A, SCF 1e-6 eV; quick (demos, "
+        "tests): 300 eV, 2*pi*0.1 1/A, SCF 1e-4 eV, GPAW setups with the fewest valence electrons"
     )
     cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
     kpoint_density: float | None = Field(

@@ -244,7 +244,7 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     logs_before = job_logs(finished_before)
     assert len(logs_before) == len(finished_before)
 
-    result = _cli("resume", "1", "--no-progress", data_dir=data)
+    result = resumed = _cli("resume", "1", "--no-progress", "--export", str(tmp_path / "export"), data_dir=data)
     assert result.returncode == 0, result.stderr
     assert "labels: succeeded" in result.stdout and "periodic cells (PCC-GCMC):" in result.stdout
     labels = {label_id: (state, attempts) for label_id, state, attempts in query("SELECT id, state, attempts FROM labels")}
@@ -266,6 +266,13 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
         images = read_dataset(tmp_path / name, format=reader, species=["W"])
         assert sorted(a.get_potential_energy() for a in images) == pytest.approx(energies, abs=1e-9)
     assert ase.io.read(tmp_path / "p.extxyz", index=0).get_forces().shape[1] == 3
+    # `resume --export DIR` (as the quick start's `run --export`) wrote the same three files and says where
+    for fmt, name, reader in (("mtp", "train.cfg", "cfg"), ("ace", "train.pckl.gzip", "pacemaker"),
+                              ("extxyz", "train.extxyz", "extxyz")):
+        path = tmp_path / "export" / name
+        assert f"({fmt}): {path}" in resumed.stdout
+        images = read_dataset(path, format=reader, species=["W"])
+        assert sorted(a.get_potential_energy() for a in images) == pytest.approx(energies, abs=1e-9)
     # B is the user's file here, geometry without labels: refused with the reason, no file left behind
     result = _cli("export", "1", "--format", "mtp", "--out", str(tmp_path / "b.cfg"), data_dir=data)
     assert result.returncode == 2 and "no energy and forces" in result.stderr

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 # Queues whose items run side by side in worker processes on the embedded default: the PCC-GCMC
-# boxes of a cluster are independent LAMMPS runs (one LAMMPS per process, never two per process).
-PROCESS_QUEUES = frozenset({"gcmc"})
+# boxes of a cluster are independent LAMMPS runs (one LAMMPS per process, never two per process);
+# DFT labels are single-threaded GPAW processes (no MPI build here), so two cores need two labels.
+PROCESS_QUEUES = frozenset({"gcmc", "dft"})
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -164,6 +164,7 @@ def label_structure(item_id: int) -> None:
                 message=f"{type(error).__name__}: {error}", job_id=None,
             )
             _save(label_id, record)
+            continue
         write_json_atomic(workdir / LABEL_FILE, result.to_dict())
         record = on_success(record, result.settings_hash)
         _save(label_id, record, energy=result.energy, engine_version=result.engine_version,
