@@ -13,9 +13,10 @@ Sources (both real format: ase.Atoms with single-point energy, forces and stress
 
 Every format writes the full set and a baseline of ``--baseline`` configurations (the first ones of
 the same list, measured in the same run right before); the report gives seconds, configurations/s,
-atoms/s, file size and the ratio time(count) / time(baseline), wall clock and CPU time of this process, (count/baseline for linear scaling), so
-the numbers compare between machines. Files go to a temporary directory (or ``--workdir``). The
-machine may be shared: best of ``--repeat`` runs.
+atoms/s, file size and the ratio time(count) / time(baseline) (count/baseline for linear scaling), in
+wall clock and in CPU time of this process (the one to trust on a shared machine), so the numbers
+compare between machines. Imports are excluded (a 10-configuration warm-up per format). Files go to a
+temporary directory (or ``--workdir``); best of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def main() -> None:
                       f"{mb:8.1f} {ratio:7.2f} {cpu_ratio:9.2f}", flush=True)
                 rows.append({"format": fmt, "configurations": size, "atoms": atoms, "seconds": seconds,
                              "cpu_seconds": cpu, "configurations_per_s": size / seconds, "atoms_per_s": atoms / seconds,
-                             "bytes": path.stat().st_size, "ratio_to_baseline": ratio, "cpu_ratio_to_baseline": cpu_ratio})
+                             "bytes": path.stat().st_size, "ratio_to_baseline": ratio,
+                             "cpu_ratio_to_baseline": cpu_ratio})
             if fmt == "ace":  # the pickle is gzip: check it is one, as pacemaker reads it
                 with gzip.open(full_path, "rb") as handle:
                     handle.read(2)

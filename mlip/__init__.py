@@ -5,7 +5,8 @@ through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), on-the-f
 Pure functions on ``ase.Atoms`` with single-point labels: no database, no queue.
 """
 
-from .ensemble import DEFAULT_SIGMA_EDGES, force_spread, predict_forces, sigma_histogram, train_ensemble
+from .ensemble import (DEFAULT_SIGMA_EDGES, ensemble_report, force_spread, predict_forces, sigma_histogram,
+                       train_ensemble)
 from .export import EXPORT_FORMATS, ExportError, check_labelled, write_dataset, write_pacemaker
 from .otf import MDTarget, OTFError, OTFIteration, OTFResult, OTFRun, OTFSettings, grade_run, run_otf
 from .train import (
@@ -28,5 +29,5 @@ __all__ = [
     "TrainingUnavailable", "check_labelled", "evaluate", "mtp_template", "rmse", "split", "train_ace",
     "train_mlip3", "train_mtp", "write_dataset", "write_pacemaker",
     "DEFAULT_SIGMA_EDGES", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings",
-    "force_spread", "grade_run", "predict_forces", "run_otf", "sigma_histogram", "train_ensemble",
+    "ensemble_report", "force_spread", "grade_run", "predict_forces", "run_otf", "sigma_histogram", "train_ensemble",
 ]

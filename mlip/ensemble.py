@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-__all__ = ["DEFAULT_SIGMA_EDGES", "force_spread", "predict_forces", "sigma_histogram", "train_ensemble"]
+__all__ = ["DEFAULT_SIGMA_EDGES", "ensemble_report", "force_spread", "predict_forces", "sigma_histogram",
+           "train_ensemble"]
 
 # eV/A: 1e-4 .. 1e2, 10 bins per decade (the paper's Fig. 5 spans about 1e-3 .. 1 eV/A)
 DEFAULT_SIGMA_EDGES = np.logspace(-4.0, 2.0, 61)
@@ -99,3 +100,31 @@ def sigma_histogram(sigma: np.ndarray | Sequence[float], bins: np.ndarray | None
     histogram["sigma_mean"] = float(finite.mean()) if finite.size else None
     histogram["units"] = "eV/A"
     return histogram
+
+
+def ensemble_report(models: Sequence, images: Sequence[Atoms], species: Sequence[str] | str = ("W",),
+                    masks: Sequence[np.ndarray] | None = None, ddof: int = 0) -> dict:
+    """sigma_F of every atom of ``images`` by the committee ``models``, summarised for the dashboard.
+
+    ``masks``: per configuration, the atoms to count (e.g. the paper's Fig. 5 counts non-BCC atoms only);
+    default every atom. Returns ``{"per_configuration": [{"n", "sigma_max", "sigma_mean"}], "histogram":
+    the merged :func:`sigma_histogram` of the counted atoms, "sigma": per-configuration lists}`` (JSON-ready).
+    """
+    images = list(images)
+    if masks is not None and len(masks) != len(images):
+        raise ValueError(f"{len(masks)} masks for {len(images)} configurations")
+    rows, counted, values = [], [], []
+    for number, atoms in enumerate(images):
+        sigma = force_spread(predict_forces(models, atoms, species), ddof=ddof)
+        if masks is not None:
+            mask = np.asarray(masks[number], dtype=bool)
+            if mask.shape != (len(atoms),):
+                raise ValueError(f"mask {number} has shape {mask.shape}, configuration has {len(atoms)} atoms")
+            sigma = sigma[mask]
+        values.append(sigma.tolist())
+        counted.append(sigma)
+        rows.append({"n": int(sigma.size), "sigma_max": float(sigma.max()) if sigma.size else None,
+                     "sigma_mean": float(sigma.mean()) if sigma.size else None})
+    every = np.concatenate(counted) if counted else np.zeros(0)
+    return {"per_configuration": rows, "histogram": sigma_histogram(every), "sigma": values,
+            "k": len(models), "ddof": int(ddof)}

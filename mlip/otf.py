@@ -163,6 +163,7 @@ class OTFRun:
     gamma_max: list[float]
     n_candidates: int  # atoms above gamma_select, summed over snapshots
     wall_time_s: float
+    gamma_histogram: dict[str, Any] | None = None  # every graded atom of every snapshot (sampling.maxvol.log_histogram)
 
     @property
     def completed(self) -> bool:
@@ -181,6 +182,7 @@ class OTFIteration:
     n_selected: int
     selected: list[dict[str, Any]]  # {"run", "snapshot_step", "atom", "gamma"}
     n_added: int
+    added: list[dict[str, Any]]  # {"source", "n_atoms", "energy_per_atom" (label, eV/atom), "gamma"}
     failures: list[dict[str, Any]]
     retrained: str | None
     rmse: dict[str, Any] | None
@@ -330,6 +332,7 @@ def grade_run(
     from ase.md.nvtberendsen import NVTBerendsen
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
+    from sampling.maxvol import log_histogram, merge_histograms
     from sampling.selection import grade_atoms
 
     started = time.perf_counter()
@@ -350,6 +353,7 @@ def grade_run(
     maxima: list[float] = []
     collected: list[tuple[Atoms, np.ndarray, np.ndarray]] = []
     n_candidates = 0
+    histograms = []
     while True:
         energy = atoms.get_potential_energy()
         if not (np.isfinite(energy) and np.all(np.isfinite(atoms.positions))):
@@ -358,6 +362,7 @@ def grade_run(
         rows, gamma = grade_atoms(basis, active_set, atoms)
         snapshot_steps.append(steps_done)
         maxima.append(float(gamma.max()))
+        histograms.append(log_histogram(gamma))
         above = gamma > gamma_select
         if above.any():
             snapshot = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
@@ -376,7 +381,8 @@ def grade_run(
         steps_done += chunk
     run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
                  snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
-                 wall_time_s=time.perf_counter() - started)
+                 wall_time_s=time.perf_counter() - started,
+                 gamma_histogram=merge_histograms(histograms) if histograms else None)
     return run, collected
 
 
@@ -546,6 +552,9 @@ def run_otf(
         record = OTFIteration(
             index=index, model=str(basis.path), n_train_before=len(training) - len(added), runs=runs,
             n_candidates=n_candidates, n_selected=len(chosen), selected=selected, n_added=len(added),
+            added=[{"source": a.info.get("source"), "n_atoms": len(a),
+                    "energy_per_atom": float(a.get_potential_energy() / len(a)), "gamma": a.info.get("otf_gamma")}
+                   for a in added],
             failures=failures, retrained=retrained, rmse=rmse_record,
             gamma_max=max(max(run.gamma_max) for run in runs), wall_time_s=time.perf_counter() - started,
             timing=timing,

@@ -12,7 +12,8 @@ from ase.build import bulk
 from ase.calculators.eam import EAM
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlip.ensemble import DEFAULT_SIGMA_EDGES, force_spread, predict_forces, sigma_histogram, train_ensemble
+from mlip.ensemble import (DEFAULT_SIGMA_EDGES, ensemble_report, force_spread, predict_forces, sigma_histogram,
+                           train_ensemble)
 from mlip.train import TrainingInputError
 from sampling.maxvol import merge_histograms
 from sampling.potentials import load_potential
@@ -100,6 +101,20 @@ def test_histogram_counts_every_atom_on_log_bins(members):
     merged = merge_histograms(histograms)
     assert merged["n"] == sum(sum(h["counts"]) for h in histograms) == len(perfect) + len(vacancy) + len(rattled)
     assert len(DEFAULT_SIGMA_EDGES) == 61
+
+
+def test_report_counts_only_the_masked_atoms(members):
+    perfect, vacancy, rattled = _structures()
+    lengths = vacancy.cell.lengths()
+    near = np.linalg.norm(vacancy.positions - np.round(vacancy.positions / lengths) * lengths, axis=1) < 2.9
+    report = ensemble_report(members, [perfect, vacancy], masks=[np.ones(len(perfect), bool), near])
+    json.dumps(report)
+    assert [row["n"] for row in report["per_configuration"]] == [len(perfect), 8]
+    assert sum(report["histogram"]["counts"]) == len(perfect) + 8
+    full = force_spread(predict_forces(members, vacancy))
+    assert report["per_configuration"][1]["sigma_max"] == pytest.approx(full[near].max())
+    assert report["histogram"]["sigma_max"] == pytest.approx(full[near].max())
+    assert report["k"] == 3
 
 
 def test_bad_ensemble_input(members):

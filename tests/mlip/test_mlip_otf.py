@@ -84,7 +84,11 @@ def test_otf_loop_ends_with_every_production_snapshot_below_gamma_break(otf):
     # consistent records: a run stops early only by gamma_break, at the snapshot that crossed it
     for it in iterations:
         assert it.gamma_max == pytest.approx(max(max(r.gamma_max) for r in it.runs))
+        assert len(it.added) == it.n_added
         for run in it.runs:
+            histogram = run.gamma_histogram  # every graded atom of the run, for the dashboard
+            assert histogram["n"] == sum(histogram["counts"]) == len(run.gamma_max) * len(otf["targets"][0].atoms)
+            assert histogram["gamma_max"] == pytest.approx(max(run.gamma_max))
             assert run.snapshot_steps == list(range(0, run.steps_done + 1, settings.check_every))
             if run.stopped == "gamma_break":
                 assert run.gamma_max[-1] > settings.gamma_break >= max(run.gamma_max[:-1])
@@ -106,6 +110,11 @@ def test_selected_environments_are_vacancy_neighbours_rebuilt_as_labelled_period
         assert _distance_to_origin(snapshot, chosen["atom"]) < 3.9
     added = result.training_set[len(otf["initial"]):]
     assert len(added) == sum(result.added_per_iteration)
+    recorded = [entry for it in result.iterations for entry in it.added]
+    assert [entry["n_atoms"] for entry in recorded] == [len(cell) for cell in added]
+    for entry, cell in zip(recorded, added):
+        assert entry["energy_per_atom"] == pytest.approx(cell.get_potential_energy() / len(cell))
+        assert entry["gamma"] > 2.0 and entry["source"].startswith("otf:vacancy-600K:step-")
     for cell in added:
         assert all(cell.pbc) and len(cell) <= MAX_ATOMS
         assert 12.0 < cell.cell.lengths().min()  # the 5 A core and the GCMC shell around it
