@@ -4,8 +4,8 @@ Each size is one real ``labelling.label(atoms, quick("gpaw"), workdir)`` call, e
 runs it: a ``python -m labelling.gpaw_run`` subprocess (setup, SCF, forces, stress, result.json).
 Cells are n x n x n conventional bcc W cubes (a0 = 3.165 A; n = 1, 2, 3, 4 -> 2, 16, 54, 128
 atoms), rattled (Gaussian, --rattle A) so forces are non-zero and no symmetry reduces the
-k-points beyond time reversal. The quick profile: PW 300 eV, k spacing 2*pi*0.05 1/A, FD 0.1 eV,
-SCF 1e-5 eV.
+k-points beyond time reversal. The quick profile: PW 300 eV, k spacing 2*pi*0.1 1/A, FD 0.1 eV,
+SCF 1e-4 eV, W setup with 6 valence electrons.
 
 Parallelism: GPAW here is built without MPI and without OpenMP (``gpaw info``), and every label is
 one single-threaded process (``labelling.backends._python_env`` pins OPENBLAS_NUM_THREADS = 1:
@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     mpi = bool(getattr(cgpaw, "have_mpi", False))
     print(f"GPAW {gpaw.__version__}: MPI {'yes' if mpi else 'no'}, OpenMP no; one single-threaded process per label, "
           f"{args.parallel} labels at once; {os.cpu_count()} cores on this machine")
-    print(f"quick profile: {quick('gpaw').ecut:.0f} eV, k spacing 2*pi*0.05 1/A, FD {quick('gpaw').sigma} eV, "
+    setups = quick("gpaw").engine_options.get("setups", "default")
+    print(f"quick profile: {quick('gpaw').ecut:.0f} eV, k spacing 2*pi*{quick('gpaw').kspacing / (2 * math.pi):.3g} 1/A, "
+          f"setups {setups}, FD {quick('gpaw').sigma} eV, "
           f"SCF {quick('gpaw').scf_energy_tol:g} eV; rattle {args.rattle} A; walltime {args.max_minutes:g} min per size")
 
     sizes = sorted(set(args.sizes))

@@ -114,5 +114,20 @@ def write_dataset(file: TextIO | BinaryIO, images: Iterable[Atoms], format: str,
     else:
         from ase.io import write
 
-        write(file, images, format="extxyz")
+        write(file, [_without_duplicated_results(atoms) for atoms in images], format="extxyz")
     return len(images)
+
+
+def _without_duplicated_results(atoms: Atoms) -> Atoms:
+    """ASE's extxyz writer refuses an info key that the calculator also has (a labelled cell carries
+    energy/stress in both, DESIGN section 3): the calculator's value is the one written."""
+    calc = atoms.calc
+    results = getattr(calc, "results", {}) if calc is not None else {}
+    duplicated = [key for key in atoms.info if key in results]
+    if not duplicated:
+        return atoms
+    copy = atoms.copy()
+    copy.calc = calc
+    for key in duplicated:
+        del copy.info[key]
+    return copy

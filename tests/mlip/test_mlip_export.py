@@ -69,6 +69,22 @@ def test_round_trip_keeps_positions_cell_energy_forces_stress(labelled, fmt):
                                        atol=plus_stress_tol + 1e-12)
 
 
+def test_a_label_result_cell_exports_to_extxyz(tmp_path):
+    """LabelResult.to_atoms keeps energy/stress in info and the calculator (DESIGN section 3); ASE's
+    writer refuses such duplicates, so the export writes the calculator's values once."""
+    from labelling import label, quick
+
+    atoms = bulk("W", "bcc", a=3.165, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.05, seed=4)
+    cell = label(atoms, quick("eam"), tmp_path / "job").to_atoms(atoms)
+    assert "energy" in cell.info and "stress" in cell.info
+    (back,) = read_dataset(_write([cell], "extxyz"), format="extxyz")
+    assert back.get_potential_energy() == pytest.approx(cell.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(back.get_forces(), cell.get_forces(), atol=1e-8)
+    np.testing.assert_allclose(back.get_stress(), cell.get_stress(), atol=1e-8)
+    assert cell.info["energy"] == cell.get_potential_energy()  # the caller's cell is not changed
+
+
 def test_motep_reads_our_cfg(labelled, tmp_path):
     from motep.io import read
 
