@@ -108,7 +108,9 @@ def read_log(path: Path, start: float, row: Row) -> None:
         seconds = []
         for h, m, s in stamps:
             t = midnight + int(h) * 3600 + int(m) * 60 + int(s)
-            while seconds and t < seconds[-1]:
+            # GPAW prints wall-clock times of day: a stamp earlier than the start (or than the last
+            # stamp) is on the next day
+            while t < (seconds[-1] if seconds else start - 1):
                 t += 86400
             seconds.append(t)
         row.iters_done = len(seconds)
