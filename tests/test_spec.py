@@ -26,8 +26,14 @@ def test_example_spec_parses_with_paper_defaults():
     # Paper defaults (DESIGN.md section 1)
     assert spec.selection.gamma_select == 2.0 and spec.selection.gamma_break == 10.0
     assert spec.selection.cluster_radius == 8.0
-    assert spec.reconstruction.core_radius == 5.0 and spec.reconstruction.max_atoms == 140
     assert spec.reconstruction.temperature == 100.0 and spec.reconstruction.mu == 0.1
+    # the spec's defaults are the paper's cells; the quick start shrinks them on purpose so that its GPAW
+    # labels fit a laptop (README, "What the quick start is sized to")
+    from schemas.campaign import ReconstructionParams
+
+    assert ReconstructionParams().core_radius == 5.0 and ReconstructionParams().max_atoms == 140
+    assert (spec.reconstruction.core_radius, spec.reconstruction.max_atoms) == (3.2, 40)
+    assert (spec.labelling.engine, spec.labelling.profile) == ("gpaw", "quick")
 
 
 def test_json_and_yaml_give_the_same_spec():
