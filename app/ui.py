@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import dashboard
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, get_owned_campaign
 from app.auth import user_for_token
 from app.db.models import Campaign, Structure, User
 from app.db.storage import StructureStore
@@ -78,10 +78,7 @@ UiUser = Annotated[User, Depends(ui_user)]
 
 
 def _owned(session: SessionDep, user: User, campaign_id: int) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None or campaign.owner_id != user.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign_id} not found")
-    return campaign
+    return get_owned_campaign(campaign_id, session, user)  # the API's rule: another user's is a 404
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
