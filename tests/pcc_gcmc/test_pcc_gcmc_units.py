@@ -60,6 +60,10 @@ def test_params_round_trip_and_schema_compatibility():
         GCMCParams(max_atoms=1)
     with pytest.raises(ValueError, match="grid"):
         GCMCParams(grid="coarse")
+    with pytest.raises(ValueError, match="core_wall: must be one of retry, always, never"):
+        GCMCParams(core_wall="sometimes")
+    with pytest.raises(ValueError, match="wall_width: must be > 0 .*core_wall 'never'"):
+        GCMCParams(wall_width=0.0)
 
 
 def test_core_is_the_5A_sphere_of_the_centre(w_cluster):
