@@ -25,6 +25,7 @@ ATOMS_PER_PAGE = 200
 MAX_POINTS = 2000  # points of a series (gamma_max per snapshot) sent to the browser
 
 GAMMA_HISTOGRAM = "gamma_histogram"
+GAMMA_BY_DATASET = "gamma_by_dataset"
 CANDIDATES = "pcc_gcmc_candidates"
 SOAP_PCA = "soap_pca"
 CAMPAIGN_ARTIFACT = "campaign"
@@ -292,6 +293,25 @@ def _gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str,
     for name, histogram in out.items():
         histogram["label"] = HISTOGRAM_DATASETS[name]
     return out
+
+
+TRAINING_SET_LABELS = {
+    "B": "the basic training set B",
+    "B+C": "B plus the cut clusters with vacuum (C)",
+    "B+P": "B plus the PCC-GCMC periodic cells (P)",
+}
+
+
+def training_set_histograms(session: Session, campaign_id: int) -> dict[str, Any]:
+    """gamma of the candidate environments against the active sets of B, B+C and B+P (paper Fig. 4e-f).
+
+    Stored by the reconstruction stage (one pass, binned on the shared edges): ``{"histograms": {name:
+    histogram}, "error": None}``; ``error`` says why the basis could not grade them; both empty before.
+    """
+    stored = _artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN_ARTIFACT) or {}
+    histograms = {name: {**stored[name], "label": f"candidates vs. {TRAINING_SET_LABELS[name]}"}
+                  for name in TRAINING_SET_LABELS if name in stored}
+    return {"histograms": histograms, "error": stored.get("error")}
 
 
 def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:

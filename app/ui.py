@@ -169,6 +169,7 @@ def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_
         "campaign": campaign,
         "progress": dashboard.progress(session, campaign),
         "histograms": histograms,
+        "training_sets": dashboard.training_set_histograms(session, campaign.id),
         "gamma_max": dashboard.gamma_max_series(session, campaign.id),
         "clusters": clusters,
         "grid": dashboard.box_grid(session, campaign.id, chosen) if chosen else None,
@@ -204,7 +205,9 @@ def histograms_json(session: SessionDep, user: UiUser, campaign_id: int,
 def histograms_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
     campaign = _owned(session, user, campaign_id)
     rows = []
-    for name, histogram in dashboard.gamma_histograms(session, campaign.id).items():
+    histograms = dict(dashboard.gamma_histograms(session, campaign.id))
+    histograms.update(dashboard.training_set_histograms(session, campaign.id)["histograms"])
+    for name, histogram in histograms.items():
         edges = histogram["edges"]
         rows += [[name, edges[i], edges[i + 1], count] for i, count in enumerate(histogram["counts"])]
     return _csv(rows, ["dataset", "gamma_from", "gamma_to", "count"], f"campaign-{campaign.id}-gamma-histograms.csv")

@@ -80,3 +80,34 @@ def select_environments(
         labels=[f"config-{k}:atom-{a}" for k, a in owners],
     )
     return Selection(updated, [owners[int(i)] for i in picked])
+
+
+def gamma_against_training_sets(
+    basis: Basis,
+    training_sets: dict[str, Sequence[Atoms]],
+    graded_rows: np.ndarray,
+    tolerance: float = 1.001,
+) -> dict[str, np.ndarray]:
+    """gamma of the ``graded_rows`` (n x m, e.g. a campaign's candidate environments) against the
+    MaxVol active set of each named training set, e.g. ``{"B": basic, "B+C": basic + clusters,
+    "B+P": basic + periodic cells}`` (the paper's Fig. 4e-f comparison).
+
+    One fixed basis for every set (MLIP-3's ``calc-grade`` with one potential), so the sets differ only
+    in the environments they hold, not in refitted radial functions. Rows of a configuration shared by
+    several sets are computed once.
+    """
+    cache: dict[int, np.ndarray] = {}
+
+    def rows_of(atoms: Atoms) -> np.ndarray:
+        if id(atoms) not in cache:
+            cache[id(atoms)] = basis.rows(atoms)
+        return cache[id(atoms)]
+
+    graded_rows = np.asarray(graded_rows, dtype=float)
+    out = {}
+    for name, images in training_sets.items():
+        if not images:
+            raise ValueError(f"training set {name!r} is empty")
+        active_set = build_active_set(np.vstack([rows_of(atoms) for atoms in images]), tolerance=tolerance)
+        out[name] = grades(active_set, graded_rows) if len(graded_rows) else np.zeros(0)
+    return out

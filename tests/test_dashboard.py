@@ -182,8 +182,21 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
             assert drawn[name][:-1] == counts, name  # the chart's steps (last bin repeated to its right edge)
             table = page.locator(f"#histogram-table td.count[data-dataset='{name}']").all_text_contents()
             assert [int(v) for v in table] == counts, name  # the text alternative
-        page.get_by_label("Logarithmic count axis").check()
+        page.get_by_label("Logarithmic count axis", exact=True).check()
         assert page.evaluate("window.dgCharts.histogram.scales.y.distr") == 3
+        # the candidates against B, B+C and B+P (Fig. 4e-f): against B they are the grading stage's gammas
+        # (the same active set, rebuilt from the stored B); the selected environment is in C and P
+        by_set = stored["artifacts"][("gamma_by_dataset", "campaign")]
+        assert set(by_set) == {"B", "B+C", "B+P"}
+        assert by_set["B"]["counts"] == histograms["candidates"]
+        assert by_set["B+P"]["n"] == by_set["B+C"]["n"] == len(stored["gammas"])
+        assert by_set["B+P"]["gamma_max"] < by_set["B"]["gamma_max"]
+        assert by_set["B+C"]["gamma_max"] < by_set["B"]["gamma_max"]
+        drawn = _chart_series(page, "training-sets")
+        for name in ("B", "B+C", "B+P"):
+            assert drawn[name][:-1] == by_set[name]["counts"], name
+            table = page.locator(f"#training-sets-table td.count[data-dataset='{name}']").all_text_contents()
+            assert [int(v) for v in table] == by_set[name]["counts"], name
         gamma_max = _chart_series(page, "gammaMax")["γmax"]
         assert gamma_max == pytest.approx(stored["gamma_max"])
 

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   window.dgCharts = {};
-  const PALETTE = { sampled: "#7f7f7f", candidates: "#1f77b4", selected: "#d62728", B: "#1f77b4", C: "#ff7f0e", P: "#2ca02c", OTF: "#9467bd" };
+  const PALETTE = { sampled: "#7f7f7f", candidates: "#1f77b4", selected: "#d62728", B: "#1f77b4", C: "#ff7f0e", P: "#2ca02c", OTF: "#9467bd", "B+C": "#ff7f0e", "B+P": "#2ca02c" };
   const colour = (name, i) => PALETTE[name] || ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"][i % 4];
   const jsonData = (id) => { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; };
   const width = (el) => Math.max(400, Math.min(1100, (el.parentElement || document.body).clientWidth - 20));
@@ -50,22 +50,23 @@
   }
 
   // ---------------------------------------------------------------- gamma histograms (log bins)
-  function histogramChart(data) {
-    const el = document.getElementById("histogram-chart");
-    if (!el || !data || !data.histograms || !Object.keys(data.histograms).length) return;
-    const names = Object.keys(data.histograms);
-    const edges = data.histograms[names[0]].edges;
+  // ``key``: the element ids' prefix (KEY-chart, KEY-logy) and the dgCharts entry (KEY, KEY + "Counts")
+  function histogramChart(histograms, key, title) {
+    const el = document.getElementById(key + "-chart");
+    if (!el || !histograms || !Object.keys(histograms).length) return;
+    const names = Object.keys(histograms);
+    const edges = histograms[names[0]].edges;
     // stepped lines over the bin edges: y[i] is the count of bin [edges[i], edges[i+1]); the last
     // point repeats the last bin so that it is drawn to its right edge
-    const series = names.map((n) => { const c = data.histograms[n].counts; return c.concat([c[c.length - 1]]); });
-    const logBox = document.getElementById("hist-logy");
+    const series = names.map((n) => { const c = histograms[n].counts; return c.concat([c[c.length - 1]]); });
+    const logBox = document.getElementById(key + "-logy");
     const draw = () => {
       const logY = logBox && logBox.checked;
       // log axis: an empty bin is drawn on the floor (0.5) so the steps stay connected; linear: the counts
       const ys = series.map((c) => (logY ? c.map((v) => (v > 0 ? v : 0.5)) : c));
-      if (window.dgCharts.histogram) { window.dgCharts.histogram.destroy(); }
+      if (window.dgCharts[key]) { window.dgCharts[key].destroy(); }
       const opts = {
-        title: "γ per dataset", width: width(el), height: 320,
+        title: title, width: width(el), height: 320,
         scales: { x: { time: false, distr: 3 }, y: logY ? { distr: 3, range: (u, lo, hi) => [0.5, Math.max(10, hi * 2)] } : { distr: 1 } },
         axes: [{ label: "extrapolation grade γ" }, { label: "atoms per bin" }],
         series: [{ label: "γ from" }].concat(names.map((n, i) => ({
@@ -73,8 +74,8 @@
           paths: uPlot.paths.stepped({ align: 1 }), points: { show: false },
         }))),
       };
-      window.dgCharts.histogram = new uPlot(opts, [edges].concat(ys), el);
-      window.dgCharts.histogramCounts = Object.fromEntries(names.map((n) => [n, data.histograms[n].counts]));
+      window.dgCharts[key] = new uPlot(opts, [edges].concat(ys), el);
+      window.dgCharts[key + "Counts"] = Object.fromEntries(names.map((n) => [n, histograms[n].counts]));
     };
     draw();
     if (logBox) logBox.addEventListener("change", draw);
@@ -158,7 +159,12 @@
   document.addEventListener("DOMContentLoaded", () => {
     pollProgress();
     const data = jsonData("dg-campaign-data");
-    for (const chart of [histogramChart, gammaMaxChart, soapChart]) {
+    const charts = [
+      (d) => histogramChart(d && d.histograms, "histogram", "γ per dataset"),
+      (d) => histogramChart(d && d.training_sets, "training-sets", "γ of the candidates against B, B+C, B+P"),
+      gammaMaxChart, soapChart,
+    ];
+    for (const chart of charts) {
       try { chart(data); } catch (e) { console.error(e); }
     }
     structureViewer();

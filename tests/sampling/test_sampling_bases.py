@@ -334,3 +334,26 @@ def test_mlip3_runs_the_configured_binary(tmp_path):
         basis.select_add(train, train)
     with pytest.raises(Mlip3Error, match="not found"):
         Mlip3Basis(tmp_path / "missing-mlp", potential, species=["W"])
+
+
+def test_candidates_graded_against_b_b_plus_c_and_b_plus_p(snap, snap_active):
+    """The dashboard's Fig. 4e-f comparison: vacancy neighbours extrapolate against B and interpolate against
+    B + a cluster cut around the vacancy (C) and B + the vacancy cell itself (P, a periodic cell holding it)."""
+    from sampling.clusters import cut_clusters
+    from sampling.selection import gamma_against_training_sets
+
+    active, _ = snap_active
+    vacancy, distance = _vacancy_cell()
+    neighbours = distance < 0.9 * A_W
+    graded = snap.rows(vacancy)[neighbours]
+    cluster = cut_clusters(vacancy, [int(np.flatnonzero(neighbours)[0])], radius=8.0)[0].atoms
+    training = _training_bulk()
+    gammas = gamma_against_training_sets(snap, {"B": training, "B+C": training + [cluster],
+                                                "B+P": training + [vacancy]}, graded)
+    np.testing.assert_allclose(gammas["B"], mv.grades(active, graded), rtol=1e-9)  # the same active set
+    assert gammas["B"].min() > 2.0
+    assert gammas["B+P"].max() <= 1.001  # every neighbour's environment is in P
+    # C holds the first neighbour's 8 A sphere: its own environment and those of the neighbours within it
+    assert gammas["B+C"][0] <= 1.001 and gammas["B+C"].max() < gammas["B"].min()
+    with pytest.raises(ValueError, match="training set 'B\\+C' is empty"):
+        gamma_against_training_sets(snap, {"B": training, "B+C": []}, graded)

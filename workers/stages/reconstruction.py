@@ -5,7 +5,8 @@ queue, so the candidates of one cluster run in parallel on as many workers as th
 embedded default runs them in a process pool); each item stores its candidate as an artifact.
 Stage ``reconstruction`` picks the best admissible candidate of every cluster, stores it as a
 ``periodic`` structure with per-atom ``core`` and ``inserted`` arrays, keeps the candidate table
-of each cluster for the dashboard (the paper's Fig. 3b) and adds P to the SOAP map.
+of each cluster for the dashboard (the paper's Fig. 3b), adds P to the SOAP map and grades the
+candidate environments against the active sets of B, B+C and B+P (the paper's Fig. 4e-f).
 """
 
 from __future__ import annotations
@@ -22,17 +23,22 @@ from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
 from pcc_gcmc import GCMCParams, NoAdmissibleCandidateError, ReconstructionError, assemble, plan, run_candidate
+from sampling import maxvol
+from sampling.bases import BasisError
 from sampling.datasets import soap_pca_map
 from sampling.potentials import PotentialError
+from sampling.selection import gamma_against_training_sets
 from schemas import CampaignSpec
 from workers.stages.common import (
     PlannedItem,
+    campaign_dir,
     load_item,
     put_artifact,
     put_structure,
     resolve_potential,
     stored_structures,
 )
+from workers.stages.selection import campaign_basis
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ PLAN = "pcc_gcmc_plan"  # per cluster: payload, grid, seeds (what the box items 
 CANDIDATE = "pcc_gcmc_candidate"  # per box: the finished candidate with its structure (dropped after assembly)
 CANDIDATES = "pcc_gcmc_candidates"  # per cluster: the candidate table without structures (dashboard)
 CAMPAIGN = "campaign"
+GAMMA_BY_DATASET = "gamma_by_dataset"  # the candidates' gamma against B, B+C and B+P (dashboard)
 
 
 def gcmc_params(spec: CampaignSpec) -> GCMCParams:
@@ -180,3 +187,28 @@ def assemble_cells(item_id: int) -> None:
                 for name, stage in (("B", "basic"), ("C", "cluster_vacuum"), ("P", "periodic"))}
         put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
                      soap_pca_map({k: v for k, v in maps.items() if v}, max_atoms_per_dataset=2000))
+        put_artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN, _gamma_by_dataset(campaign_id, spec, maps))
+
+
+def _gamma_by_dataset(campaign_id: int, spec: CampaignSpec, maps: dict[str, list[Atoms]]) -> dict:
+    """The candidate environments graded against the active sets of B, B+C and B+P (paper Fig. 4e-f).
+
+    Histograms per set on the shared log edges; ``{"error": ...}`` when the basis cannot grade them
+    (the campaign goes on: this is a view of the data, not a step of it).
+    """
+    files = sorted((campaign_dir(campaign_id) / "rows").glob("*.candidates.npy"))
+    graded = np.vstack([np.load(f) for f in files]) if files else np.zeros((0, 0))
+    sets = {"B": maps["B"]}
+    for name in ("C", "P"):
+        if maps[name]:
+            sets[f"B+{name}"] = maps["B"] + maps[name]
+    try:
+        gammas = gamma_against_training_sets(campaign_basis(spec, [spec.element]), sets, graded)
+    except (ValueError, BasisError, RuntimeError) as exc:
+        log.warning("campaign %s: grading against B, B+C, B+P failed: %s", campaign_id, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        name: {**maxvol.log_histogram(gamma), "training_configurations": len(sets[name]),
+               "graded": spec.selection.candidates}
+        for name, gamma in gammas.items()
+    }

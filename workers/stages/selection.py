@@ -106,6 +106,8 @@ def grade_snapshot(item_id: int) -> None:
     rows_dir.mkdir(exist_ok=True)
     np.savez(rows_dir / f"{structure_id}.npz", atoms=chosen, rows=rows[chosen], gamma=gamma[chosen])
     np.save(rows_dir / f"{structure_id}.gamma.npy", gamma)
+    # every candidate's rows, for grading against B, B+C and B+P once the cells exist (reconstruction)
+    np.save(rows_dir / f"{structure_id}.candidates.npy", rows[mask])
     with session_scope() as session:
         for atom_index in candidates:
             session.execute(
