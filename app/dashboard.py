@@ -492,3 +492,41 @@ def structure_page(session: Session, campaign_id: int, page: int = 1, stage: str
          "label_id": r[6]}
         for r in rows
     ], pager, {k: int(v) for k, v in stages.items()}
+
+
+# --------------------------------------------------------------------------- refinement (OTF, ensemble)
+
+
+def refinement_results(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    """What the refinement stages stored: the first MTP's errors, one record per finished OTF iteration,
+    the loop's summary, gamma_max of every OTF run per graded snapshot (:func:`otf_gamma_series`) and the
+    ensemble's sigma_F histogram; None when there is none of them (no refinement section, or not run yet)."""
+    from workers.stages import refinement
+
+    training = _artifact(session, campaign_id, refinement.TRAINING, CAMPAIGN_ARTIFACT)
+    iterations = list(session.scalars(
+        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == refinement.OTF_ITERATION)
+        .order_by(Artifact.name)
+    ))
+    ensemble = _artifact(session, campaign_id, refinement.ENSEMBLE, CAMPAIGN_ARTIFACT)
+    if training is None and not iterations and ensemble is None:
+        return None
+    return {"training": training, "iterations": iterations,
+            "summary": _artifact(session, campaign_id, refinement.OTF, CAMPAIGN_ARTIFACT),
+            "series": otf_gamma_series(iterations), "ensemble": ensemble}
+
+
+def otf_gamma_series(iterations: list[dict[str, Any]]) -> dict[str, Any]:
+    """gamma_max per graded snapshot of every OTF run (the paper's Fig. 4i) on one axis of MD steps: a
+    series per (iteration, target), None at steps the run did not reach (it stopped at gamma_break)."""
+    steps = sorted({step for it in iterations for run in it["runs"] for step in run["snapshot_steps"]})
+    position = {step: i for i, step in enumerate(steps)}
+    series = []
+    for it in iterations:
+        for run in it["runs"]:
+            values: list[float | None] = [None] * len(steps)
+            for step, gamma_max in zip(run["snapshot_steps"], run["gamma_max"], strict=True):
+                values[position[step]] = gamma_max
+            series.append({"label": f"iteration {it['index']}: {run['target']}", "iteration": it["index"],
+                           "target": run["target"], "gamma_max": values})
+    return {"steps": steps, "series": series}

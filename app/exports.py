@@ -1,8 +1,9 @@
 """A campaign's labelled datasets, assembled from the database for export (REST and CLI share this).
 
-Datasets in the paper's words: B (the basic training set: the user's labelled file), P (PCC-GCMC
-periodic cells with their labels), C (clusters with vacuum: not labelled by a campaign, so not
-exportable as training data), OTF (on-the-fly additions, once refinement runs).
+Datasets in the paper's words: B (the basic training set: the user's labelled file, or B as a campaign
+with refinement labelled it), P (PCC-GCMC periodic cells with their labels), C (clusters with vacuum:
+not labelled by a campaign, so not exportable as training data), OTF (the cells the on-the-fly
+refinement added, with their labels).
 """
 
 from __future__ import annotations
@@ -13,18 +14,12 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, Label, Structure
-from app.db.storage import StructureStore
-from app.settings import get_settings
+from app.db.models import Campaign
 from mlip import EXPORT_FORMATS, ExportError, write_dataset
-from sampling.datasets import read_dataset
 from schemas import CampaignSpec
-from workers.stages.common import resolve_data_file
-from workers.stages.labelling import read_label
+from workers.stages.labelling import labelled_basic_set, labelled_structures
 
 DATASETS = ("B", "C", "P", "OTF")
 MEDIA_TYPES = {"mtp": "text/plain", "ace": "application/gzip", "extxyz": "text/plain"}
@@ -55,34 +50,14 @@ def parse_datasets(text: str) -> tuple[str, ...]:
     return names
 
 
-def _basic(spec: CampaignSpec) -> list[Atoms]:
-    if not spec.selection.training_set:
+def _basic(session: Session, campaign_id: int, spec: CampaignSpec) -> list[Atoms]:
+    if not spec.selection.training_set and spec.refinement is None:
         raise ExportError(
             "dataset B of this campaign was generated (no selection.training_set) and has no DFT labels; "
-            "export P only, or give a labelled training set in the spec"
+            "export P only, give a labelled training set in the spec, or add a refinement section (which "
+            "labels B)"
         )
-    return read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
-
-
-def _periodic(session: Session, campaign_id: int) -> list[Atoms]:
-    store = StructureStore(get_settings().data_dir)
-    rows = session.execute(
-        select(Structure.path, Structure.source, Label.path, Label.engine, Label.engine_version)
-        .join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "periodic", Label.state == "succeeded")
-        .order_by(Structure.id)
-    ).all()
-    images = []
-    for structure_path, source, label_path, engine, version in rows:
-        atoms = store.read(structure_path)
-        stored = read_label(label_path)
-        results = {"energy": stored["energy"], "free_energy": stored["energy"], "forces": np.array(stored["forces"])}
-        if stored.get("stress") is not None:
-            results["stress"] = np.array(stored["stress"])
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        atoms.info.update(source=source, label_engine=f"{engine} {version}".strip())
-        images.append(atoms)
-    return images
+    return labelled_basic_set(session, campaign_id, spec)
 
 
 def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[str],
@@ -92,13 +67,16 @@ def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[st
     images: list[Atoms] = []
     for name in datasets:
         if name == "B":
-            images += _basic(spec)
+            images += _basic(session, campaign.id, spec)
         elif name == "P":
-            images += _periodic(session, campaign.id)
+            images += labelled_structures(session, campaign.id, "periodic")
         elif name == "C":
             raise ExportError("dataset C (clusters with vacuum) is not labelled by a campaign; export B and P")
         elif name == "OTF":
-            raise ExportError("dataset OTF: this campaign has no on-the-fly refinement yet; export B and P")
+            if spec.refinement is None:
+                raise ExportError("dataset OTF: this campaign has no on-the-fly refinement (no refinement "
+                                  "section in its spec); export B and P")
+            images += labelled_structures(session, campaign.id, "otf")
     kept = [atoms for atoms in images if filters.keep(atoms)]
     if not kept:
         raise ExportError(

@@ -174,6 +174,7 @@ def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_
         "clusters": clusters,
         "grid": dashboard.box_grid(session, campaign.id, chosen) if chosen else None,
         "soap": dashboard.soap_pca(session, campaign.id),
+        "refinement": dashboard.refinement_results(session, campaign.id),
         "labels": labels, "label_pager": label_pager, "label_states": label_states,
         "export_formats": EXPORT_FORMATS,
         **dict(zip(("structures", "structure_pager", "structure_stages"),
@@ -219,6 +220,16 @@ def gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Respon
     series = dashboard.gamma_max_series(session, campaign.id, max_points=10**9)
     rows = list(zip(series["index"], series["structure_id"], series["source"], series["gamma_max"], strict=True))
     return _csv(rows, ["snapshot", "structure_id", "source", "gamma_max"], f"campaign-{campaign.id}-gamma-max.csv")
+
+
+@router.get("/campaigns/{campaign_id}/otf-gamma-max.csv")
+def otf_gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
+    campaign = _owned(session, user, campaign_id)
+    results = dashboard.refinement_results(session, campaign.id)
+    iterations = results["iterations"] if results else []
+    rows = [[it["index"], run["target"], step, gamma_max] for it in iterations for run in it["runs"]
+            for step, gamma_max in zip(run["snapshot_steps"], run["gamma_max"], strict=True)]
+    return _csv(rows, ["iteration", "target", "step", "gamma_max"], f"campaign-{campaign.id}-otf-gamma-max.csv")
 
 
 @router.get("/campaigns/{campaign_id}/soap-pca.csv")

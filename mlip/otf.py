@@ -30,9 +30,10 @@ gamma_select, ``"nothing_added"`` when every reconstruction or label failed) or 
 ``max_iterations`` iterations (the last one is then a production check: its candidates are counted,
 not added). The production configurations are the snapshots of the final iteration.
 
-Work directory: ``model-0/`` (initial model), ``iteration-NNN/`` (snapshots, clusters, cells, labels,
-the retrained ``model/``) and one ``iteration-NNN.json`` per finished iteration; a second call with
-the same work directory and settings resumes after the last finished iteration.
+Work directory: ``model-0/`` (initial model, unless one is given), ``iteration-NNN/`` (snapshots,
+clusters, cells, labels, the retrained ``model/``) and one ``iteration-NNN.json`` per finished
+iteration; a second call with the same work directory and settings resumes after the last finished
+iteration.
 
 Units: K, fs, eV, A; RMSE in meV/atom and meV/A as :func:`mlip.train.rmse`.
 """
@@ -43,7 +44,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -451,12 +452,17 @@ def run_otf(
     settings: OTFSettings | None = None,
     test: Sequence[Atoms] | None = None,
     label_launcher=None,
+    initial_model=None,
+    on_iteration: Callable[[OTFIteration, list[Atoms]], None] | None = None,
 ) -> OTFResult:
     """The OTF-AL loop (see the module docstring) from the labelled ``initial`` set; resumable in ``workdir``.
 
     ``label_settings``: :class:`labelling.DFTSettings` of the new cells (``labelling.quick("eam")`` is
     the classical reference labeller for tests). ``test``: labelled configurations for the test RMSE of
-    every model (optional).
+    every model (optional). ``initial_model``: a :class:`mlip.train.TrainedModel` (or its ``.mtp`` path)
+    already trained on ``initial`` with ``settings.train``, used instead of training ``model-0``.
+    ``on_iteration(record, added)``: called after every iteration with its record and its labelled new
+    cells, also for the iterations a resumed call reads back, so a caller's own store can catch up.
     """
     from sampling.bases import make_basis
     from sampling.selection import select_environments, training_active_set
@@ -480,6 +486,12 @@ def run_otf(
     fingerprint = {"version": STATE_VERSION, "settings": settings.describe(),
                    "targets": [t.describe() for t in targets], "initial_sha1": _labels_hash(initial),
                    "test_sha1": _labels_hash(test) if test else None, "label_settings": _label_settings(label_settings)}
+    if initial_model is not None:
+        from .train import TrainedModel
+
+        if not isinstance(initial_model, TrainedModel):
+            initial_model = TrainedModel.load(initial_model)
+        fingerprint["initial_model_sha1"] = hashlib.sha1(Path(initial_model.path).read_bytes()).hexdigest()
     state_file = workdir / "otf.json"
     if state_file.is_file():
         previous = json.loads(state_file.read_text())
@@ -488,8 +500,11 @@ def run_otf(
                                       "use a new work directory")
     _write_json(state_file, {"fingerprint": fingerprint})
 
-    model = _train(initial, list(test or []), workdir / "model-0", settings, species)
-    initial_model, initial_rmse = str(model.path), model.rmse
+    if initial_model is not None:
+        model = initial_model
+    else:
+        model = _train(initial, list(test or []), workdir / "model-0", settings, species)
+    initial_path, initial_rmse = str(model.path), model.rmse
     training = list(initial)
     iterations: list[OTFIteration] = []
     stopped = "max_iterations"
@@ -498,8 +513,11 @@ def run_otf(
         folder = workdir / f"iteration-{index:03d}"
         if record_file.is_file():  # resume
             record = OTFIteration.from_dict(json.loads(record_file.read_text()))
-            training += _read_images(folder / "added.extxyz")
+            added = _read_images(folder / "added.extxyz")
+            training += added
             iterations.append(record)
+            if on_iteration is not None:
+                on_iteration(record, added)
             if record.retrained:
                 from .train import TrainedModel
 
@@ -561,11 +579,13 @@ def run_otf(
         )
         _write_json(record_file, record.to_dict())
         iterations.append(record)
+        if on_iteration is not None:
+            on_iteration(record, added)
         reason = _stop_reason(record, last)
         if reason:
             stopped = reason
             break
-    return OTFResult(iterations=iterations, initial_model=initial_model, model=str(model.path), stopped=stopped,
+    return OTFResult(iterations=iterations, initial_model=initial_path, model=str(model.path), stopped=stopped,
                      training_set=training, initial_rmse=initial_rmse, workdir=workdir)
 
 

@@ -96,6 +96,77 @@ class StructurePublic(BaseModel):
     created_at: datetime
 
 
+class RmsePublic(BaseModel):
+    energy_mev_per_atom: float = Field(description="energy RMSE, meV/atom")
+    forces_mev_per_A: float = Field(description="force RMSE per Cartesian component, meV/A")
+    forces_norm_mev_per_A: float = Field(description="force RMSE per atom (|dF|), meV/A")
+    n_configurations: int
+    n_atoms: int
+
+
+class ModelErrors(BaseModel):
+    train: RmsePublic
+    test: RmsePublic | None = Field(description="None when no configuration was held out")
+
+
+class TrainingPublic(BaseModel):
+    level: int = Field(description="MTP level")
+    n_train: int
+    n_test: int
+    rmse: ModelErrors
+    engine: str
+    wall_time_s: float
+    iterations: int | None = Field(description="iterations of the nonlinear optimiser")
+
+
+class OTFRunPublic(BaseModel):
+    target: str
+    steps_requested: int
+    steps_done: int
+    stopped: str = Field(description="completed, gamma_break or unstable")
+    snapshot_steps: list[int] = Field(description="MD steps of the graded snapshots")
+    gamma_max: list[float] = Field(description="largest extrapolation grade of each graded snapshot")
+    n_candidates: int = Field(description="atoms above gamma_select, summed over the snapshots")
+
+
+class OTFIterationPublic(BaseModel):
+    index: int
+    runs: list[OTFRunPublic]
+    n_candidates: int = Field(description="atoms above gamma_select over every run")
+    n_selected: int = Field(description="environments chosen by D-optimality")
+    n_added: int = Field(description="labelled periodic cells added to the training set")
+    added: list[dict[str, Any]] = Field(description="per added cell: source, n_atoms, energy_per_atom (the "
+                                                    "label's, eV/atom), gamma of its centre atom")
+    structure_ids: list[int] = Field(description="the added cells (stage otf), in the order of added")
+    failures: list[dict[str, Any]] = Field(description="reconstructions or labels that failed, with the reason")
+    retrained: bool
+    rmse: ModelErrors | None = Field(description="the retrained model's errors; None when nothing was added")
+    gamma_max: float = Field(description="largest gamma_max over the iteration's snapshots")
+    wall_time_s: float
+
+
+class SigmaHistogram(BaseModel):
+    edges: list[float] = Field(description="log-spaced bin edges, eV/A")
+    counts: list[int] = Field(description="atoms per bin; below the first edge in the first, above the last in the last")
+    n: int = Field(description="atoms counted")
+    below: int
+    above: int
+    sigma_max: float | None = Field(description="eV/A")
+    sigma_mean: float | None = Field(description="eV/A")
+
+
+class EnsemblePublic(BaseModel):
+    k: int = Field(description="MTPs in the committee")
+    seeds: list[int]
+    counted: str = Field(description="which atoms the histogram counts")
+    n_train: int
+    n_test: int
+    histogram: SigmaHistogram = Field(description="sigma_F (paper Eq. 1) of the counted atoms")
+    per_snapshot: list[dict[str, Any]] = Field(description="per sampling snapshot: structure_id, source, n, "
+                                                           "sigma_max, sigma_mean (eV/A)")
+    members: list[dict[str, Any]] = Field(description="seed and train/test RMSE of every member")
+
+
 class PotentialUploaded(BaseModel):
     reference: str = Field(description="value for the spec's `potential` field")
     filename: str

@@ -15,7 +15,7 @@ from ase.data import chemical_symbols, reference_states
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from schemas.base import Strict
-from schemas.sampling import ATOMS_PER_CUBIC_CELL, KIND_TAGS, SamplingParams
+from schemas.sampling import ATOMS_PER_CUBIC_CELL, KIND_TAGS, SamplingParams, Structure
 
 Lattice = Literal["bcc", "fcc"]
 
@@ -104,6 +104,57 @@ class LabellingParams(Strict):
     slurm: SlurmParams = SlurmParams()
 
 
+class TrainingParams(Strict):
+    level: int = Field(8, ge=2, le=28, multiple_of=2, description="MTP level (MLIP's 02.mtp ... 28.mtp)")
+    max_iter: int = Field(100, ge=0, description="iterations of the nonlinear optimiser (Levenberg-Marquardt)")
+    min_dist: float = Field(2.0, gt=0, description="radial basis: smallest interatomic distance, A")
+    max_dist: float = Field(5.0, gt=0, description="radial basis: cutoff, A (the paper's W MTPs: 5 A)")
+    seed: int = Field(0, ge=0, description="random start of the fit; the test split uses it too")
+    test_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of the labelled configurations held out for the test RMSE"
+    )
+
+    @model_validator(mode="after")
+    def _radial_range(self) -> TrainingParams:
+        if self.min_dist >= self.max_dist:
+            raise ValueError(f"min_dist: {self.min_dist} A must be below max_dist ({self.max_dist} A)")
+        return self
+
+
+class OTFTarget(Strict):
+    name: str | None = Field(None, min_length=1, description="label of this run; default '<kind>-<index>'")
+    structure: Structure = Field(..., description="the starting structure, as in sampling.protocols")
+    temperature: float = Field(300.0, gt=0, description="MD temperature (Langevin), K")
+    steps: int = Field(..., ge=1, description="MD steps with the MTP per iteration")
+    timestep_fs: float = Field(1.0, gt=0, le=10, description="MD time step, fs")
+    seed: int = Field(0, ge=0, description="random seed of the velocities and the thermostat")
+
+
+class OTFParams(Strict):
+    targets: list[OTFTarget] = Field(
+        ..., min_length=1, description="production conditions: MD with the MTP, graded with gamma "
+        "(gamma_select and gamma_break of the selection section)"
+    )
+    max_iterations: int = Field(5, ge=1, description="most MD -> select -> label -> retrain iterations")
+    check_every: int = Field(10, ge=1, description="MD steps between extrapolation-grade checks")
+    max_new: int = Field(8, ge=1, description="most environments added per iteration")
+
+    def target_names(self) -> list[str]:
+        return [t.name or f"{t.structure.kind}-{i}" for i, t in enumerate(self.targets)]
+
+
+class EnsembleParams(Strict):
+    k: int = Field(3, ge=2, description="MTPs trained from different seeds; sigma_F is their force spread")
+
+
+class RefinementParams(Strict):
+    training: TrainingParams = TrainingParams()
+    otf: OTFParams = Field(..., description="on-the-fly active learning from the trained MTP")
+    ensemble: EnsembleParams | None = Field(
+        None, description="force spread sigma_F of k MTPs over the sampling snapshots' defect atoms; omit to skip"
+    )
+
+
 class Budget(Strict):
     max_md_atom_steps: int = Field(10**10, gt=0, description="cap on atoms x MD steps over all protocols")
     max_snapshots: int = Field(10_000, gt=0, description="cap on stored snapshots over all protocols")
@@ -128,8 +179,14 @@ class CampaignSpec(Strict):
     selection: SelectionParams = SelectionParams()
     reconstruction: ReconstructionParams = ReconstructionParams()
     labelling: LabellingParams = LabellingParams()
+    refinement: RefinementParams | None = Field(
+        None, description="stage 6: train an MTP on B + P, refine it on the fly, ensemble sigma_F; "
+        "omit to stop after labelling"
+    )
     budget: Budget = Budget()
-    stop_after: Literal["sampling", "selection", "reconstruction", "labelling"] | None = Field(
+    stop_after: Literal[
+        "sampling", "selection", "reconstruction", "labelling", "training", "otf", "ensemble"
+    ] | None = Field(
         None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
     )
 
@@ -228,5 +285,28 @@ def _check_consistency(spec: CampaignSpec) -> None:
     if labelling.engine in ("vasp", "espresso") and not labelling.pseudo_dir:
         what = "the POTCAR root (holding W_pv/POTCAR or W/POTCAR)" if labelling.engine == "vasp" else "the pseudo_dir"
         errors.append(FieldError("labelling.pseudo_dir", f"the {labelling.engine} engine needs {what}"))
+    errors += _refinement_errors(spec)
     if errors:
         raise SpecError(errors)
+
+
+def _refinement_errors(spec: CampaignSpec) -> list[FieldError]:
+    refinement = spec.refinement
+    if refinement is None:
+        if spec.stop_after in ("training", "otf", "ensemble"):
+            return [FieldError("stop_after", f"{spec.stop_after!r} is a refinement stage; add a refinement "
+                                             "section (training, otf) or stop after labelling")]
+        return []
+    errors = []
+    if spec.stop_after == "ensemble" and refinement.ensemble is None:
+        errors.append(FieldError("stop_after", "'ensemble' needs refinement.ensemble (e.g. {k: 3})"))
+    if spec.selection.gamma_break <= spec.selection.gamma_select:
+        errors.append(FieldError(
+            "selection.gamma_break",
+            f"the OTF runs stop above gamma_break, so it must exceed gamma_select ({spec.selection.gamma_select})",
+        ))
+    names = refinement.otf.target_names()
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        errors.append(FieldError("refinement.otf.targets", f"target names must be unique; repeated: {duplicated}"))
+    return errors

@@ -17,6 +17,7 @@ from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
 from workers.stages.labelling import label_structure
 from workers.stages.reconstruction import assemble_cells, run_box
+from workers.stages.refinement import ensemble_spread, refine_on_the_fly, train_model
 from workers.stages.sampling import run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
 
@@ -31,6 +32,9 @@ RUNNERS: dict[str, Runner] = {
     "dg.reconstruction.run_box": run_box,
     "dg.reconstruction.assemble": assemble_cells,
     "dg.labelling.label_structure": label_structure,
+    "dg.refinement.train_model": train_model,
+    "dg.refinement.refine_on_the_fly": refine_on_the_fly,
+    "dg.refinement.ensemble_spread": ensemble_spread,
 }
 
 

@@ -24,6 +24,7 @@ from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import PlannedItem, resolve_potential
 from workers.stages.labelling import dft_settings, plan_labels
 from workers.stages.reconstruction import plan_boxes
+from workers.stages.refinement import plan_otf
 from workers.stages.sampling import TYPE_COUNTS
 
 
@@ -69,7 +70,7 @@ def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> li
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
 
 
-# The stage order. Later stages (export, on-the-fly refinement) join here.
+# The stage order. The refinement stages run only for a spec with a refinement section (stages_for).
 STAGES: tuple[StageDef, ...] = (
     StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
     StageDef(name="training_set", queue="select", task_name="dg.selection.build_active_set", plan=_plan_one),
@@ -78,16 +79,29 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(name="gcmc_boxes", queue="gcmc", task_name="dg.reconstruction.run_box", plan=plan_boxes),
     StageDef(name="reconstruction", queue="gcmc", task_name="dg.reconstruction.assemble", plan=_plan_one),
     StageDef(name="labelling", queue="dft", task_name="dg.labelling.label_structure", plan=plan_labels),
+    StageDef(name="training", queue="select", task_name="dg.refinement.train_model", plan=_plan_one),
+    StageDef(name="otf", queue="md", task_name="dg.refinement.refine_on_the_fly", plan=plan_otf),
+    StageDef(name="ensemble", queue="select", task_name="dg.refinement.ensemble_spread", plan=_plan_one),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
+REFINEMENT_STAGES = ("training", "otf", "ensemble")
 
 
 def stages_for(spec: CampaignSpec) -> tuple[StageDef, ...]:
-    """The stages this campaign runs: all, or up to the one named by `stop_after`."""
-    names = [stage.name for stage in STAGES]
-    last = names.index(spec.stop_after) if spec.stop_after else len(STAGES) - 1
-    return STAGES[: last + 1]
+    """The stages this campaign runs: all, or up to the one named by `stop_after`; the refinement
+    stages only with a refinement section, the ensemble only with refinement.ensemble."""
+    if spec.refinement is None:
+        skipped = set(REFINEMENT_STAGES)
+    else:
+        skipped = {"ensemble"} if spec.refinement.ensemble is None else set()
+    stages = [stage for stage in STAGES if stage.name not in skipped]
+    names = [stage.name for stage in stages]
+    last = names.index(spec.stop_after) if spec.stop_after else len(stages) - 1
+    return tuple(stages[: last + 1])
+
+
 STAGE_BY_TASK = {stage.task_name: stage for stage in STAGES}
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 
 
 def check_spec(spec: CampaignSpec) -> None:
@@ -116,11 +130,18 @@ def check_spec(spec: CampaignSpec) -> None:
             build_structure(protocol.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
         except ValueError as exc:
             errors.append(FieldError(f"{field}.structure", str(exc)))
-    if "labelling" in [stage.name for stage in stages_for(spec)]:
+    names = [stage.name for stage in stages_for(spec)]
+    if "labelling" in names:
         try:
             dft_settings(spec)
         except ValueError as exc:
             errors.append(FieldError("labelling", str(exc)))
+    if "otf" in names:
+        for index, target in enumerate(spec.refinement.otf.targets):
+            try:
+                build_structure(target.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
+            except ValueError as exc:
+                errors.append(FieldError(f"refinement.otf.targets.{index}.structure", str(exc)))
     if snapshots > spec.budget.max_snapshots:
         errors.append(FieldError(
             "budget.max_snapshots",
@@ -160,7 +181,7 @@ def _refresh_progress(session: Session, stage_run: StageRun) -> None:
 
 
 def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[TaskRef]:
-    stage = STAGES[stage_run.position]
+    stage = STAGE_BY_NAME[stage_run.stage]
     spec = CampaignSpec.model_validate(campaign.spec)
     items = [
         WorkItem(
@@ -296,6 +317,6 @@ def summarize(session: Session, campaign_id: int) -> CampaignSummary:
     ) or 0
     summary.labels = dict(session.execute(
         select(Label.state, func.count(Structure.id)).join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id).group_by(Label.state)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "periodic").group_by(Label.state)
     ).all())
     return summary

@@ -11,14 +11,25 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
 from app.api.deps import CurrentUser, OwnedCampaign, SessionDep
-from app.db.models import Campaign, Structure
+from app.db.models import Artifact, Campaign, Structure
 from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
 from mlip import ExportError
 from app.services import cancel_campaign, resume_campaign, submit_campaign
 from app.settings import get_settings
 from schemas import load_spec_text
-from schemas.api import CampaignCreated, CampaignListItem, CampaignPublic, CampaignSummaryPublic, Page, StructurePublic
+from schemas.api import (
+    CampaignCreated,
+    CampaignListItem,
+    CampaignPublic,
+    CampaignSummaryPublic,
+    EnsemblePublic,
+    OTFIterationPublic,
+    Page,
+    StructurePublic,
+    TrainingPublic,
+)
 from workers.pipeline import summarize
+from workers.stages import refinement
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 
@@ -105,6 +116,37 @@ def list_structures(
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Structure.id).offset(offset).limit(limit)).all()
     return Page(data=[StructurePublic.model_validate(s) for s in rows], count=count)
+
+
+def _refinement_artifact(session: SessionDep, campaign: Campaign, kind: str, what: str) -> dict:
+    data = session.scalars(select(Artifact.data).where(
+        Artifact.campaign_id == campaign.id, Artifact.kind == kind, Artifact.name == refinement.CAMPAIGN)
+    ).one_or_none()
+    if data is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign.id} has no {what} yet (it needs a "
+                                                       "refinement section in its spec and the stage to finish)")
+    return data
+
+
+@router.get("/campaigns/{campaign_id}/training", response_model=TrainingPublic,
+            summary="The first MTP of the refinement: train/test RMSE")
+def training(campaign: OwnedCampaign, session: SessionDep) -> TrainingPublic:
+    return TrainingPublic.model_validate(_refinement_artifact(session, campaign, refinement.TRAINING, "trained MTP"))
+
+
+@router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic],
+            summary="On-the-fly refinement: one entry per finished iteration")
+def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset = 0, limit: Limit = 100) -> Page:
+    query = select(Artifact).where(Artifact.campaign_id == campaign.id, Artifact.kind == refinement.OTF_ITERATION)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Artifact.name).offset(offset).limit(limit)).all()
+    return Page(data=[OTFIterationPublic.model_validate(row.data) for row in rows], count=count)
+
+
+@router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic,
+            summary="Ensemble force spread sigma_F over the sampling snapshots' defect atoms (histogram)")
+def ensemble(campaign: OwnedCampaign, session: SessionDep) -> EnsemblePublic:
+    return EnsemblePublic.model_validate(_refinement_artifact(session, campaign, refinement.ENSEMBLE, "ensemble"))
 
 
 @router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz")

@@ -93,6 +93,43 @@
     }, [g.index, g.gamma_max.map((v) => (v > 0 ? v : null))], el);
   }
 
+  // ---------------------------------------------------------------- on-the-fly refinement
+  // gamma_max per graded snapshot against the MD step, one line per (iteration, target), with the
+  // gamma_select and gamma_break thresholds as dashed lines (the paper's Fig. 4i)
+  function otfChart(data) {
+    const el = document.getElementById("otf-gamma-max-chart");
+    if (!el || !data || !data.otf || !data.otf.series.length) return;
+    const steps = data.otf.steps;
+    const lines = data.otf.series.map((s, i) => ({ label: s.label, stroke: colour("", i), width: 2, spanGaps: false,
+      points: { show: true } }));
+    const values = data.otf.series.map((s) => s.gamma_max.map((v) => (v > 0 ? v : null)));
+    const thresholds = [["γselect", data.gamma_select, "#7f7f7f"], ["γbreak", data.gamma_break, "#000000"]]
+      .filter(([, v]) => v);
+    window.dgCharts.otfGammaMax = new uPlot({
+      title: "γmax per snapshot of the OTF runs", width: width(el), height: 300,
+      scales: { x: { time: false }, y: { distr: 3 } },
+      axes: [{ label: "MD step" }, { label: "γmax", size: 80 }],
+      series: [{ label: "step" }].concat(lines,
+        thresholds.map(([label, , stroke]) => ({ label, stroke, width: 1, dash: [6, 4], points: { show: false } }))),
+    }, [steps].concat(values, thresholds.map(([, v]) => steps.map(() => v))), el);
+  }
+
+  // sigma_F histogram on its log bins with a logarithmic count axis (an empty bin on the 0.5 floor)
+  function sigmaChart(data) {
+    const el = document.getElementById("sigma-chart");
+    if (!el || !data || !data.sigma) return;
+    const h = data.sigma;
+    const counts = h.counts.concat([h.counts[h.counts.length - 1]]);
+    window.dgCharts.sigma = new uPlot({
+      title: "ensemble force spread σF", width: width(el), height: 300,
+      scales: { x: { time: false, distr: 3 }, y: { distr: 3, range: (u, lo, hi) => [0.5, Math.max(10, hi * 2)] } },
+      axes: [{ label: "σF (eV/Å)" }, { label: "atoms per bin" }],
+      series: [{ label: "σF from" }, { label: "atoms", stroke: PALETTE.OTF, width: 2.5,
+        paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }],
+    }, [h.edges, counts.map((v) => (v > 0 ? v : 0.5))], el);
+    window.dgCharts.sigmaCounts = h.counts;
+  }
+
   // ---------------------------------------------------------------- SOAP PCA scatter (uPlot mode 2)
   function soapChart(data) {
     const el = document.getElementById("soap-chart");
@@ -166,6 +203,10 @@
     ];
     for (const chart of charts) {
       try { chart(data); } catch (e) { console.error(e); }
+    }
+    const refinement = jsonData("dg-refinement-data");
+    for (const chart of [otfChart, sigmaChart]) {
+      try { chart(refinement); } catch (e) { console.error(e); }
     }
     structureViewer();
   });

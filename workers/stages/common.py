@@ -10,7 +10,7 @@ from ase import Atoms
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Campaign, Structure, WorkItem
+from app.db.models import Artifact, Campaign, Status, Structure, WorkItem, utcnow
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
@@ -66,6 +66,19 @@ class PlannedItem:
     key: str
     params: dict[str, Any]
     progress_total: int
+
+
+def report_progress(item_id: int, campaign_id: int, done: int) -> None:
+    """Progress and heartbeat; raises Cancelled when the user cancelled the campaign."""
+    with session_scope() as session:
+        item = session.get(WorkItem, item_id)
+        campaign = session.get(Campaign, campaign_id)
+        if item is None or campaign is None or campaign.status == Status.cancelled or item.status == Status.cancelled:
+            raise Cancelled
+        item.progress_done = done
+        item.heartbeat_at = utcnow()
+        stage_run = item.stage_run
+        stage_run.progress_done = sum(i.progress_done for i in stage_run.items)
 
 
 def load_item(item_id: int) -> tuple[int, CampaignSpec, dict]:

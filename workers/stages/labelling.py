@@ -14,6 +14,9 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,9 +27,11 @@ from app.db.storage import StructureStore
 from app.settings import get_settings
 from labelling import DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
-from labelling.result import write_json_atomic
+from labelling.result import LabelResult, write_json_atomic
+from mlip import ExportError, check_labelled
+from sampling.datasets import read_dataset
 from schemas import CampaignSpec
-from workers.stages.common import PlannedItem, load_item, put_artifact, resolve_potential
+from workers.stages.common import PlannedItem, load_item, put_artifact, resolve_data_file, resolve_potential
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +64,41 @@ def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:
     return None
 
 
+def basic_set_labelled_by_campaign(spec: CampaignSpec) -> bool:
+    """Whether the campaign labels dataset B itself: refinement trains on B, and B has no labels of its
+    own (generated, or a file of bare geometries); a labelled file of the user's is used as it is."""
+    if spec.refinement is None:
+        return False
+    if not spec.selection.training_set:
+        return True
+    try:
+        check_labelled(read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set")))
+    except ExportError:
+        return True
+    return False
+
+
 def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
-    """One item per periodic cell, at most budget.max_dft_jobs (the rest are reported, not run)."""
-    cells = session.execute(
-        select(Structure.id, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "periodic")
-        .order_by(Structure.id)
-    ).all()
+    """One item per periodic cell (and per B structure when the campaign labels B), at most
+    budget.max_dft_jobs (the rest are reported, not run)."""
+    def stored(stage: str) -> list:
+        return session.execute(
+            select(Structure.id, Structure.source)
+            .where(Structure.campaign_id == campaign_id, Structure.stage == stage)
+            .order_by(Structure.id)
+        ).all()
+
+    cells = stored("periodic")
+    basic = stored("basic") if basic_set_labelled_by_campaign(spec) else []
+    jobs = cells + basic
     cap = spec.budget.max_dft_jobs
     put_artifact(session, campaign_id, "labelling", "plan", {
-        "cells": len(cells), "planned": min(len(cells), cap), "over_budget": max(0, len(cells) - cap),
+        "cells": len(cells), "basic": len(basic), "planned": min(len(jobs), cap),
+        "over_budget": max(0, len(jobs) - cap),
     })
     return [
         PlannedItem(key=f"{source}/label", params={"structure_id": structure_id}, progress_total=1)
-        for structure_id, source in cells[:cap]
+        for structure_id, source in jobs[:cap]
     ]
 
 
@@ -177,6 +203,60 @@ def label_structure(item_id: int) -> None:
             structure.energy = row.energy
 
 
+def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> int:
+    """Enter a label computed outside this stage (the OTF loop labels its cells itself) into the ledger:
+    its row succeeded with the result in the job directory, so exports and other campaigns read it as
+    any other label; a row that had succeeded already is kept. Returns the row's id."""
+    label_id = _ledger_row(labelled, settings, structure_id)
+    with session_scope() as session:
+        row = session.get(Label, label_id, with_for_update=True)
+        if row.state == JobState.SUCCEEDED.value:
+            return label_id
+        calc = labelled.calc.results
+        engine_version = str(labelled.info.get("label_engine", settings.engine)).removeprefix(settings.engine).strip()
+        result = LabelResult(energy=calc["energy"], forces=calc["forces"], stress=calc.get("stress"),
+                             engine=settings.engine, engine_version=engine_version,
+                             settings_hash=str(labelled.info.get("label_settings_hash", row.settings_sha256)))
+        workdir = job_directory(row.structure_hash, row.settings_sha256)
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(workdir / LABEL_FILE, result.to_dict())
+        row.state, row.attempts, row.failure, row.error = JobState.SUCCEEDED.value, max(row.attempts, 1), None, None
+        row.energy, row.engine_version, row.result_settings_sha256 = result.energy, engine_version, result.settings_hash
+        row.path = str((workdir / LABEL_FILE).relative_to(get_settings().data_dir))
+    return label_id
+
+
 def read_label(relative_path: str) -> dict:
     """A stored label (energy eV, forces eV/A, stress eV/A^3 Voigt) from its path in the data directory."""
     return json.loads((get_settings().data_dir / relative_path).read_text())
+
+
+def labelled_structures(session: Session, campaign_id: int, stage: str) -> list[Atoms]:
+    """The structures of one stage whose label succeeded, in storage order, each carrying its label
+    (SinglePointCalculator: energy, forces, stress) and ``info`` source and label_engine."""
+    store = StructureStore(get_settings().data_dir)
+    rows = session.execute(
+        select(Structure.path, Structure.source, Label.path, Label.engine, Label.engine_version)
+        .join(Label, Structure.label_id == Label.id)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == stage, Label.state == "succeeded")
+        .order_by(Structure.id)
+    ).all()
+    images = []
+    for structure_path, source, label_path, engine, version in rows:
+        atoms = store.read(structure_path)
+        stored = read_label(label_path)
+        results = {"energy": stored["energy"], "free_energy": stored["energy"], "forces": np.array(stored["forces"])}
+        if stored.get("stress") is not None:
+            results["stress"] = np.array(stored["stress"])
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        atoms.info.update(source=source, label_engine=f"{engine} {version}".strip())
+        images.append(atoms)
+    return images
+
+
+def labelled_basic_set(session: Session, campaign_id: int, spec: CampaignSpec) -> list[Atoms]:
+    """Dataset B with labels: as the campaign labelled it (basic_set_labelled_by_campaign), else the
+    user's file as it is (which may lack labels: the training and export checks say so)."""
+    if basic_set_labelled_by_campaign(spec):
+        return labelled_structures(session, campaign_id, "basic")
+    return read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))

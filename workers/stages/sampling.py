@@ -8,7 +8,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import Artifact, Campaign, Environment, Status, Structure, WorkItem, utcnow
+from app.db.models import Artifact, Campaign, Environment, Structure, WorkItem
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
@@ -17,7 +17,7 @@ from sampling.properties import relax_lattice_constant
 from sampling.protocols import Snapshot, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
-from workers.stages.common import Cancelled, resolve_potential
+from workers.stages.common import report_progress, resolve_potential
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_protocol(item_id: int) -> None:
             source = sources[snapshot.index]
             if source not in stored:
                 _store_snapshot(store, campaign_id, source, snapshot)
-            _report(item_id, campaign_id, done=snapshot.index + 1)
+            report_progress(item_id, campaign_id, done=snapshot.index + 1)
     finally:
         snapshots.close()  # frees LAMMPS at once when cancelled
 
@@ -120,15 +120,3 @@ def _add_type_counts(session, campaign_id: int, protocol: str, counts: dict[str,
         totals[name] = totals.get(name, 0) + int(count)
     artifact.data = totals  # reassigned, so the JSON column is seen as changed
 
-
-def _report(item_id: int, campaign_id: int, done: int) -> None:
-    """Progress and heartbeat; raises Cancelled when the user cancelled the campaign."""
-    with session_scope() as session:
-        item = session.get(WorkItem, item_id)
-        campaign = session.get(Campaign, campaign_id)
-        if item is None or campaign is None or campaign.status == Status.cancelled or item.status == Status.cancelled:
-            raise Cancelled
-        item.progress_done = done
-        item.heartbeat_at = utcnow()
-        stage_run = item.stage_run
-        stage_run.progress_done = sum(i.progress_done for i in stage_run.items)

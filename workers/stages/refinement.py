@@ -1,0 +1,244 @@
+"""Refinement stages (stage 6): an MTP trained on B + P, on-the-fly active learning from it, ensemble sigma_F.
+
+Stage ``training`` fits one MTP (motep) on the campaign's labelled configurations, dataset B (the user's
+labelled file, else B as the labelling stage labelled it) and the PCC-GCMC cells P, with a seeded share
+held out for the test RMSE; the model stays in the campaign's directory. Stage ``otf`` runs
+:func:`mlip.run_otf` from that model under the spec's MD targets in ``<campaign dir>/otf``, so a resumed
+campaign resumes the loop after its last finished iteration; every finished iteration becomes an
+``otf_iteration`` artifact, and its labelled new cells become ``otf`` structures with ledger rows (dataset
+OTF of the exports). Stage ``ensemble`` trains k MTPs on the final set (B + P + OTF) and stores the
+histogram of their force spread sigma_F over the defect atoms of the sampling snapshots.
+
+Units: RMSE in meV/atom and meV/A (:func:`mlip.train.rmse`), sigma_F in eV/A.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Environment, Structure
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from mlip import (
+    MDTarget,
+    OTFIteration,
+    OTFSettings,
+    TrainedModel,
+    ensemble_report,
+    run_otf,
+    split,
+    train_ensemble,
+    train_mtp,
+)
+from sampling.properties import relax_lattice_constant
+from sampling.structures import build_structure
+from schemas import CampaignSpec
+from workers.stages.common import (
+    UPLOAD_PREFIX,
+    PlannedItem,
+    campaign_dir,
+    load_item,
+    put_artifact,
+    put_structure,
+    report_progress,
+    resolve_data_file,
+    resolve_potential,
+)
+from workers.stages.labelling import dft_settings, labelled_basic_set, labelled_structures, launcher_for, store_label
+from workers.stages.reconstruction import gcmc_params
+
+TRAINING = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
+OTF_ITERATION = "otf_iteration"  # one per iteration, named by its zero-padded index
+OTF = "otf"
+ENSEMBLE = "ensemble"
+CAMPAIGN = "campaign"
+MODEL_FILE = "pot.mtp"
+
+
+def plan_otf(_session: Session, _campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
+    """One item, its progress counted in iterations."""
+    return [PlannedItem(key="otf", params={}, progress_total=spec.refinement.otf.max_iterations)]
+
+
+def training_settings(spec: CampaignSpec) -> dict[str, Any]:
+    """Keyword arguments of mlip.train_mtp shared by the first model, every OTF retraining and the ensemble."""
+    training = spec.refinement.training
+    return {"level": training.level, "max_iter": training.max_iter, "min_dist": training.min_dist,
+            "max_dist": training.max_dist, "seed": training.seed}
+
+
+def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tuple[list[Atoms], list[Atoms]]:
+    """(train, test): the labelled configurations of B and P, a seeded test_fraction held out."""
+    images = labelled_basic_set(session, campaign_id, spec) + labelled_structures(session, campaign_id, "periodic")
+    if not images:
+        raise ValueError("refinement.training: no labelled configuration to train on (no label of B or P "
+                         "succeeded; see the campaign's label table)")
+    training = spec.refinement.training
+    return split(images, training.test_fraction, training.seed)
+
+
+def _model_dir(campaign_id: int) -> Path:
+    return campaign_dir(campaign_id) / "training"
+
+
+def _model_record(model: TrainedModel) -> dict[str, Any]:
+    return {
+        "path": str(model.path.relative_to(get_settings().data_dir)), "level": model.level,
+        "n_train": model.n_train, "n_test": model.n_test, "rmse": model.rmse, "engine": model.engine,
+        "wall_time_s": model.wall_time_s, "iterations": model.settings.get("iterations"),
+        "units": {"rmse": "energy meV/atom, forces meV/A per component"},
+    }
+
+
+def train_model(item_id: int) -> None:
+    """The first MTP of the campaign, on B + P; its file under the campaign directory, its RMSE an artifact."""
+    campaign_id, spec, _ = load_item(item_id)
+    with session_scope() as session:
+        train, test = training_sets(session, campaign_id, spec)
+    model = train_mtp(train, test=test or None, workdir=_model_dir(campaign_id), species=[spec.element],
+                      name=MODEL_FILE, **training_settings(spec))
+    with session_scope() as session:
+        put_artifact(session, campaign_id, TRAINING, CAMPAIGN, _model_record(model))
+
+
+def _potential_reference(spec: CampaignSpec) -> str:
+    """The classical potential as a name or path that PCC-GCMC can load (an upload's stored file)."""
+    if spec.potential.startswith(UPLOAD_PREFIX):
+        return str(resolve_data_file(spec.potential, "potential"))
+    return spec.potential
+
+
+def otf_targets(spec: CampaignSpec) -> list[MDTarget]:
+    """The spec's MD targets with their structures built as the sampling stage builds them."""
+    potential = resolve_potential(spec.potential)
+    a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
+    otf = spec.refinement.otf
+    return [
+        MDTarget(build_structure(target.structure, spec.element, spec.lattice, a, potential),
+                 temperature=target.temperature, steps=target.steps, name=name, timestep=target.timestep_fs,
+                 seed=target.seed)
+        for name, target in zip(otf.target_names(), otf.targets, strict=True)
+    ]
+
+
+def otf_settings(spec: CampaignSpec) -> OTFSettings:
+    otf = spec.refinement.otf
+    return OTFSettings(
+        gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
+        check_every=otf.check_every, max_iterations=otf.max_iterations, max_new=otf.max_new,
+        cluster_radius=spec.selection.cluster_radius, potential=_potential_reference(spec),
+        gcmc=gcmc_params(spec).to_dict(), train=training_settings(spec), species=(spec.element,),
+    )
+
+
+def _geometry(cell: Atoms) -> Atoms:
+    """The stored file of a cell is its geometry (and core/inserted marks); its label lives in the ledger."""
+    geometry = Atoms(cell.numbers, positions=cell.positions, cell=cell.cell, pbc=cell.pbc)
+    for name in ("core", "inserted"):
+        if name in cell.arrays:
+            geometry.arrays[name] = cell.arrays[name].copy()
+    return geometry
+
+
+def iteration_record(record: OTFIteration, structure_ids: list[int]) -> dict[str, Any]:
+    """What the campaign shows of one iteration (no server paths; the added cells by structure id)."""
+    data = record.to_dict()
+    del data["model"], data["retrained"]
+    data["retrained"] = record.retrained is not None
+    data["structure_ids"] = structure_ids
+    return data
+
+
+def refine_on_the_fly(item_id: int) -> None:
+    """The OTF loop from the training stage's model; each finished iteration is stored as it ends."""
+    campaign_id, spec, _ = load_item(item_id)
+    store = StructureStore(get_settings().data_dir)
+    label_settings = dft_settings(spec)
+    with session_scope() as session:
+        train, test = training_sets(session, campaign_id, spec)
+
+    def record_iteration(record: OTFIteration, added: list[Atoms]) -> None:
+        structure_ids = []
+        for number, cell in enumerate(added):
+            with session_scope() as session:
+                structure_ids.append(put_structure(
+                    session, store, campaign_id, _geometry(cell), stage="otf",
+                    source=f"otf/iteration-{record.index:03d}/cell-{number}", energy=cell.get_potential_energy(),
+                    info={"iteration": record.index, "origin": cell.info.get("source"),
+                          "gamma": cell.info.get("otf_gamma")},
+                ))
+            label_id = store_label(cell, label_settings, structure_ids[-1])
+            with session_scope() as session:
+                session.get(Structure, structure_ids[-1]).label_id = label_id
+        with session_scope() as session:
+            put_artifact(session, campaign_id, OTF_ITERATION, f"{record.index:03d}",
+                         iteration_record(record, structure_ids))
+        report_progress(item_id, campaign_id, done=record.index)  # raises Cancelled between iterations
+
+    result = run_otf(train, otf_targets(spec), campaign_dir(campaign_id) / "otf", label_settings=label_settings,
+                     settings=otf_settings(spec), test=test or None, label_launcher=launcher_for(spec),
+                     initial_model=_model_dir(campaign_id) / MODEL_FILE, on_iteration=record_iteration)
+    summary = result.summary()
+    with session_scope() as session:
+        put_artifact(session, campaign_id, OTF, CAMPAIGN, {
+            "stopped": result.stopped, "n_iterations": summary["n_iterations"],
+            "added_per_iteration": summary["added_per_iteration"],
+            "gamma_max_per_iteration": summary["gamma_max_per_iteration"], "n_training": summary["n_training"],
+            "initial_rmse": result.initial_rmse,
+            "gamma_select": spec.selection.gamma_select, "gamma_break": spec.selection.gamma_break,
+        })
+
+
+def _snapshots_with_defects(session: Session, campaign_id: int) -> list[tuple[int, str, str, list[int]]]:
+    """(id, path, source, defect atom indices) of every sampling snapshot with defect atoms."""
+    snapshots = session.execute(
+        select(Structure.id, Structure.path, Structure.source)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling").order_by(Structure.id)
+    ).all()
+    defects: dict[int, list[int]] = {}
+    for structure_id, atom_index in session.execute(
+        select(Environment.structure_id, Environment.atom_index).join(Structure)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+    ):
+        defects.setdefault(structure_id, []).append(int(atom_index))
+    return [(sid, path, source, sorted(defects[sid])) for sid, path, source in snapshots if sid in defects]
+
+
+def ensemble_spread(item_id: int) -> None:
+    """k MTPs on B + P + OTF; the histogram of their sigma_F over the sampling snapshots' defect atoms."""
+    campaign_id, spec, _ = load_item(item_id)
+    store = StructureStore(get_settings().data_dir)
+    k = spec.refinement.ensemble.k
+    settings = training_settings(spec)
+    seed = settings.pop("seed")
+    with session_scope() as session:
+        train, test = training_sets(session, campaign_id, spec)
+        train += labelled_structures(session, campaign_id, "otf")
+        snapshots = _snapshots_with_defects(session, campaign_id)
+    models = train_ensemble(train, k, campaign_dir(campaign_id) / "ensemble", seeds=[seed + n for n in range(k)],
+                            test=test or None, species=[spec.element], **settings)
+    images, masks = [], []
+    for _structure_id, path, _source, atoms_indices in snapshots:
+        atoms = store.read(path)
+        mask = np.zeros(len(atoms), bool)
+        mask[atoms_indices] = True
+        images.append(atoms)
+        masks.append(mask)
+    report = ensemble_report(models, images, species=[spec.element], masks=masks)
+    per_snapshot = [row | {"structure_id": structure_id, "source": source}
+                    for row, (structure_id, _path, source, _atoms) in zip(report["per_configuration"], snapshots,
+                                                                           strict=True)]
+    with session_scope() as session:
+        put_artifact(session, campaign_id, ENSEMBLE, CAMPAIGN, {
+            "k": k, "seeds": [seed + n for n in range(k)], "ddof": report["ddof"],
+            "counted": "defect atoms (not in the perfect lattice) of the sampling snapshots",
+            "n_train": len(train), "n_test": len(test), "histogram": report["histogram"],
+            "per_snapshot": per_snapshot, "members": [{"seed": seed + n, "rmse": m.rmse} for n, m in enumerate(models)],
+        })
