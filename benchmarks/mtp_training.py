@@ -93,9 +93,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5, help="optimiser iterations per size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="also train on 90 %% of W-all and test on 10 %%")
-    parser.add_argument("--full-level", type=int, default=12)
-    parser.add_argument("--full-iters", type=int, default=30)
-    parser.add_argument("--fit-subset", type=int, default=100,
+    parser.add_argument("--full-level", type=int, default=16)
+    parser.add_argument("--full-iters", type=int, default=60)
+    parser.add_argument("--fit-subset", type=int, default=60,
                         help="configurations in the nonlinear fit of --full (0: all)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the models here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
