@@ -71,12 +71,12 @@ def size_scan(images, sizes, level, iters, seed, workroot: Path) -> list[dict]:
     return results
 
 
-def full(images, level, iters, fit_subset, seed, workroot: Path) -> dict:
+def full(images, level, iters, fit_subset, seed, workroot: Path, weights: dict) -> dict:
     train, test = split(images, test_fraction=0.1, seed=seed)
     print(f"W-all 90/10: {len(train)} training, {len(test)} test configurations; level {level}, {iters} iterations, "
-          f"nonlinear fit on {fit_subset or len(train)} configurations, linear refit on all")
+          f"nonlinear fit on {fit_subset or len(train)} configurations, linear refit on all; weights {weights}")
     model = train_mtp(train, test=test, level=level, max_iter=iters, fit_subset=fit_subset, seed=seed,
-                      workdir=workroot / "full")
+                      workdir=workroot / "full", **weights)
     print(f"  train: {_row(model.rmse['train'])}")
     print(f"  test:  {_row(model.rmse['test'])}")
     print(f"  wall time {model.wall_time_s:.0f} s (fit {model.settings['fit_wall_time_s']:.0f} s, "
@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--full-iters", type=int, default=60)
     parser.add_argument("--fit-subset", type=int, default=60,
                         help="configurations in the nonlinear fit of --full (0: all)")
+    parser.add_argument("--forces-weight", type=float, default=0.01, help="loss weight of forces in --full")
+    parser.add_argument("--stress-weight", type=float, default=0.001, help="loss weight of stress in --full")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the models here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
@@ -112,7 +114,8 @@ def main() -> None:
             report["sizes"] = size_scan(images, args.sizes, args.level, args.iters, args.seed, workroot)
         if args.full:
             report["full"] = full(images, args.full_level, args.full_iters, args.fit_subset or None, args.seed,
-                                  workroot)
+                                  workroot, {"forces_weight": args.forces_weight,
+                                             "stress_weight": args.stress_weight})
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str) + "\n")
 

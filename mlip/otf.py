@@ -28,7 +28,9 @@ One iteration (:func:`run_otf`):
 The loop stops when an iteration adds nothing (``stopped = "converged"`` when no atom exceeded
 gamma_select, ``"nothing_added"`` when every reconstruction or label failed) or after
 ``max_iterations`` iterations (the last one is then a production check: its candidates are counted,
-not added). The production configurations are the snapshots of the final iteration.
+not added). ``max_labels`` caps the label (DFT) jobs of the whole loop: once they are spent, the next
+iteration is a production check of the last model and the loop stops with ``"budget"`` (or
+``"converged"``). The production configurations are the snapshots of the final iteration.
 
 Work directory: ``model-0/`` (initial model, unless one is given), ``iteration-NNN/`` (snapshots,
 clusters, cells, labels, the retrained ``model/``) and one ``iteration-NNN.json`` per finished
@@ -108,7 +110,8 @@ class OTFSettings:
     """Loop settings. Defaults: the paper's gamma_select 2 and gamma_break 10 (``SelectionParams``).
 
     ``train``: keyword arguments of :func:`mlip.train.train_mtp` (level, max_iter, seed, ...), used for
-    the initial model and every retraining. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None:
+    the initial model and every retraining. ``max_labels``: most label jobs over all iterations (None:
+    no cap), e.g. what is left of a campaign's DFT budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None:
     ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
     """
 
@@ -117,6 +120,7 @@ class OTFSettings:
     check_every: int = 10
     max_iterations: int = 5
     max_new: int | None = 8
+    max_labels: int | None = None
     cluster_radius: float = 8.0
     potential: str = "W_zhou.eam.alloy"
     gcmc: Any = None
@@ -134,6 +138,9 @@ class OTFSettings:
                 raise OTFError(name, f"must be a positive integer, got {value!r}")
         if self.max_new is not None and (int(self.max_new) != self.max_new or self.max_new < 1):
             raise OTFError("max_new", f"must be a positive integer or None, got {self.max_new!r}")
+        if self.max_labels is not None and (isinstance(self.max_labels, bool) or int(self.max_labels) != self.max_labels
+                                            or self.max_labels < 0):
+            raise OTFError("max_labels", f"must be an integer >= 0 or None, got {self.max_labels!r}")
         if not self.cluster_radius > 0:
             raise OTFError("cluster_radius", f"must be positive (A), got {self.cluster_radius!r}")
         for key in ("workdir", "train", "test", "name", "species"):
@@ -190,6 +197,7 @@ class OTFIteration:
     gamma_max: float
     wall_time_s: float
     timing: dict[str, float] = field(default_factory=dict)
+    n_labels: int = 0  # label jobs started (counted against OTFSettings.max_labels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,7 +216,7 @@ class OTFResult:
     iterations: list[OTFIteration]
     initial_model: str
     model: str
-    stopped: str  # "converged", "nothing_added", "max_iterations"
+    stopped: str  # "converged", "nothing_added", "max_iterations", "budget"
     training_set: list[Atoms]
     initial_rmse: dict[str, Any]
     workdir: Path
@@ -405,8 +413,10 @@ def _train(train: list[Atoms], test: list[Atoms] | None, workdir: Path, settings
 
 
 def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], workdir: Path, settings: OTFSettings,
-            label_settings, label_launcher) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float]]:
-    """Cut -> PCC-GCMC -> label for every chosen (snapshot, atom); returns labelled cells and failures."""
+            label_settings, label_launcher, max_labels: int | None,
+            ) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float], int]:
+    """Cut -> PCC-GCMC -> label for every chosen (snapshot, atom), starting at most ``max_labels`` label
+    jobs; returns labelled cells, failures, timing and the number of label jobs started."""
     from labelling import LabelError, label
     from pcc_gcmc import ReconstructionError, reconstruct
     from sampling.clusters import cut_clusters
@@ -414,9 +424,13 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
     params = settings.gcmc_params()
     added, failures = [], []
     timing = {"reconstruct_s": 0.0, "label_s": 0.0}
+    n_labels = 0
     for number, (k, atom) in enumerate(chosen):
         run_name, snapshot = snapshots[k]
         where = {"run": run_name, "snapshot_step": int(snapshot.info["step"]), "atom": int(atom)}
+        if max_labels is not None and n_labels >= max_labels:
+            failures.append({**where, "stage": "budget", "reason": "max_labels label jobs already started"})
+            continue
         cluster = cut_clusters(snapshot, [atom], radius=settings.cluster_radius, merge=False,
                                source=snapshot.info["source"])[0]
         started = time.perf_counter()
@@ -429,6 +443,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
         timing["reconstruct_s"] += time.perf_counter() - started
         cell = rebuilt.atoms
         started = time.perf_counter()
+        n_labels += 1
         try:
             result = label(cell, label_settings, workdir / f"label-{number:03d}", label_launcher)
         except LabelError as error:
@@ -440,7 +455,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
         labelled.info["otf_gamma"] = float(snapshot.arrays["gamma"][atom])
         labelled.info["energy_per_atom_gcmc"] = float(rebuilt.best.energy_per_atom)
         added.append(labelled)
-    return added, failures, timing
+    return added, failures, timing, n_labels
 
 
 def run_otf(
@@ -508,6 +523,7 @@ def run_otf(
     training = list(initial)
     iterations: list[OTFIteration] = []
     stopped = "max_iterations"
+    labels_left = settings.max_labels  # None: no cap
     for index in range(1, settings.max_iterations + 1):
         record_file = workdir / f"iteration-{index:03d}.json"
         folder = workdir / f"iteration-{index:03d}"
@@ -516,13 +532,14 @@ def run_otf(
             added = _read_images(folder / "added.extxyz")
             training += added
             iterations.append(record)
+            labels_left = None if labels_left is None else labels_left - record.n_labels
             if on_iteration is not None:
                 on_iteration(record, added)
             if record.retrained:
                 from .train import TrainedModel
 
                 model = TrainedModel.load(record.retrained)
-            reason = _stop_reason(record, index == settings.max_iterations)
+            reason = _stop_reason(record, index == settings.max_iterations, labels_left)
             if reason:
                 stopped = reason
                 break
@@ -547,7 +564,7 @@ def run_otf(
         if snapshots:
             _write_images(folder / "snapshots.extxyz", [s for _, s in snapshots])
         n_candidates = sum(run.n_candidates for run in runs)
-        last = index == settings.max_iterations
+        last = index == settings.max_iterations or labels_left == 0
         chosen: list[tuple[int, int]] = []
         if n_candidates:
             selection = select_environments(active_set, rows, gammas, gamma_select=settings.gamma_select,
@@ -555,11 +572,12 @@ def run_otf(
             chosen = selection.chosen
         selected = [{"run": snapshots[k][0], "snapshot_step": int(snapshots[k][1].info["step"]), "atom": int(a),
                      "gamma": float(gammas[k][a])} for k, a in chosen]
-        added, failures, retrained, rmse_record = [], [], None, None
+        added, failures, retrained, rmse_record, n_labels = [], [], None, None, 0
         if chosen and not last:
-            added, failures, refine_timing = _refine(snapshots, chosen, folder, settings, label_settings,
-                                                     label_launcher)
+            added, failures, refine_timing, n_labels = _refine(snapshots, chosen, folder, settings, label_settings,
+                                                               label_launcher, labels_left)
             timing.update(refine_timing)
+            labels_left = None if labels_left is None else labels_left - n_labels
         if added:
             _write_images(folder / "added.extxyz", added)
             training = training + added
@@ -575,13 +593,13 @@ def run_otf(
                    for a in added],
             failures=failures, retrained=retrained, rmse=rmse_record,
             gamma_max=max(max(run.gamma_max) for run in runs), wall_time_s=time.perf_counter() - started,
-            timing=timing,
+            timing=timing, n_labels=n_labels,
         )
         _write_json(record_file, record.to_dict())
         iterations.append(record)
         if on_iteration is not None:
             on_iteration(record, added)
-        reason = _stop_reason(record, last)
+        reason = _stop_reason(record, index == settings.max_iterations, labels_left)
         if reason:
             stopped = reason
             break
@@ -589,11 +607,14 @@ def run_otf(
                      training_set=training, initial_rmse=initial_rmse, workdir=workdir)
 
 
-def _stop_reason(record: OTFIteration, last: bool) -> str | None:
+def _stop_reason(record: OTFIteration, last: bool, labels_left: int | None) -> str | None:
+    """Why the loop stops after ``record`` (None: it goes on); ``labels_left`` after this iteration."""
     if record.n_candidates == 0 and all(run.completed for run in record.runs):
         return "converged"
     if record.n_added == 0:
-        return "max_iterations" if last else "nothing_added"
+        if last:
+            return "max_iterations"
+        return "budget" if labels_left == 0 else "nothing_added"
     return None
 
 

@@ -156,6 +156,14 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     added = [it["n_added"] for it in iterations]
     assert summary["added_per_iteration"] == added and summary["n_iterations"] == len(iterations) >= 2
     assert all(n >= 1 for n in added[:-1]) and added[-1] == 0 and summary["stopped"] == "converged"
+    # the DFT budget: what the labelling stage's jobs left of it caps the OTF labels, every one counted
+    with session_scope() as session:
+        label_jobs = session.query(WorkItem).join(StageRun).filter(
+            StageRun.campaign_id == campaign_id, StageRun.stage == "labelling").count()
+        cells = session.query(Structure).filter_by(campaign_id=campaign_id, stage="periodic").count()
+    assert label_jobs == len(basic_labels) + cells  # B and P, within the budget
+    assert summary["max_labels"] == spec.budget.max_dft_jobs - label_jobs
+    assert summary["n_labels"] == sum(it["n_labels"] for it in iterations) == len(otf_cells)
     assert all(it["n_added"] <= it["n_selected"] <= min(it["n_candidates"], 2) for it in iterations)
     assert [sum(1 for _, i, _, _ in otf_cells if i == it["index"]) for it in iterations] == added
     assert [cid for it in iterations for cid in it["structure_ids"]] == [cid for cid, _, _, _ in otf_cells]

@@ -5,6 +5,7 @@ every production snapshot is below gamma_break. Real motep, LAMMPS and labelling
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -157,6 +158,25 @@ def test_one_json_record_per_iteration_and_a_second_call_resumes(otf):
                 settings=OTFSettings(gamma_select=3.0), test=otf["test"])
 
 
+def test_a_label_budget_caps_the_jobs_and_ends_with_a_production_check(otf, tmp_path):
+    """max_labels = 1: iteration 1 labels one of its selected cells (the rest are reported as over the
+    budget), iteration 2 runs the retrained model's MD as a production check and the loop stops."""
+    settings = dataclasses.replace(otf["settings"], max_labels=1)
+    result = run_otf(otf["initial"], otf["targets"], tmp_path / "work", label_settings=EAM, settings=settings,
+                     initial_model=otf["result"].initial_model)
+    print(f"\nOTF with max_labels 1: {result.summary()}")
+    first = result.iterations[0]
+    assert first.n_selected == otf["result"].iterations[0].n_selected >= 2  # same model, same MD, same selection
+    assert first.n_labels == first.n_added == 1 and first.retrained
+    budget = [f for f in first.failures if f["stage"] == "budget"]
+    assert len(budget) == first.n_selected - 1 and not (tmp_path / "work" / "iteration-001" / "label-001").exists()
+    assert len(result.iterations) == 2
+    last = result.iterations[1]
+    assert last.n_labels == last.n_added == 0 and last.retrained is None
+    assert result.stopped == ("budget" if last.n_candidates else "converged")
+    assert len(result.training_set) == len(otf["initial"]) + 1
+
+
 @pytest.mark.slow
 def test_an_interstitial_breaks_the_first_runs_and_the_loop_still_converges(tmp_path):
     """Two targets: the vacancy cell at 1200 K and a tetrahedral self-interstitial (1.77 A from its
@@ -197,6 +217,8 @@ def test_bad_settings_are_refused():
         OTFSettings(check_every=0)
     with pytest.raises(OTFError, match="train"):
         OTFSettings(train={"workdir": "x"})
+    with pytest.raises(OTFError, match="max_labels"):
+        OTFSettings(max_labels=-1)
     with pytest.raises(OTFError, match="temperature"):
         MDTarget(bulk("W", "bcc", a=A, cubic=True), temperature=-5.0, steps=10)
     assert OTFSettings().gamma_select == 2.0 and OTFSettings().gamma_break == 10.0

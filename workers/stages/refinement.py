@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Environment, Structure
+from app.db.models import Environment, StageRun, Structure, WorkItem
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
@@ -128,11 +128,20 @@ def otf_targets(spec: CampaignSpec) -> list[MDTarget]:
     ]
 
 
-def otf_settings(spec: CampaignSpec) -> OTFSettings:
+def labels_left(session: Session, campaign_id: int, spec: CampaignSpec) -> int:
+    """What budget.max_dft_jobs leaves for OTF labels after the labelling stage's jobs (one per work item)."""
+    planned = session.scalar(
+        select(func.count(WorkItem.id)).join(StageRun)
+        .where(StageRun.campaign_id == campaign_id, StageRun.stage == "labelling")
+    )
+    return max(0, spec.budget.max_dft_jobs - int(planned or 0))
+
+
+def otf_settings(spec: CampaignSpec, max_labels: int | None = None) -> OTFSettings:
     otf = spec.refinement.otf
     return OTFSettings(
         gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
-        check_every=otf.check_every, max_iterations=otf.max_iterations, max_new=otf.max_new,
+        check_every=otf.check_every, max_iterations=otf.max_iterations, max_new=otf.max_new, max_labels=max_labels,
         cluster_radius=spec.selection.cluster_radius, potential=_potential_reference(spec),
         gcmc=gcmc_params(spec).to_dict(), train=training_settings(spec), species=(spec.element,),
     )
@@ -163,6 +172,7 @@ def refine_on_the_fly(item_id: int) -> None:
     label_settings = dft_settings(spec)
     with session_scope() as session:
         train, test = training_sets(session, campaign_id, spec)
+        max_labels = labels_left(session, campaign_id, spec)
 
     def record_iteration(record: OTFIteration, added: list[Atoms]) -> None:
         structure_ids = []
@@ -183,12 +193,13 @@ def refine_on_the_fly(item_id: int) -> None:
         report_progress(item_id, campaign_id, done=record.index)  # raises Cancelled between iterations
 
     result = run_otf(train, otf_targets(spec), campaign_dir(campaign_id) / "otf", label_settings=label_settings,
-                     settings=otf_settings(spec), test=test or None, label_launcher=launcher_for(spec),
+                     settings=otf_settings(spec, max_labels), test=test or None, label_launcher=launcher_for(spec),
                      initial_model=_model_dir(campaign_id) / MODEL_FILE, on_iteration=record_iteration)
     summary = result.summary()
     with session_scope() as session:
         put_artifact(session, campaign_id, OTF, CAMPAIGN, {
-            "stopped": result.stopped, "n_iterations": summary["n_iterations"],
+            "stopped": result.stopped, "n_iterations": summary["n_iterations"], "max_labels": max_labels,
+            "n_labels": sum(it.n_labels for it in result.iterations),
             "added_per_iteration": summary["added_per_iteration"],
             "gamma_max_per_iteration": summary["gamma_max_per_iteration"], "n_training": summary["n_training"],
             "initial_rmse": result.initial_rmse,
