@@ -502,6 +502,11 @@ def plan(
 # --------------------------------------------------------------------------- one candidate
 
 
+def _centre_rank(payload: Mapping[str, Any]) -> int:
+    """Index of the centre atom among the core atoms (they are placed first, in cluster order)."""
+    return int(np.count_nonzero(np.array(payload["core"], dtype=bool)[: payload["centre_index"]]))
+
+
 def _initial_configuration(
     payload: Mapping[str, Any], box: np.ndarray, d_min: float, seed_shell: bool, keep_out: float | None = None
 ) -> tuple[np.ndarray, list[str], np.ndarray, int]:
@@ -527,8 +532,7 @@ def _initial_configuration(
         shell = [i for i in np.flatnonzero(~core) if symbols[i] == element]
         shell.sort(key=lambda i: float(np.linalg.norm(positions[i])))
         current = np.array(placed)
-        centre_rank = int(np.count_nonzero(core[: payload["centre_index"]]))
-        centre = current[centre_rank]
+        centre = current[_centre_rank(payload)]
         for i in shell:
             p = np.mod(positions[i] + shift, box)
             if keep_out is not None:
@@ -665,7 +669,7 @@ def _run_box(
     n_initial = len(symbols)
     atoms = Atoms(symbols, positions=positions, cell=np.diag(box), pbc=True)
     core_before = positions[:n_core] - positions[0]
-    centre_rank = int(np.count_nonzero(np.array(cluster_payload["core"], dtype=bool)[: cluster_payload["centre_index"]]))
+    centre_rank = _centre_rank(cluster_payload)
     centre_position = positions[centre_rank]
     within = np.linalg.norm(positions[:n_core] - centre_position, axis=1) <= params.core_radius
     over_cap = False
