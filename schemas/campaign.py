@@ -145,6 +145,10 @@ class OTFParams(Strict):
 
 class EnsembleParams(Strict):
     k: int = Field(3, ge=2, description="MTPs trained from different seeds; sigma_F is their force spread")
+    max_snapshots: int = Field(
+        50, ge=1, description="most sampling snapshots evaluated by the k models, spread evenly over them "
+                              "(each is a full MTP evaluation per model)"
+    )
 
 
 class RefinementParams(Strict):

@@ -33,7 +33,7 @@ REFINEMENT = {
                                                        "seed": 5}, "temperature": 300, "steps": 60}],
         "max_iterations": 4, "check_every": 20, "max_new": 2,
     },
-    "ensemble": {"k": 2},
+    "ensemble": {"k": 2, "max_snapshots": 2},
 }
 
 
@@ -124,8 +124,10 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
         artifacts = {(a.kind, a.name): a.data for a in session.query(Artifact).filter_by(campaign_id=campaign_id)}
         otf_cells = session.query(Structure).filter_by(campaign_id=campaign_id, stage="otf").order_by(Structure.id).all()
         otf_cells = [(c.id, c.info["iteration"], c.energy, session.get(Label, c.label_id)) for c in otf_cells]
-        defect_atoms = session.query(Environment).join(Structure).filter(
-            Structure.campaign_id == campaign_id, Structure.stage == "sampling").count()
+        defect_atoms: dict[int, int] = {}  # per sampling snapshot
+        for environment in session.query(Environment).join(Structure).filter(
+                Structure.campaign_id == campaign_id, Structure.stage == "sampling"):
+            defect_atoms[environment.structure_id] = defect_atoms.get(environment.structure_id, 0) + 1
         basic_labels = [s.label_id for s in session.query(Structure).filter_by(campaign_id=campaign_id, stage="basic")]
         otf_item = session.query(WorkItem).filter_by(campaign_id=campaign_id, key="otf").one()
         otf_progress = (otf_item.progress_done, otf_item.progress_total, otf_item.id)
@@ -189,12 +191,18 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
         assert label.state == "succeeded" and label.engine == "eam" and label.energy == pytest.approx(energy)
         assert len(read_label(label.path)["forces"]) == label.n_atoms
 
-    # ensemble: sigma_F of every defect atom of the sampling snapshots, and nothing else
+    # ensemble: sigma_F of every defect atom of max_snapshots = 2 of the 3 sampling snapshots (the first
+    # and the last), and nothing else
     ensemble = artifacts[("ensemble", "campaign")]
     histogram = ensemble["histogram"]
     assert ensemble["k"] == 2 and ensemble["n_train"] == 3 + len(otf_cells)
-    assert histogram["n"] == sum(histogram["counts"]) == defect_atoms == sum(r["n"] for r in ensemble["per_snapshot"])
-    assert defect_atoms > 0 and 0 < histogram["sigma_mean"] <= histogram["sigma_max"] < 1.0  # eV/A
+    assert (ensemble["snapshots"], ensemble["snapshots_with_defects"], len(defect_atoms)) == (2, 3, 3)
+    evaluated = [row["structure_id"] for row in ensemble["per_snapshot"]]
+    assert evaluated == [min(defect_atoms), max(defect_atoms)]
+    assert [row["n"] for row in ensemble["per_snapshot"]] == [defect_atoms[sid] for sid in evaluated]
+    counted = sum(defect_atoms[sid] for sid in evaluated)
+    assert histogram["n"] == sum(histogram["counts"]) == counted > 0
+    assert 0 < histogram["sigma_mean"] <= histogram["sigma_max"] < 1.0  # eV/A
 
     # a re-delivered otf task after a crash: the loop resumes from its records, nothing new is stored
     tick = time.monotonic()
@@ -213,7 +221,7 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     assert client.get(f"/api/v1/campaigns/{campaign_id}/otf", params={"offset": 1, "limit": 1},
                       headers=headers).json()["data"][0]["index"] == 2
     body = client.get(f"/api/v1/campaigns/{campaign_id}/ensemble", headers=headers).json()
-    assert body["histogram"]["counts"] == histogram["counts"] and body["histogram"]["n"] == defect_atoms
+    assert body["histogram"]["counts"] == histogram["counts"] and body["histogram"]["n"] == counted
     body = client.get(f"/api/v1/campaigns/{campaign_id}/training", headers=headers).json()
     assert body["rmse"]["test"]["energy_mev_per_atom"] == training["rmse"]["test"]["energy_mev_per_atom"]
     bob = {"Authorization": f"Bearer {tokens['bob']}"}
@@ -253,7 +261,7 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     assert chart["sigma"]["counts"] == histogram["counts"] and chart["gamma_break"] == 10.0
     counts = [int(c) for c in re.findall(r'<td class="num count">(\d+)</td>',
                                          html.split('id="sigma-table"')[1].split("</table>")[0])]
-    assert counts == histogram["counts"] and f'id="sigma-total">{defect_atoms}<' in html
+    assert counts == histogram["counts"] and f'id="sigma-total">{counted}<' in html
     csv_lines = client.get(f"/ui/campaigns/{campaign_id}/otf-gamma-max.csv", headers=headers).text.splitlines()
     assert csv_lines[0] == "iteration,target,step,gamma_max"
     assert len(csv_lines) == 1 + sum(len(r["snapshot_steps"]) for it in iterations for r in it["runs"])

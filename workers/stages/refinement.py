@@ -232,7 +232,9 @@ def ensemble_spread(item_id: int) -> None:
     with session_scope() as session:
         train, test = training_sets(session, campaign_id, spec)
         train += labelled_structures(session, campaign_id, "otf")
-        snapshots = _snapshots_with_defects(session, campaign_id)
+        with_defects = _snapshots_with_defects(session, campaign_id)
+    picks = np.unique(np.linspace(0, len(with_defects) - 1, spec.refinement.ensemble.max_snapshots).round().astype(int))
+    snapshots = [with_defects[i] for i in picks] if with_defects else []
     models = train_ensemble(train, k, campaign_dir(campaign_id) / "ensemble", seeds=[seed + n for n in range(k)],
                             test=test or None, species=[spec.element], **settings)
     images, masks = [], []
@@ -250,6 +252,7 @@ def ensemble_spread(item_id: int) -> None:
         put_artifact(session, campaign_id, ENSEMBLE, CAMPAIGN, {
             "k": k, "seeds": [seed + n for n in range(k)], "ddof": report["ddof"],
             "counted": "defect atoms (not in the perfect lattice) of the sampling snapshots",
+            "snapshots": len(snapshots), "snapshots_with_defects": len(with_defects),
             "n_train": len(train), "n_test": len(test), "histogram": report["histogram"],
             "per_snapshot": per_snapshot, "members": [{"seed": seed + n, "rmse": m.rmse} for n, m in enumerate(models)],
         })
