@@ -2,8 +2,9 @@
 
 The service keeps these records as DB rows; this module only says what a row becomes. States:
 queued -> submitted -> running -> succeeded | failed (final) or back to queued for a retry.
-:class:`JsonLedger` + :func:`run_stage` are a small file-backed version for the embedded mode,
-scripts and tests: resuming a killed stage never reruns a succeeded job.
+:func:`run_attempts` runs one record's attempts with the retry policy; :class:`JsonLedger` +
+:func:`run_stage` are a small file-backed version for the embedded mode, scripts and tests: resuming a
+killed stage never reruns a succeeded job.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .failures import DEFAULT_POLICY, RetryPolicy, next_settings
+from .result import LabelResult
 from .settings import DFTSettings, settings_hash, structure_hash
 
 
@@ -170,8 +172,6 @@ def run_stage(
     submitted/running by a killed run is requeued (:func:`on_resume`); succeeded ones are skipped.
     ``on_result(atoms, result)`` is called for each new label.
     """
-    from .backends import LabelError, label
-
     report = StageReport()
     root = Path(root)
     for atoms in structures:
@@ -180,28 +180,44 @@ def run_stage(
         if record.state == JobState.SUCCEEDED:
             report.skipped += 1
             continue
-        while record.state == JobState.QUEUED:
-            attempt_settings = DFTSettings.from_dict(record.settings)
-            workdir = root / f"{record.structure_hash[:16]}-{record.settings_hash[:12]}"
-            record = on_submitted(record)
-            ledger.put(record)
-            report.runs += 1
-            try:
-                result = label(atoms, attempt_settings, workdir, launcher, reuse=True)
-            except LabelError as error:
-                record = on_failure(record, error.failure, str(error), policy)
-                ledger.put(record)
-                report.failures.append(error.failure)
-                continue
+        attempts, failures = record.attempts, len(record.failures)
+        workdir = root / f"{record.structure_hash[:16]}-{record.settings_hash[:12]}"
+        record, result = run_attempts(atoms, record, workdir, launcher, policy, save=ledger.put)
+        report.runs += record.attempts - attempts
+        report.failures.extend(record.failures[failures:])
+        if result is not None:
             if on_result is not None:
                 on_result(atoms, result)
-            record = on_success(record, result.settings_hash)
-            ledger.put(record)
-        if record.state == JobState.SUCCEEDED:
             report.succeeded += 1
         else:
             report.failed += 1
     return report
+
+
+def run_attempts(atoms, record: JobRecord, workdir: Path, launcher=None, policy: RetryPolicy = DEFAULT_POLICY,
+                 save=None) -> tuple[JobRecord, LabelResult | None]:
+    """Run a queued ``record`` until it succeeds or fails for good, each retry with the settings the
+    policy gives (:func:`on_failure`); ``save(record)`` after every change of state. Returns the final
+    record and the label (None when it failed). A converged result already in ``workdir`` is reused."""
+    from .backends import LabelError, label
+
+    result = None
+    while record.state == JobState.QUEUED:
+        attempt_settings = DFTSettings.from_dict(record.settings)
+        record = on_submitted(record)
+        if save is not None:
+            save(record)
+        try:
+            result = label(atoms, attempt_settings, workdir, launcher, reuse=True)
+        except LabelError as error:
+            record = on_failure(record, error.failure, str(error), policy)
+            if save is not None:
+                save(record)
+            continue
+        record = on_success(record, result.settings_hash)
+        if save is not None:
+            save(record)
+    return record, result if record.state == JobState.SUCCEEDED else None
 
 
 def summarize(records: Iterable[JobRecord]) -> dict[str, int]:

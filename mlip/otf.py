@@ -22,7 +22,8 @@ One iteration (:func:`run_otf`):
 4. **Cut -> PCC-GCMC -> label**: one sphere of ``cluster_radius`` per selected atom
    (:func:`sampling.clusters.cut_clusters`, ``merge=False``), rebuilt as a periodic cell with the
    selected atom's environment within ``gcmc.core_radius`` fixed (:func:`pcc_gcmc.reconstruct`),
-   labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos).
+   labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos)
+   under the ledger's retry policy (:func:`labelling.ledger.run_attempts`).
 5. **Retrain** :func:`mlip.train.train_mtp` on the old set + the new labelled cells (same settings).
 
 The loop stops when an iteration adds nothing (``stopped = "converged"`` when no atom exceeded
@@ -417,7 +418,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
             ) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float], int]:
     """Cut -> PCC-GCMC -> label for every chosen (snapshot, atom), starting at most ``max_labels`` label
     jobs; returns labelled cells, failures, timing and the number of label jobs started."""
-    from labelling import LabelError, label
+    from labelling.ledger import new_record, run_attempts
     from pcc_gcmc import ReconstructionError, reconstruct
     from sampling.clusters import cut_clusters
 
@@ -444,13 +445,15 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
         cell = rebuilt.atoms
         started = time.perf_counter()
         n_labels += 1
-        try:
-            result = label(cell, label_settings, workdir / f"label-{number:03d}", label_launcher)
-        except LabelError as error:
-            failures.append({**where, "stage": "labelling", "reason": str(error)[:500]})
-            timing["label_s"] += time.perf_counter() - started
-            continue
+        # the ledger's retry policy (e.g. SCF not converged: stronger mixing); attempts reuse a result left
+        # in the directory by a killed run
+        record, result = run_attempts(cell, new_record(cell, label_settings), workdir / f"label-{number:03d}",
+                                      label_launcher)
         timing["label_s"] += time.perf_counter() - started
+        if result is None:
+            failures.append({**where, "stage": "labelling", "attempts": record.attempts,
+                             "reason": str(record.message)[:500]})
+            continue
         labelled = result.to_atoms(cell, source=f"{snapshot.info['source']}:atom-{atom}")
         labelled.info["otf_gamma"] = float(snapshot.arrays["gamma"][atom])
         labelled.info["energy_per_atom_gcmc"] = float(rebuilt.best.energy_per_atom)

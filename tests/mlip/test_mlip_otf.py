@@ -14,6 +14,8 @@ import pytest
 from ase.build import bulk
 
 from labelling import label, quick
+from labelling.result import RunOutcome
+from labelling.submit import LocalLauncher
 from mlip.otf import MDTarget, OTFError, OTFSettings, run_otf
 from mlip.train import evaluate
 
@@ -158,12 +160,29 @@ def test_one_json_record_per_iteration_and_a_second_call_resumes(otf):
                 settings=OTFSettings(gamma_select=3.0), test=otf["test"])
 
 
+class FirstRunLost(LocalLauncher):
+    """The first job dies with its node (Slurm NODE_FAIL); the ledger's policy runs it again."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.calls = 0
+
+    def run(self, argv, workdir, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            return RunOutcome(returncode=1, state="NODE_FAIL")
+        return super().run(argv, workdir, **kwargs)
+
+
 def test_a_label_budget_caps_the_jobs_and_ends_with_a_production_check(otf, tmp_path):
     """max_labels = 1: iteration 1 labels one of its selected cells (the rest are reported as over the
-    budget), iteration 2 runs the retrained model's MD as a production check and the loop stops."""
+    budget), iteration 2 runs the retrained model's MD as a production check and the loop stops. The
+    label's first job is lost with its node and retried, as in the labelling stage."""
     settings = dataclasses.replace(otf["settings"], max_labels=1)
+    launcher = FirstRunLost()
     result = run_otf(otf["initial"], otf["targets"], tmp_path / "work", label_settings=EAM, settings=settings,
-                     initial_model=otf["result"].initial_model)
+                     initial_model=otf["result"].initial_model, label_launcher=launcher)
+    assert launcher.calls == 2  # one label, two jobs
     print(f"\nOTF with max_labels 1: {result.summary()}")
     first = result.iterations[0]
     assert first.n_selected == otf["result"].iterations[0].n_selected >= 2  # same model, same MD, same selection
@@ -175,6 +194,15 @@ def test_a_label_budget_caps_the_jobs_and_ends_with_a_production_check(otf, tmp_
     assert last.n_labels == last.n_added == 0 and last.retrained is None
     assert result.stopped == ("budget" if last.n_candidates else "converged")
     assert len(result.training_set) == len(otf["initial"]) + 1
+
+    # nothing left of the budget: the first iteration is the production check of the initial model,
+    # which extrapolates at the vacancy, and the loop stops for the budget
+    spent = run_otf(otf["initial"], otf["targets"], tmp_path / "spent", label_settings=EAM,
+                    settings=dataclasses.replace(settings, max_labels=0), initial_model=otf["result"].initial_model)
+    assert spent.stopped == "budget" and len(spent.iterations) == 1
+    only = spent.iterations[0]
+    assert only.n_candidates > 0 and only.gamma_max == pytest.approx(first.gamma_max)
+    assert only.n_labels == only.n_added == 0 and spent.model == otf["result"].initial_model
 
 
 @pytest.mark.slow
