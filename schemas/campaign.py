@@ -110,6 +110,12 @@ class TrainingParams(Strict):
     min_dist: float = Field(2.0, gt=0, description="radial basis: smallest interatomic distance, A")
     max_dist: float = Field(5.0, gt=0, description="radial basis: cutoff, A (the paper's W MTPs: 5 A)")
     seed: int = Field(0, ge=0, description="random start of the fit; the test split uses it too")
+    forces_weight: float = Field(
+        0.01, ge=0, allow_inf_nan=False, description="loss weight of forces against energy per atom (MLIP, the paper: 0.01)"
+    )
+    stress_weight: float = Field(
+        0.001, ge=0, allow_inf_nan=False, description="loss weight of stress (MLIP's default 0.001; the paper's W MTPs: 0)"
+    )
     test_fraction: float = Field(
         0.1, ge=0, lt=1, description="share of the labelled configurations held out for the test RMSE"
     )

@@ -27,7 +27,7 @@ from app.services import submit_campaign
 from schemas import SpecError, parse_spec
 
 REFINEMENT = {
-    "training": {"level": 8, "max_iter": 10, "test_fraction": 0.25},
+    "training": {"level": 8, "max_iter": 10, "test_fraction": 0.25, "stress_weight": 0.0},
     "otf": {
         "targets": [{"name": "dumbbell", "structure": {"kind": "bulk", "supercell": [5, 5, 5], "interstitials": 1,
                                                        "seed": 5}, "temperature": 300, "steps": 60}],
@@ -77,6 +77,11 @@ def test_refinement_spec_is_optional_and_bad_input_names_the_field(tmp_path):
     bad["refinement"]["training"]["level"] = 7
     assert "multiple of 2" in _errors(bad)["refinement.training.level"]
     bad = _spec_data(tmp_path)
+    bad["refinement"]["training"] |= {"forces_weight": -0.01, "stress_weight": "nan"}
+    errors = _errors(bad)
+    assert "greater than or equal to 0" in errors["refinement.training.forces_weight"]
+    assert "finite number" in errors["refinement.training.stress_weight"]
+    bad = _spec_data(tmp_path)
     bad["refinement"]["otf"]["targets"][0]["temperature"] = 0
     assert "greater than 0" in _errors(bad)["refinement.otf.targets.0.temperature"]
     assert "refinement section" in _errors(copy.deepcopy(TINY_SPEC) | {"stop_after": "otf"})["stop_after"]
@@ -106,7 +111,7 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     import numpy as np
 
     from app.settings import get_settings
-    from mlip import evaluate
+    from mlip import TrainedModel, evaluate
     from sampling.datasets import read_dataset
     from workers.stages.labelling import read_label
     from workers.stages.refinement import refine_on_the_fly
@@ -140,6 +145,8 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     # training: an MTP on B + P with one of the 4 configurations held out; the stored test RMSE is the model's
     training = artifacts[("mtp_training", "campaign")]
     assert (training["level"], training["n_train"], training["n_test"]) == (8, 3, 1)
+    weights = TrainedModel.load(data_dir / training["path"]).settings
+    assert (weights["energy_weight"], weights["forces_weight"], weights["stress_weight"]) == (1.0, 0.01, 0.0)
     for part in ("train", "test"):
         for key in ("energy_mev_per_atom", "forces_mev_per_A"):
             assert math.isfinite(training["rmse"][part][key]) and training["rmse"][part][key] > 0

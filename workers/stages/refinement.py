@@ -71,7 +71,8 @@ def training_settings(spec: CampaignSpec) -> dict[str, Any]:
     """Keyword arguments of mlip.train_mtp shared by the first model, every OTF retraining and the ensemble."""
     training = spec.refinement.training
     return {"level": training.level, "max_iter": training.max_iter, "min_dist": training.min_dist,
-            "max_dist": training.max_dist, "seed": training.seed}
+            "max_dist": training.max_dist, "seed": training.seed, "forces_weight": training.forces_weight,
+            "stress_weight": training.stress_weight}
 
 
 def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tuple[list[Atoms], list[Atoms]]:
