@@ -94,11 +94,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="also train on 90 %% of W-all and test on 10 %%")
     parser.add_argument("--full-level", type=int, default=16)
-    parser.add_argument("--full-iters", type=int, default=60)
+    parser.add_argument("--full-iters", type=int, default=250)
     parser.add_argument("--fit-subset", type=int, default=60,
                         help="configurations in the nonlinear fit of --full (0: all)")
     parser.add_argument("--forces-weight", type=float, default=0.01, help="loss weight of forces in --full")
-    parser.add_argument("--stress-weight", type=float, default=0.001, help="loss weight of stress in --full")
+    parser.add_argument("--stress-weight", type=float, default=0.0, help="loss weight of stress in --full (the paper trains its MTPs with 0)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the models here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
