@@ -112,8 +112,8 @@ class OTFSettings:
 
     ``train``: keyword arguments of :func:`mlip.train.train_mtp` (level, max_iter, seed, ...), used for
     the initial model and every retraining. ``max_labels``: most label jobs over all iterations (None:
-    no cap), e.g. what is left of a campaign's DFT budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None:
-    ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
+    no cap), e.g. what is left of a campaign's DFT budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a
+    dict (None: ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
     """
 
     gamma_select: float = 2.0

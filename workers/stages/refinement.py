@@ -138,7 +138,7 @@ def labels_left(session: Session, campaign_id: int, spec: CampaignSpec) -> int:
     return max(0, spec.budget.max_dft_jobs - int(planned or 0))
 
 
-def otf_settings(spec: CampaignSpec, max_labels: int | None = None) -> OTFSettings:
+def otf_settings(spec: CampaignSpec, max_labels: int) -> OTFSettings:
     otf = spec.refinement.otf
     return OTFSettings(
         gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
@@ -234,8 +234,8 @@ def ensemble_spread(item_id: int) -> None:
         train, test = training_sets(session, campaign_id, spec)
         train += labelled_structures(session, campaign_id, "otf")
         with_defects = _snapshots_with_defects(session, campaign_id)
-    picks = np.unique(np.linspace(0, len(with_defects) - 1, spec.refinement.ensemble.max_snapshots).round().astype(int))
-    snapshots = [with_defects[i] for i in picks] if with_defects else []
+    spread = np.linspace(0, len(with_defects) - 1, spec.refinement.ensemble.max_snapshots) if with_defects else []
+    snapshots = [with_defects[i] for i in np.unique(np.round(spread).astype(int))]
     models = train_ensemble(train, k, campaign_dir(campaign_id) / "ensemble", seeds=[seed + n for n in range(k)],
                             test=test or None, species=[spec.element], **settings)
     images, masks = [], []
