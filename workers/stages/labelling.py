@@ -64,18 +64,29 @@ def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:
     return None
 
 
-def basic_set_labelled_by_campaign(spec: CampaignSpec) -> bool:
+def _users_basic_set(spec: CampaignSpec) -> list[Atoms] | None:
+    """The user's dataset B file as it is (None when B is generated)."""
+    if not spec.selection.training_set:
+        return None
+    return read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
+
+
+def _campaign_labels(spec: CampaignSpec, users_set: list[Atoms] | None) -> bool:
     """Whether the campaign labels dataset B itself: refinement trains on B, and B has no labels of its
     own (generated, or a file of bare geometries); a labelled file of the user's is used as it is."""
     if spec.refinement is None:
         return False
-    if not spec.selection.training_set:
+    if users_set is None:
         return True
     try:
-        check_labelled(read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set")))
+        check_labelled(users_set)
     except ExportError:
         return True
     return False
+
+
+def basic_set_labelled_by_campaign(spec: CampaignSpec) -> bool:
+    return spec.refinement is not None and _campaign_labels(spec, _users_basic_set(spec))
 
 
 def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
@@ -256,7 +267,11 @@ def labelled_structures(session: Session, campaign_id: int, stage: str) -> list[
 
 def labelled_basic_set(session: Session, campaign_id: int, spec: CampaignSpec) -> list[Atoms]:
     """Dataset B with labels: as the campaign labelled it (basic_set_labelled_by_campaign), else the
-    user's file as it is (which may lack labels: the training and export checks say so)."""
-    if basic_set_labelled_by_campaign(spec):
+    user's file as it is (which may lack labels: the training and export checks say so); the file is
+    read once."""
+    users_set = _users_basic_set(spec)
+    if _campaign_labels(spec, users_set):
         return labelled_structures(session, campaign_id, "basic")
-    return read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
+    if users_set is None:
+        raise ValueError("selection.training_set: dataset B was generated and has no labels")
+    return users_set
