@@ -138,6 +138,7 @@ class OTFIterationPublic(BaseModel):
     added: list[dict[str, Any]] = Field(description="per added cell: source, n_atoms, energy_per_atom (the "
                                                     "label's, eV/atom), gamma of its centre atom")
     structure_ids: list[int] = Field(description="the added cells (stage otf), in the order of added")
+    n_labels: int = Field(0, description="label (DFT) jobs started, counted against budget.max_dft_jobs")
     failures: list[dict[str, Any]] = Field(description="reconstructions or labels that failed, with the reason")
     retrained: bool
     rmse: ModelErrors | None = Field(description="the retrained model's errors; None when nothing was added")

@@ -224,6 +224,7 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     headers = {"Authorization": f"Bearer {tokens['alice']}"}
     body = client.get(f"/api/v1/campaigns/{campaign_id}/otf", headers=headers).json()
     assert body["count"] == len(iterations) and [it["n_added"] for it in body["data"]] == added
+    assert [it["n_labels"] for it in body["data"]] == [it["n_labels"] for it in iterations]
     assert body["data"][-1]["runs"][0]["gamma_max"] == last["runs"][0]["gamma_max"]
     assert client.get(f"/api/v1/campaigns/{campaign_id}/otf", params={"offset": 1, "limit": 1},
                       headers=headers).json()["data"][0]["index"] == 2
