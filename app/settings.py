@@ -6,13 +6,28 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "defect-genome"
+
+
+class LaunchProfile(BaseModel):
+    """How DFT jobs of a campaign from the network are run: defined by the operator, named by a spec.
+
+    A spec sent over the API may not carry commands, module lines or batch-script lines of its own (they
+    would run on the server or the cluster as the worker's user); it names one of these instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | None = Field(None, description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]")
+    pseudo_dir: str | None = Field(None, description="VASP POTCAR root / QE pseudo_dir on the machine that runs the job")
+    modules: list[str] = Field(default_factory=list, description="`module load` lines of the Slurm batch script")
+    extra_lines: list[str] = Field(default_factory=list, description="verbatim lines after the #SBATCH header")
 
 
 class Settings(BaseSettings):
@@ -34,6 +49,31 @@ class Settings(BaseSettings):
     )
     lammps_threads: int | None = Field(None, ge=1, description="override of the spec's OpenMP threads per LAMMPS run")
     mlp_binary: str | None = Field(None, description="MLIP-3 `mlp` executable, for the mlip3 basis")
+    # --- what a spec from the network may name and use (the CLI is not limited by these) ---
+    launch_profiles: dict[str, LaunchProfile] = Field(
+        default_factory=dict,
+        description="named DFT launch profiles (JSON), e.g. {\"vasp64\": {\"command\": [\"mpirun\", \"-np\", \"64\", "
+        "\"vasp_std\"], \"pseudo_dir\": \"/apps/potpaw_PBE\"}}; specs from the API name one in labelling.launch_profile",
+    )
+    allowed_server_dirs: list[Path] = Field(
+        default_factory=list,
+        description="server directories whose files specs from the API may name by path (JSON list); default none: "
+        "only bundled names and uploaded:<sha256>",
+    )
+    # --- limits the server owns: a spec may lower them (its budget), never raise them ---
+    max_structure_atoms: int = Field(2_000_000, ge=1, description="most atoms in one structure a campaign builds")
+    max_md_atom_steps: int = Field(
+        10**11, ge=1, description="most atoms x MD steps of one campaign (minimisation iterations counted as steps)"
+    )
+    max_snapshots: int = Field(10_000, ge=1, description="most snapshots one campaign stores")
+    max_dft_jobs: int = Field(1000, ge=1, description="most DFT calculations of one campaign")
+    spec_check_timeout: float = Field(
+        60.0, gt=0, description="s a submitted spec's checks (potential, structures) may take before it is refused"
+    )
+    # --- work-item leases ---
+    lease_timeout: float = Field(
+        60.0, gt=0, description="s without a heartbeat after which a running work item is taken as lost and requeued"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -101,6 +101,12 @@ class LabellingParams(Strict):
         None, description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]; default vasp_std / pw.x"
     )
     launcher: Literal["local", "slurm"] = Field("local", description="where DFT jobs run")
+    launch_profile: str | None = Field(
+        None, min_length=1, max_length=100,
+        description="name of an operator-defined launch profile (server setting DG_LAUNCH_PROFILES): the command, "
+        "pseudo_dir, modules and extra batch lines of the DFT jobs; specs sent over the API must use one instead of "
+        "command / pseudo_dir / slurm.modules / slurm.extra_lines",
+    )
     slurm: SlurmParams = SlurmParams()
 
 
