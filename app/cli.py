@@ -362,6 +362,35 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
 
 
 @main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def convert(source: Path, target: Path) -> None:
+    """Convert a dataset (extxyz, MTP .cfg, pacemaker .pckl.gzip) to extxyz or MTP .cfg, labels kept.
+
+    The server never unpickles an upload: convert a pacemaker pickle you trust here, then upload the extxyz.
+    """
+    from sampling.datasets import read_dataset
+
+    def write() -> dict:
+        images = read_dataset(source)  # a local file the user chose: pickles allowed
+        suffix = target.name.lower()
+        if suffix.endswith(".cfg"):
+            from mlip import write_dataset
+
+            with target.open("w", encoding="utf-8") as handle:
+                write_dataset(handle, images, "mtp")
+        elif suffix.endswith((".xyz", ".extxyz")):
+            from ase.io import write as write_images
+
+            write_images(target, images, format="extxyz")
+        else:
+            raise ValueError(f"TARGET: write .extxyz or .cfg, not {target.name!r}")
+        return {"configurations": len(images), "atoms": sum(len(a) for a in images), "path": str(target)}
+
+    _science(write)
+
+
+@main.command()
 @click.option("--host", default=None, help="default DG_API_HOST (127.0.0.1)")
 @click.option("--port", default=None, type=int, help="default DG_API_PORT (8000)")
 def serve(host: str | None, port: int | None) -> None:

@@ -68,13 +68,15 @@ def read_dataset(
     path_or_file: str | os.PathLike | TextIO | BinaryIO,
     format: str | None = None,
     species: Sequence[str] | None = None,
+    allow_pickle: bool = True,
 ) -> list[Atoms]:
     """Configurations of a dataset file (path or open file object).
 
     ``format``: ``extxyz``, ``cfg`` or ``pacemaker``; by default from the file
     name. ``species``: element of each MTP type (``.cfg`` only; types are
     0-based). Text formats accept text or binary file objects; pacemaker
-    pickles need a binary one.
+    pickles need a binary one. ``allow_pickle=False`` refuses pacemaker pickles (unpickling a file
+    runs whatever code it names: never do it for a file from someone else).
     """
     name = None
     if isinstance(path_or_file, (str, os.PathLike)):
@@ -93,6 +95,10 @@ def read_dataset(
     label = Path(name).name if name else format
 
     if format == "pacemaker":
+        if not allow_pickle:
+            raise DatasetError(f"{label}: pacemaker pickles are not read from untrusted files (unpickling runs "
+                               "code); convert it with `defect-genome convert FILE.pckl.gzip FILE.extxyz` and use the "
+                               "extxyz (or an MTP .cfg)")
         return _read_pacemaker(path_or_file, label)
     if isinstance(path_or_file, (str, os.PathLike)):
         with open(path_or_file, encoding="utf-8") as handle:

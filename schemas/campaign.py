@@ -73,8 +73,9 @@ class ReconstructionParams(Strict):
 
 
 class SlurmParams(Strict):
-    account: str | None = Field(None, description="sbatch --account")
-    partition: str | None = Field(None, description="sbatch --partition")
+    # one word each: they become #SBATCH lines, so a newline or a space must not reach the script
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="sbatch --account")
+    partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,+-]{1,128}$", description="sbatch --partition")
     time: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$", description="walltime per job, HH:MM:SS")
     nodes: int = Field(1, ge=1)
     ntasks: int = Field(1, ge=1, description="MPI ranks per job")

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, UploadFile, status
 
 from app.api.deps import CurrentUser
+from app.policy import PICKLE_REFUSED, is_pickle_file
 from schemas.api import FileUploaded, PotentialUploaded
 from workers.stages.common import UPLOAD_PREFIX, check_potential_file, upload_dir
 
@@ -44,8 +45,9 @@ def upload_potential(file: Annotated[UploadFile, File(description="eam, eam/allo
         candidate, sha256 = _receive(file, Path(scratch))
         try:
             potential = check_potential_file(candidate)
-        except ValueError as exc:
-            raise HTTPException(422, [{"field": "file", "message": str(exc)}]) from None
+        except ValueError as exc:  # LAMMPS' message names the scratch copy: keep only the file name
+            message = str(exc).replace(f"{candidate.parent}/", "").replace(str(candidate.parent), "")
+            raise HTTPException(422, [{"field": "file", "message": message}]) from None
         _keep(candidate, sha256)
     return PotentialUploaded(reference=f"{UPLOAD_PREFIX}{sha256}", filename=candidate.name,
                              elements=list(potential.elements), pair_style=potential.pair_style)
@@ -56,5 +58,7 @@ def upload_file(file: Annotated[UploadFile, File(description="training set (extx
                 user: CurrentUser) -> FileUploaded:
     with tempfile.TemporaryDirectory() as scratch:
         candidate, sha256 = _receive(file, Path(scratch))
+        if is_pickle_file(candidate):
+            raise HTTPException(422, [{"field": "file", "message": PICKLE_REFUSED}])
         _keep(candidate, sha256)
     return FileUploaded(reference=f"{UPLOAD_PREFIX}{sha256}", filename=candidate.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,26 +19,63 @@ from sampling.potentials import Potential, PotentialError, load_potential
 from schemas import CampaignSpec
 
 UPLOAD_PREFIX = "uploaded:"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def uploads_root() -> Path:
+    return get_settings().data_dir / "uploads"
 
 
 def upload_dir(sha256: str) -> Path:
     """Where a file sent to the API is kept, under its content hash."""
-    return get_settings().data_dir / "uploads" / sha256
+    return uploads_root() / sha256
+
+
+def resolve_upload(reference: str, field: str) -> Path:
+    """The stored file of 'uploaded:<sha256>'; ValueError names the field, never a server path.
+
+    Only 64 lower-case hex digits are a reference (no '..', no path), and the file must still lie
+    inside the uploads directory once links are resolved.
+    """
+    sha256 = reference.removeprefix(UPLOAD_PREFIX)
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"{field}: 'uploaded:' must be followed by the 64 lower-case hex digits that POST "
+                         "/api/v1/files (or /potentials) returned")
+    root = uploads_root().resolve()
+    directory = root / sha256
+    files = sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+    if not files:
+        raise ValueError(f"{field}: no uploaded file {sha256}; upload it with POST /api/v1/files first")
+    path = files[0].resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{field}: uploaded:{sha256} does not resolve inside the uploads")
+    return path
 
 
 def resolve_data_file(reference: str, field: str) -> Path:
-    """A path, or 'uploaded:<sha256>' of a file sent to the API; ValueError names the spec field."""
+    """A path (command line), or 'uploaded:<sha256>' of a file sent to the API; ValueError names the field.
+
+    Specs from the API are checked by app.policy before they are stored: their paths lie inside the
+    operator's DG_ALLOWED_SERVER_DIRS.
+    """
     if reference.startswith(UPLOAD_PREFIX):
-        sha256 = reference.removeprefix(UPLOAD_PREFIX)
-        directory = upload_dir(sha256)
-        files = sorted(directory.glob("*")) if directory.is_dir() else []
-        if not files:
-            raise ValueError(f"{field}: no uploaded file {sha256!r}; upload it with POST /api/v1/files first")
-        return files[0]
+        return resolve_upload(reference, field)
     path = Path(reference).expanduser()
     if not path.is_file():
         raise ValueError(f"{field}: no file at {reference}; give an existing path or upload the file")
     return path
+
+
+def read_training_set(reference: str, field: str = "selection.training_set") -> list[Atoms]:
+    """Dataset B of a spec. Uploaded files are never unpickled (a pickle can run code): pacemaker
+    pickles are read only from paths, i.e. from the command line or the operator's allowed dirs."""
+    from sampling.datasets import DatasetError, read_dataset
+
+    path = resolve_data_file(reference, field)
+    try:
+        return read_dataset(path, allow_pickle=not reference.startswith(UPLOAD_PREFIX))
+    except DatasetError as exc:
+        raise ValueError(f"{field}: {exc}") from None
 
 
 def resolve_potential(reference: str) -> Potential:

@@ -24,14 +24,13 @@ from sqlalchemy.orm import Session
 from app.db.models import Label, Structure
 from app.db.session import session_scope
 from app.db.storage import StructureStore
-from app.settings import get_settings
+from app.settings import LaunchProfile, get_settings
 from labelling import DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
 from labelling.result import LabelResult, write_json_atomic
 from mlip import ExportError, check_labelled
-from sampling.datasets import read_dataset
 from schemas import CampaignSpec
-from workers.stages.common import PlannedItem, load_item, put_artifact, resolve_data_file, resolve_potential
+from workers.stages.common import PlannedItem, load_item, put_artifact, read_training_set, resolve_potential
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +38,35 @@ LABEL_FILE = "label.json"  # the stored label (energy, forces, stress) inside th
 INPUT_ERROR = "input_error"  # the job's inputs cannot be written (missing POTCAR, pseudopotential): no retry
 
 
+def launch_profile(spec: CampaignSpec) -> LaunchProfile:
+    """The operator's launch profile the spec names (an empty one when it names none)."""
+    name = spec.labelling.launch_profile
+    if name is None:
+        return LaunchProfile()
+    profiles = get_settings().launch_profiles
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise ValueError(f"launch_profile: no launch profile {name!r} on this server (known: {known}); the operator "
+                         "defines them in DG_LAUNCH_PROFILES")
+    return profiles[name]
+
+
 def dft_settings(spec: CampaignSpec) -> DFTSettings:
-    """The campaign's labelling settings: the profile, then the spec's overrides."""
+    """The campaign's labelling settings: the profile, the launch profile's command and pseudo_dir, then the
+    spec's own overrides (the command line may set command and pseudo_dir; the API refuses them)."""
     params = spec.labelling
+    launch = launch_profile(spec)
     changes: dict = {}
     if params.cutoff_ev is not None:
         changes["ecut"] = params.cutoff_ev
     if params.kpoint_density is not None:
         changes["kspacing"] = params.kpoint_density
-    if params.pseudo_dir is not None:
-        changes["pseudo_dir"] = params.pseudo_dir
-    if params.command is not None:
-        changes["command"] = tuple(params.command)
+    pseudo_dir = params.pseudo_dir or launch.pseudo_dir
+    if pseudo_dir is not None:
+        changes["pseudo_dir"] = pseudo_dir
+    command = params.command or launch.command
+    if command is not None:
+        changes["command"] = tuple(command)
     if params.engine == "eam":
         # the reference labeller uses the campaign's own potential, as a file the job process can read
         changes["engine_options"] = {"potential": str(resolve_potential(spec.potential).files[0])}
@@ -60,7 +76,11 @@ def dft_settings(spec: CampaignSpec) -> DFTSettings:
 def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:
     """None runs jobs as local subprocesses (the backend's default launcher)."""
     if spec.labelling.launcher == "slurm":
-        return SlurmLauncher(**spec.labelling.slurm.model_dump())
+        launch = launch_profile(spec)
+        slurm = spec.labelling.slurm.model_dump()
+        slurm["modules"] = [*launch.modules, *slurm["modules"]]
+        slurm["extra_lines"] = [*launch.extra_lines, *slurm["extra_lines"]]
+        return SlurmLauncher(**slurm)
     return None
 
 
@@ -68,7 +88,7 @@ def _users_basic_set(spec: CampaignSpec) -> list[Atoms] | None:
     """The user's dataset B file as it is (None when B is generated)."""
     if not spec.selection.training_set:
         return None
-    return read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
+    return read_training_set(spec.selection.training_set)
 
 
 def _campaign_labels(spec: CampaignSpec, users_set: list[Atoms] | None) -> bool:

@@ -18,7 +18,7 @@ from app.settings import get_settings
 from sampling import maxvol
 from sampling.bases import Basis, make_basis
 from sampling.clusters import cut_clusters, pad_vacuum
-from sampling.datasets import basic_dataset, read_dataset, soap_pca_map
+from sampling.datasets import basic_dataset, soap_pca_map
 from sampling.properties import relax_lattice_constant
 from sampling.selection import gamma_summary, grade_atoms, select_environments, training_active_set
 from schemas import CampaignSpec
@@ -27,6 +27,7 @@ from workers.stages.common import (
     load_item,
     put_artifact,
     put_structure,
+    read_training_set,
     resolve_data_file,
     resolve_potential,
     stored_structures,
@@ -58,7 +59,7 @@ def build_active_set(item_id: int) -> None:
     campaign_id, spec, _ = load_item(item_id)
     store = StructureStore(get_settings().data_dir)
     if spec.selection.training_set:
-        training = read_dataset(resolve_data_file(spec.selection.training_set, "selection.training_set"))
+        training = read_training_set(spec.selection.training_set)
     else:
         potential = resolve_potential(spec.potential)
         a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
