@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
@@ -141,6 +141,7 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
                 "stage": s.stage, "status": s.status.value, "progress_done": s.progress_done,
                 "progress_total": s.progress_total, "attempts": s.attempts, "error": s.error,
                 "items": items.get(s.id, {}),
+                "items_text": item_summary(items.get(s.id, {})),
                 "started_at": s.started_at.isoformat(timespec="seconds") if s.started_at else None,
                 "finished_at": s.finished_at.isoformat(timespec="seconds") if s.finished_at else None,
             }
@@ -150,13 +151,26 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
 
 
 def _item_counts(session: Session, campaign_id: int) -> dict[int, dict[str, int]]:
+    """Work items per stage and status; a running item whose lease lapsed (its process is gone, the
+    sweeper will queue it again) counts as "stale", not "running"."""
+    from workers.lease import lapsed_before, lease_lapsed
+
+    state = case(
+        (and_(WorkItem.status == "running", lease_lapsed(lapsed_before())), "stale"), else_=WorkItem.status
+    ).label("state")
     counts: dict[int, dict[str, int]] = {}
     for stage_id, status, count in session.execute(
-        select(WorkItem.stage_run_id, WorkItem.status, func.count(WorkItem.id))
-        .where(WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage_run_id, WorkItem.status)
+        select(WorkItem.stage_run_id, state, func.count(WorkItem.id))
+        .where(WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage_run_id, "state")
     ):
-        counts.setdefault(stage_id, {})[status.value] = int(count)
+        counts.setdefault(stage_id, {})[str(status)] = int(count)
     return counts
+
+
+def item_summary(counts: dict[str, int]) -> str:
+    """e.g. "3 succeeded, 1 running, 1 stale" in the order work moves."""
+    order = ["stale", "running", "pending", "failed", "cancelled", "succeeded"]
+    return ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name))
 
 
 # --------------------------------------------------------------------------- gamma

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 from kombu import Queue
 
 from app.settings import get_settings
@@ -46,3 +47,23 @@ def celery_for(broker_url: str) -> Celery:
 
 # The worker's app (`defect-genome worker`); producers use celery_for(current broker URL).
 celery_app = celery_for(get_settings().broker_url or "memory://")
+
+
+# The lease sweeper (workers/sweeper.py) runs in every worker's main process, never in its pool
+# processes: the pool's children are forked before it starts, and a child forked later (to replace one
+# that died) drops the parent's database connections (app/db/session.py).
+_sweeper = None
+
+
+@worker_ready.connect
+def _start_sweeper(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    global _sweeper
+    from workers.sweeper import Sweeper
+
+    _sweeper = Sweeper(resend_pending=True).start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    if _sweeper is not None:
+        _sweeper.stop()

@@ -45,7 +45,7 @@ def _dg_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.startswith("DG_")}
 
 
-def _execute_in_child(item_id: int, final_attempt: bool, dg_environment: dict[str, str]) -> list[TaskRef]:
+def _execute_in_child(item_id: int, final_attempt: bool, dg_environment: dict[str, str], owner: str) -> list[TaskRef]:
     """execute_item in a pool process, with the parent's current DG_ settings (they may change between runs)."""
     from workers.execute import execute_item
 
@@ -54,7 +54,7 @@ def _execute_in_child(item_id: int, final_attempt: bool, dg_environment: dict[st
             del os.environ[key]
         os.environ.update(dg_environment)
         get_settings.cache_clear()
-    return execute_item(item_id, final_attempt=final_attempt)
+    return execute_item(item_id, final_attempt=final_attempt, owner=owner)
 
 
 class InProcessExecutor:
@@ -112,29 +112,34 @@ class InProcessExecutor:
 
     def _run(self, ref: TaskRef, in_process_pool: bool) -> None:
         from workers.execute import abandon_item, execute_item
+        from workers.lease import new_owner, release_dead
 
         settings = get_settings()
         try:
             for attempt in range(settings.task_max_retries + 1):
                 final = attempt == settings.task_max_retries
+                owner = new_owner()  # the lease name this attempt runs under, known here if its process dies
                 try:
                     if in_process_pool:
                         pool = self._process_pool()
                         try:
-                            follow_ups = pool.submit(_execute_in_child, ref.item_id, final, _dg_environment()).result()
+                            follow_ups = pool.submit(
+                                _execute_in_child, ref.item_id, final, _dg_environment(), owner
+                            ).result()
                         except BrokenProcessPool:
                             with self._lock:  # a worker process died (e.g. LAMMPS crashed): a new pool
                                 if self._processes is pool:
                                     self._processes = None
                             raise
                     else:
-                        follow_ups = execute_item(ref.item_id, final_attempt=final)
+                        follow_ups = execute_item(ref.item_id, final_attempt=final, owner=owner)
                     self.submit(follow_ups)
                     break
                 except Exception as exc:
                     if final:  # normally execute_item has marked it failed; not if its process died
-                        self.submit(abandon_item(ref.item_id, f"{type(exc).__name__}: {exc}"))
+                        self.submit(abandon_item(ref.item_id, f"{type(exc).__name__}: {exc}", owner))
                     else:
+                        release_dead(ref.item_id, owner)  # a dead process's lease: free it for the retry now
                         time.sleep(settings.task_retry_backoff * 2**attempt)
         except BaseException:  # never let the thread die with work queued
             log.exception("in-process executor: task %s crashed", ref)

@@ -1,7 +1,8 @@
 """Running one work item: the body every Celery task and the in-process executor share.
 
-A task receives an id, re-fetches the row, and does nothing if the item is
-already finished, so a re-delivered message changes nothing.
+A task receives an id, re-fetches the row, and does nothing if the item is already finished or
+another live process holds its lease (workers/lease.py), so a re-delivered or duplicate message
+changes nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import logging
 import traceback
 from collections.abc import Callable
 
+from sqlalchemy import select, update
+
 from app.db.models import Campaign, Status, WorkItem, utcnow
 from app.db.session import session_scope
-from workers import pipeline
+from workers import lease, pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
 from workers.stages.labelling import label_structure
@@ -42,60 +45,97 @@ class PermanentError(Exception):
     """A failure that a retry cannot fix (bad input); the item fails at once."""
 
 
-def _claim(item_id: int) -> str | None:
-    """Mark the item running; return its task name, or None when there is nothing to do."""
-    with session_scope() as session:
-        item = session.get(WorkItem, item_id, with_for_update=True)
-        if item is None or item.status in (Status.succeeded, Status.cancelled, Status.failed):
-            return None
-        campaign = session.get(Campaign, item.campaign_id)
-        if campaign is None or campaign.status in (Status.cancelled, Status.failed):
-            item.status, item.finished_at = Status.cancelled, utcnow()
-            return None
-        item.status = Status.running
-        item.attempts += 1
-        item.started_at = item.heartbeat_at = utcnow()
-        return item.task_name
-
-
-def _finish(item_id: int, status: Status, error: str | None = None) -> list[TaskRef]:
-    with session_scope() as session:
-        item = session.get(WorkItem, item_id, with_for_update=True)
-        if item is None:
-            return []
-        item.status, item.error = status, error
-        if status.finished:
-            item.finished_at = utcnow()
-        if status == Status.succeeded:
-            item.progress_done = item.progress_total
-        return pipeline.advance(session, item.campaign_id)
-
-
-def abandon_item(item_id: int, message: str) -> list[TaskRef]:
-    """Fail an item whose last attempt died without reporting (its process crashed)."""
+def _claim(item_id: int, owner: str) -> str | None:
+    """Take the item's lease for `owner`; return its task name, or None when there is nothing to do here
+    (finished, held by a live process, or its campaign stopped)."""
     with session_scope() as session:
         item = session.get(WorkItem, item_id)
         if item is None or item.status.finished:
+            return None
+        task_name = item.task_name
+        campaign = session.get(Campaign, item.campaign_id)
+        if campaign is None or campaign.status in (Status.cancelled, Status.failed):
+            # nothing more runs for a stopped campaign; an item a live process holds is left to it
+            now = utcnow()
+            session.execute(
+                update(WorkItem)
+                .where(WorkItem.id == item_id, WorkItem.status.in_((Status.pending, Status.running)),
+                       lease.lease_lapsed(lease.lapsed_before(now)))
+                .values(status=Status.cancelled, finished_at=now, lease_owner=None)
+                .execution_options(synchronize_session=False)
+            )
+            return None
+    return task_name if lease.claim(item_id, owner) else None
+
+
+def _finish(item_id: int, owner: str, status: Status, error: str | None = None) -> list[TaskRef]:
+    """Record the end of this process's run, only while `owner` still holds the item's lease.
+
+    A lease taken over by another process (after a lapse) changes nothing here. A cancelled item keeps
+    its status and its lease is released. An item the user resumed while this run was stopping (pending
+    under our lease) takes a success as it is; otherwise its lease is released and it is sent again.
+    """
+    now = utcnow()
+    values: dict = {"status": status, "error": error, "lease_owner": None, "heartbeat_at": now}
+    if status.finished:
+        values["finished_at"] = now
+    if status == Status.succeeded:
+        values["progress_done"] = WorkItem.progress_total
+    ours = (Status.running, Status.pending) if status == Status.succeeded else (Status.running,)
+    with session_scope() as session:
+        # compare-and-set as the claim: only the lease holder's word counts
+        result = session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status.in_(ours))
+            .values(**values).execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            campaign_id = session.scalar(select(WorkItem.campaign_id).where(WorkItem.id == item_id))
+            return pipeline.advance(session, campaign_id)
+        released = session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
+            .values(lease_owner=None).execution_options(synchronize_session=False)
+        )
+        if released.rowcount != 1:
+            log.warning("work item %s: lease %s was taken over; this run's %s is dropped", item_id, owner, status)
             return []
-    return _finish(item_id, Status.failed, message)
+        item = session.get(WorkItem, item_id)
+        if item.status == Status.pending:  # resumed under our lease: its message found the lease held
+            return [TaskRef(item.id, item.task_name, item.queue)]
+        return []  # cancelled (its stop file stays until the item is claimed again)
 
 
-def execute_item(item_id: int, *, final_attempt: bool) -> list[TaskRef]:
-    """Run the item; return the tasks to enqueue next. Raises to ask for a retry."""
-    task_name = _claim(item_id)
+def abandon_item(item_id: int, message: str, owner: str) -> list[TaskRef]:
+    """Fail an item whose last attempt died without reporting (its process crashed while holding `owner`)."""
+    return _finish(item_id, owner, Status.failed, message)
+
+
+def execute_item(item_id: int, *, final_attempt: bool, owner: str | None = None) -> list[TaskRef]:
+    """Run the item under a lease; return the tasks to enqueue next. Raises to ask for a retry.
+
+    A message for an item that another live process holds, or that is finished, does nothing.
+    `owner`: the lease owner name to use (the in-process pool passes one, so the parent can free the
+    item if this process dies); a new one by default.
+    """
+    owner = owner or lease.new_owner()
+    task_name = _claim(item_id, owner)
     if task_name is None:
         return []
-    try:
-        RUNNERS[task_name](item_id)
-    except Cancelled:
-        return _finish(item_id, Status.cancelled, "cancelled by the user")
-    except Exception as exc:
-        permanent = isinstance(exc, (PermanentError, ValueError))
-        message = f"{type(exc).__name__}: {exc}"
-        log.warning("work item %s failed: %s\n%s", item_id, message, traceback.format_exc())
-        if permanent or final_attempt:
-            _finish(item_id, Status.failed, message)
-            return []
-        _finish(item_id, Status.pending, f"retrying after {message}")
-        raise
-    return _finish(item_id, Status.succeeded)
+    failure: Exception | None = None  # re-raised after the lease is given back: the caller retries
+    with lease.Heartbeat(item_id, owner):
+        try:
+            RUNNERS[task_name](item_id)
+            status, error = Status.succeeded, None
+        except Cancelled:
+            status, error = Status.cancelled, "cancelled by the user"
+        except Exception as exc:
+            permanent = isinstance(exc, (PermanentError, ValueError))
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("work item %s failed: %s\n%s", item_id, message, traceback.format_exc())
+            if permanent or final_attempt:
+                status, error = Status.failed, message
+            else:
+                status, error, failure = Status.pending, f"retrying after {message}", exc
+    follow_ups = _finish(item_id, owner, status, error)
+    if failure is not None:
+        raise failure
+    return follow_ups

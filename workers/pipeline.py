@@ -15,12 +15,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
+from app.settings import get_settings
 from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
+from schemas.limits import Limits, effective, limit_errors, structure_message
+from workers import lease
 from workers.stages.common import PlannedItem, resolve_potential
 from workers.stages.labelling import dft_settings, plan_labels
 from workers.stages.reconstruction import plan_boxes
@@ -107,11 +110,19 @@ STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 def check_spec(spec: CampaignSpec) -> None:
     """Checks that need the science packages; raises SpecError naming the field.
 
-    The potential is read by LAMMPS and the crystal relaxed with it (about 50 ms), so a
-    file for the wrong element or a truncated file is refused before anything is stored;
-    every starting structure is built once, so a box too small for the potential's cutoff
-    or too many vacancies is refused too.
+    First the cheap ones (schemas.limits against the server's DG_MAX_* and the spec's budget: atoms of each
+    structure from its geometry, atom-steps, snapshots), so nothing is built for a spec above a limit. Then
+    the potential is read by LAMMPS and the crystal relaxed with it (about 50 ms), so a file for the wrong
+    element or a truncated file is refused before anything is stored; every starting structure is built
+    once (its exact atom count checked against the limit), so a box too small for the potential's cutoff
+    or too many vacancies is refused too. The API runs this in a process of app.spec_checks, with a time
+    bound; the CLI in its own process.
     """
+    server = Limits.of(get_settings())
+    cheap = limit_errors(spec, server)
+    if cheap:
+        raise SpecError([FieldError(field, message) for field, message in cheap])
+    bounds = effective(spec, server)
     try:
         potential = resolve_potential(spec.potential)
         check_element(potential, spec.element)
@@ -119,6 +130,17 @@ def check_spec(spec: CampaignSpec) -> None:
     except (PotentialError, LammpsError) as exc:
         raise SpecError([FieldError("potential", str(exc))]) from None
     errors = []
+
+    def build(structure, field: str) -> None:  # type: ignore[no-untyped-def]
+        try:
+            atoms = build_structure(structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
+        except ValueError as exc:
+            errors.append(FieldError(field, str(exc)))
+            return
+        limit = bounds["max_structure_atoms"]
+        if len(atoms) > limit.value:  # the estimate was close below the limit, the structure is not
+            errors.append(FieldError(field, structure_message(len(atoms), limit, estimated=False)))
+
     snapshots = 0
     for index, protocol in enumerate(spec.sampling.protocols):
         field = f"sampling.protocols.{index}"
@@ -126,10 +148,7 @@ def check_spec(spec: CampaignSpec) -> None:
             snapshots += snapshot_count(protocol.kind, **protocol.protocol_params())
         except ValueError as exc:
             errors.append(FieldError(field, str(exc)))
-        try:
-            build_structure(protocol.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
-        except ValueError as exc:
-            errors.append(FieldError(f"{field}.structure", str(exc)))
+        build(protocol.structure, f"{field}.structure")
     names = [stage.name for stage in stages_for(spec)]
     if "labelling" in names:
         try:
@@ -138,15 +157,13 @@ def check_spec(spec: CampaignSpec) -> None:
             errors.append(FieldError("labelling", str(exc)))
     if "otf" in names:
         for index, target in enumerate(spec.refinement.otf.targets):
-            try:
-                build_structure(target.structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
-            except ValueError as exc:
-                errors.append(FieldError(f"refinement.otf.targets.{index}.structure", str(exc)))
-    if snapshots > spec.budget.max_snapshots:
+            build(target.structure, f"refinement.otf.targets.{index}.structure")
+    limit = bounds["max_snapshots"]
+    if snapshots > limit.value:
         errors.append(FieldError(
-            "budget.max_snapshots",
-            f"the protocols store {snapshots} snapshots, above the cap {spec.budget.max_snapshots}; "
-            "raise the cap or increase snapshot_every",
+            "budget.max_snapshots" if limit.from_budget else "sampling.protocols",
+            f"the protocols store {snapshots} snapshots, above {limit.source} = {limit.value}; "
+            "increase snapshot_every",
         ))
     if errors:
         raise SpecError(errors)
@@ -261,23 +278,43 @@ def cancel(session: Session, campaign: Campaign) -> None:
 
 
 def resume(session: Session, campaign: Campaign) -> list[TaskRef]:
-    """Run only unfinished work again: succeeded items and stages are kept as they are."""
+    """Run only unfinished work again: succeeded items and stages are kept as they are.
+
+    An item whose lease a live process holds (workers/lease.py) is left to it: a running item runs on;
+    a cancelled one still stopping becomes pending under that lease, and its holder sends it again when
+    it lets go. Every other unfinished item is reset with a compare-and-set, so an item claimed since it
+    was read is not touched. On the embedded default the leases of this machine's dead processes count
+    as lapsed at once (a `run` killed a moment ago).
+    """
     if campaign.status == Status.succeeded:
         return []
-    refs: list[TaskRef] = []
-    for stage_run in campaign.stages:
-        if stage_run.status == Status.succeeded:
-            continue
-        stage_run.status, stage_run.error, stage_run.finished_at = Status.pending, None, None
+    now = utcnow()
+    open_stages = [stage_run for stage_run in campaign.stages if stage_run.status != Status.succeeded]
+    stage_ids = [stage_run.id for stage_run in open_stages]
+    in_open_stages = WorkItem.stage_run_id.in_(stage_ids)
+    if get_settings().in_process:
+        lease.expire_dead_local_leases(session, in_open_stages)
+    reset = session.execute(
+        update(WorkItem)
+        .where(in_open_stages, WorkItem.status != Status.succeeded, lease.lease_lapsed(lease.lapsed_before(now)))
+        .values(status=Status.pending, error=None, finished_at=None, lease_owner=None, heartbeat_at=now)
+        .returning(WorkItem.id, WorkItem.task_name, WorkItem.queue)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.execute(  # what is left cancelled holds a live lease: pending, sent again by its holder
+        update(WorkItem).where(in_open_stages, WorkItem.status == Status.cancelled)
+        .values(status=Status.pending, error=None, finished_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    for stage_run in open_stages:
         for item in stage_run.items:
-            if item.status != Status.succeeded:
-                item.status, item.error, item.finished_at = Status.pending, None, None
-                refs.append(TaskRef(item.id, item.task_name, item.queue))
+            session.expire(item)
+        stage_run.status, stage_run.error, stage_run.finished_at = Status.pending, None, None
         if stage_run.items:
             stage_run.status = Status.running
     campaign.status, campaign.error, campaign.finished_at = Status.running, None, None
     session.flush()
-    return refs + advance(session, campaign.id)
+    return [TaskRef(*row) for row in sorted(reset)] + advance(session, campaign.id)
 
 
 def pending_tasks(session: Session, item_ids: Iterable[int]) -> list[TaskRef]:

@@ -151,13 +151,18 @@ class WorkItem(Base):
     task_name: Mapped[str] = mapped_column(String(100))
     queue: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending)
+    # indexed: the lease sweeper looks for running and pending items every few seconds
+    status: Mapped[Status] = mapped_column(StatusColumn, default=Status.pending, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     progress_done: Mapped[int] = mapped_column(default=0)
     progress_total: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
+    # The lease (workers/lease.py): the process that runs the item ("host:pid:token") renews heartbeat_at
+    # every DG_LEASE_TIMEOUT/4 s; a lease older than DG_LEASE_TIMEOUT is lapsed and the item may be taken
+    # over. For a pending item heartbeat_at is when it was last queued.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -14,8 +16,33 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.settings import get_settings
 
 
+# Every engine engine_for made in this process, so that a forked child can drop their pools.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child (a Celery prefork pool process, any fork): start with empty pools.
+
+    The pooled connections belong to the parent; two processes talking over one socket corrupt
+    both sessions (psycopg: "unexpected result EMPTY_QUERY from command 'BEGIN'"). close=False
+    leaves them open for the parent (SQLAlchemy, "Using Connection Pools with Multiprocessing or
+    os.fork()"); psycopg does not close a connection it garbage-collects in another process.
+    """
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
 @lru_cache
 def engine_for(url: str) -> Engine:
+    engine = _create_engine(url)
+    _ENGINES.add(engine)
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

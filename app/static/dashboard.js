@@ -34,6 +34,7 @@
         const bar = row.querySelector(".stage-progress");
         bar.max = s.progress_total || 1; bar.value = s.progress_done;
         row.querySelector(".stage-count").textContent = `${s.progress_done} / ${s.progress_total}`;
+        row.querySelector(".stage-items").textContent = s.items_text;
         row.querySelector(".stage-attempts").textContent = s.attempts;
         row.querySelector(".stage-started").textContent = s.started_at || "";
         row.querySelector(".stage-finished").textContent = s.finished_at || "";

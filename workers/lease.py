@@ -1,0 +1,191 @@
+"""Work-item leases: at most one live process runs a work item.
+
+A process takes an item with one atomic compare-and-set UPDATE (`claim`), correct on PostgreSQL and
+SQLite alike: the row changes only if the item is pending, or running under a lease whose heartbeat
+is older than DG_LEASE_TIMEOUT (its holder died or lost the database). While the item's runner runs,
+a `Heartbeat` thread of the same process renews the lease every DG_LEASE_TIMEOUT/4 s (LAMMPS and GPAW
+release the GIL, so it beats during long runs too) and notices cancellation: it creates
+`stop_file(item_id)`, which halts the item's LAMMPS run. Finishing an item takes effect only while
+this process still holds the lease (workers.execute). The sweeper (workers.sweeper) requeues items
+whose lease lapsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Campaign, Status, WorkItem, utcnow
+from app.db.session import session_scope
+from app.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def stop_file(item_id: int) -> Path:
+    """The file whose existence asks the process running `item_id` to stop (created on cancellation)."""
+    path = get_settings().data_dir / "run" / f"item-{item_id}.stop"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_owner() -> str:
+    """A lease owner name, new for every claim: host and pid for people, a token so it is never reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def lapsed_before(now: datetime | None = None) -> datetime:
+    """Heartbeats older than this are lapsed leases."""
+    return (now or utcnow()) - timedelta(seconds=get_settings().lease_timeout)
+
+
+def beat_interval() -> float:
+    return get_settings().lease_timeout / 4
+
+
+def lease_lapsed(lapsed: datetime) -> ColumnElement[bool]:
+    """SQL: nobody holds the item's lease (no owner, never beat, or the last beat is older than `lapsed`)."""
+    return or_(WorkItem.lease_owner.is_(None), WorkItem.heartbeat_at.is_(None), WorkItem.heartbeat_at < lapsed)
+
+
+def _gone_from_this_machine(owner: str) -> bool:
+    """The lease's process ran on this machine and no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        return False
+    return False
+
+
+def expire_dead_local_leases(session: Session, *where: ColumnElement[bool]) -> None:
+    """Embedded default: leases of processes of this machine that are gone (a killed `run`, a server that
+    died) lapse now rather than after the lease timeout, so `resume` at once runs what they held. Only
+    where every executor is a process of this machine; a reused pid only means waiting for the timeout."""
+    held = session.execute(select(WorkItem.id, WorkItem.lease_owner).where(*where, WorkItem.lease_owner.is_not(None)))
+    for item_id, owner in held.all():
+        if _gone_from_this_machine(owner):
+            session.execute(
+                update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
+                .values(heartbeat_at=None).execution_options(synchronize_session=False)
+            )
+
+
+def claim(item_id: int, owner: str) -> bool:
+    """Take the item for `owner`: pending, or running under a lapsed lease. False: someone else holds it,
+    or it is finished. One UPDATE whose WHERE is the condition (a compare-and-set); the row count says
+    whether it was ours. A stop file a cancelled earlier run left is removed."""
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(WorkItem)
+            .where(WorkItem.id == item_id, WorkItem.status.in_((Status.pending, Status.running)),
+                   lease_lapsed(lapsed_before(now)))
+            .values(status=Status.running, lease_owner=owner, heartbeat_at=now, started_at=now,
+                    finished_at=None, attempts=WorkItem.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = result.rowcount == 1
+    if claimed:
+        stop_file(item_id).unlink(missing_ok=True)
+    return claimed
+
+
+def renew(item_id: int, owner: str) -> bool:
+    """Renew the lease; False when `owner` no longer holds it (the item was taken over after a lapse)."""
+    with session_scope() as session:
+        result = session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
+            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def cancelled(item_id: int) -> bool:
+    """The item or its campaign was cancelled."""
+    with session_scope() as session:
+        row = session.execute(
+            select(WorkItem.status, Campaign.status).join(Campaign, WorkItem.campaign_id == Campaign.id)
+            .where(WorkItem.id == item_id)
+        ).one_or_none()
+    return row is None or Status.cancelled in row
+
+
+def release_dead(item_id: int, owner: str) -> None:
+    """The process that held `owner`'s lease died (the in-process pool saw it): free the item at once
+    rather than after the lease timeout; a running item goes back to pending."""
+    with session_scope() as session:
+        session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status == Status.running)
+            .values(status=Status.pending, lease_owner=None, heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
+            .values(lease_owner=None).execution_options(synchronize_session=False)
+        )
+
+
+# Leases this process holds: item id -> owner (report_progress checks the item is still ours).
+_held: dict[int, str] = {}
+_held_lock = threading.Lock()
+
+
+def held_owner(item_id: int) -> str | None:
+    with _held_lock:
+        return _held.get(item_id)
+
+
+class Heartbeat:
+    """`with Heartbeat(item_id, owner):` renews the lease from a daemon thread while the block runs.
+
+    When the lease is lost (another process took the item over after a lapse) the thread stops
+    beating and `lost` is set; report_progress then stops the runner. When the item or its campaign is
+    cancelled it creates the stop file, once.
+    """
+
+    def __init__(self, item_id: int, owner: str) -> None:
+        self.item_id, self.owner = item_id, owner
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"dg-lease-{item_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        with _held_lock:
+            _held[self.item_id] = self.owner
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with _held_lock:
+            if _held.get(self.item_id) == self.owner:
+                del _held[self.item_id]
+
+    def _run(self) -> None:
+        stop_requested = False
+        while not self._stop.wait(beat_interval()):
+            try:
+                if not renew(self.item_id, self.owner):
+                    self.lost = True
+                    log.warning("work item %s: lease %s lost; another process runs it now", self.item_id, self.owner)
+                    return
+                if not stop_requested and cancelled(self.item_id):
+                    stop_file(self.item_id).touch()
+                    stop_requested = True
+            except Exception:  # the database may be away for a moment: keep trying until the lease lapses
+                log.exception("work item %s: heartbeat failed", self.item_id)
