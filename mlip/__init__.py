@@ -1,14 +1,18 @@
 """Training sets out, models in (stage 6): dataset exports and checks (:mod:`.export`), MTP training
-through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), on-the-fly active learning
+through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), linear and quadratic SNAP by
+least squares on LAMMPS ``compute snap`` rows (:mod:`.snap`), on-the-fly active learning
 (:mod:`.otf`) and ensemble force uncertainty (:mod:`.ensemble`).
 
 Pure functions on ``ase.Atoms`` with single-point labels: no database, no queue.
 """
 
+from schemas.training import SnapReference, SnapTrainingParams
+
 from .ensemble import (DEFAULT_SIGMA_EDGES, ensemble_report, force_spread, predict_forces, sigma_histogram,
                        train_ensemble)
 from .export import EXPORT_FORMATS, ExportError, check_labelled, write_dataset, write_pacemaker
 from .otf import MDTarget, OTFError, OTFIteration, OTFResult, OTFRun, OTFSettings, grade_run, run_otf
+from .snap import SnapCalculator, SnapFiles, SnapModel, SnapRows, evaluate_snap, read_snap, snap_rows, train_snap
 from .train import (
     MTP_LEVELS,
     TrainedModel,
@@ -30,4 +34,6 @@ __all__ = [
     "train_mlip3", "train_mtp", "write_dataset", "write_pacemaker",
     "DEFAULT_SIGMA_EDGES", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings",
     "ensemble_report", "force_spread", "grade_run", "predict_forces", "run_otf", "sigma_histogram", "train_ensemble",
+    "SnapCalculator", "SnapFiles", "SnapModel", "SnapReference", "SnapRows", "SnapTrainingParams", "evaluate_snap",
+    "read_snap", "snap_rows", "train_snap",
 ]

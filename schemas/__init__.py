@@ -14,6 +14,7 @@ from schemas.campaign import (
 )
 
 from schemas.sampling import AnnealProtocol, SamplingParams
+from schemas.training import SnapReference, SnapTrainingParams
 
 __all__ = [
     "AnnealProtocol",
@@ -25,6 +26,8 @@ __all__ = [
     "RefinementParams",
     "SamplingParams",
     "SelectionParams",
+    "SnapReference",
+    "SnapTrainingParams",
     "SpecError",
     "load_spec_text",
     "parse_spec",
