@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiToken, User
@@ -18,11 +19,18 @@ def _digest(token: str) -> str:
 
 
 def get_or_create_user(session: Session, name: str) -> User:
+    """The user called ``name``, created if there is none; safe when another process creates it at the same
+    time (two `defect-genome run` starting at once): the insert runs in a savepoint, and when it collides
+    with the other process's row (IntegrityError) that row is read instead."""
     user = session.scalars(select(User).where(User.name == name)).one_or_none()
-    if user is None:
-        user = User(name=name)
-        session.add(user)
-        session.flush()
+    if user is not None:
+        return user
+    try:
+        with session.begin_nested():
+            user = User(name=name)
+            session.add(user)
+    except IntegrityError:
+        user = session.scalars(select(User).where(User.name == name)).one()
     return user
 
 

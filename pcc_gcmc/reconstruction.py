@@ -601,10 +601,14 @@ def run_candidate(
     box: Sequence[float],
     params: GCMCParams | Mapping[str, Any] | None,
     seed: int,
+    stop_file: str | Path | None = None,
 ) -> CandidateResult:
     """One box of the grid: seed, GCMC insertion, CG relaxation of the mobile atoms and box (core fixed).
 
-    Never raises for a LAMMPS failure: the result has status ``failed`` and the message. Picklable
+    Never raises for a LAMMPS failure: the result has status ``failed`` and the message. With
+    ``stop_file``, LAMMPS stops within a fraction of a second (the current MD step and GCMC invocation)
+    of that file appearing and this raises :class:`sampling.lammps_engine.Stopped`; without the file the
+    result is the same as without ``stop_file``. Picklable
     arguments and result (plain data), so it can run in a process pool or a Celery task. The result
     records where the time went: ``time_setup_s``, ``time_gcmc_s``, ``time_minimize_s`` (their sum is at
     most ``time_s``, the rest is bookkeeping) and ``cpu_s``.
@@ -620,24 +624,30 @@ def run_candidate(
     seed = int(seed)
     if not 1 <= seed <= _MAX_LAMMPS_SEED + 1:
         raise ValueError(f"seed must be in 1..{_MAX_LAMMPS_SEED + 1}, got {seed}")
+    stop = None if stop_file is None else Path(stop_file)
     if not params.protect_centre or params.core_wall != "retry":
-        return _run_box(cluster_payload, box, params, seed, wall=params.protect_centre and params.core_wall == "always")
-    result = _run_box(cluster_payload, box, params, seed, wall=False)
+        return _run_box(cluster_payload, box, params, seed,
+                        wall=params.protect_centre and params.core_wall == "always", stop_file=stop)
+    result = _run_box(cluster_payload, box, params, seed, wall=False, stop_file=stop)
     broken_centre = (result.status == "ok" and result.centre_environment_exact is False
                      and result.stop_reason != "over_cap" and result.n_atoms <= params.max_atoms)
     if not broken_centre:
         return result
-    walled = _run_box(cluster_payload, box, params, seed, wall=True)
+    walled = _run_box(cluster_payload, box, params, seed, wall=True, stop_file=stop)
     for name in ("time_s", "cpu_s", "time_setup_s", "time_gcmc_s", "time_minimize_s"):
         setattr(walled, name, getattr(walled, name) + getattr(result, name))
     return walled
 
 
 def _run_box(
-    cluster_payload: Mapping[str, Any], box: np.ndarray, params: GCMCParams, seed: int, wall: bool
+    cluster_payload: Mapping[str, Any], box: np.ndarray, params: GCMCParams, seed: int, wall: bool,
+    stop_file: Path | None = None,
 ) -> CandidateResult:
     """:func:`run_candidate`'s one run; ``wall``: the core wall on, seeded and inserted atoms beyond it."""
-    from sampling.lammps_engine import LammpsSystem
+    from sampling.lammps_engine import LammpsSystem, Stopped
+
+    if stop_file is not None and stop_file.exists():
+        raise Stopped(f"stop file {stop_file} exists: box {box.tolist()} not started")
 
     result = CandidateResult(box=box.tolist(), seed=seed, core_wall=wall)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -678,6 +688,8 @@ def _run_box(
         # LammpsSystem maps each symbol to its last type in ``species``: every W becomes the inserted
         # type; the core atoms are then given their own types (same element in pair_coeff).
         with LammpsSystem(atoms, potential, threads=params.threads, species=species) as system:
+            if stop_file is not None:
+                system.watch_stop_file(stop_file)
             commands = [f"group core id 1:{n_core}"]
             for t, s in enumerate(core_species, start=1):
                 ids = [str(i + 1) for i in range(n_core) if symbols[i] == s]
@@ -751,6 +763,8 @@ def _run_box(
             lap("time_minimize_s")
             final = system.get_atoms()
             ids = np.sort(np.array(system.lmp.numpy.extract_atom("id")[: system.lmp.extract_global("nlocal")]))
+    except Stopped:
+        raise  # cancelled: no result at all
     except Exception as error:  # a LAMMPS failure makes a failed candidate, not a failed grid
         result.status, result.message = "failed", f"{type(error).__name__}: {error}"
         return finish()

@@ -14,6 +14,9 @@ import functools
 import importlib.metadata
 import importlib.util
 import sys
+import threading
+import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LammpsError",
+    "Stopped",
+    "STOP_POLL_INTERVAL_S",
     "ensure_mpi_loaded",
     "open_lammps",
     "lammps_version",
@@ -49,6 +54,15 @@ _mpi_handle: ctypes.CDLL | None = None
 
 class LammpsError(RuntimeError):
     """A LAMMPS command failed; the message names the command and LAMMPS's reason."""
+
+
+class Stopped(Exception):
+    """A run or minimisation was halted because the system's stop file appeared (e.g. a cancelled work item)."""
+
+
+# How often a watched stop file is looked for (one stat() from a thread; LAMMPS itself checks nothing).
+# A run then ends within this plus one MD step or one minimiser iteration of the file appearing.
+STOP_POLL_INTERVAL_S = 0.2
 
 
 def _mpi_candidates() -> list[Path]:
@@ -244,6 +258,11 @@ class LammpsSystem:
         self._rotation, lower = _lammps_frame(cell)
         self._rotated = not np.array_equal(self._rotation, np.eye(3))
         self._forces_current = False
+        self._stop_file: Path | None = None
+        self._stop_watcher: threading.Thread | None = None
+        self._unwatch = threading.Event()  # set by close(): the watcher ends
+        self._halted = threading.Event()  # set by the watcher once it asked LAMMPS to stop
+        self._handle_lock = threading.Lock()  # the watcher never touches a closed instance
         self.lmp = open_lammps(threads)
         try:
             self._setup(atoms, symbols, lower, pair_commands)
@@ -309,10 +328,17 @@ class LammpsSystem:
 
     def close(self) -> None:
         """Free the LAMMPS instance (idempotent)."""
+        unwatch = getattr(self, "_unwatch", None)
+        if unwatch is not None:
+            unwatch.set()
         lmp = getattr(self, "lmp", None)
         if lmp is not None:
-            lmp.close()
-            self.lmp = None
+            with getattr(self, "_handle_lock", None) or nullcontext():
+                lmp.close()
+                self.lmp = None
+        watcher = getattr(self, "_stop_watcher", None)
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
 
     def __enter__(self) -> "LammpsSystem":
         return self
@@ -331,16 +357,25 @@ class LammpsSystem:
         return self.lmp
 
     def command(self, command: str) -> None:
-        """Run one LAMMPS input line; failures raise LammpsError naming the command."""
+        """Run one LAMMPS input line; failures raise LammpsError naming the command.
+
+        With a stop file (:meth:`watch_stop_file`), a ``run`` or ``minimize`` raises :class:`Stopped`
+        when the file exists before it starts or when it was halted by the file.
+        """
         lmp = self._instance()
+        words = command.split()
+        dynamics = bool(words) and words[0] in ("run", "minimize")
+        if dynamics and self.stop_requested():
+            raise Stopped(f"stop file {self._stop_file} exists: {command!r} not started")
         try:
             lmp.command(command)
         except Exception as error:  # the lammps module raises bare Exception
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise LammpsError(f"LAMMPS command {command!r} failed: {reason}") from None
-        words = command.split()
         # Energy/virial are tallied at the end of run/minimize; any other command may invalidate them.
-        self._forces_current = bool(words) and words[0] in ("run", "minimize")
+        self._forces_current = dynamics
+        if dynamics and self.stop_requested():
+            raise Stopped(f"{command!r} halted at step {int(lmp.get_thermo('step'))}: stop file {self._stop_file}")
 
     def commands(self, commands: Sequence[str]) -> None:
         for command in commands:
@@ -350,6 +385,41 @@ class LammpsSystem:
         if int(steps) != steps or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         self.command(f"run {int(steps)}")
+
+    # ------------------------------------------------------------------ stopping
+
+    def watch_stop_file(self, path: str | Path, poll_interval: float = STOP_POLL_INTERVAL_S) -> None:
+        """Stop every later ``run``/``minimize`` soon after ``path`` appears; the command raises :class:`Stopped`.
+
+        A thread looks for the file every ``poll_interval`` s and then calls ``lammps_force_timeout``: LAMMPS
+        ends the run cleanly after the current MD step (minimiser iteration; GCMC invocation), the instance
+        stays valid (its atoms can be read) and every later run or minimisation raises :class:`Stopped`.
+        LAMMPS does no extra work while the file is absent: forces, trajectories and speed are unchanged.
+        (A ``fix halt`` on an ``is_file()`` variable would do the same inside LAMMPS, but every check makes
+        LAMMPS tally energy and virial on that step, about +10 % of an EAM step: benchmarks/stop_latency.py.)
+        """
+        if self._stop_file is not None:
+            raise LammpsError(f"this system already watches the stop file {self._stop_file}")
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be > 0 s, got {poll_interval!r}")
+        self._instance()
+        self._stop_file = Path(path).absolute()
+        # the thread holds a weak reference: a system nobody closes is still freed (and its watcher ends)
+        self._stop_watcher = threading.Thread(
+            target=_watch_stop_file, args=(weakref.ref(self), self._stop_file, float(poll_interval), self._unwatch),
+            name="dg-lammps-stop", daemon=True)
+        self._stop_watcher.start()
+
+    @property
+    def stop_file(self) -> Path | None:
+        """The watched stop file, or None."""
+        return self._stop_file
+
+    def stop_requested(self) -> bool:
+        """Whether the watched stop file exists or has stopped this system's LAMMPS (False without one)."""
+        if self._stop_file is None:
+            return False
+        return self._halted.is_set() or self._stop_file.exists()
 
     # ------------------------------------------------------------------ per-atom data
 
@@ -496,6 +566,22 @@ class LammpsSystem:
     def write_data(self, path: str | Path) -> None:
         """Write the current atoms and box as a LAMMPS data file (full precision, no potential coefficients)."""
         self.command(f"write_data {_quote_path(path)} nocoeff nofix")
+
+
+def _watch_stop_file(system_ref: "weakref.ref[LammpsSystem]", path: Path, poll_interval: float,
+                     unwatch: threading.Event) -> None:
+    """The watcher thread of :meth:`LammpsSystem.watch_stop_file`: until ``unwatch``, look for ``path``."""
+    while not unwatch.wait(poll_interval):
+        if not path.exists():
+            continue
+        system = system_ref()
+        if system is None:
+            return
+        with system._handle_lock:
+            if system.lmp is not None:
+                system.lmp.force_timeout()  # LAMMPS's library: safe from another thread, ends the run cleanly
+                system._halted.set()
+        return
 
 
 def _quote_path(path: str | Path) -> str:

@@ -32,13 +32,14 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from .defects import classify_atoms, cna_cutoff, count_structure_types, defect_mask
-from .lammps_engine import LammpsSystem, _lammps_frame
+from .lammps_engine import LammpsSystem, Stopped, _lammps_frame
 from .potentials import Potential, check_element
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "SnapshotPoint",
     "Program",
     "PROTOCOLS",
+    "Stopped",
     "execute",
     "make_snapshot",
     "program_for",
@@ -219,17 +221,30 @@ def _snapshot(system: LammpsSystem, program: Program, point: SnapshotPoint) -> S
     )
 
 
-def execute(program: Program, potential: Potential, threads: int = 1) -> Iterator[Snapshot]:
-    """Run ``program`` in this process, yielding its snapshots. Closing the generator early frees LAMMPS."""
+def execute(program: Program, potential: Potential, threads: int = 1,
+            stop_file: str | Path | None = None) -> Iterator[Snapshot]:
+    """Run ``program`` in this process, yielding its snapshots. Closing the generator early frees LAMMPS.
+
+    With ``stop_file``, LAMMPS stops mid-run or mid-minimisation within a fraction of a second plus one MD
+    step or minimiser iteration of that file appearing (:meth:`LammpsSystem.watch_stop_file`; this function
+    also looks for it between commands and before each snapshot) and the generator raises :class:`Stopped`.
+    Without the file the snapshots are exactly those of a run without ``stop_file``.
+    """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer (OpenMP threads), got {threads!r}")
-    return _execute(program, potential, int(threads))
+    return _execute(program, potential, int(threads), None if stop_file is None else Path(stop_file))
 
 
-def _execute(program: Program, potential: Potential, threads: int) -> Iterator[Snapshot]:
+def _execute(program: Program, potential: Potential, threads: int, stop_file: Path | None = None) -> Iterator[Snapshot]:
+    if stop_file is not None and stop_file.exists():
+        raise Stopped(f"stop file {stop_file} exists: {program.protocol} not started")
     system = LammpsSystem(program.atoms, potential, threads=threads)
     try:
+        if stop_file is not None:
+            system.watch_stop_file(stop_file)
         for item in program.items:
+            if stop_file is not None and stop_file.exists():
+                raise Stopped(f"stop file {stop_file} exists: {program.protocol} stopped before {item!r}")
             if isinstance(item, SnapshotPoint):
                 yield _snapshot(system, program, item)
             else:

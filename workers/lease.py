@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def new_owner() -> str:
 def lapsed_before(now: datetime | None = None) -> datetime:
     """Heartbeats older than this are lapsed leases."""
     return (now or utcnow()) - timedelta(seconds=get_settings().lease_timeout)
+
+
+CANCEL_POLL = 1.0  # s between the heartbeat's looks for a cancel
 
 
 def beat_interval() -> float:
@@ -177,13 +181,19 @@ class Heartbeat:
                 del _held[self.item_id]
 
     def _run(self) -> None:
+        # Cancellation is looked for every second (one small SELECT), so LAMMPS stops within seconds of a
+        # cancel; the lease is renewed every lease_timeout/4.
         stop_requested = False
-        while not self._stop.wait(beat_interval()):
+        next_beat = time.monotonic() + beat_interval()
+        while not self._stop.wait(min(CANCEL_POLL, beat_interval())):
             try:
-                if not renew(self.item_id, self.owner):
-                    self.lost = True
-                    log.warning("work item %s: lease %s lost; another process runs it now", self.item_id, self.owner)
-                    return
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + beat_interval()
+                    if not renew(self.item_id, self.owner):
+                        self.lost = True
+                        log.warning("work item %s: lease %s lost; another process runs it now", self.item_id,
+                                    self.owner)
+                        return
                 if not stop_requested and cancelled(self.item_id):
                     stop_file(self.item_id).touch()
                     stop_requested = True

@@ -26,10 +26,13 @@ from pcc_gcmc import GCMCParams, NoAdmissibleCandidateError, ReconstructionError
 from sampling import maxvol
 from sampling.bases import BasisError
 from sampling.datasets import soap_pca_map
+from sampling.lammps_engine import Stopped
 from sampling.potentials import PotentialError
 from sampling.selection import gamma_against_training_sets
 from schemas import CampaignSpec
+from workers.lease import stop_file
 from workers.stages.common import (
+    Cancelled,
     PlannedItem,
     campaign_dir,
     load_item,
@@ -116,7 +119,12 @@ def run_box(item_id: int) -> None:
             return  # a re-delivered task: the candidate is stored
         recorded = _plan_of(session, campaign_id, source)
     entry = recorded["grid"][index]
-    result = run_candidate(recorded["payload"], entry["box"], recorded["params"], entry["seed"])
+    try:  # the item's stop file (the campaign was cancelled) halts LAMMPS within a GCMC invocation
+        result = run_candidate(recorded["payload"], entry["box"], recorded["params"], entry["seed"],
+                               stop_file=stop_file(item_id))
+    except Stopped as stopped:
+        log.info("work item %s (campaign %s, box %s) cancelled: %s", item_id, campaign_id, name, stopped)
+        raise Cancelled from None
     result.index = index
     with session_scope() as session:
         put_artifact(session, campaign_id, CANDIDATE, name, result.to_dict(structure=True))

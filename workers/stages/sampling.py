@@ -14,10 +14,11 @@ from app.db.storage import StructureStore
 from app.settings import get_settings
 from sampling.defects import STRUCTURE_TYPES
 from sampling.properties import relax_lattice_constant
-from sampling.protocols import Snapshot, execute, program_for, snapshot_count
+from sampling.protocols import Snapshot, Stopped, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
-from workers.stages.common import report_progress, resolve_potential
+from workers.lease import stop_file
+from workers.stages.common import Cancelled, report_progress, resolve_potential
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,21 @@ def run_protocol(item_id: int) -> None:
     program = program_for(protocol.kind, atoms, potential, element=spec.element, lattice=spec.lattice,
                           lattice_constant=a, **params)
     program = dataclasses.replace(program, detection=spec.sampling.detection)
-    snapshots = execute(program, potential, threads=threads)
+    # The item's stop file appears when the campaign is cancelled: LAMMPS halts within a second or two,
+    # mid-run or mid-minimisation, instead of at the next snapshot.
+    stop = stop_file(item_id)
+    snapshots = execute(program, potential, threads=threads, stop_file=stop)
     try:
         for snapshot in snapshots:
+            if stop.exists():  # cancelled while the snapshot was taken: do not store it
+                raise Cancelled
             source = sources[snapshot.index]
             if source not in stored:
                 _store_snapshot(store, campaign_id, source, snapshot)
             report_progress(item_id, campaign_id, done=snapshot.index + 1)
+    except Stopped as stopped:
+        log.info("work item %s (campaign %s, %s) cancelled: %s", item_id, campaign_id, key, stopped)
+        raise Cancelled from None
     finally:
         snapshots.close()  # frees LAMMPS at once when cancelled
 
