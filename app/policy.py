@@ -85,6 +85,48 @@ def _file_reference(reference: str, field: str, what: str, bundled: bool = False
                   "this reference is none of these")
 
 
+def _inside_known_places(path: Path) -> bool:
+    """A file LAMMPS may read for a spec from the network: bundled, uploaded, or in an allowed directory."""
+    from workers.stages.common import uploads_root
+
+    resolved = path.resolve()
+    places = [uploads_root().resolve(), *(d.resolve() for d in get_settings().allowed_server_dirs)]
+    try:
+        places.append(bundled_potentials_dir().resolve())
+    except PotentialError:
+        pass
+    return any(resolved.is_relative_to(place) for place in places)
+
+
+def _check_reference(spec: CampaignSpec, reference, errors: list[FieldError]) -> None:  # type: ignore[no-untyped-def]
+    """labelling.reference: its file(s) by reference only (bundled, uploaded, allowed dirs), and every file it
+    pulls in (a .snap include's coefficient files, a MEAM library) from those places too. Its pair_style and
+    pair_coeff words were checked by the schema (allow-listed styles, plain tokens: nothing LAMMPS would expand
+    or run)."""
+    from labelling.reference import ReferencePotentialError, resolve_reference
+
+    value = spec.labelling.reference
+    if value is None:
+        return
+    before = len(errors)
+    if isinstance(value, str):
+        reference(value, "labelling.reference", "the reference potential", bundled=True)
+    else:
+        for index, name in enumerate(value.files):
+            reference(name, f"labelling.reference.files.{index}", "a reference potential file", bundled=True)
+    if len(errors) > before:
+        return
+    try:
+        resolved = resolve_reference(value, spec.element)
+    except ReferencePotentialError as exc:
+        errors.append(FieldError(exc.field, exc.reason))
+        return
+    outside = [name for name, path in resolved.paths if not _inside_known_places(Path(path))]
+    if outside:
+        errors.append(FieldError("labelling.reference", f"the reference reads {', '.join(outside)} from outside the "
+                                 "bundled potentials, the uploads and DG_ALLOWED_SERVER_DIRS"))
+
+
 def check_network_spec(spec: CampaignSpec) -> None:
     """Raise SpecError (one entry per field) for anything a spec from the network may not use."""
     errors: list[FieldError] = []
@@ -104,6 +146,7 @@ def check_network_spec(spec: CampaignSpec) -> None:
     reference(spec.selection.basis_potential, "selection.basis_potential", "the basis potential")
 
     labelling = spec.labelling
+    _check_reference(spec, reference, errors)
     if labelling.command is not None:
         errors.append(FieldError("labelling.command", f"a command {_NOT_FROM_THE_API}"))
     if labelling.pseudo_dir is not None:

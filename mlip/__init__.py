@@ -1,7 +1,7 @@
 """Training sets out, models in (stage 6): dataset exports and checks (:mod:`.export`), MTP training
 through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), linear and quadratic SNAP by
 least squares on LAMMPS ``compute snap`` rows (:mod:`.snap`), on-the-fly active learning
-(:mod:`.otf`) and ensemble force uncertainty (:mod:`.ensemble`).
+(:mod:`.otf`), ensemble force uncertainty (:mod:`.ensemble`) and validation suites (:mod:`.validation`).
 
 Pure functions on ``ase.Atoms`` with single-point labels: no database, no queue.
 """
@@ -27,6 +27,8 @@ from .train import (
     train_mlip3,
     train_mtp,
 )
+from .validation import (SCENARIOS, build_suite, defect_properties, label_configurations, load_model, load_reference,
+                         run_validation, validate)
 
 __all__ = [
     "EXPORT_FORMATS", "ExportError", "MTP_LEVELS", "TrainedModel", "TrainingFailed", "TrainingInputError",
@@ -36,4 +38,6 @@ __all__ = [
     "ensemble_report", "force_spread", "grade_run", "predict_forces", "run_otf", "sigma_histogram", "train_ensemble",
     "SnapCalculator", "SnapFiles", "SnapModel", "SnapReference", "SnapRows", "SnapTrainingParams", "evaluate_snap",
     "read_snap", "snap_rows", "train_snap",
+    "SCENARIOS", "build_suite", "defect_properties", "label_configurations", "load_model", "load_reference",
+    "run_validation", "validate",
 ]

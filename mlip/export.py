@@ -1,9 +1,12 @@
 """Labelled configurations -> the files users train on: MTP ``.cfg``, pacemaker ``.pckl.gzip``, extxyz.
 
 Contracts (DESIGN.md section 3): ``.cfg`` ids 1-based, types 0-based (index in ``species``),
-``PlusStress`` = -stress x volume (eV), ``Feature EFS_by <engine>``; pacemaker: a pandas DataFrame
+``PlusStress`` = -stress x volume (eV), ``Feature EFS_by <labeller>``; pacemaker: a pandas DataFrame
 pickled with gzip, protocol 4, columns ``ase_atoms``, ``energy``, ``forces`` (n x 3),
-``energy_corrected`` (energy minus the per-element reference energies, or the raw energy), no NaN.
+``energy_corrected`` (energy minus the per-element reference energies, or the raw energy), no NaN, and
+``label_engine``. The labeller is ``atoms.info["label_engine"]``: ``<engine> <version>`` for DFT (``gpaw 26.7.0``),
+``lammps:<potential name>`` for a reference potential (``lammps:WL.meam``); extxyz writes it as the info key
+``label_engine``.
 Every writer takes a file object (binary for pacemaker, text otherwise); :func:`check_labelled`
 refuses what a fitting code would choke on, naming the configuration.
 """
@@ -82,6 +85,7 @@ def write_pacemaker(file: BinaryIO, images: Sequence[Atoms],
             "energy": float(results["energy"]),
             "forces": np.asarray(results["forces"], dtype=float).copy(),
             "energy_corrected": corrected_energy(atoms, results["energy"], reference_energies),
+            "label_engine": str(atoms.info.get("label_engine", "")),  # who labelled it (DFT or lammps:<name>)
         }
         if "stress" in results:
             row["stress"] = np.asarray(results["stress"], dtype=float).copy()

@@ -79,7 +79,7 @@ def test_settings_round_trip_and_validation():
 
 def test_unknown_engine_and_profile_are_clear():
     """Every way of asking for an engine or profile we do not have names it and lists what exists."""
-    known_engines = "gpaw, vasp, espresso, eam"
+    known_engines = "gpaw, vasp, espresso, lammps, eam"
     for make in (lambda: DFTSettings(engine="castep"), lambda: profile("production", engine="castep"),
                  lambda: profile("quick", "castep"), lambda: DFTSettings.from_dict({"engine": "castep"})):
         with pytest.raises(ValueError, match=f"labelling.engine must be one of {known_engines}, not 'castep'"):
