@@ -120,6 +120,18 @@ def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
 
 def _follow(campaign_id: int, show: bool) -> None:
     """Poll the database until the campaign ends, one bar per stage."""
+    from workers.sweeper import Sweeper
+
+    # This process runs the campaign: an item a killed earlier run left under a lease that has not
+    # lapsed yet (resume leaves it alone) runs here once the lease lapses.
+    sweeper = Sweeper(resend_pending=False, campaign_id=campaign_id).start()
+    try:
+        _poll(campaign_id, show)
+    finally:
+        sweeper.stop()
+
+
+def _poll(campaign_id: int, show: bool) -> None:
     from app.db.models import Campaign
     from app.db.session import session_scope
 
@@ -247,6 +259,47 @@ def select(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff
     options = BasisOptions(basis, potential, twojmax, cutoff, get_settings().lammps_threads or 1)
     _science(lambda: select_files(options, train, inputs, out, lattice=lattice, gamma_select=gamma_select,
                                   max_new=max_new, radius=radius, vacuum=vacuum, candidates=candidates))
+
+
+@main.command("validate")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reference", default=None,
+              help="teacher potential (bundled name or path): default WL.meam for SNAP models, "
+                   "W_2940_2017_2.snap for MTP; must not be of MODEL's family")
+@click.option("--suite", type=click.Choice(["paper", "smoke"]), default="paper", show_default=True,
+              help="scenario preset (schemas.validation)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON report")
+@click.option("--sampling-potential", default="W_zhou.eam.alloy", show_default=True,
+              help="potential that runs the scenarios' MD (the campaign's sampling potential)")
+@click.option("--lattice", type=click.Choice(["bcc", "fcc"]), default="bcc", show_default=True)
+@click.option("--element", default=None, help="MTP without a record: its element (default W)")
+@click.option("--seed", type=int, default=None, help="suite seed (default the preset's, disjoint from campaigns')")
+@click.option("--properties/--no-properties", default=True, show_default=True,
+              help="also compare defect properties (vacancy, SIA, surfaces, GB, elastic constants, E-V)")
+@click.option("--allow-same-family", is_flag=True, help="accept a reference of MODEL's family (with a warning)")
+@click.option("--train", "train", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="training set (extxyz, .cfg, .pckl.gzip): gamma of every atom against its active set (SNAP basis)")
+def validate(model: Path, reference: str | None, suite: str, out: Path | None, sampling_potential: str,
+             lattice: str, element: str | None, seed: int | None, properties: bool, allow_same_family: bool,
+             train: Path | None) -> None:
+    """Validate MODEL (SNAP record/.snapcoeff/.snap, or .mtp) on the paper's defect scenarios against a reference.
+
+    Prints the table of errors per scenario (energy meV/atom, forces meV/A, defect atoms) and the
+    defect properties, then a JSON summary; writes the full report to OUT.
+    """
+    from mlip.validation import validate_command
+
+    def call() -> dict:
+        report = validate_command(model, reference, suite, out, sampling_potential, lattice, element, seed,
+                                  properties, allow_same_family, get_settings().lammps_threads or 1,
+                                  warn=lambda text: console.print(f"[yellow]{text}[/yellow]", highlight=False),
+                                  train=train)
+        click.echo(report.table())
+        return {"model": report.model, "reference": report.reference, "suite": report.suite,
+                "report": str(out) if out else None,
+                "force_rmse_mev_per_A": {s.scenario: s.force_rmse_mev_per_A for s in report.scenarios}}
+
+    _science(call)
 
 
 @main.command()
@@ -421,8 +474,12 @@ def worker(queues: str, concurrency: int, loglevel: str) -> None:
         console.print(f"[red]error[/red]: --queues: unknown {unknown}; choose from {','.join(QUEUES)}")
         sys.exit(2)
     _prepare_database()
+    from app.db.session import get_engine
     from workers.tasks import celery_app
 
+    # Celery forks its pool from this process: hand no open connection down (each child also drops
+    # what it inherits, app/db/session.py)
+    get_engine().dispose()
     celery_app.worker_main(
         ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
     )

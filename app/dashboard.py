@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.policy import public_text
 from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
 
 CAMPAIGNS_PER_PAGE = 20
@@ -134,12 +135,12 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
         "id": campaign.id,
         "status": campaign.status.value,
         "finished": campaign.status.finished,
-        "error": campaign.error,
+        "error": public_text(campaign.error),
         "updated_at": campaign.updated_at.isoformat() if campaign.updated_at else None,
         "stages": [
             {
                 "stage": s.stage, "status": s.status.value, "progress_done": s.progress_done,
-                "progress_total": s.progress_total, "attempts": s.attempts, "error": s.error,
+                "progress_total": s.progress_total, "attempts": s.attempts, "error": public_text(s.error),
                 "items": items.get(s.id, {}),
                 "items_text": item_summary(items.get(s.id, {})),
                 "started_at": s.started_at.isoformat(timespec="seconds") if s.started_at else None,
@@ -325,7 +326,7 @@ def training_set_histograms(session: Session, campaign_id: int) -> dict[str, Any
     stored = _artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN_ARTIFACT) or {}
     histograms = {name: {**stored[name], "label": f"candidates vs. {TRAINING_SET_LABELS[name]}"}
                   for name in TRAINING_SET_LABELS if name in stored}
-    return {"histograms": histograms, "error": stored.get("error")}
+    return {"histograms": histograms, "error": public_text(stored.get("error"))}
 
 
 def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:
@@ -400,7 +401,7 @@ def box_grid(session: Session, campaign_id: int, cluster: str) -> dict[str, Any]
     return {
         "cluster": cluster, "rows": rows, "best_index": table.get("best_index"),
         "structure_id": table.get("structure_id"), "energy_per_atom": table.get("energy_per_atom"),
-        "error": table.get("error"), "n_core": table.get("n_core"), "lx": xs, "ly": ys, "lz": zs,
+        "error": public_text(table.get("error")), "n_core": table.get("n_core"), "lx": xs, "ly": ys, "lz": zs,
         "e_min": min(energies) if energies else None, "e_max": max(energies) if energies else None,
         "by_box": {"|".join(str(v) for v in r["box"]): r for r in rows if r["box"]},
     }
@@ -446,7 +447,7 @@ def label_page(session: Session, campaign_id: int, page: int = 1,
     ).all())
     return [
         {"id": r.id, "structure_id": r.structure_id, "engine": r.engine, "state": r.state, "attempts": r.attempts,
-         "failure": r.failure, "failures": list(r.failures or []), "error": r.error, "energy": r.energy,
+         "failure": r.failure, "failures": list(r.failures or []), "error": public_text(r.error), "energy": r.energy,
          "n_atoms": r.n_atoms, "wall_time": r.wall_time, "updated_at": r.updated_at}
         for r in rows
     ], pager, {k: int(v) for k, v in states.items()}

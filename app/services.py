@@ -8,7 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Campaign, Label, Status, Structure, User, WorkItem
-from schemas import CampaignSpec
+from app.settings import get_settings
+from schemas import CampaignSpec, FieldError, SpecError
+from schemas.limits import Limits, effective_budget, limit_errors
 from workers import pipeline
 from workers.dispatch import send
 from workers.pipeline import TaskRef
@@ -16,8 +18,27 @@ from workers.pipeline import TaskRef
 Dispatch = Callable[[Iterable[TaskRef]], None]
 
 
-def submit_campaign(session: Session, owner: User, spec: CampaignSpec, dispatch: Dispatch = send) -> Campaign:
-    pipeline.check_spec(spec)
+def server_limits() -> Limits:
+    """The operator's DG_MAX_* limits of one campaign."""
+    return Limits.of(get_settings())
+
+
+def submit_campaign(session: Session, owner: User, spec: CampaignSpec, dispatch: Dispatch = send,
+                    *, checked: bool = False) -> Campaign:
+    """Check, store and start a campaign; SpecError (nothing stored) when the spec cannot run.
+
+    The cheap limit checks run first (schemas.limits: nothing is built for a spec above the server's limits
+    or its own budget); then pipeline.check_spec in this process, unless ``checked`` (the API has run it in
+    a process of app.spec_checks, under a time bound). The campaign is stored with its effective budget
+    (each limit the smaller of the server's and the spec's), which is what its stages read.
+    """
+    limits = server_limits()
+    errors = limit_errors(spec, limits)
+    if errors:
+        raise SpecError([FieldError(field, message) for field, message in errors])
+    if not checked:
+        pipeline.check_spec(spec)
+    spec = effective_budget(spec, limits)
     campaign = pipeline.create_campaign(session, owner, spec)
     refs = pipeline.start(session, campaign)
     session.commit()
@@ -39,8 +60,9 @@ def resume_campaign(session: Session, campaign: Campaign, dispatch: Dispatch = s
 def recover_interrupted(session: Session, dispatch: Dispatch = send) -> list[int]:
     """Re-run the unfinished work of campaigns left running by a process that died.
 
-    For the in-process executor only: its queue lived in the dead process. With a broker,
-    unacknowledged tasks are delivered again by the broker itself.
+    For the in-process executor only: its queue lived in the dead process. With a broker, the lease
+    sweeper (workers/sweeper.py) sends lost work again. Items under a lease that has not lapsed yet are
+    left to the sweeper too (pipeline.resume).
     """
     campaigns = session.scalars(
         select(Campaign).where(Campaign.status.in_((Status.pending, Status.running)))

@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import dashboard
-from app.api.deps import SessionDep, get_owned_campaign
+from app.api.deps import PRINTABLE, CampaignId, LabelId, QueryText, SessionDep, StructureId, get_owned_campaign
 from app.auth import user_for_token
 from app.db.models import Campaign, Structure, User
 from app.db.storage import StructureStore
@@ -42,6 +42,8 @@ EXPORT_FORMATS = {"mtp": "MTP .cfg", "ace": "pacemaker .pckl.gzip", "extxyz": "e
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 Page = Annotated[int, Query(ge=1, le=10**6)]
+# a name in the query string (stage, cluster, snapshot): printable and short, it reaches SQL
+Text = Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)]
 
 
 class LoginRequired(Exception):
@@ -157,8 +159,8 @@ def campaigns(request: Request, session: SessionDep, user: UiUser, page: Page = 
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_id: int, labels_page: Page = 1,
-                  structures_page: Page = 1, stage: str | None = None, cluster: str | None = None,
+def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_id: CampaignId, labels_page: Page = 1,
+                  structures_page: Page = 1, stage: Text = None, cluster: Text = None,
                   message: str | None = None) -> HTMLResponse:
     campaign = _owned(session, user, campaign_id)
     clusters = dashboard.cluster_names(session, campaign.id)
@@ -185,14 +187,14 @@ def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_
 
 
 @router.get("/campaigns/{campaign_id}/progress.json")
-def campaign_progress(session: SessionDep, user: UiUser, campaign_id: int) -> JSONResponse:
+def campaign_progress(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> JSONResponse:
     campaign = _owned(session, user, campaign_id)
     return JSONResponse(dashboard.progress(session, campaign), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/campaigns/{campaign_id}/histograms.json")
-def histograms_json(session: SessionDep, user: UiUser, campaign_id: int,
-                    snapshot: str | None = None) -> JSONResponse:
+def histograms_json(session: SessionDep, user: UiUser, campaign_id: CampaignId,
+                    snapshot: Text = None) -> JSONResponse:
     campaign = _owned(session, user, campaign_id)
     if snapshot is not None:
         histogram = dashboard.snapshot_histogram(session, campaign.id, snapshot)
@@ -203,7 +205,7 @@ def histograms_json(session: SessionDep, user: UiUser, campaign_id: int,
 
 
 @router.get("/campaigns/{campaign_id}/histograms.csv")
-def histograms_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
+def histograms_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> Response:
     campaign = _owned(session, user, campaign_id)
     rows = []
     histograms = dict(dashboard.gamma_histograms(session, campaign.id))
@@ -215,7 +217,7 @@ def histograms_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Respo
 
 
 @router.get("/campaigns/{campaign_id}/gamma-max.csv")
-def gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
+def gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> Response:
     campaign = _owned(session, user, campaign_id)
     series = dashboard.gamma_max_series(session, campaign.id, max_points=10**9)
     rows = list(zip(series["index"], series["structure_id"], series["source"], series["gamma_max"], strict=True))
@@ -223,7 +225,7 @@ def gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Respon
 
 
 @router.get("/campaigns/{campaign_id}/otf-gamma-max.csv")
-def otf_gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
+def otf_gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> Response:
     campaign = _owned(session, user, campaign_id)
     results = dashboard.refinement_results(session, campaign.id)
     iterations = results["iterations"] if results else []
@@ -233,7 +235,7 @@ def otf_gamma_max_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Re
 
 
 @router.get("/campaigns/{campaign_id}/soap-pca.csv")
-def soap_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
+def soap_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> Response:
     campaign = _owned(session, user, campaign_id)
     soap = dashboard.soap_pca(session, campaign.id)
     if soap is None:
@@ -243,7 +245,7 @@ def soap_csv(session: SessionDep, user: UiUser, campaign_id: int) -> Response:
 
 
 @router.get("/campaigns/{campaign_id}/box-grid.csv")
-def box_grid_csv(session: SessionDep, user: UiUser, campaign_id: int, cluster: str) -> Response:
+def box_grid_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId, cluster: QueryText) -> Response:
     campaign = _owned(session, user, campaign_id)
     grid = dashboard.box_grid(session, campaign.id, cluster)
     if grid is None:
@@ -255,7 +257,7 @@ def box_grid_csv(session: SessionDep, user: UiUser, campaign_id: int, cluster: s
 
 
 @router.post("/campaigns/{campaign_id}/labels/{label_id}/retry")
-def retry(request: Request, session: SessionDep, user: UiUser, campaign_id: int, label_id: int,
+def retry(request: Request, session: SessionDep, user: UiUser, campaign_id: CampaignId, label_id: LabelId,
           csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     _check_csrf(request, csrf)
     campaign = _owned(session, user, campaign_id)
@@ -270,7 +272,7 @@ def retry(request: Request, session: SessionDep, user: UiUser, campaign_id: int,
 
 
 @router.get("/campaigns/{campaign_id}/export")
-def export(session: SessionDep, user: UiUser, campaign_id: int,
+def export(session: SessionDep, user: UiUser, campaign_id: CampaignId,
            format: Annotated[Literal["mtp", "ace", "extxyz"], Query()],
            datasets: str = "B,P") -> Response:
     from app.api.campaigns import export as api_export
@@ -283,7 +285,7 @@ def export(session: SessionDep, user: UiUser, campaign_id: int,
 
 
 @router.get("/structures/{structure_id}", response_class=HTMLResponse)
-def structure_page(request: Request, session: SessionDep, user: UiUser, structure_id: int,
+def structure_page(request: Request, session: SessionDep, user: UiUser, structure_id: StructureId,
                    page: Page = 1) -> HTMLResponse:
     structure = session.get(Structure, structure_id)
     campaign = session.get(Campaign, structure.campaign_id) if structure else None

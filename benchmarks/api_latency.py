@@ -37,8 +37,10 @@ SPEC = {
     "element": "W",
     "lattice_constant": 3.165,
     "potential": "W_zhou.eam.alloy",
-    "sampling": {"protocols": [{"kind": "anneal", "supercell": [4, 4, 4], "steps_per_temperature": 100,
-                                "snapshot_every": 50}]},
+    "stop_after": "sampling",
+    # 5 cells (15.8 A): just above twice the 7.89 A cutoff of EAM-Zhou W, as POST's check_spec requires
+    "sampling": {"protocols": [{"kind": "anneal", "structure": {"kind": "bulk", "supercell": [5, 5, 5]},
+                                "steps_per_temperature": 100, "snapshot_every": 50}]},
 }
 
 
@@ -132,6 +134,7 @@ def main() -> None:
                     time.sleep(0.2)
             else:
                 raise SystemExit("server did not start")
+            client.post("/api/v1/campaigns", json=SPEC, headers=headers).raise_for_status()  # warm spec checkers
             _timed_gets(client, "/health", 20, headers)  # warm-up
             health = _timed_gets(client, "/health", args.requests, headers)
             campaign = _timed_gets(client, f"/api/v1/campaigns/{campaign_id}", args.requests, headers)

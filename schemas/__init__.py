@@ -15,6 +15,7 @@ from schemas.campaign import (
 
 from schemas.sampling import AnnealProtocol, SamplingParams
 from schemas.training import SnapReference, SnapTrainingParams
+from schemas.validation import ValidationReport, ValidationSuiteParams, suite_params
 
 __all__ = [
     "AnnealProtocol",
@@ -29,6 +30,9 @@ __all__ = [
     "SnapReference",
     "SnapTrainingParams",
     "SpecError",
+    "ValidationReport",
+    "ValidationSuiteParams",
     "load_spec_text",
     "parse_spec",
+    "suite_params",
 ]

@@ -15,7 +15,9 @@ from ase.data import chemical_symbols, reference_states
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from schemas.base import Strict
-from schemas.sampling import ATOMS_PER_CUBIC_CELL, KIND_TAGS, SamplingParams, Structure
+from schemas.limits import Limits, limit_errors
+from schemas.reference import REFERENCE_DESCRIPTION, REFERENCE_TAGS, ReferenceSpec
+from schemas.sampling import KIND_TAGS, SamplingParams, Structure
 
 Lattice = Literal["bcc", "fcc"]
 
@@ -67,8 +69,9 @@ class ReconstructionParams(Strict):
         "stopped on a plateau of insertions or above max_atoms (measured 4x faster, best energy within 0.01 eV/atom)",
     )
     offsets: list[float] | None = Field(
-        None, min_length=1,
-        description="per-axis box offsets, A, overriding the grid's (e.g. [0.0] for one box per cluster)",
+        None, min_length=1, max_length=20,
+        description="per-axis box offsets, A, overriding the grid's (e.g. [0.0] for one box per cluster); "
+        "at most 20 (8,000 boxes per cluster)",
     )
 
 
@@ -86,8 +89,14 @@ class SlurmParams(Strict):
 
 
 class LabellingParams(Strict):
-    engine: Literal["gpaw", "vasp", "espresso", "eam"] = Field(
-        "gpaw", description="DFT engine; eam is a classical reference labeller for tests and demos"
+    engine: Literal["gpaw", "vasp", "espresso", "lammps", "eam"] = Field(
+        "gpaw", description="DFT engine (gpaw, vasp, espresso), or lammps: labels from a reference potential "
+        "(`reference`; not DFT, recorded as such: ledger engine lammps, the potential's files and SHA-256 in the "
+        "label settings, exports EFS_by lammps:<name>). eam: deprecated alias of lammps with the campaign's own "
+        "potential (tests, demos; refused when production: true)"
+    )
+    reference: ReferenceSpec | None = Field(
+        None, examples=["WL.meam", "W_2940_2017_2.snap"], description=REFERENCE_DESCRIPTION,
     )
     profile: Literal["production", "quick"] = Field(
         "quick", description="production: the paper's 520 eV, k spacing 2*pi*0.03 1/A, SCF 1e-6 eV; quick (demos, "
@@ -135,7 +144,7 @@ class TrainingParams(Strict):
 
 
 class OTFTarget(Strict):
-    name: str | None = Field(None, min_length=1, description="label of this run; default '<kind>-<index>'")
+    name: str | None = Field(None, min_length=1, max_length=100, description="label of this run; default '<kind>-<index>'")
     structure: Structure = Field(..., description="the starting structure, as in sampling.protocols")
     temperature: float = Field(300.0, gt=0, description="MD temperature (Langevin), K")
     steps: int = Field(..., ge=1, description="MD steps with the MTP per iteration")
@@ -145,7 +154,7 @@ class OTFTarget(Strict):
 
 class OTFParams(Strict):
     targets: list[OTFTarget] = Field(
-        ..., min_length=1, description="production conditions: MD with the MTP, graded with gamma "
+        ..., min_length=1, max_length=100, description="production conditions: MD with the MTP, graded with gamma "
         "(gamma_select and gamma_break of the selection section)"
     )
     max_iterations: int = Field(5, ge=1, description="most MD -> select -> label -> retrain iterations")
@@ -173,25 +182,41 @@ class RefinementParams(Strict):
 
 
 class Budget(Strict):
-    max_md_atom_steps: int = Field(10**10, gt=0, description="cap on atoms x MD steps over all protocols")
-    max_snapshots: int = Field(10_000, gt=0, description="cap on stored snapshots over all protocols")
-    max_dft_jobs: int = Field(1000, gt=0, description="cap on DFT calculations")
+    """The campaign's own caps. The server's limits (DG_MAX_*) bound them: the smaller one applies, and the
+    campaign is stored with the effective values."""
+
+    max_md_atom_steps: int = Field(
+        10**10, gt=0, description="cap on atoms x MD steps over all protocols and OTF runs (minimisation "
+        "iterations counted as steps); at most the server's DG_MAX_MD_ATOM_STEPS"
+    )
+    max_snapshots: int = Field(10_000, gt=0, description="cap on stored snapshots over all protocols; at most "
+                                                         "the server's DG_MAX_SNAPSHOTS")
+    max_dft_jobs: int = Field(1000, gt=0, description="cap on DFT calculations; at most the server's DG_MAX_DFT_JOBS")
+    max_structure_atoms: int | None = Field(
+        None, gt=0, description="cap on the atoms of one structure; default the server's DG_MAX_STRUCTURE_ATOMS, "
+        "which it cannot exceed"
+    )
 
 
 class CampaignSpec(Strict):
     name: str = Field(..., min_length=1, max_length=200, description="human-readable campaign name")
-    element: str = Field(..., description="chemical symbol of the metal, e.g. W")
+    element: str = Field(..., max_length=3, description="chemical symbol of the metal, e.g. W", examples=["W"])
     lattice: Lattice = Field("bcc", description="ground-state lattice of the element")
     lattice_constant: float | None = Field(
-        None, gt=0, description="cubic lattice constant, A; relaxed with the potential when omitted"
+        None, ge=1.0, le=10.0, description="cubic lattice constant, A; relaxed with the potential when omitted"
     )
     potential: str = Field(
         ...,
         min_length=1,
+        max_length=4096,
+        examples=["W_zhou.eam.alloy"],
         description="bundled LAMMPS potential file name (e.g. W_zhou.eam.alloy), a path, "
         "or 'uploaded:<sha256>' for a file sent to POST /api/v1/potentials",
     )
-    production: bool = Field(False, description="refuse non-DFT labels (eam) for this campaign")
+    production: bool = Field(
+        False, description="a campaign for a training set: refuses the demo labeller eam; engine lammps (distilling "
+        "a trusted potential) needs an explicit labelling.reference, and its labels stay marked as non-DFT"
+    )
     sampling: SamplingParams
     selection: SelectionParams = SelectionParams()
     reconstruction: ReconstructionParams = ReconstructionParams()
@@ -241,25 +266,41 @@ class SpecError(ValueError):
 
 def _dotted(loc: tuple[Any, ...]) -> str:
     # Drop pydantic's discriminator tags ("anneal", "bulk") from the path: users did not write them.
-    return ".".join(str(part) for part in loc if part not in KIND_TAGS) or "spec"
+    return ".".join(str(part) for part in loc if part not in KIND_TAGS and part not in REFERENCE_TAGS) or "spec"
 
 
-def parse_spec(data: Any) -> CampaignSpec:
-    """Validate a decoded spec (dict), raising SpecError with one entry per bad field."""
+# Errors listed per spec: a spec with half a million bad list entries gets the first ones, not a 40 MB answer.
+MAX_ERRORS = 100
+
+
+def _capped(errors: list[FieldError]) -> list[FieldError]:
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    return errors[:MAX_ERRORS] + [FieldError("spec", f"... and {len(errors) - MAX_ERRORS} more errors")]
+
+
+def parse_spec(data: Any, limits: Limits | None = None) -> CampaignSpec:
+    """Validate a decoded spec (dict), raising SpecError with one entry per bad field.
+
+    ``limits``: the server's (schemas.limits); the spec's own budget is checked in any case. Only arithmetic
+    runs here (nothing is built), so any spec is answered in milliseconds.
+    """
     if not isinstance(data, dict):
         raise SpecError([FieldError("spec", "the spec must be a mapping of fields (name, element, ...)")])
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(
+        raise SpecError(_capped(
             [FieldError(_dotted(tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)]
-        ) from None
-    _check_consistency(spec)
+        )) from None
+    except RecursionError:
+        raise SpecError([FieldError("spec", "the spec is nested too deeply")]) from None
+    _check_consistency(spec, limits)
     return spec
 
 
-def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> CampaignSpec:
-    """Decode YAML or JSON text and validate it."""
+def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml", limits: Limits | None = None) -> CampaignSpec:
+    """Decode YAML or JSON text and validate it (``limits``: the server's, see parse_spec)."""
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -271,23 +312,17 @@ def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml") -> 
         raise SpecError(
             [FieldError("spec", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
         ) from None
-    return parse_spec(data)
+    except RecursionError:
+        raise SpecError([FieldError("spec", f"malformed {fmt.upper()}: nested too deeply")]) from None
+    except ValueError as exc:  # not UTF-8 text, an integer of thousands of digits
+        raise SpecError([FieldError("spec", f"malformed {fmt.upper()}: {exc}")]) from None
+    return parse_spec(data, limits)
 
 
-def _check_consistency(spec: CampaignSpec) -> None:
-    """Checks across fields: the MD budget, unique protocol names, the labelling engine's needs."""
-    errors = []
-    a = spec.estimated_lattice_constant()
-    density = ATOMS_PER_CUBIC_CELL[spec.lattice] / a**3
-    atom_steps = sum(p.structure.volume(a) * density * p.md_steps() for p in spec.sampling.protocols)
-    if atom_steps > spec.budget.max_md_atom_steps:
-        errors.append(
-            FieldError(
-                "budget.max_md_atom_steps",
-                f"the protocols need about {atom_steps:.3g} atom-steps, above the cap "
-                f"{spec.budget.max_md_atom_steps:.3g}; raise the cap or shorten the runs",
-            )
-        )
+def _check_consistency(spec: CampaignSpec, limits: Limits | None = None) -> None:
+    """Checks across fields: the limits (atoms, atom-steps, snapshots; the spec's budget and the server's
+    ``limits``), unique protocol names, the labelling engine's needs."""
+    errors = [FieldError(field, message) for field, message in limit_errors(spec, limits)]
     names = spec.protocol_names()
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -297,14 +332,31 @@ def _check_consistency(spec: CampaignSpec) -> None:
         errors.append(FieldError(
             "labelling.engine",
             "eam is a classical reference labeller for tests and demos, refused for production campaigns; "
-            "use gpaw, vasp or espresso (or set production: false)",
+            "use gpaw, vasp or espresso, or engine lammps with an explicit labelling.reference (or set production: "
+            "false)",
         ))
-    if labelling.engine in ("vasp", "espresso") and not labelling.pseudo_dir:
+    errors += _reference_errors(spec)
+    if labelling.engine in ("vasp", "espresso") and not labelling.pseudo_dir and not labelling.launch_profile:
         what = "the POTCAR root (holding W_pv/POTCAR or W/POTCAR)" if labelling.engine == "vasp" else "the pseudo_dir"
-        errors.append(FieldError("labelling.pseudo_dir", f"the {labelling.engine} engine needs {what}"))
+        errors.append(FieldError("labelling.pseudo_dir", f"the {labelling.engine} engine needs {what} (or a "
+                                 "labelling.launch_profile that sets it)"))
     errors += _refinement_errors(spec)
     if errors:
-        raise SpecError(errors)
+        raise SpecError(_capped(errors))
+
+
+def _reference_errors(spec: CampaignSpec) -> list[FieldError]:
+    """labelling.reference: only with engine lammps; production lammps names its reference (words are checked by
+    GeneralReference; files, elements and the .snapparam when the campaign is built, labelling.reference)."""
+    labelling = spec.labelling
+    if labelling.reference is not None and labelling.engine != "lammps":
+        return [FieldError("labelling.reference", f"a reference potential is used by engine lammps, not "
+                                                  f"{labelling.engine}; set labelling.engine: lammps")]
+    if labelling.engine == "lammps" and spec.production and labelling.reference is None:
+        return [FieldError("labelling.reference", "a production campaign labelled by engine lammps must name its "
+                                                  "reference potential (the campaign's own potential is not a "
+                                                  "teacher); e.g. WL.meam or W_2940_2017_2.snap")]
+    return []
 
 
 def _refinement_errors(spec: CampaignSpec) -> list[FieldError]:

@@ -7,6 +7,9 @@ Defaults follow the paper: 300 K, strain rates 1e8-1e9 1/s.
 
 from __future__ import annotations
 
+import itertools
+import math
+from functools import reduce
 from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
@@ -14,17 +17,86 @@ from pydantic import Field, model_validator
 from schemas.base import Strict
 
 Repeat = Annotated[int, Field(ge=1, le=1000)]
-Miller = tuple[int, int, int]
-Length = Annotated[float, Field(gt=0, description="A")]
+# |index| <= 20: the builders enumerate lattice sites and directions over a span of the indices, and the
+# smallest periodic cell of a [20 19 17] crystal already holds tens of thousands of atoms.
+MILLER_MAX = 20
+MillerIndex = Annotated[int, Field(ge=-MILLER_MAX, le=MILLER_MAX)]
+Miller = tuple[MillerIndex, MillerIndex, MillerIndex]
+Length = Annotated[float, Field(gt=0, le=1e5, description="A")]
 PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
 # Atoms per A^3 is lattice-dependent; used only for the budget estimate before anything is built.
 ATOMS_PER_CUBIC_CELL = {"bcc": 2, "fcc": 4}
+# Most iterations of one LAMMPS `minimize` of the protocols (sampling.protocols._MINIMIZE: etol ftol 1000 10000);
+# a minimisation counts against the MD budget as this many steps (each iteration is at least one force call).
+MINIMIZE_MAX_ITERATIONS = 1000
+# Sentinel step count for runs that would never end (a rate of 1e-300 1/s): above every limit.
+ENDLESS = 10**18
+
+
+def _steps(value: float) -> int:
+    """MD steps of a run as an int; a run too long to count is ENDLESS."""
+    return int(round(value)) if value < ENDLESS else ENDLESS
+
+
+def _reduced(direction: tuple[int, ...]) -> tuple[int, ...]:
+    divisor = reduce(math.gcd, (abs(int(v)) for v in direction))
+    return tuple(int(v) // divisor for v in direction) if divisor else tuple(direction)
+
+
+def _cross(u: tuple[int, ...], v: tuple[int, ...]) -> tuple[int, int, int]:
+    return (u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0])
+
+
+def lattice_period(direction: tuple[int, ...], lattice: str) -> float:
+    """Shortest lattice vector along a Miller direction, in units of a (as sampling.builders._period_vector)."""
+    d = _reduced(direction)
+    length = math.sqrt(sum(v * v for v in d))
+    half = all(v % 2 == 1 for v in d) if lattice == "bcc" else sum(d) % 2 == 0
+    return length / 2.0 if half else length
+
+
+def _in_plane_direction(normal: tuple[int, ...]) -> tuple[int, int, int]:
+    """Shortest integer direction perpendicular to ``normal`` (sampling.builders._in_plane_direction)."""
+    span = max(abs(v) for v in normal) + 1
+    best = None
+    for v in itertools.product(range(-span, span + 1), repeat=3):
+        if any(v) and v[0] * normal[0] + v[1] * normal[1] + v[2] * normal[2] == 0:
+            key = (v[0] ** 2 + v[1] ** 2 + v[2] ** 2, abs(v[2]), -v[0], -v[1], -v[2])
+            if best is None or key < best[0]:
+                best = (key, v)
+    return best[1] if best else (1, 0, 0)
+
+
+def _whole_periods(length: float, period: float) -> float:
+    """``length`` rounded up to whole periods (at least one), in the unit of both."""
+    if period <= 0:  # a zero direction: the builder refuses it; estimate with the length
+        return length
+    count = length / period
+    return (math.ceil(count - 1e-9) if count < 1e15 else count) * period if count > 1 else period
+
+
+def _oriented_atoms(rows: tuple[tuple[int, ...], ...], lattice: str, a: float,
+                    min_lengths: tuple[float, float, float]) -> float:
+    """Atoms of an orthogonal crystal along ``rows`` whose edges are ``min_lengths`` rounded up to whole periods."""
+    edges = [_whole_periods(length, lattice_period(row, lattice) * a) for row, length in zip(rows, min_lengths)]
+    return edges[0] * edges[1] * edges[2] * ATOMS_PER_CUBIC_CELL[lattice] / a**3
 
 
 class _PointDefects(Strict):
     vacancies: int = Field(0, ge=0, description="atoms removed at random before the run")
     interstitials: int = Field(0, ge=0, description="<111> dumbbell self-interstitials added at random")
     seed: int = Field(12345, ge=1, description="random seed for grains and point defects")
+
+    def estimated_atoms(self, lattice: str, a: float) -> float:
+        """Atoms of the built structure, from its geometry alone (no structure is built): exact for
+        crystals cut along lattice periods, within a few per cent for grains, cylinders and loops."""
+        return self._lattice_atoms(lattice, a) + self.interstitials
+
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        return self.volume(a) * ATOMS_PER_CUBIC_CELL[lattice] / a**3
+
+    def volume(self, a: float) -> float:  # overridden per structure
+        raise NotImplementedError
 
 
 class BulkStructure(_PointDefects):
@@ -49,6 +121,9 @@ class SingleCrystalStructure(_PointDefects):
     def volume(self, a: float) -> float:
         return self.min_lengths[0] * self.min_lengths[1] * self.min_lengths[2]
 
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        return _oriented_atoms(self.orientation, lattice, a, self.min_lengths)
+
 
 class PolycrystalStructure(_PointDefects):
     """Periodic Voronoi polycrystal with random grain orientations."""
@@ -68,10 +143,18 @@ class SlabStructure(_PointDefects):
     normal: Miller = Field((0, 0, 1), description="surface normal (Miller direction)")
     thickness: Length = Field(30.0, description="crystal thickness along z, A")
     lateral_min_lengths: tuple[Length, Length] = Field((50.0, 50.0), description="smallest x, y edges, A")
-    vacuum: float = Field(10.0, ge=0, description="vacuum on each side, A")
+    vacuum: float = Field(10.0, ge=0, le=1000, description="vacuum on each side, A")
 
     def volume(self, a: float) -> float:
         return self.thickness * self.lateral_min_lengths[0] * self.lateral_min_lengths[1]
+
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        normal = _reduced(self.normal)
+        if not any(normal):
+            return super()._lattice_atoms(lattice, a)
+        x = _in_plane_direction(normal)
+        rows = (x, _reduced(_cross(normal, x)), normal)
+        return _oriented_atoms(rows, lattice, a, (*self.lateral_min_lengths, self.thickness))
 
 
 class BicrystalStructure(_PointDefects):
@@ -86,6 +169,18 @@ class BicrystalStructure(_PointDefects):
     def volume(self, a: float) -> float:
         return self.min_lengths[0] * self.min_lengths[1] * self.min_lengths[2]
 
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        # sampling.builders._BICRYSTAL_DEFAULTS
+        twin_plane = (1, 1, 2) if lattice == "bcc" else (1, 1, 1)
+        axis, plane = ((0, 0, 1), (3, 1, 0)) if self.boundary == "symmetric_tilt" else ((1, -1, 0), twin_plane)
+        t, n = _reduced(self.tilt_axis or axis), _reduced(self.boundary_plane or plane)
+        if not any(t) or not any(n) or not any(_cross(n, t)):
+            return super()._lattice_atoms(lattice, a)
+        lx, ly, lz = self.min_lengths
+        # two grains of whole periods along the boundary normal
+        grain = _whole_periods(lz / 2.0, lattice_period(n, lattice) * a)
+        return 2 * _oriented_atoms((t, _reduced(_cross(n, t)), n), lattice, a, (lx, ly, grain))
+
 
 class DislocationStructure(_PointDefects):
     """A straight dislocation in a cylinder (anisotropic elasticity, constants from the potential)."""
@@ -97,6 +192,13 @@ class DislocationStructure(_PointDefects):
 
     def volume(self, a: float) -> float:
         return 3.1416 * self.radius**2 * self.line_repeats * a * 3**0.5 / 2
+
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        # the line of matscipy's BCCScrew111 / BCCEdge111 / FCCScrew110 / FCCEdge110 cylinders
+        line = {("bcc", "screw"): (1, 1, 1), ("bcc", "edge"): (1, 1, -2),
+                ("fcc", "screw"): (1, -1, 0), ("fcc", "edge"): (-1, -1, 2)}[(lattice, self.character)]
+        length = self.line_repeats * lattice_period(line, lattice) * a
+        return math.pi * self.radius**2 * length * ATOMS_PER_CUBIC_CELL[lattice] / a**3
 
 
 class DislocationLoopStructure(_PointDefects):
@@ -110,6 +212,11 @@ class DislocationLoopStructure(_PointDefects):
 
     def volume(self, a: float) -> float:
         return a**3 * self.supercell[0] * self.supercell[1] * self.supercell[2]
+
+    def _lattice_atoms(self, lattice: str, a: float) -> float:
+        # an interstitial loop adds a disc of lattice one Burgers vector (at most a) thick
+        disc = math.pi * self.loop_radius**2 * a if self.nature == "interstitial" else 0.0
+        return (self.volume(a) + disc) * ATOMS_PER_CUBIC_CELL[lattice] / a**3
 
 
 Structure = Annotated[
@@ -125,12 +232,20 @@ Structure = Annotated[
 
 
 class _Protocol(Strict):
-    name: str | None = Field(None, description="label of this run; default '<kind>-<index>'")
+    name: str | None = Field(None, max_length=100, description="label of this run; default '<kind>-<index>'")
     structure: Structure = Field(default_factory=BulkStructure, description="the starting structure")
     seed: int = Field(12345, ge=1, description="random seed of velocities")
 
     def md_steps(self) -> int:  # the MD steps of the run, for the budget; overridden per protocol
         return 0
+
+    def minimization_steps(self) -> int:
+        """Most minimisation iterations of the run (its `minimize` commands x MINIMIZE_MAX_ITERATIONS)."""
+        return MINIMIZE_MAX_ITERATIONS  # the starting minimisation; overridden where there are more
+
+    def snapshots(self) -> int:
+        """Snapshots the run stores (sampling.protocols.snapshot_count, without building anything)."""
+        return 1
 
     def protocol_params(self) -> dict:
         """Keyword arguments of the sampling.protocols function of this kind."""
@@ -148,22 +263,43 @@ class MinimizeProtocol(_Protocol):
     kind: Literal["minimize"] = "minimize"
     box_relax: bool = Field(True, description="relax the periodic box to zero stress too")
 
+    def minimization_steps(self) -> int:
+        # box/relax minimisation, then positions alone at that box: two `minimize` commands
+        return (2 if self.box_relax else 1) * MINIMIZE_MAX_ITERATIONS
+
 
 class AnnealProtocol(_Timed):
     """Equilibrium MD (Nose-Hoover) at a list of temperatures, one after another."""
 
     kind: Literal["anneal"] = "anneal"
-    temperatures: list[PositiveKelvin] = Field([300.0], min_length=1, description="temperatures, K")
+    temperatures: list[PositiveKelvin] = Field([300.0], min_length=1, max_length=1000, description="temperatures, K")
     steps_per_temperature: int = Field(2000, gt=0, description="MD steps at each temperature")
     ensemble: Literal["nvt", "npt"] = Field("nvt", description="NVT, or NPT at zero pressure")
 
     def md_steps(self) -> int:
         return self.steps_per_temperature * len(self.temperatures)
 
+    def snapshots(self) -> int:
+        return 1 + self.md_steps() // self.snapshot_every
+
 
 class _Loading(_Timed):
     temperature: PositiveKelvin = Field(300.0, description="temperature, K")
     equilibration_steps: int = Field(2000, ge=0, description="MD steps at temperature before loading")
+
+    def loading_steps(self) -> int:  # MD steps of the loading itself, after the equilibration
+        raise NotImplementedError
+
+    def md_steps(self) -> int:
+        return min(self.equilibration_steps + self.loading_steps(), ENDLESS)
+
+    def minimization_steps(self) -> int:
+        # uniaxial and shear relax the box first (box/relax, then positions); nanoindent overrides
+        return 2 * MINIMIZE_MAX_ITERATIONS
+
+    def snapshots(self) -> int:
+        # the start, then every snapshot_every loading steps and the last one (sampling.protocols._snapshot_steps)
+        return 1 + max(1, -(-self.loading_steps() // self.snapshot_every))
 
 
 class UniaxialProtocol(_Loading):
@@ -176,8 +312,8 @@ class UniaxialProtocol(_Loading):
     max_strain: float = Field(0.05, gt=0, lt=1, description="final engineering strain")
     lateral: Literal["npt", "fixed"] = Field("npt", description="lateral axes at zero pressure, or fixed")
 
-    def md_steps(self) -> int:
-        return self.equilibration_steps + round(self.max_strain / (self.strain_rate * self.timestep_fs * 1e-15))
+    def loading_steps(self) -> int:
+        return _steps(self.max_strain / (self.strain_rate * self.timestep_fs * 1e-15))
 
 
 class ShearProtocol(_Loading):
@@ -188,8 +324,8 @@ class ShearProtocol(_Loading):
     shear_rate: float = Field(1e9, gt=0, description="engineering shear rate, 1/s")
     max_shear: float = Field(0.1, gt=0, lt=1, description="final engineering shear strain")
 
-    def md_steps(self) -> int:
-        return self.equilibration_steps + round(self.max_shear / (self.shear_rate * self.timestep_fs * 1e-15))
+    def loading_steps(self) -> int:
+        return _steps(self.max_shear / (self.shear_rate * self.timestep_fs * 1e-15))
 
 
 class NanoindentProtocol(_Loading):
@@ -209,9 +345,12 @@ class NanoindentProtocol(_Loading):
             raise ValueError("structure: nanoindentation needs a slab (kind: slab) with a free top surface")
         return self
 
-    def md_steps(self) -> int:
+    def loading_steps(self) -> int:
         # 1 m/s = 1e-5 A/fs
-        return self.equilibration_steps + round(self.depth / (self.speed * 1e-5 * self.timestep_fs))
+        return _steps(self.depth / (self.speed * 1e-5 * self.timestep_fs))
+
+    def minimization_steps(self) -> int:
+        return MINIMIZE_MAX_ITERATIONS  # positions only, the bottom layer held
 
 
 class CrackOpeningProtocol(_Protocol):
@@ -235,6 +374,13 @@ class CrackOpeningProtocol(_Protocol):
     def md_steps(self) -> int:
         return 0 if self.temperature == 0 else self.equilibration_steps + self.increments * self.steps_per_increment
 
+    def minimization_steps(self) -> int:
+        # the cracked crystal, then (at 0 K) every strain increment
+        return (1 + (self.increments if self.temperature == 0 else 0)) * MINIMIZE_MAX_ITERATIONS
+
+    def snapshots(self) -> int:
+        return 1 + self.increments
+
 
 Protocol = Annotated[
     MinimizeProtocol | AnnealProtocol | UniaxialProtocol | ShearProtocol | NanoindentProtocol | CrackOpeningProtocol,
@@ -243,7 +389,9 @@ Protocol = Annotated[
 
 
 class SamplingParams(Strict):
-    protocols: list[Protocol] = Field(..., min_length=1, description="loading protocols, run in parallel")
+    protocols: list[Protocol] = Field(
+        ..., min_length=1, max_length=1000, description="loading protocols, run in parallel"
+    )
     threads: int = Field(1, ge=1, le=256, description="OpenMP threads per LAMMPS run")
     detection: Literal["acna", "cna"] = Field(
         "acna", description="defect detection: adaptive CNA (no cutoff) or conventional CNA (lattice cutoff)"

@@ -183,3 +183,28 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
                                         "selection": {"training_set": str(allowed / "bulk.extxyz")}}
     response = client.post("/api/v1/campaigns", json=inside, headers=_auth(tokens["alice"]))
     assert response.status_code == 202, response.text
+
+
+def test_errors_of_failed_work_never_show_server_directories(client, tokens, env):
+    """A worker's exception text (a LAMMPS or reader message) may name the data directory or the
+    installation: the API and the dashboard show them by what they are."""
+    from app.db.models import Campaign, StageRun, Status
+    from app.db.session import session_scope
+    from app.services import submit_campaign
+    from app.auth import get_or_create_user
+    from schemas import parse_spec
+
+    data_dir = env["DG_DATA_DIR"]
+    with session_scope() as session:
+        campaign = submit_campaign(session, get_or_create_user(session, "alice"),
+                                   parse_spec(copy.deepcopy(TINY_SPEC)), dispatch=lambda refs: None)
+        message = f"ValueError: cannot read {data_dir}/uploads/{'a' * 64}/bad.eam (from {sys.prefix}/lib/x.py)"
+        campaign.status, campaign.error = Status.failed, message
+        session.get(StageRun, campaign.stages[0].id).error = message
+        campaign_id = campaign.id
+    response = client.get(f"/api/v1/campaigns/{campaign_id}", headers=_auth(tokens["alice"]))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["error"] == f"ValueError: cannot read <data dir>/uploads/{'a' * 64}/bad.eam (from <install>/lib/x.py)"
+    assert body["stages"][0]["error"] == body["error"]
+    _no_server_path(response, env)

@@ -77,8 +77,8 @@ def test_malformed_yaml_names_the_line():
 
 def test_budget_cap_counts_atom_steps():
     data = copy.deepcopy(TINY_SPEC) | {"budget": {"max_md_atom_steps": 1000}}
-    # 2 protocols: 250 atoms x 200 steps each = 100,000 atom-steps
-    assert "1e+05 atom-steps" in _errors(data)["budget.max_md_atom_steps"]
+    # 2 protocols: 250 atoms x (200 MD steps + 1,000 iterations of the starting minimisation) = 600,000 atom-steps
+    assert "6e+05 atom-steps" in _errors(data)["budget.max_md_atom_steps"]
 
 
 def test_protocol_names_must_be_unique():

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
 from app.settings import get_settings
+from labelling.reference import ReferencePotentialError
 from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
@@ -153,6 +154,8 @@ def check_spec(spec: CampaignSpec) -> None:
     if "labelling" in names:
         try:
             dft_settings(spec)
+        except ReferencePotentialError as exc:  # the reference potential (or the campaign's own, for eam): its field
+            errors.append(FieldError(exc.field, exc.reason))
         except ValueError as exc:
             errors.append(FieldError("labelling", str(exc)))
     if "otf" in names:

@@ -9,14 +9,27 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CurrentUser, OwnedCampaign, SessionDep
-from app.db.models import Artifact, Campaign, Structure
+from app import spec_checks
+from app.api.deps import (
+    CurrentUser,
+    Limit,
+    Offset,
+    OwnedCampaign,
+    PRINTABLE,
+    SessionDep,
+    StructureId,
+    responses,
+)
+from app.db.models import Artifact, Campaign, Structure, User
 from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
-from mlip import ExportError
-from app.services import cancel_campaign, resume_campaign, submit_campaign
+from app.policy import check_network_spec, public_text
+from app.services import cancel_campaign, resume_campaign, server_limits, submit_campaign
 from app.settings import get_settings
-from schemas import load_spec_text
+from mlip import ExportError
+from schemas import CampaignSpec, load_spec_text
 from schemas.api import (
     CampaignCreated,
     CampaignListItem,
@@ -33,10 +46,13 @@ from workers.stages import refinement
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 
-Offset = Annotated[int, Query(ge=0)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
+# A spec is a few kB. JSON parses in C (1 MiB: 11 ms); YAML in pure Python, holding the GIL (1 MiB: 3.6 s, 128 KiB:
+# 0.45 s). PyYAML's C loader is not used: it recurses in C and ends the process (SIGSEGV) on deep nesting.
+MAX_SPEC_BYTES = {"json": 2**20, "yaml": 128 * 2**10}
+# the answers of every route that reads a campaign of the user
+OWNED = responses(401, 404, 422)
 _spec_body = {
     "requestBody": {
         "required": True,
@@ -50,7 +66,7 @@ _spec_body = {
 
 def campaign_public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
     summary = summarize(session, campaign.id)
-    return CampaignPublic.model_validate(
+    public = CampaignPublic.model_validate(
         {
             **CampaignListItem.model_validate(campaign).model_dump(),
             "error": campaign.error,
@@ -60,6 +76,13 @@ def campaign_public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
         },
         from_attributes=True,
     )
+    # error messages of failed work (an exception's text) may name server directories: never show them
+    public.error = public_text(public.error)
+    for stage in public.stages:
+        stage.error = public_text(stage.error)
+        for item in stage.items:
+            item.error = public_text(item.error)
+    return public
 
 
 @router.post(
@@ -67,17 +90,51 @@ def campaign_public(session: SessionDep, campaign: Campaign) -> CampaignPublic:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CampaignCreated,
     openapi_extra=_spec_body,
+    responses=responses(401, 413, 422, 503),
     summary="Start a campaign from a spec (JSON, or YAML with Content-Type application/yaml)",
 )
 async def create_campaign(request: Request, session: SessionDep, user: CurrentUser) -> CampaignCreated:
+    """Nothing slow runs on the event loop: the body is read up to MAX_SPEC_BYTES (413); parsing and the cheap
+    limit checks (arithmetic, no structure built) and the database run in the thread pool; the checks that
+    build structures (pipeline.check_spec) in a process of app.spec_checks, under DG_SPEC_CHECK_TIMEOUT."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     fmt = "yaml" if content_type in YAML_TYPES else "json"
-    spec = load_spec_text(await request.body(), fmt)
-    campaign = submit_campaign(session, user, spec)
+    body = await _read_spec(request, MAX_SPEC_BYTES[fmt])
+    spec = await run_in_threadpool(load_spec_text, body, fmt, server_limits())
+    await run_in_threadpool(check_network_spec, spec)
+    try:
+        await spec_checks.check(spec)
+    except spec_checks.SpecCheckBusy as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later",
+                            headers={"Retry-After": "10"}) from None
+    return await run_in_threadpool(_submit, session, user, spec)
+
+
+def _too_large(limit: int) -> HTTPException:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 2**10} KiB"
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, [
+        {"field": "spec", "message": f"the spec is larger than {size} (JSON 1 MiB, YAML 128 KiB); a spec names its "
+                                     "files (potential, training set) by reference, it does not contain them"}])
+
+
+async def _read_spec(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _submit(session: Session, user: User, spec: CampaignSpec) -> CampaignCreated:
+    campaign = submit_campaign(session, user, spec, checked=True)
     return CampaignCreated(id=campaign.id, status=campaign.status)
 
 
-@router.get("/campaigns", response_model=Page[CampaignListItem])
+@router.get("/campaigns", response_model=Page[CampaignListItem], responses=responses(401, 422))
 def list_campaigns(session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 100) -> Page:
     owned = select(Campaign).where(Campaign.owner_id == user.id)
     count = session.scalar(select(func.count()).select_from(owned.subquery())) or 0
@@ -85,28 +142,31 @@ def list_campaigns(session: SessionDep, user: CurrentUser, offset: Offset = 0, l
     return Page(data=[CampaignListItem.model_validate(c) for c in rows], count=count)
 
 
-@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic)
+@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, responses=OWNED)
 def get_campaign(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
     return campaign_public(session, campaign)
 
 
-@router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses=OWNED)
 def cancel(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
     cancel_campaign(session, campaign)
     return campaign_public(session, campaign)
 
 
-@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses=OWNED)
 def resume(campaign: OwnedCampaign, session: SessionDep) -> CampaignPublic:
     resume_campaign(session, campaign)
     return campaign_public(session, campaign)
 
 
-@router.get("/campaigns/{campaign_id}/structures", response_model=Page[StructurePublic])
+@router.get("/campaigns/{campaign_id}/structures", response_model=Page[StructurePublic], responses=OWNED)
 def list_structures(
     campaign: OwnedCampaign,
     session: SessionDep,
-    stage: Annotated[str | None, Query(description="stage of origin, e.g. sampling")] = None,
+    stage: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE,
+                                       description="stage of origin, e.g. sampling")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> Page:
@@ -128,13 +188,13 @@ def _refinement_artifact(session: SessionDep, campaign: Campaign, kind: str, wha
     return data
 
 
-@router.get("/campaigns/{campaign_id}/training", response_model=TrainingPublic,
+@router.get("/campaigns/{campaign_id}/training", response_model=TrainingPublic, responses=OWNED,
             summary="The first MTP of the refinement: train/test RMSE")
 def training(campaign: OwnedCampaign, session: SessionDep) -> TrainingPublic:
     return TrainingPublic.model_validate(_refinement_artifact(session, campaign, refinement.TRAINING, "trained MTP"))
 
 
-@router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic],
+@router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic], responses=OWNED,
             summary="On-the-fly refinement: one entry per finished iteration")
 def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset = 0, limit: Limit = 100) -> Page:
     query = select(Artifact).where(Artifact.campaign_id == campaign.id, Artifact.kind == refinement.OTF_ITERATION)
@@ -143,14 +203,15 @@ def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset 
     return Page(data=[OTFIterationPublic.model_validate(row.data) for row in rows], count=count)
 
 
-@router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic,
+@router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic, responses=OWNED,
             summary="Ensemble force spread sigma_F over the sampling snapshots' defect atoms (histogram)")
 def ensemble(campaign: OwnedCampaign, session: SessionDep) -> EnsemblePublic:
     return EnsemblePublic.model_validate(_refinement_artifact(session, campaign, refinement.ENSEMBLE, "ensemble"))
 
 
-@router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz")
-def structure_file(structure_id: int, session: SessionDep, user: CurrentUser) -> FileResponse:
+@router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz",
+            responses=OWNED)
+def structure_file(structure_id: StructureId, session: SessionDep, user: CurrentUser) -> FileResponse:
     structure = session.get(Structure, structure_id)
     campaign = session.get(Campaign, structure.campaign_id) if structure else None
     if structure is None or campaign is None or campaign.owner_id != user.id:
@@ -166,12 +227,13 @@ def structure_file(structure_id: int, session: SessionDep, user: CurrentUser) ->
     "/campaigns/{campaign_id}/export",
     response_class=StreamingResponse,
     summary="The labelled training set as MTP .cfg, pacemaker .pckl.gzip or extxyz",
+    responses=OWNED,
 )
 def export(
     campaign: OwnedCampaign,
     session: SessionDep,
     format: Annotated[Literal["mtp", "ace", "extxyz"], Query(description="mtp (.cfg), ace (.pckl.gzip), extxyz")],
-    datasets: Annotated[str, Query(description="comma-separated subset of B, C, P, OTF")] = "B,P",
+    datasets: Annotated[str, Query(max_length=200, description="comma-separated subset of B, C, P, OTF")] = "B,P",
     max_atoms: Annotated[int | None, Query(ge=1, description="drop configurations with more atoms")] = None,
     max_force: Annotated[float | None, Query(gt=0, description="drop configurations with a larger force, eV/A")] = None,
 ) -> StreamingResponse:
@@ -179,14 +241,15 @@ def export(
     spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)
     handle = spool if format == "ace" else io.TextIOWrapper(spool, encoding="utf-8", write_through=True)
     try:
-        count = export_campaign(session, campaign, format, handle, parse_datasets(datasets),
+        names = parse_datasets(datasets)
+        count = export_campaign(session, campaign, format, handle, names,
                                 ExportFilters(max_atoms=max_atoms, max_force=max_force))
     except ExportError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": "datasets", "message": str(exc)}]) from None
     if handle is not spool:
         handle.detach()
     spool.seek(0)
-    name = f"campaign-{campaign.id}-{datasets.replace(',', '')}{SUFFIXES[format]}"
+    name = f"campaign-{campaign.id}-{''.join(names)}{SUFFIXES[format]}"  # the parsed names: no stray characters
     return StreamingResponse(
         iter(lambda: spool.read(2**20), b""), media_type=MEDIA_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Configurations": str(count)},

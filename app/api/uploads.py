@@ -22,8 +22,10 @@ MAX_BYTES = 500 * 1024 * 1024
 
 def _receive(file: UploadFile, scratch: Path) -> tuple[Path, str]:
     name = Path(file.filename or "").name
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise HTTPException(422, [{"field": "file", "message": "file name must be letters, digits, '.', '_' or '-'"}])
+    # '.', '..' (all dots) name a directory, not a file; 255 bytes is the longest file name
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", name) or not name.strip("."):
+        raise HTTPException(422, [{"field": "file", "message": "file name must be 1 to 255 letters, digits, '.', '_' "
+                                                               "or '-', not only dots"}])
     payload = file.file.read(MAX_BYTES + 1)
     if len(payload) > MAX_BYTES:
         raise HTTPException(413, f"files above {MAX_BYTES // 2**20} MiB are not accepted")

@@ -17,6 +17,7 @@ from app.db.storage import StructureStore
 from app.settings import get_settings
 from sampling.potentials import Potential, PotentialError, load_potential
 from schemas import CampaignSpec
+from workers.lease import held_owner
 
 UPLOAD_PREFIX = "uploaded:"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -107,11 +108,15 @@ class PlannedItem:
 
 
 def report_progress(item_id: int, campaign_id: int, done: int) -> None:
-    """Progress and heartbeat; raises Cancelled when the user cancelled the campaign."""
+    """Progress and heartbeat; raises Cancelled when the user cancelled the campaign, or when another
+    process took the item over after this one's lease lapsed (workers/lease.py)."""
+    owner = held_owner(item_id)  # None when a stage body runs outside execute_item
     with session_scope() as session:
         item = session.get(WorkItem, item_id)
         campaign = session.get(Campaign, campaign_id)
         if item is None or campaign is None or campaign.status == Status.cancelled or item.status == Status.cancelled:
+            raise Cancelled
+        if owner is not None and item.lease_owner != owner:
             raise Cancelled
         item.progress_done = done
         item.heartbeat_at = utcnow()

@@ -25,12 +25,14 @@ from app.db.models import Label, Structure
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import LaunchProfile, get_settings
-from labelling import DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile
+from labelling import (DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile,
+                       reference_options, resolve_reference)
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
 from labelling.result import LabelResult, write_json_atomic
+from labelling.settings import REFERENCE_ENGINES
 from mlip import ExportError, check_labelled
 from schemas import CampaignSpec
-from workers.stages.common import PlannedItem, load_item, put_artifact, read_training_set, resolve_potential
+from workers.stages.common import PlannedItem, load_item, put_artifact, read_training_set
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,13 @@ def dft_settings(spec: CampaignSpec) -> DFTSettings:
     command = params.command or launch.command
     if command is not None:
         changes["command"] = tuple(command)
-    if params.engine == "eam":
-        # the reference labeller uses the campaign's own potential, as a file the job process can read
-        changes["engine_options"] = {"potential": str(resolve_potential(spec.potential).files[0])}
+    if params.engine in REFERENCE_ENGINES:
+        # a reference potential: labelling.reference (engine lammps), else the campaign's own potential (eam, the
+        # deprecated alias, and lammps without a reference); its lines, files and SHA-256 go into the hashed
+        # settings, the files' paths on this machine into the unhashed reference_paths
+        changes.update(reference_options(resolve_reference(
+            params.reference if params.reference is not None else spec.potential, spec.element,
+            field="labelling.reference" if params.reference is not None else "potential")))
     return profile(params.profile, params.engine, **changes)
 
 
@@ -123,10 +129,12 @@ def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[
     basic = stored("basic") if basic_set_labelled_by_campaign(spec) else []
     jobs = cells + basic
     cap = spec.budget.max_dft_jobs
-    put_artifact(session, campaign_id, "labelling", "plan", {
-        "cells": len(cells), "basic": len(basic), "planned": min(len(jobs), cap),
-        "over_budget": max(0, len(jobs) - cap),
-    })
+    plan = {"cells": len(cells), "basic": len(basic), "planned": min(len(jobs), cap),
+            "over_budget": max(0, len(jobs) - cap), "engine": spec.labelling.engine, "dft": True}
+    if spec.labelling.engine in REFERENCE_ENGINES:  # recorded: these labels come from a potential, not DFT
+        record = dft_settings(spec).engine_options["reference"]
+        plan.update(dft=False, reference=record["name"], reference_files=record["files"])
+    put_artifact(session, campaign_id, "labelling", "plan", plan)
     return [
         PlannedItem(key=f"{source}/label", params={"structure_id": structure_id}, progress_total=1)
         for structure_id, source in jobs[:cap]
@@ -245,8 +253,16 @@ def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> in
             return label_id
         calc = labelled.calc.results
         engine_version = str(labelled.info.get("label_engine", settings.engine)).removeprefix(settings.engine).strip()
+        extra = {}
+        if settings.engine in REFERENCE_ENGINES:
+            from labelling.lammps_run import DEFAULT_POTENTIAL
+
+            record = settings.engine_options.get("reference") or {}
+            engine_version = record.get("name") or Path(settings.engine_options.get("potential", DEFAULT_POTENTIAL)).name
+            extra = {"efs_by": f"lammps:{engine_version}", "reference": engine_version,
+                     "reference_files": record.get("files", {})}
         result = LabelResult(energy=calc["energy"], forces=calc["forces"], stress=calc.get("stress"),
-                             engine=settings.engine, engine_version=engine_version,
+                             engine=settings.engine, engine_version=engine_version, extra=extra,
                              settings_hash=str(labelled.info.get("label_settings_hash", row.settings_sha256)))
         workdir = job_directory(row.structure_hash, row.settings_sha256)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +296,8 @@ def labelled_structures(session: Session, campaign_id: int, stage: str) -> list[
         if stored.get("stress") is not None:
             results["stress"] = np.array(stored["stress"])
         atoms.calc = SinglePointCalculator(atoms, **results)
-        atoms.info.update(source=source, label_engine=f"{engine} {version}".strip())
+        efs_by = (stored.get("extra") or {}).get("efs_by")  # reference potentials: lammps:<name>
+        atoms.info.update(source=source, label_engine=efs_by or f"{engine} {version}".strip())
         images.append(atoms)
     return images
 
