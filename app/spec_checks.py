@@ -27,6 +27,7 @@ from typing import Any
 from app.settings import get_settings
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import estimated_atoms
+from workers.dispatch import apply_dg_environment, dg_environment, exit_with_parent
 
 log = logging.getLogger(__name__)
 NICENESS = 10
@@ -38,28 +39,6 @@ class SpecCheckBusy(RuntimeError):
 
 
 # --------------------------------------------------------------------------- in the checker process
-
-
-def _dg_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key.startswith("DG_")}
-
-
-def _apply_environment(environment: dict[str, str]) -> None:
-    """The server's current DG_ settings (as workers.dispatch does for its pool)."""
-    if environment != _dg_environment():
-        for key in [k for k in os.environ if k.startswith("DG_")]:
-            del os.environ[key]
-        os.environ.update(environment)
-        get_settings.cache_clear()
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="dg-parent-watch", daemon=True).start()
 
 
 def _lower_priority() -> None:
@@ -118,7 +97,7 @@ def _serve(conn: Connection, parent_pid: int) -> None:
     """Checker process: answer (spec, DG_ environment) requests with ("ok" | "invalid" | "error", detail)."""
     _lower_priority()  # first: the threads started from here on (BLAS, the parent watch) inherit it
     _reuse_memory()
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     _warm_up()
     from workers.pipeline import check_spec
 
@@ -127,7 +106,7 @@ def _serve(conn: Connection, parent_pid: int) -> None:
             spec_data, environment = conn.recv()
         except (EOFError, OSError):
             return  # the server closed the pipe
-        _apply_environment(environment)
+        apply_dg_environment(environment)
         try:
             check_spec(CampaignSpec.model_validate(spec_data))
             reply: tuple[str, Any] = ("ok", None)
@@ -229,7 +208,7 @@ class SpecCheckPool:
                 raise SpecCheckBusy(f"the spec checkers stayed busy for {timeout:g} s")
             await asyncio.sleep(0.02)
             checker = self._take(large)
-        request = (spec.model_dump(mode="json"), _dg_environment())
+        request = (spec.model_dump(mode="json"), dg_environment())
         loop = asyncio.get_running_loop()
         done = False
         try:

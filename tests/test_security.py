@@ -188,7 +188,7 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
 def test_errors_of_failed_work_never_show_server_directories(client, tokens, env):
     """A worker's exception text (a LAMMPS or reader message) may name the data directory or the
     installation: the API and the dashboard show them by what they are."""
-    from app.db.models import Campaign, StageRun, Status
+    from app.db.models import StageRun, Status
     from app.db.session import session_scope
     from app.services import submit_campaign
     from app.auth import get_or_create_user

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 PROCESS_QUEUES = frozenset({"gcmc", "dft"})
 
 
-def _exit_with_parent(parent_pid: int) -> None:
+def exit_with_parent(parent_pid: int) -> None:
     """Pool processes end when the process that started them dies (e.g. a SIGKILLed `run`)."""
 
     def watch() -> None:
@@ -38,22 +38,27 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: this process may hold an initialised MPI/LAMMPS and open database connections
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
-def _dg_environment() -> dict[str, str]:
+def dg_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.startswith("DG_")}
 
 
-def _execute_in_child(item_id: int, final_attempt: bool, dg_environment: dict[str, str], owner: str) -> list[TaskRef]:
-    """execute_item in a pool process, with the parent's current DG_ settings (they may change between runs)."""
-    from workers.execute import execute_item
-
-    if dg_environment != _dg_environment():
+def apply_dg_environment(environment: dict[str, str]) -> None:
+    """In a spawned helper process: the parent's current DG_ settings (they may change between calls)."""
+    if environment != dg_environment():
         for key in [k for k in os.environ if k.startswith("DG_")]:
             del os.environ[key]
-        os.environ.update(dg_environment)
+        os.environ.update(environment)
         get_settings.cache_clear()
+
+
+def _execute_in_child(item_id: int, final_attempt: bool, environment: dict[str, str], owner: str) -> list[TaskRef]:
+    """execute_item in a pool process, with the parent's current DG_ settings."""
+    from workers.execute import execute_item
+
+    apply_dg_environment(environment)
     return execute_item(item_id, final_attempt=final_attempt, owner=owner)
 
 
@@ -124,7 +129,7 @@ class InProcessExecutor:
                         pool = self._process_pool()
                         try:
                             follow_ups = pool.submit(
-                                _execute_in_child, ref.item_id, final, _dg_environment(), owner
+                                _execute_in_child, ref.item_id, final, dg_environment(), owner
                             ).result()
                         except BrokenProcessPool:
                             with self._lock:  # a worker process died (e.g. LAMMPS crashed): a new pool
