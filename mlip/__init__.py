@@ -1,7 +1,8 @@
 """Training sets out, models in (stage 6): dataset exports and checks (:mod:`.export`), MTP training
 through motep and the MLIP-3 / pacemaker command lines (:mod:`.train`), linear and quadratic SNAP by
 least squares on LAMMPS ``compute snap`` rows (:mod:`.snap`), on-the-fly active learning
-(:mod:`.otf`), ensemble force uncertainty (:mod:`.ensemble`) and validation suites (:mod:`.validation`).
+(:mod:`.otf`), ensemble force uncertainty (:mod:`.ensemble`), validation suites (:mod:`.validation`) and the
+B vs B+C vs B+P study (:mod:`.study`).
 
 Pure functions on ``ase.Atoms`` with single-point labels: no database, no queue.
 """
@@ -27,6 +28,7 @@ from .train import (
     train_mlip3,
     train_mtp,
 )
+from .study import read_study_json, run_study, study_table, write_study_json
 from .validation import (SCENARIOS, build_suite, defect_properties, label_configurations, load_model, load_reference,
                          run_validation, validate)
 
@@ -40,4 +42,5 @@ __all__ = [
     "read_snap", "snap_rows", "train_snap",
     "SCENARIOS", "build_suite", "defect_properties", "label_configurations", "load_model", "load_reference",
     "run_validation", "validate",
+    "read_study_json", "run_study", "study_table", "write_study_json",
 ]

@@ -14,6 +14,7 @@ from schemas.campaign import (
 )
 
 from schemas.sampling import AnnealProtocol, SamplingParams
+from schemas.study import StudyParams, StudyReport
 from schemas.training import SnapReference, SnapTrainingParams
 from schemas.validation import ValidationReport, ValidationSuiteParams, suite_params
 
@@ -30,6 +31,8 @@ __all__ = [
     "SnapReference",
     "SnapTrainingParams",
     "SpecError",
+    "StudyParams",
+    "StudyReport",
     "ValidationReport",
     "ValidationSuiteParams",
     "load_spec_text",
