@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
 
 from .result import LabelResult, run_job_main
 from .settings import DFTSettings
@@ -40,12 +39,8 @@ def calculate(atoms, settings: DFTSettings, settings_hash: str) -> LabelResult:
                          f"{', '.join(missing)}")
     start = time.perf_counter()
     with LammpsSystem(atoms, reference.potential(), species=reference.elements) as system:
-        system.command("compute dg_force all property/atom fx fy fz")
         energy = system.potential_energy()
-        forces = system.per_atom_compute("dg_force", ncols=3)
-        rotation = system.frame.rotation
-        if not np.array_equal(rotation, np.eye(3)):
-            forces = forces @ rotation.T  # back to the input frame (v_lammps = v_input @ R)
+        forces = system.forces()
         stress = system.stress() if all(atoms.pbc) else None
     return LabelResult(
         energy=energy,

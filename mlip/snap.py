@@ -107,7 +107,6 @@ __all__ = [
 
 NKTV2P_METAL = 1.6021765e6  # LAMMPS metal units: pressure (bar) = nktv2p * virial (eV) / volume (A^3)
 _COMPUTE_ID = "dg_snap"
-_FORCE_ID = "dg_snap_force"
 _GRAM_CHUNK_ROWS = 4096
 # .snapparam keywords whose non-default values compute snap rows here do not reproduce (bzeroflag only shifts
 # the constant, so any value is fine for a teacher)
@@ -775,13 +774,8 @@ def _evaluate_one(files: SnapFiles, atoms: Atoms, want_stress: bool) -> tuple[fl
 
     work = _lammps_ready(atoms, files.cutoff)
     with LammpsSystem(work, files.potential(), species=files.elements) as system:
-        system.command(f"compute {_FORCE_ID} all property/atom fx fy fz")
-        system.run(0)
         energy = system.potential_energy()
-        forces = system.per_atom_compute(_FORCE_ID, 3)
-        rotation = system.frame.rotation
-        if not np.array_equal(rotation, np.eye(3)):
-            forces = forces @ rotation.T  # back to the input frame (v_lammps = v_input @ R)
+        forces = system.forces()
         stress = None
         if want_stress and np.all(atoms.pbc):
             import lammps

