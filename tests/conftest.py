@@ -8,8 +8,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy.engine import make_url
-from support import POSTGRES_URL, reset_postgres
+from support import POSTGRES_URL, REDIS_URL, reset_postgres
 
 
 
@@ -64,6 +65,18 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> d
 
     in_process.wait(timeout=120)  # no task of this test may outlive its database
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def broker(env, monkeypatch):
+    """An API node: DG_BROKER_URL on the test Redis database with no worker consuming it; flushed after."""
+    from app.settings import get_settings
+
+    monkeypatch.setenv("DG_BROKER_URL", REDIS_URL)
+    get_settings.cache_clear()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    yield REDIS_URL
+    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import json
 import time
 
 import pytest
-import redis
-from support import REDIS_URL, TINY_SPEC
+from support import TINY_SPEC
 
 from app.db.models import Campaign
 from app.db.session import session_scope
@@ -27,18 +26,6 @@ def _auth(token: str) -> dict[str, str]:
 def _count() -> int:
     with session_scope() as session:
         return session.query(Campaign).count()
-
-
-@pytest.fixture
-def broker(env, monkeypatch):
-    """DG_BROKER_URL on the test Redis database with no worker consuming it; flushed after."""
-    from app.settings import get_settings
-
-    monkeypatch.setenv("DG_BROKER_URL", REDIS_URL)
-    get_settings.cache_clear()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    yield REDIS_URL
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def _fields(response) -> dict[str, str]:

@@ -9,25 +9,11 @@ in production: a Redis broker with no worker, so a generated spec that passes ev
 from __future__ import annotations
 
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error, status_code_conformance
-from support import REDIS_URL
 
 EXAMPLES = 40  # per operation and backend (Hypothesis examples; ~15 operations x 2 backends: ~1 min)
-
-
-@pytest.fixture
-def broker(env, monkeypatch):
-    """DG_BROKER_URL on the test Redis database with no worker consuming it; flushed after."""
-    from app.settings import get_settings
-
-    monkeypatch.setenv("DG_BROKER_URL", REDIS_URL)
-    get_settings.cache_clear()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    yield REDIS_URL
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def _schema() -> schemathesis.BaseSchema:
