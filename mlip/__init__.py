@@ -28,7 +28,7 @@ from .train import (
     train_mlip3,
     train_mtp,
 )
-from .study import read_study_json, run_study, study_table, write_study_json
+from .study import read_study_json, run_study, study_table, train_and_validate, write_study_json
 from .validation import (SCENARIOS, build_suite, defect_properties, label_configurations, load_model, load_reference,
                          run_validation, validate)
 
@@ -42,5 +42,5 @@ __all__ = [
     "read_snap", "snap_rows", "train_snap",
     "SCENARIOS", "build_suite", "defect_properties", "label_configurations", "load_model", "load_reference",
     "run_validation", "validate",
-    "read_study_json", "run_study", "study_table", "write_study_json",
+    "read_study_json", "run_study", "study_table", "train_and_validate", "write_study_json",
 ]

@@ -38,8 +38,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from schemas.study import DATASETS, StudyModel, StudyParams, StudyRatio, StudyReport
 from schemas.validation import suite_params
 
-__all__ = ["COMBINATIONS", "combinations_of", "has_labels", "read_study_json", "run_study", "study_table",
-           "write_study_json"]
+__all__ = ["COMBINATIONS", "build_study_suite", "combinations_of", "has_labels", "read_study_json", "run_study",
+           "study_suite_params", "study_table", "train_and_validate", "write_study_json"]
 
 # (name, datasets) in report order; a combination runs when all its datasets are given
 COMBINATIONS = (("B", ("B",)), ("B+C", ("B", "C")), ("B+P", ("B", "P")), ("B+P+OTF", ("B", "P", "OTF")))
@@ -107,46 +107,58 @@ def _sizes(images: Sequence[Atoms]) -> tuple[int, int]:
     return len(images), int(sum(len(a) for a in images))
 
 
+def study_suite_params(params: StudyParams):
+    """The validation suite parameters of a study (preset, seed and scenario overrides)."""
+    overrides: dict[str, Any] = {}
+    if params.suite_seed is not None:
+        overrides["seed"] = params.suite_seed
+    if params.scenarios is not None:
+        overrides["scenarios"] = list(params.scenarios)
+    return suite_params(params.suite, **overrides)
+
+
+def build_study_suite(params: StudyParams, timings: dict[str, float] | None = None) -> tuple[dict[str, list[Atoms]],
+                                                                                            float]:
+    """The study's validation configurations per scenario (unlabelled, per-atom ``defect`` mask, built by MD with
+    the sampling potential at its own lattice constant) and that lattice constant (A)."""
+    from sampling.potentials import load_potential
+    from sampling.properties import relax_lattice_constant
+
+    from .validation import build_suite
+
+    sampler = load_potential(params.sampling_potential)
+    a, _ = relax_lattice_constant(sampler, params.element, params.lattice)
+    return build_suite(study_suite_params(params), sampler, params.element, params.lattice, a,
+                       timings=timings), float(a)
+
+
 def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: StudyParams | Mapping | None = None,
               workdir: str | os.PathLike = "study", write_suite: bool = True) -> StudyReport:
     """Label, train one SNAP per dataset combination and kind, validate all on one suite; see the module doc.
 
     ``workdir`` receives the models (``<combination>-<kind>.snapcoeff`` ...) and, with ``write_suite``, the
     labelled suite ``suite.extxyz`` (per-atom ``defect`` mask, ``info['scenario']``)."""
-    from sampling.potentials import load_potential
-    from sampling.properties import relax_lattice_constant
-
-    from .snap import train_snap
-    from .validation import build_suite, label_configurations, validate
+    from .validation import label_configurations
 
     started_all = time.perf_counter()
     params = params if isinstance(params, StudyParams) else StudyParams.model_validate(dict(params or {}))
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown:
-        raise ValueError(f"datasets: unknown key {unknown[0]!r}; use {', '.join(DATASETS)}")
-    if not datasets.get("B"):
-        raise ValueError("datasets: 'B' (the basic dataset) is needed: every combination contains it")
+    _check_datasets(datasets, params.element)
     resolved = _resolve(reference, params.element, params.allow_same_family)
     notes: list[str] = []
     reference_in_family = params.allow_same_family and _in_family(resolved)
     if reference_in_family:
         notes.append(f"WARNING: reference {resolved.name} is in the SNAP family (allowed explicitly)")
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     teacher = resolved.potential()
 
     # 1. labels
     started = time.perf_counter()
     data: dict[str, list[Atoms]] = {}
-    sizes: dict[str, dict[str, int]] = {}
+    labelled_here: dict[str, int] = {}
     for key in DATASETS:
         images = [a for a in (datasets.get(key) or [])]
         if not images:
             continue
-        foreign = sorted({s for a in images for s in a.get_chemical_symbols()} - {params.element})
-        if foreign:
-            raise ValueError(f"datasets: {key} has {', '.join(foreign)}; the study is of {params.element}")
         missing = [i for i, a in enumerate(images) if not has_labels(a)]
         if missing:
             labelled = label_configurations({key: [_boxed(images[i]) for i in missing]}, teacher,
@@ -158,32 +170,73 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
                 copy.info["reference"] = resolved.name
                 images[i] = copy
         data[key] = images
-        n, atoms_n = _sizes(images)
-        sizes[key] = {"configurations": n, "atoms": atoms_n, "labelled_here": len(missing)}
+        labelled_here[key] = len(missing)
     timings["label datasets"] = time.perf_counter() - started
 
-    # 2. splits
-    parts: dict[str, tuple[list[Atoms], list[Atoms]]] = {}
-    for key, images in data.items():
-        train_idx, test_idx = _split(len(images), params.test_fraction, params.split_seed, key)
-        parts[key] = ([images[i] for i in train_idx], [images[i] for i in test_idx])
-        sizes[key].update(train_configurations=len(train_idx), test_configurations=len(test_idx))
-
-    # 3. the suite, built and labelled once
+    # 2. the suite, built and labelled once
     started = time.perf_counter()
-    sampler = load_potential(params.sampling_potential)
-    a, _ = relax_lattice_constant(sampler, params.element, params.lattice)
-    overrides: dict[str, Any] = {}
-    if params.suite_seed is not None:
-        overrides["seed"] = params.suite_seed
-    if params.scenarios is not None:
-        overrides["scenarios"] = list(params.scenarios)
-    suite = suite_params(params.suite, **overrides)
-    configs = build_suite(suite, sampler, params.element, params.lattice, a)
+    configs, a = build_study_suite(params)
     timings["build suite"] = time.perf_counter() - started
     started = time.perf_counter()
     labelled_suite = label_configurations(configs, teacher, name=resolved.name)
     timings["label suite"] = time.perf_counter() - started
+
+    report = train_and_validate(data, labelled_suite, params, workdir, reference=resolved.name,
+                                reference_lammps=resolved.lammps_lines(), lattice_constant=a,
+                                write_suite=write_suite, notes=notes, timings=timings)
+    for key, count in labelled_here.items():
+        report.datasets[key]["labelled_here"] = count
+    report.reference_family_allowed = bool(reference_in_family)
+    report.timings["total"] = time.perf_counter() - started_all
+    return report
+
+
+def _check_datasets(datasets: Mapping[str, Sequence[Atoms]], element: str) -> None:
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        raise ValueError(f"datasets: unknown key {unknown[0]!r}; use {', '.join(DATASETS)}")
+    if not datasets.get("B"):
+        raise ValueError("datasets: 'B' (the basic dataset) is needed: every combination contains it")
+    for key, images in datasets.items():
+        foreign = sorted({s for a in images or [] for s in a.get_chemical_symbols()} - {element})
+        if foreign:
+            raise ValueError(f"datasets: {key} has {', '.join(foreign)}; the study is of {element}")
+
+
+def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapping[str, Sequence[Atoms]],
+                       params: StudyParams, workdir: str | os.PathLike, reference: str,
+                       reference_lammps: Sequence[str] = (), lattice_constant: float = 0.0, write_suite: bool = True,
+                       notes: Sequence[str] = (), timings: Mapping[str, float] | None = None) -> StudyReport:
+    """Steps 2-5 of the study on labelled data: split each dataset, train one SNAP per combination and kind,
+    validate each on ``labelled_suite`` (scenario -> labelled configurations with a ``defect`` mask), ratios.
+
+    A campaign's ``validation`` stage calls this with its ledger labels (``reference``: what labelled them)."""
+    from .snap import train_snap
+    from .validation import validate
+
+    started_all = time.perf_counter()
+    _check_datasets(data, params.element)
+    unlabelled = [key for key, images in data.items() for a in images if not has_labels(a)]
+    if unlabelled:
+        raise ValueError(f"datasets: {unlabelled[0]} has configurations without energy and forces")
+    for scenario, images in labelled_suite.items():
+        if not images or not all(has_labels(a) for a in images):
+            raise ValueError(f"suite: scenario {scenario!r} has no configuration, or one without labels")
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    timings = dict(timings or {})
+    sizes: dict[str, dict[str, int]] = {}
+    parts: dict[str, tuple[list[Atoms], list[Atoms]]] = {}
+    for key in DATASETS:
+        images = list(data.get(key) or [])
+        if not images:
+            continue
+        train_idx, test_idx = _split(len(images), params.test_fraction, params.split_seed, key)
+        parts[key] = ([images[i] for i in train_idx], [images[i] for i in test_idx])
+        n, atoms_n = _sizes(images)
+        sizes[key] = {"configurations": n, "atoms": atoms_n, "labelled_here": 0,
+                      "train_configurations": len(train_idx), "test_configurations": len(test_idx)}
+    suite = study_suite_params(params)
     suite_path = None
     if write_suite:
         from ase.io import write
@@ -199,9 +252,8 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
                        "defect_atoms": int(sum(int(np.asarray(x.arrays.get("defect", [])).sum()) for x in v))}
                    for s, v in labelled_suite.items()}
 
-    # 4. models
     models: list[StudyModel] = []
-    for combination, keys in combinations_of(data):
+    for combination, keys in combinations_of(parts):
         train = [a for k in keys for a in parts[k][0]]
         test = [a for k in keys for a in parts[k][1]]
         for kind in params.kinds:
@@ -227,7 +279,6 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
                 wall_time_s=time.perf_counter() - started))
             timings[f"model {name}"] = models[-1].wall_time_s
 
-    # 5. ratios
     ratios = []
     for kind in params.kinds:
         by_name = {m.combination: m for m in models if m.kind == kind}
@@ -243,13 +294,14 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
             values = [v for v in per.values() if v is not None]
             ratios.append(StudyRatio(kind=kind, numerator=numerator, per_scenario=per,
                                      mean=float(np.mean(values)) if values else None))
-    timings["total"] = time.perf_counter() - started_all
+    timings["train and validate"] = time.perf_counter() - started_all
+    timings.setdefault("total", sum(v for k, v in timings.items() if not k.startswith("model ")))
     return StudyReport(
-        element=params.element, lattice=params.lattice, reference=resolved.name,
-        reference_lammps=resolved.lammps_lines(), reference_family_allowed=bool(reference_in_family),
+        element=params.element, lattice=params.lattice, reference=reference,
+        reference_lammps=list(reference_lammps), reference_family_allowed=False,
         params=params, datasets=sizes, suite=suite.suite, suite_seed=int(suite.seed),
         suite_path=None if suite_path is None else str(suite_path), suite_sizes=suite_sizes,
-        lattice_constant=float(a), models=models, ratios=ratios, notes=notes, timings=timings)
+        lattice_constant=float(lattice_constant), models=models, ratios=ratios, notes=list(notes), timings=timings)
 
 
 def _in_family(resolved) -> bool:

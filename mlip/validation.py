@@ -44,8 +44,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from sampling.builders import (bicrystal, bulk_crystal, dislocation_loop, polycrystal, single_crystal, slab)
 from sampling.potentials import Potential, PotentialError
 from sampling.protocols import execute, program_for
-from schemas.validation import (GammaSummary, PropertyComparison, PropertySettings, ScenarioErrors,
-                                ValidationReport, ValidationSuiteParams)
+from schemas.validation import (PARITY_POINTS, GammaSummary, ParitySample, PropertyComparison, PropertySettings,
+                                ScenarioErrors, ValidationReport, ValidationSuiteParams)
 
 __all__ = [
     "SCENARIOS",
@@ -513,7 +513,7 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
     for scenario, images in labelled.items():
         if not images:
             raise ValueError(f"labelled: scenario {scenario!r} has no configuration")
-        de, df, defect, gammas = [], [], [], []
+        de, df, defect, gammas, fr, er, em = [], [], [], [], [], [], []
         for atoms in images:
             if atoms.calc is None:
                 raise ValueError(f"labelled: a configuration of {scenario!r} has no labels (label_configurations)")
@@ -522,12 +522,15 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
             n = len(atoms)
             de.append((energy - atoms.get_potential_energy()) / n)
             df.append(forces - atoms.get_forces())
+            fr.append(atoms.get_forces())
+            er.append(atoms.get_potential_energy() / n)
+            em.append(energy / n)
             defect.append(np.asarray(atoms.arrays.get("defect", np.zeros(n, dtype=bool)), dtype=bool))
             if basis is not None:
                 gammas.append(grade_atoms(basis, active_set, atoms)[1])
         all_de += de
         per_scenario[scenario] = {"de": np.array(de), "df": df, "defect": defect, "gamma": gammas,
-                                  "sizes": [len(a) for a in images]}
+                                  "sizes": [len(a) for a in images], "fr": fr, "er": er, "em": em}
     offset = float(np.mean(all_de)) if all_de else 0.0
     results = []
     for scenario, data in per_scenario.items():
@@ -549,7 +552,7 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
             force_rmse_mev_per_A=float(np.sqrt(np.mean(df**2)) * 1000.0),
             force_rmse_defect_mev_per_A=float(np.sqrt(np.mean(df[mask] ** 2)) * 1000.0) if mask.any() else None,
             max_force_error_mev_per_A=float(np.linalg.norm(df, axis=1).max() * 1000.0),
-            gamma=gamma))
+            gamma=gamma, parity=_parity(data["fr"], df, mask, data["er"], data["em"])))
     info = first.info if first is not None else {}
     notes = []
     if evaluator.details.get("configurations_below_min_dist"):
@@ -561,6 +564,19 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
         lattice_constant=float(info.get("lattice_constant", 0.0)), seed=int(info.get("validation_seed", 0)),
         energy_offset_mev_per_atom=offset * 1000.0, scenarios=results, notes=notes,
         timings={"validate": time.perf_counter() - started})
+
+
+def _parity(reference_forces: list[np.ndarray], df: np.ndarray, mask: np.ndarray, energy_reference: list[float],
+            energy_model: list[float]) -> ParitySample:
+    """At most PARITY_POINTS force components of the defect atoms (all atoms without any), evenly spaced."""
+    reference = np.concatenate(reference_forces)
+    rows = mask if mask.any() else np.ones(len(mask), dtype=bool)
+    ref, model = reference[rows].ravel(), (reference + df)[rows].ravel()
+    picks = np.unique(np.linspace(0, len(ref) - 1, min(PARITY_POINTS, len(ref))).round().astype(int))
+    return ParitySample(defect_atoms=bool(mask.any()), n_components=int(len(ref)),
+                        force_reference=[float(v) for v in ref[picks]], force_model=[float(v) for v in model[picks]],
+                        energy_reference=[float(v) for v in energy_reference],
+                        energy_model=[float(v) for v in energy_model])
 
 
 # =========================================================================== defect properties

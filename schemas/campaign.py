@@ -18,6 +18,7 @@ from schemas.base import Strict
 from schemas.limits import Limits, limit_errors
 from schemas.reference import REFERENCE_DESCRIPTION, REFERENCE_TAGS, ReferenceSpec
 from schemas.sampling import KIND_TAGS, SamplingParams, Structure
+from schemas.study import StudySettings
 
 Lattice = Literal["bcc", "fcc"]
 
@@ -225,9 +226,14 @@ class CampaignSpec(Strict):
         None, description="stage 6: train an MTP on B + P, refine it on the fly, ensemble sigma_F; "
         "omit to stop after labelling"
     )
+    study: StudySettings | None = Field(
+        None, description="the paper's B / B+C / B+P (/ +OTF) study after the other stages: a validation suite "
+        "built apart from the sampling and labelled like the cells, one SNAP per dataset combination, every model "
+        "validated on the suite (stage validation); omit to skip"
+    )
     budget: Budget = Budget()
     stop_after: Literal[
-        "sampling", "selection", "reconstruction", "labelling", "training", "otf", "ensemble"
+        "sampling", "selection", "reconstruction", "labelling", "training", "otf", "ensemble", "validation"
     ] | None = Field(
         None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
     )
@@ -360,6 +366,9 @@ def _reference_errors(spec: CampaignSpec) -> list[FieldError]:
 
 
 def _refinement_errors(spec: CampaignSpec) -> list[FieldError]:
+    if spec.stop_after == "validation" and spec.study is None:
+        return [FieldError("stop_after", "'validation' is the study's stage; add a study section (e.g. "
+                                         "{suite: paper})")]
     refinement = spec.refinement
     if refinement is None:
         if spec.stop_after in ("training", "otf", "ensemble"):

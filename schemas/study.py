@@ -16,7 +16,7 @@ from schemas.base import Strict
 from schemas.training import SnapTrainingParams
 from schemas.validation import ScenarioErrors
 
-__all__ = ["DATASETS", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
+__all__ = ["DATASETS", "StudySettings", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
 
 # dataset keys of run_study: B basic, C vacuum clusters, P periodic PCC-GCMC cells, OTF on-the-fly additions
 DATASETS = ("B", "C", "P", "OTF")
@@ -27,8 +27,10 @@ def _default_snap() -> SnapTrainingParams:
     return SnapTrainingParams(ridge="auto", seed=0)
 
 
-class StudyParams(Strict):
-    """Settings shared by every model of the study (same hyperparameters, same seeds for every combination).
+class StudySettings(Strict):
+    """Settings shared by every model of the study (same hyperparameters, same seeds for every combination); the
+    ``study`` section of a campaign spec (the campaign gives element, lattice and sampling potential, and its
+    labelling settings are the reference).
 
     Default SNAP 2J = 8 (55 bispectrum components; quadratic: 1540 more), the DFT-fitted W SNAP's settings: on
     2 cores a quadratic 2J = 8 fit of a few thousand atoms takes seconds (Gram matrix 1596^2 doubles, 20 MB;
@@ -46,16 +48,22 @@ class StudyParams(Strict):
         "combination's test set is the union of its datasets' test parts, never trained on")
     split_seed: int = Field(0, ge=0, description="seed of the train/test split of each dataset")
     suite: Literal["smoke", "paper"] = Field("paper", description="validation suite preset (smoke: for tests)")
-    suite_seed: int | None = Field(None, ge=1, description="seed of the suite (default: the preset's)")
+    suite_seed: int | None = Field(None, ge=1, description="seed of the suite (default: the preset's, disjoint "
+                                                           "from the campaigns' 12345)")
     scenarios: list[Literal["gb", "compression", "polycrystal_2d", "polycrystal_3d", "crack", "loops",
                             "nanoindent"]] | None = Field(
         None, min_length=1, description="subset of the suite's scenarios (default: all of the preset)")
-    element: str = Field("W", description="chemical symbol of the (single-element) study")
-    lattice: Literal["bcc", "fcc"] = "bcc"
-    sampling_potential: str = Field("W_zhou.eam.alloy", description="potential the suite's MD runs with")
     allow_same_family: bool = Field(False, description="allow a SNAP reference for the SNAP models (the errors "
                                                        "then do not measure transfer)")
     processes: int = Field(1, ge=1, le=64, description="LAMMPS row workers of train_snap (1: bit-reproducible)")
+
+
+class StudyParams(StudySettings):
+    """:class:`StudySettings` and what a campaign would give: the element, lattice and sampling potential."""
+
+    element: str = Field("W", description="chemical symbol of the (single-element) study")
+    lattice: Literal["bcc", "fcc"] = "bcc"
+    sampling_potential: str = Field("W_zhou.eam.alloy", description="potential the suite's MD runs with")
 
 
 class StudyModel(Strict):

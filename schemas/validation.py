@@ -38,6 +38,7 @@ __all__ = [
     "ValidationSuiteParams",
     "suite_params",
     "GammaSummary",
+    "ParitySample",
     "ScenarioErrors",
     "PropertyComparison",
     "ValidationReport",
@@ -207,6 +208,22 @@ class GammaSummary(Strict):
     fraction_above_10: float
 
 
+class ParitySample(Strict):
+    """Model against reference for a parity plot: force components of the defect atoms (all atoms when the
+    scenario has none), at most ``PARITY_POINTS`` evenly spaced in storage order, and the energy per atom of every
+    configuration."""
+
+    defect_atoms: bool = Field(description="True: the forces are of defect atoms only")
+    n_components: int = Field(description="force components the sample was taken from")
+    force_reference: list[float] = Field(description="eV/A")
+    force_model: list[float] = Field(description="eV/A")
+    energy_reference: list[float] = Field(description="eV/atom, one per configuration")
+    energy_model: list[float] = Field(description="eV/atom, one per configuration (offset not removed)")
+
+
+PARITY_POINTS = 300
+
+
 class ScenarioErrors(Strict):
     """Errors of the model against the reference labels over one scenario's configurations."""
 
@@ -224,6 +241,7 @@ class ScenarioErrors(Strict):
         description="RMSE per force component over the defect atoms only (None: no defect atom), meV/A")
     max_force_error_mev_per_A: float = Field(description="largest |F_model - F_ref| of one atom, meV/A")
     gamma: GammaSummary | None = Field(None, description="grades of every atom (with a basis and active set)")
+    parity: ParitySample | None = Field(None, description="model against reference, for parity plots")
 
 
 class PropertyComparison(Strict):

@@ -23,6 +23,7 @@ from workers.stages.reconstruction import assemble_cells, run_box
 from workers.stages.refinement import ensemble_spread, refine_on_the_fly, train_model
 from workers.stages.sampling import run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
+from workers.stages.study import build_validation_suite, run_validation_study
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ RUNNERS: dict[str, Runner] = {
     "dg.refinement.train_model": train_model,
     "dg.refinement.refine_on_the_fly": refine_on_the_fly,
     "dg.refinement.ensemble_spread": ensemble_spread,
+    "dg.study.build_validation_suite": build_validation_suite,
+    "dg.study.run_validation_study": run_validation_study,
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
 from app.settings import get_settings
 from labelling.reference import ReferencePotentialError
+from labelling.settings import REFERENCE_ENGINES
 from sampling.lammps_engine import LammpsError
 from sampling.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
@@ -82,22 +83,28 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(name="selection", queue="select", task_name="dg.selection.select_and_cut", plan=_plan_one),
     StageDef(name="gcmc_boxes", queue="gcmc", task_name="dg.reconstruction.run_box", plan=plan_boxes),
     StageDef(name="reconstruction", queue="gcmc", task_name="dg.reconstruction.assemble", plan=_plan_one),
+    StageDef(name="validation_suite", queue="md", task_name="dg.study.build_validation_suite", plan=_plan_one),
     StageDef(name="labelling", queue="dft", task_name="dg.labelling.label_structure", plan=plan_labels),
     StageDef(name="training", queue="select", task_name="dg.refinement.train_model", plan=_plan_one),
     StageDef(name="otf", queue="md", task_name="dg.refinement.refine_on_the_fly", plan=plan_otf),
     StageDef(name="ensemble", queue="select", task_name="dg.refinement.ensemble_spread", plan=_plan_one),
+    StageDef(name="validation", queue="select", task_name="dg.study.run_validation_study", plan=_plan_one),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
 REFINEMENT_STAGES = ("training", "otf", "ensemble")
+STUDY_STAGES = ("validation_suite", "validation")
 
 
 def stages_for(spec: CampaignSpec) -> tuple[StageDef, ...]:
     """The stages this campaign runs: all, or up to the one named by `stop_after`; the refinement
-    stages only with a refinement section, the ensemble only with refinement.ensemble."""
+    stages only with a refinement section, the ensemble only with refinement.ensemble, the study's
+    only with a study section."""
     if spec.refinement is None:
         skipped = set(REFINEMENT_STAGES)
     else:
         skipped = {"ensemble"} if spec.refinement.ensemble is None else set()
+    if spec.study is None:
+        skipped |= set(STUDY_STAGES)
     stages = [stage for stage in STAGES if stage.name not in skipped]
     names = [stage.name for stage in stages]
     last = names.index(spec.stop_after) if spec.stop_after else len(stages) - 1
@@ -158,6 +165,8 @@ def check_spec(spec: CampaignSpec) -> None:
             errors.append(FieldError(exc.field, exc.reason))
         except ValueError as exc:
             errors.append(FieldError("labelling", str(exc)))
+        else:
+            errors += _study_errors(spec)
     if "otf" in names:
         for index, target in enumerate(spec.refinement.otf.targets):
             build(target.structure, f"refinement.otf.targets.{index}.structure")
@@ -170,6 +179,24 @@ def check_spec(spec: CampaignSpec) -> None:
         ))
     if errors:
         raise SpecError(errors)
+
+
+def _study_errors(spec: CampaignSpec) -> list[FieldError]:
+    """A study's reference (the campaign's labeller) must lie outside the SNAP family of its models, as DFT does:
+    a SNAP reproduces a SNAP teacher exactly (DESIGN.md section 5)."""
+    if spec.study is None or spec.study.allow_same_family or spec.labelling.engine not in REFERENCE_ENGINES:
+        return []
+    from labelling.reference import reference_in_model_family, resolve_reference
+
+    field = "labelling.reference" if spec.labelling.reference is not None else "potential"
+    resolved = resolve_reference(spec.labelling.reference if spec.labelling.reference is not None else spec.potential,
+                                 spec.element, field=field)
+    if not reference_in_model_family(resolved, "snap"):
+        return []
+    return [FieldError(field, f"{resolved.name} ({resolved.pair_style}) labels this study, whose models are SNAP: a "
+                              "SNAP reproduces a SNAP teacher exactly, so the errors would not measure transfer; "
+                              "label with a potential outside the family (e.g. WL.meam) or set "
+                              "study.allow_same_family")]
 
 
 def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campaign:

@@ -98,9 +98,9 @@ def _users_basic_set(spec: CampaignSpec) -> list[Atoms] | None:
 
 
 def _campaign_labels(spec: CampaignSpec, users_set: list[Atoms] | None) -> bool:
-    """Whether the campaign labels dataset B itself: refinement trains on B, and B has no labels of its
-    own (generated, or a file of bare geometries); a labelled file of the user's is used as it is."""
-    if spec.refinement is None:
+    """Whether the campaign labels dataset B itself: refinement or the study trains on B, and B has no labels
+    of its own (generated, or a file of bare geometries); a labelled file of the user's is used as it is."""
+    if spec.refinement is None and spec.study is None:
         return False
     if users_set is None:
         return True
@@ -112,12 +112,13 @@ def _campaign_labels(spec: CampaignSpec, users_set: list[Atoms] | None) -> bool:
 
 
 def basic_set_labelled_by_campaign(spec: CampaignSpec) -> bool:
-    return spec.refinement is not None and _campaign_labels(spec, _users_basic_set(spec))
+    return (spec.refinement is not None or spec.study is not None) and _campaign_labels(spec, _users_basic_set(spec))
 
 
 def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
-    """One item per periodic cell (and per B structure when the campaign labels B), at most
-    budget.max_dft_jobs (the rest are reported, not run)."""
+    """One item per periodic cell (and per B structure when the campaign labels B; with a study, per vacuum
+    cluster of C and per validation configuration), at most budget.max_dft_jobs in that order (the rest are
+    reported, not run)."""
     def stored(stage: str) -> list:
         return session.execute(
             select(Structure.id, Structure.source)
@@ -127,9 +128,12 @@ def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[
 
     cells = stored("periodic")
     basic = stored("basic") if basic_set_labelled_by_campaign(spec) else []
-    jobs = cells + basic
+    clusters = stored("cluster_vacuum") if spec.study is not None else []
+    validation = stored("validation") if spec.study is not None else []
+    jobs = cells + basic + clusters + validation
     cap = spec.budget.max_dft_jobs
-    plan = {"cells": len(cells), "basic": len(basic), "planned": min(len(jobs), cap),
+    plan = {"cells": len(cells), "basic": len(basic), "clusters": len(clusters), "validation": len(validation),
+            "planned": min(len(jobs), cap),
             "over_budget": max(0, len(jobs) - cap), "engine": spec.labelling.engine, "dft": True}
     if spec.labelling.engine in REFERENCE_ENGINES:  # recorded: these labels come from a potential, not DFT
         record = dft_settings(spec).engine_options["reference"]

@@ -1,0 +1,115 @@
+"""The study inside a campaign (spec section ``study``): the validation suite is built by its own stage, labelled
+through the job ledger with the cells, B and the vacuum clusters C, and the ``validation`` stage trains one SNAP
+per dataset combination and validates each on it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import TINY_SPEC, wait_for, write_bulk_training_set
+
+from app.auth import get_or_create_user
+from app.db.models import Artifact, Campaign, Label, Structure
+from app.db.session import session_scope
+from app.services import submit_campaign
+from schemas import SpecError, StudyReport, parse_spec
+
+
+def _spec(tmp_path, **changes) -> dict:
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)  # bare geometries: the campaign labels B
+    return copy.deepcopy(TINY_SPEC) | {
+        "name": "study",
+        "stop_after": None,
+        "sampling": {"protocols": TINY_SPEC["sampling"]["protocols"][1:]},
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 3},
+        "reconstruction": {"steps": 200, "exchanges": 100, "mc_moves": 20, "offsets": [-0.5]},
+        "labelling": {"engine": "lammps", "reference": "WL.meam"},
+        "study": {"suite": "smoke", "scenarios": ["gb", "loops"], "kinds": ["linear"], "test_fraction": 0.2,
+                  "snap": {"twojmax": 4, "ridge": "auto", "seed": 0}},
+    } | changes
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_campaign_study_labels_through_the_ledger_and_validates_each_combination(env, tmp_path):
+
+    from mlip.validation import load_model
+    from workers.stages.labelling import read_label
+
+    spec = parse_spec(_spec(tmp_path))
+    with session_scope() as session:
+        campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
+        stages = [s.stage for s in session.get(Campaign, campaign_id).stages]
+    assert stages[-1] == "validation" and stages.index("validation_suite") < stages.index("labelling")
+
+    def done():
+        with session_scope() as session:
+            campaign = session.get(Campaign, campaign_id)
+            return campaign if campaign.status.finished else None
+
+    campaign = wait_for(done, 300, what=f"campaign {campaign_id}")
+    assert campaign.status.value == "succeeded", campaign.error
+    with session_scope() as session:
+        counts = {stage: session.query(Structure).filter_by(campaign_id=campaign_id, stage=stage).count()
+                  for stage in ("basic", "cluster_vacuum", "periodic", "validation")}
+        # every configuration the study uses has a ledger label by the reference, MEAM (not the sampling EAM)
+        for stage in ("basic", "cluster_vacuum", "periodic", "validation"):
+            for structure in session.query(Structure).filter_by(campaign_id=campaign_id, stage=stage):
+                row = session.get(Label, structure.label_id)
+                assert row.state == "succeeded", (stage, row.error)
+                assert read_label(row.path)["extra"]["efs_by"] == "lammps:WL.meam"
+        plan = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="labelling", name="plan").one().data
+        data = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="validation",
+                                                 name="campaign").one().data
+        validation = session.query(Structure).filter_by(campaign_id=campaign_id, stage="validation").all()
+        from app.db.storage import StructureStore
+        from app.settings import get_settings
+
+        store = StructureStore(get_settings().data_dir)
+        suite = [(store.read(s.path), read_label(session.get(Label, s.label_id).path)) for s in validation]
+    assert counts["basic"] == 5 and counts["cluster_vacuum"] >= 1 and counts["periodic"] >= 1
+    assert plan["clusters"] == counts["cluster_vacuum"] and plan["validation"] == counts["validation"]
+    # smoke suite: three GBs at three temperatures, two loops relaxed and after MD
+    assert counts["validation"] == 9 + 4
+
+    report = StudyReport.model_validate(data)
+    assert report.reference == "WL.meam" and any("meam" in line for line in report.reference_lammps)
+    assert [m.combination for m in report.models] == ["B", "B+C", "B+P"]
+    assert report.datasets["B"]["configurations"] == 5 and report.datasets["B"]["test_configurations"] == 1
+    assert report.datasets["C"]["configurations"] == counts["cluster_vacuum"]
+    assert report.datasets["P"]["configurations"] == counts["periodic"]
+    by_name = {m.combination: m for m in report.models}
+    assert by_name["B+P"].n_train_configurations == 4 + report.datasets["P"]["train_configurations"]
+    assert {r.numerator for r in report.ratios} == {"B+C", "B+P"}
+    study_json = json.loads((Path(get_settings().data_dir) / "campaigns" / str(campaign_id) / "study" /
+                             "study.json").read_text())
+    assert study_json["models"][2]["model_path"] == by_name["B+P"].model_path
+
+    # an independent recomputation of one number: the written B+P model in LAMMPS on the stored suite
+    model = load_model(by_name["B+P"].model_path)
+    gb = [(atoms, label) for atoms, label in suite if atoms.info["scenario"] == "gb"]
+    errors = np.concatenate([model.energy_forces(atoms)[1] - np.array(label["forces"]) for atoms, label in gb])
+    mask = np.concatenate([atoms.arrays["defect"] for atoms, _ in gb])
+    expected = float(np.sqrt(np.mean(errors[mask] ** 2)) * 1000.0)
+    scenario = next(s for s in by_name["B+P"].scenarios if s.scenario == "gb")
+    assert scenario.force_rmse_defect_mev_per_A == pytest.approx(expected, rel=1e-9)
+    assert 1.0 < expected < 5000.0  # a fitted potential, not a copy of the reference and not a broken one
+    assert scenario.parity is not None and scenario.parity.defect_atoms
+    assert len(scenario.parity.energy_reference) == 9
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_study_refuses_a_reference_in_the_snap_family(env, tmp_path):
+    from workers.pipeline import check_spec
+
+    spec = parse_spec(_spec(tmp_path, labelling={"engine": "lammps", "reference": "W_2940_2017_2.snap"}))
+    with pytest.raises(SpecError) as caught:
+        check_spec(spec)
+    assert [e.field for e in caught.value.errors] == ["labelling.reference"]
+    assert "study.allow_same_family" in str(caught.value)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_spec(tmp_path, study=None, stop_after="validation"))
+    assert caught.value.errors[0].field == "stop_after"

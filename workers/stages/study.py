@@ -1,0 +1,115 @@
+"""The study stages (spec section ``study``): the paper's B / B+C / B+P (/ +OTF) comparison inside a campaign.
+
+Stage ``validation_suite`` (before labelling) builds the validation scenarios with the sampling potential and a
+seed disjoint from the sampling (``mlip.study.build_study_suite``) and stores each configuration as a structure of
+stage ``validation`` (its per-atom ``defect`` mask and ``scenario`` travel in the extxyz). The labelling stage then
+labels them through the job ledger with the cells, dataset B and the vacuum clusters C, so with DFT they run on
+the ``dft`` queue or Slurm like every other label. Stage ``validation`` (last) trains one SNAP per dataset
+combination and kind and validates each on the labelled suite (``mlip.study.train_and_validate``); the report is
+the campaign's ``validation`` artifact and ``<campaign dir>/study/study.json``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ase import Atoms
+from sqlalchemy import select
+
+from app.db.models import Artifact
+from app.db.session import session_scope
+from app.db.storage import StructureStore
+from app.settings import get_settings
+from labelling import resolve_reference
+from labelling.settings import REFERENCE_ENGINES
+from mlip.study import build_study_suite, train_and_validate, write_study_json
+from schemas import CampaignSpec
+from schemas.study import StudyParams
+from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,
+                                   resolve_data_file)
+from workers.stages.labelling import dft_settings, labelled_basic_set, labelled_structures
+
+VALIDATION = "validation"  # artifact kind and structure stage
+SUITE = "validation_suite"  # artifact kind of the built suite
+CAMPAIGN = "campaign"
+STUDY_DIR = "study"
+
+
+def study_params(spec: CampaignSpec) -> StudyParams:
+    """The spec's study section with what the campaign gives: element, lattice, sampling potential."""
+    potential = spec.potential
+    if potential.startswith(UPLOAD_PREFIX):
+        potential = str(resolve_data_file(potential, "potential"))
+    return StudyParams(**spec.study.model_dump(), element=spec.element, lattice=spec.lattice,
+                       sampling_potential=potential)
+
+
+def build_validation_suite(item_id: int) -> None:
+    """Build the suite and store its configurations (stage ``validation``, source ``validation/<scenario>/<k>``)."""
+    campaign_id, spec, _ = load_item(item_id)
+    params = study_params(spec)
+    timings: dict[str, float] = {}
+    configs, a = build_study_suite(params, timings=timings)
+    store = StructureStore(get_settings().data_dir)
+    with session_scope() as session:
+        for scenario, images in configs.items():
+            for k, atoms in enumerate(images):
+                atoms.info["scenario"] = scenario
+                put_structure(session, store, campaign_id, atoms, stage=VALIDATION,
+                              source=f"{VALIDATION}/{scenario}/{k}",
+                              info={"scenario": scenario, "defect_atoms": int(atoms.arrays["defect"].sum())})
+        put_artifact(session, campaign_id, SUITE, CAMPAIGN, {
+            "lattice_constant": a, "seed": params.suite_seed, "suite": params.suite,
+            "scenarios": {s: {"configurations": len(v), "atoms": sum(len(x) for x in v),
+                              "defect_atoms": int(sum(x.arrays["defect"].sum() for x in v))} for s, v in configs.items()},
+            "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}})
+
+
+def _labeller(spec: CampaignSpec) -> tuple[str, list[str]]:
+    """What labelled the campaign (the study's reference): its name and, for a potential, its LAMMPS lines."""
+    settings = dft_settings(spec)
+    if spec.labelling.engine in REFERENCE_ENGINES:
+        reference = spec.labelling.reference if spec.labelling.reference is not None else spec.potential
+        resolved = resolve_reference(reference, spec.element, field="labelling.reference")
+        return resolved.name, resolved.lammps_lines()
+    return f"{settings.engine} ({spec.labelling.profile})", []
+
+
+def _suite(images: list[Atoms]) -> dict[str, list[Atoms]]:
+    by_scenario: dict[str, list[Atoms]] = defaultdict(list)
+    for atoms in images:
+        by_scenario[str(atoms.info["scenario"])].append(atoms)
+    return dict(by_scenario)
+
+
+def run_validation_study(item_id: int) -> None:
+    """Train and validate the study's models on the campaign's ledger labels; store the report."""
+    campaign_id, spec, _ = load_item(item_id)
+    params = study_params(spec)
+    with session_scope() as session:
+        data = {"B": labelled_basic_set(session, campaign_id, spec),
+                "C": labelled_structures(session, campaign_id, "cluster_vacuum"),
+                "P": labelled_structures(session, campaign_id, "periodic"),
+                "OTF": labelled_structures(session, campaign_id, "otf") if spec.refinement else []}
+        suite = _suite(labelled_structures(session, campaign_id, VALIDATION))
+    if not suite:
+        raise ValueError("study: no validation configuration has a label (see the campaign's label table)")
+    name, lines = _labeller(spec)
+    notes = []
+    missing = {key for key in ("B", "C", "P") if not data[key]}
+    if missing:
+        notes.append(f"no labelled configuration in {', '.join(sorted(missing))}: its combinations are skipped")
+    workdir = campaign_dir(campaign_id) / STUDY_DIR
+    report = train_and_validate({k: v for k, v in data.items() if v}, suite, params, workdir, reference=name,
+                                reference_lammps=lines, lattice_constant=_lattice_constant(campaign_id),
+                                notes=notes)
+    write_study_json(report, workdir / "study.json")
+    with session_scope() as session:
+        put_artifact(session, campaign_id, VALIDATION, CAMPAIGN, report.model_dump(mode="json"))
+
+
+def _lattice_constant(campaign_id: int) -> float:
+    with session_scope() as session:
+        data = session.scalars(select(Artifact.data).where(
+            Artifact.campaign_id == campaign_id, Artifact.kind == SUITE, Artifact.name == CAMPAIGN)).one_or_none()
+    return float((data or {}).get("lattice_constant", 0.0))
