@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import click
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.settings import get_settings
-from schemas import SpecError, load_spec_text
+from schemas import SpecError, load_spec_text, parse_spec
 
 console = Console(stderr=True)
 
@@ -53,6 +54,15 @@ def run(spec_file: Path, progress: bool, export_dir: Path | None) -> None:
         spec = load_spec_text(spec_file.read_text(), "yaml")
     except SpecError as exc:
         _fail_spec(exc)
+    campaign_id, succeeded = _run_campaign(spec, progress)
+    if succeeded and export_dir is not None:
+        _export_all(campaign_id, export_dir)
+    sys.exit(0 if succeeded else 1)
+
+
+def _run_campaign(spec, progress: bool) -> tuple[int, bool]:  # type: ignore[no-untyped-def]
+    """Submit ``spec`` on the embedded default, follow it to its end (Ctrl-C cancels), print the summary;
+    (campaign id, whether it succeeded)."""
     url = _prepare_database()
 
     from app.auth import LOCAL_USER, get_or_create_user
@@ -83,10 +93,53 @@ def run(spec_file: Path, progress: bool, export_dir: Path | None) -> None:
     with session_scope() as session:
         campaign = session.get(Campaign, campaign_id)
         _print_summary(session, campaign, url)
-        succeeded = campaign.status == Status.succeeded
-    if succeeded and export_dir is not None:
-        _export_all(campaign_id, export_dir)
-    sys.exit(0 if succeeded else 1)
+        return campaign_id, campaign.status == Status.succeeded
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("study.json"),
+              show_default=True, help="where study.json goes (every number, model files and LAMMPS lines)")
+@click.option("--progress/--no-progress", default=True, help="show a progress bar per stage")
+def study(spec_file: Path, out: Path, progress: bool) -> None:
+    """The B / B+C / B+P study of SPEC_FILE's campaign (its `study` section; the paper suite when it has none):
+    label B, C, P and the validation suite with the campaign's labeller, train one SNAP per combination, validate
+    each; prints the paper's Fig. 3e and Fig. 6 as tables and the wall time per stage."""
+    text = spec_file.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None  # load_spec_text below says where
+    try:
+        if isinstance(data, dict) and data.get("study") is None:
+            data["study"] = {}
+            console.print("no study section: the defaults (paper suite, linear and quadratic SNAP 2J = 8)")
+            spec = parse_spec(data)
+        else:
+            spec = load_spec_text(text, "yaml")
+    except SpecError as exc:
+        _fail_spec(exc)
+    campaign_id, succeeded = _run_campaign(spec, progress)
+    if not succeeded:
+        sys.exit(1)
+    from sqlalchemy import select
+
+    from app.db.models import Artifact, Campaign
+    from app.db.session import session_scope
+    from mlip.study import study_table, write_study_json
+    from schemas import StudyReport
+    from workers.stages.study import CAMPAIGN, VALIDATION
+
+    with session_scope() as session:
+        report = StudyReport.model_validate(session.scalars(select(Artifact.data).where(
+            Artifact.campaign_id == campaign_id, Artifact.kind == VALIDATION, Artifact.name == CAMPAIGN)).one())
+        stages = [(s.stage, s.started_at, s.finished_at) for s in session.get(Campaign, campaign_id).stages]
+    out_console = Console(soft_wrap=True)
+    out_console.print(study_table(report), highlight=False, markup=False)
+    out_console.print("\nwall time per stage (s): " + ", ".join(
+        f"{name} {(end - begin).total_seconds():.0f}" for name, begin, end in stages if begin and end),
+        highlight=False)
+    out_console.print(f"study.json: {write_study_json(report, out)}", highlight=False)
 
 
 @main.command()

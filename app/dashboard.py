@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.policy import public_text
 from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
+from workers.stages.study import VALIDATION  # the study's report, named CAMPAIGN_ARTIFACT
 
 CAMPAIGNS_PER_PAGE = 20
 LABELS_PER_PAGE = 25
@@ -545,3 +546,52 @@ def otf_gamma_series(iterations: list[dict[str, Any]]) -> dict[str, Any]:
             series.append({"label": f"iteration {it['index']}: {run['target']}", "iteration": it["index"],
                            "target": run["target"], "gamma_max": values})
     return {"steps": steps, "series": series}
+
+
+# --------------------------------------------------------------------------- validation study (B, B+C, B+P)
+
+
+def validation_results(session: Session, campaign_id: int, scenario: str | None = None) -> dict[str, Any] | None:
+    """The study report as the API shows it (files by name, no server directory), the defect-atom force RMSE per
+    scenario and model for the grouped bar chart, and the parity samples of one ``scenario`` (default the first;
+    one scenario only: 300 points x 2 per model and scenario would make the page heavy); None before the stage."""
+    from schemas.api import ValidationPublic
+
+    data = _artifact(session, campaign_id, VALIDATION, CAMPAIGN_ARTIFACT)
+    if data is None:
+        return None
+    report = ValidationPublic.model_validate(data).model_dump(mode="json")
+    scenarios = list(dict.fromkeys([*report["suite_sizes"], *(s["scenario"] for m in report["models"]
+                                                                for s in m["scenarios"])]))
+    chosen = scenario if scenario in scenarios else scenarios[0] if scenarios else None
+    bars, parity = [], []
+    for model in report["models"]:
+        label = f"{model['combination']} {model['kind']}"
+        errors = {s["scenario"]: s for s in model["scenarios"]}
+        bars.append({"label": label, "combination": model["combination"], "kind": model["kind"],
+                     "values": [errors[name]["force_rmse_defect_mev_per_A"] if name in errors else None
+                                for name in scenarios]})
+        sample = errors.get(chosen, {}).get("parity")
+        if sample:
+            parity.append({"label": label, "combination": model["combination"], "kind": model["kind"], **sample})
+    return {"report": report, "scenarios": scenarios, "scenario": chosen, "rows": validation_rows(report, scenarios),
+            "chart": {"scenarios": scenarios, "bars": bars, "parity": parity, "scenario": chosen}}
+
+
+VALIDATION_COLUMNS = ["scenario", "combination", "kind", "model", "configurations", "atoms", "defect_atoms",
+                      "energy_rmse_mev_per_atom", "energy_rmse_centred_mev_per_atom", "force_rmse_mev_per_A",
+                      "force_rmse_defect_mev_per_A", "max_force_error_mev_per_A"]
+
+
+def validation_rows(report: dict[str, Any], scenarios: list[str]) -> list[dict[str, Any]]:
+    """One row per scenario and model (keys VALIDATION_COLUMNS), in the order of ``scenarios``, then models."""
+    rows = []
+    for name in scenarios:
+        for model in report["models"]:
+            for s in model["scenarios"]:
+                if s["scenario"] == name:
+                    rows.append({"scenario": name, "combination": model["combination"], "kind": model["kind"],
+                                 "model": model["name"], "configurations": s["n_configurations"],
+                                 "atoms": s["n_atoms"], "defect_atoms": s["n_defect_atoms"],
+                                 **{c: s[c] for c in VALIDATION_COLUMNS[7:]}})
+    return rows

@@ -160,7 +160,7 @@ def campaigns(request: Request, session: SessionDep, user: UiUser, page: Page = 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_id: CampaignId, labels_page: Page = 1,
-                  structures_page: Page = 1, stage: Text = None, cluster: Text = None,
+                  structures_page: Page = 1, stage: Text = None, cluster: Text = None, scenario: Text = None,
                   message: str | None = None) -> HTMLResponse:
     campaign = _owned(session, user, campaign_id)
     clusters = dashboard.cluster_names(session, campaign.id)
@@ -177,6 +177,7 @@ def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_
         "grid": dashboard.box_grid(session, campaign.id, chosen) if chosen else None,
         "soap": dashboard.soap_pca(session, campaign.id),
         "refinement": dashboard.refinement_results(session, campaign.id),
+        "validation": dashboard.validation_results(session, campaign.id, scenario),
         "labels": labels, "label_pager": label_pager, "label_states": label_states,
         "export_formats": EXPORT_FORMATS,
         **dict(zip(("structures", "structure_pager", "structure_stages"),
@@ -254,6 +255,16 @@ def box_grid_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId, clu
             for r in grid["rows"]]
     return _csv(rows, ["candidate", "lx", "ly", "lz", "atoms", "energy_per_atom", "admissible", "best"],
                 f"campaign-{campaign.id}-box-grid.csv")
+
+
+@router.get("/campaigns/{campaign_id}/validation.csv")
+def validation_csv(session: SessionDep, user: UiUser, campaign_id: CampaignId) -> Response:
+    campaign = _owned(session, user, campaign_id)
+    results = dashboard.validation_results(session, campaign.id)
+    if results is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign.id} has no validation study yet")
+    rows = [[row[c] for c in dashboard.VALIDATION_COLUMNS] for row in results["rows"]]
+    return _csv(rows, dashboard.VALIDATION_COLUMNS, f"campaign-{campaign.id}-validation.csv")
 
 
 @router.post("/campaigns/{campaign_id}/labels/{label_id}/retry")

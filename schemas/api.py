@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.study import StudyModel, StudyReport
 
 T = TypeVar("T")
 
@@ -183,3 +187,51 @@ class FileUploaded(BaseModel):
 class Health(BaseModel):
     database: str
     broker: str
+
+
+# --------------------------------------------------------------------------- the validation study
+
+# an absolute path as a word of a text (a LAMMPS line, a note): "/" at a word's start, not inside "B+P/B" or "meV/A"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
+_FILE_FIELDS = ("model_path", "param_path", "record_path", "suite_path")
+
+
+def file_names(text: str) -> str:
+    """``text`` with every absolute path replaced by its file name: the server's directories are its own."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), text)
+
+
+def _without_server_paths(value: Any, key: str | None = None) -> Any:
+    """Every string of a JSON value through :func:`file_names`; the file fields reduced to their name even when
+    stored relative (to the data directory)."""
+    if isinstance(value, dict):
+        return {k: _without_server_paths(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_server_paths(v) for v in value]
+    if isinstance(value, str):
+        return PurePath(value).name if key in _FILE_FIELDS else file_names(value)
+    return value
+
+
+class StudyModelPublic(StudyModel):
+    model_path: str = Field(description=".snapcoeff file name (the server's directory is not shown)")
+    param_path: str = Field(description=".snapparam file name")
+    record_path: str = Field(description=".snapcoeff.json file name (the SnapModel record)")
+    lammps: list[str] = Field(description="pair_style and pair_coeff commands that evaluate the model; files by "
+                                          "name, next to the model file")
+
+
+class ValidationPublic(StudyReport):
+    """The campaign's B / B+C / B+P (/ +OTF) study (stage validation): every model's train/test RMSE and its errors
+    on each scenario of the validation suite (energies meV/atom, forces meV/A), the defect-atom force RMSE ratios
+    against B, and parity samples. Files are named, never located: no server directory appears."""
+
+    reference_lammps: list[str] = Field(description="the reference's pair_style / pair_coeff commands, files by "
+                                                    "name")
+    suite_path: str | None = Field(None, description="file name of the labelled suite (extxyz), when written")
+    models: list[StudyModelPublic]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_only(cls, data: Any) -> Any:
+        return _without_server_paths(data) if isinstance(data, dict) else data

@@ -113,3 +113,49 @@ def test_study_refuses_a_reference_in_the_snap_family(env, tmp_path):
     with pytest.raises(SpecError) as caught:
         parse_spec(_spec(tmp_path, study=None, stop_after="validation"))
     assert caught.value.errors[0].field == "stop_after"
+
+
+def _benchmark():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("study_benchmark", root / "benchmarks" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_benchmark_runs_the_one_command_at_tiny_size(tmp_path):
+    """benchmarks/study.py --tiny: `defect-genome study` end to end; its ratios are the models' own numbers."""
+    report = _benchmark().main(["--tiny", "--workdir", str(tmp_path), "--json", str(tmp_path / "bench.json")])
+    assert list(report["stages"])[-1] == "validation" and "labelling" in report["stages"]
+    assert 0 < sum(report["stages"].values()) <= report["wall_s"] * 1.01
+    assert [(m["combination"], m["kind"]) for m in report["models"]] == [("B", "linear"), ("B+C", "linear"),
+                                                                          ("B+P", "linear")]
+    assert report["datasets"]["B"]["configurations"] == 25  # the generated basic set
+    study = json.loads(Path(report["study_json"]).read_text())
+    defect = {m["combination"]: {s["scenario"]: s["force_rmse_defect_mev_per_A"] for s in m["scenarios"]}
+              for m in study["models"]}
+    ratio = next(r for r in study["ratios"] if r["numerator"] == "B+P")
+    for scenario in ("gb", "loops"):
+        assert ratio["per_scenario"][scenario] == pytest.approx(defect["B+P"][scenario] / defect["B"][scenario])
+        assert 10.0 < defect["B"][scenario] < 5000.0
+    assert all(Path(m["model_path"]).is_file() for m in study["models"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_study_command_names_the_field_of_a_bad_spec(env, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    spec = _spec(tmp_path, labelling={"engine": "lammps", "reference": "W_2940_2017_2.snap"})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["study", str(tmp_path / "bad.yaml"), "--no-progress"])
+    assert result.exit_code == 2
+    assert "labelling.reference" in result.output and "Traceback" not in result.output
+    spec = _spec(tmp_path, study={"suite": "nope"})
+    (tmp_path / "bad2.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["study", str(tmp_path / "bad2.yaml"), "--no-progress"])
+    assert result.exit_code == 2 and "study.suite" in result.output

@@ -40,9 +40,11 @@ from schemas.api import (
     Page,
     StructurePublic,
     TrainingPublic,
+    ValidationPublic,
 )
 from workers.pipeline import summarize
 from workers.stages import refinement
+from workers.stages.study import VALIDATION
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 
@@ -178,20 +180,22 @@ def list_structures(
     return Page(data=[StructurePublic.model_validate(s) for s in rows], count=count)
 
 
-def _refinement_artifact(session: SessionDep, campaign: Campaign, kind: str, what: str) -> dict:
+def _campaign_artifact(session: SessionDep, campaign: Campaign, kind: str, what: str,
+                         section: str = "refinement") -> dict:
+    """The campaign-wide artifact ``kind`` of an optional stage; a 404 names the spec ``section`` it needs."""
     data = session.scalars(select(Artifact.data).where(
         Artifact.campaign_id == campaign.id, Artifact.kind == kind, Artifact.name == refinement.CAMPAIGN)
     ).one_or_none()
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign.id} has no {what} yet (it needs a "
-                                                       "refinement section in its spec and the stage to finish)")
+                                                       f"{section} section in its spec and the stage to finish)")
     return data
 
 
 @router.get("/campaigns/{campaign_id}/training", response_model=TrainingPublic, responses=OWNED,
             summary="The first MTP of the refinement: train/test RMSE")
 def training(campaign: OwnedCampaign, session: SessionDep) -> TrainingPublic:
-    return TrainingPublic.model_validate(_refinement_artifact(session, campaign, refinement.TRAINING, "trained MTP"))
+    return TrainingPublic.model_validate(_campaign_artifact(session, campaign, refinement.TRAINING, "trained MTP"))
 
 
 @router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic], responses=OWNED,
@@ -206,7 +210,14 @@ def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset 
 @router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic, responses=OWNED,
             summary="Ensemble force spread sigma_F over the sampling snapshots' defect atoms (histogram)")
 def ensemble(campaign: OwnedCampaign, session: SessionDep) -> EnsemblePublic:
-    return EnsemblePublic.model_validate(_refinement_artifact(session, campaign, refinement.ENSEMBLE, "ensemble"))
+    return EnsemblePublic.model_validate(_campaign_artifact(session, campaign, refinement.ENSEMBLE, "ensemble"))
+
+
+@router.get("/campaigns/{campaign_id}/validation", response_model=ValidationPublic, responses=OWNED,
+            summary="The B / B+C / B+P study: each SNAP's errors per validation scenario and the ratios against B")
+def validation(campaign: OwnedCampaign, session: SessionDep) -> ValidationPublic:
+    return ValidationPublic.model_validate(
+        _campaign_artifact(session, campaign, VALIDATION, "validation study", section="study"))
 
 
 @router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz",

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   window.dgCharts = {};
-  const PALETTE = { sampled: "#7f7f7f", candidates: "#1f77b4", selected: "#d62728", B: "#1f77b4", C: "#ff7f0e", P: "#2ca02c", OTF: "#9467bd", "B+C": "#ff7f0e", "B+P": "#2ca02c" };
+  const PALETTE = { sampled: "#7f7f7f", candidates: "#1f77b4", selected: "#d62728", B: "#1f77b4", C: "#ff7f0e", P: "#2ca02c", OTF: "#9467bd", "B+C": "#ff7f0e", "B+P": "#2ca02c", "B+P+OTF": "#9467bd" };
   const colour = (name, i) => PALETTE[name] || ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"][i % 4];
   const jsonData = (id) => { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; };
   const width = (el) => Math.max(400, Math.min(1100, (el.parentElement || document.body).clientWidth - 20));
@@ -131,31 +131,86 @@
     window.dgCharts.sigmaCounts = h.counts;
   }
 
-  // ---------------------------------------------------------------- SOAP PCA scatter (uPlot mode 2)
+  // ---------------------------------------------------------------- scatter plots (uPlot mode 2)
+  // a series' paths function that draws its (x, y) pairs as small squares in its stroke colour
+  function scatterPoints(u, seriesIdx) {
+    const size = 3 * devicePixelRatio;
+    uPlot.orient(u, seriesIdx, (series, dataX, dataY, scaleX, scaleY, valToPosX, valToPosY, xOff, yOff, xDim, yDim) => {
+      const d = u.data[seriesIdx];
+      u.ctx.fillStyle = series.stroke();
+      for (let i = 0; i < d[0].length; i++) {
+        const cx = valToPosX(d[0][i], scaleX, xDim, xOff), cy = valToPosY(d[1][i], scaleY, yDim, yOff);
+        u.ctx.fillRect(cx - size / 2, cy - size / 2, size, size);
+      }
+    });
+    return null;
+  }
+
   function soapChart(data) {
     const el = document.getElementById("soap-chart");
     if (!el || !data || !data.soap) return;
     const names = Object.keys(data.soap);
     const sets = names.map((n) => [data.soap[n].map((p) => p[0]), data.soap[n].map((p) => p[1])]);
-    const drawPoints = (u, seriesIdx) => {
-      const size = 3 * devicePixelRatio;
-      uPlot.orient(u, seriesIdx, (series, dataX, dataY, scaleX, scaleY, valToPosX, valToPosY, xOff, yOff, xDim, yDim) => {
-        const d = u.data[seriesIdx];
-        u.ctx.fillStyle = series.stroke();
-        for (let i = 0; i < d[0].length; i++) {
-          const cx = valToPosX(d[0][i], scaleX, xDim, xOff), cy = valToPosY(d[1][i], scaleY, yDim, yOff);
-          u.ctx.fillRect(cx - size / 2, cy - size / 2, size, size);
-        }
-      });
-      return null;
-    };
     window.dgCharts.soap = new uPlot({
       mode: 2, title: "SOAP PCA", width: Math.min(width(el), 700), height: 500,
       scales: { x: { time: false }, y: {} },
       axes: [{ label: "PC1" }, { label: "PC2" }],
       legend: { live: false },
-      series: [{}].concat(names.map((n, i) => ({ label: n, stroke: colour(n, i), paths: drawPoints, points: { show: false } }))),
+      series: [{}].concat(names.map((n, i) => ({ label: n, stroke: colour(n, i), paths: scatterPoints, points: { show: false } }))),
     }, [null].concat(sets), el);
+  }
+
+  // ---------------------------------------------------------------- validation study (B, B+C, B+P)
+  // a model's colour is its combination's; the quadratic SNAP of a combination is drawn paler
+  const modelFill = (m, i) => colour(m.combination, i) + (m.kind === "quadratic" ? "66" : "dd");
+
+  // grouped bars: x is the scenario's index, each model a bar of 0.8 / models at its offset in the group
+  function validationChart(data) {
+    const el = document.getElementById("validation-chart");
+    if (!el || !data || !data.bars.length) return;
+    const xs = data.scenarios.map((_, i) => i);
+    const group = 0.8, size = group / data.bars.length;
+    window.dgCharts.validationForces = new uPlot({
+      title: "force RMSE over the defect atoms", width: width(el), height: 320,
+      scales: { x: { time: false, range: [-0.5, xs.length - 0.5] }, y: { range: (u, lo, hi) => [0, hi * 1.1 || 1] } },
+      axes: [{ label: "scenario", splits: () => xs, values: (u, splits) => splits.map((i) => data.scenarios[i] || "") },
+        { label: "force RMSE, defect atoms (meV/Å)", size: 70 }],
+      series: [{ label: "scenario", value: (u, i) => (i == null ? "-" : data.scenarios[i]) }].concat(data.bars.map((m, j) => ({
+        label: m.label, stroke: colour(m.combination, j), fill: modelFill(m, j), width: 1, points: { show: false },
+        paths: uPlot.paths.bars({ disp: {
+          x0: { unit: 1, values: () => xs.map((x) => x - group / 2 + j * size) },
+          size: { unit: 1, values: () => xs.map(() => size) },
+        } }),
+      }))),
+    }, [xs].concat(data.bars.map((m) => m.values)), el);
+  }
+
+  // model against reference force components of one scenario, one colour per model, and the line y = x
+  function parityChart(data) {
+    const el = document.getElementById("parity-chart");
+    if (!el || !data || !data.parity.length) return;
+    const values = data.parity.flatMap((p) => p.force_reference.concat(p.force_model));
+    const lo = Math.min(...values), hi = Math.max(...values), pad = 0.05 * (hi - lo || 1);
+    const range = [lo - pad, hi + pad];
+    const diagonal = (u) => {
+      const ctx = u.ctx, [a, b] = range;
+      ctx.save();
+      ctx.strokeStyle = "#7f7f7f"; ctx.setLineDash([6, 4]); ctx.lineWidth = devicePixelRatio;
+      ctx.beginPath();
+      ctx.moveTo(u.valToPos(a, "x", true), u.valToPos(a, "y", true));
+      ctx.lineTo(u.valToPos(b, "x", true), u.valToPos(b, "y", true));
+      ctx.stroke();
+      ctx.restore();
+    };
+    window.dgCharts.parity = new uPlot({
+      mode: 2, title: `force parity: ${data.scenario}`, width: Math.min(width(el), 600), height: 520,
+      scales: { x: { time: false, range: () => range }, y: { range: () => range } },
+      axes: [{ label: "reference force component (eV/Å)" }, { label: "model force component (eV/Å)", size: 60 }],
+      legend: { live: false },
+      hooks: { draw: [diagonal] },
+      series: [{}].concat(data.parity.map((p, i) => ({ label: p.label, stroke: modelFill(p, i),
+        paths: scatterPoints, points: { show: false } }))),
+    }, [null].concat(data.parity.map((p) => [p.force_reference, p.force_model])), el);
   }
 
   // ---------------------------------------------------------------- 3D structure viewer
@@ -208,6 +263,10 @@
     const refinement = jsonData("dg-refinement-data");
     for (const chart of [otfChart, sigmaChart]) {
       try { chart(refinement); } catch (e) { console.error(e); }
+    }
+    const validation = jsonData("dg-validation-data");
+    for (const chart of [validationChart, parityChart]) {
+      try { chart(validation); } catch (e) { console.error(e); }
     }
     structureViewer();
   });
