@@ -42,7 +42,12 @@ class SelectionParams(Strict):
     )
     gamma_select: float = Field(2.0, gt=1.0, description="extrapolation grade above which an environment is selected")
     gamma_break: float = Field(10.0, gt=1.0, description="extrapolation grade that stops an OTF run")
-    max_new: int = Field(200, ge=1, description="most environments added per selection")
+    max_new: int = Field(200, ge=1, description="most environments added per selection (per protocol with scope "
+                                                "protocol); one D-optimal selection adds at most the basis size")
+    scope: Literal["campaign", "protocol"] = Field(
+        "campaign", description="campaign: one D-optimal selection over every candidate; protocol: one per loading "
+        "protocol against B, so each loading that reaches beyond B contributes (the campaign-wide one lets the most "
+        "extreme loading span the others)")
     cluster_radius: float = Field(8.0, gt=0, description="radius of the spherical cluster cut, A")
     vacuum: float = Field(8.0, ge=0, description="vacuum padding of the C (cluster) variant, A")
 

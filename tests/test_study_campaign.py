@@ -159,3 +159,30 @@ def test_study_command_names_the_field_of_a_bad_spec(env, tmp_path):
     (tmp_path / "bad2.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["study", str(tmp_path / "bad2.yaml"), "--no-progress"])
     assert result.exit_code == 2 and "study.suite" in result.output
+
+
+def test_selection_scope_protocol_keeps_a_loading_the_extreme_one_spans():
+    """Campaign-wide D-optimality lets the most extreme loading's environments span a milder one's (their
+    grades drop below gamma_select once those entered); scope protocol selects per loading against B."""
+    from sampling import maxvol
+    from workers.stages.selection import _select
+
+    rng = np.random.default_rng(0)
+    m = 6
+    basic = maxvol.build_active_set(rng.normal(0.0, 1.0, (40, m)))
+    direction = rng.normal(0.0, 1.0, m)
+    mild = [8.0 * direction + rng.normal(0.0, 0.05, (5, m))]  # one loading, beyond B along one direction
+    extreme = [40.0 * direction + rng.normal(0.0, 0.05, (5, m))]  # another one far along the same direction
+    rows = extreme + mild
+    gammas = [maxvol.grades(basic, r) for r in rows]
+    assert all((g > 2.0).all() for g in gammas)
+    sources = ["polycrystal/frame-0", "crack/frame-0"]
+
+    def spec(scope):
+        return parse_spec(copy.deepcopy(TINY_SPEC) | {"selection": {"scope": scope, "max_new": 3}})
+
+    chosen, _ = _select(spec("campaign"), basic, rows, gammas, sources)
+    assert {k for k, _ in chosen} == {0}
+    chosen, updated = _select(spec("protocol"), basic, rows, gammas, sources)
+    assert {k for k, _ in chosen} == {0, 1}
+    assert updated.log_abs_det > basic.log_abs_det

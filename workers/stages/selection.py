@@ -121,6 +121,34 @@ def grade_snapshot(item_id: int) -> None:
         put_artifact(session, campaign_id, GAMMA_HISTOGRAM, source, maxvol.log_histogram(gamma))
 
 
+def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet, rows: list[np.ndarray], gammas: list[np.ndarray],
+            sources: list[str]) -> tuple[list[tuple[int, int]], maxvol.ActiveSet]:
+    """(snapshot index, row index) of the chosen environments and the active set with them.
+
+    scope ``campaign``: one greedy MaxVol over every candidate. scope ``protocol``: one per loading protocol, each
+    against B's active set with up to max_new environments, so a loading whose environments the most extreme one
+    would span (a crack beside a 2000 K polycrystal) still contributes its own; the active set then takes every
+    chosen row that still raises its volume."""
+    params = spec.selection
+    if params.scope == "campaign":
+        selection = select_environments(active_set, rows, gammas, gamma_select=params.gamma_select,
+                                        max_new=params.max_new)
+        return selection.chosen, selection.active_set
+    groups: dict[str, list[int]] = {}
+    for k, source in enumerate(sources):
+        groups.setdefault(source.split("/")[0], []).append(k)
+    chosen: list[tuple[int, int]] = []
+    for members in groups.values():
+        selection = select_environments(active_set, [rows[k] for k in members], [gammas[k] for k in members],
+                                        gamma_select=params.gamma_select, max_new=params.max_new)
+        chosen += [(members[k], position) for k, position in selection.chosen]
+    if not chosen:
+        return chosen, active_set
+    picked = np.vstack([rows[k][position] for k, position in chosen])
+    updated, _ = maxvol.select_add(active_set, picked, gamma_select=1.0)
+    return chosen, updated
+
+
 def select_and_cut(item_id: int) -> None:
     """Greedy MaxVol over every candidate of the campaign, then clusters (and their vacuum C variant)."""
     campaign_id, spec, _ = load_item(item_id)
@@ -140,14 +168,12 @@ def select_and_cut(item_id: int) -> None:
         rows.append(saved["rows"])
         gammas.append(saved["gamma"])
         owners.append(saved["atoms"])
-    selection = select_environments(
-        active_set, rows, gammas, gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new
-    )
+    chosen, updated = _select(spec, active_set, rows, gammas, [source for _id, _path, source in snapshots])
     buffer = io.BytesIO()
-    maxvol.save(selection.active_set, buffer)
+    maxvol.save(updated, buffer)
     (directory / "active_set_selected.npz").write_bytes(buffer.getvalue())
     chosen_by_snapshot: dict[int, list[int]] = {}
-    for k, position in selection.chosen:
+    for k, position in chosen:
         chosen_by_snapshot.setdefault(k, []).append(int(owners[k][position]))
 
     clusters_b: list[Atoms] = []
@@ -183,7 +209,7 @@ def select_and_cut(item_id: int) -> None:
         put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
                       soap_pca_map(maps, max_atoms_per_dataset=2000))
         put_artifact(session, campaign_id, "selection", CAMPAIGN, {
-            "candidates": int(sum(len(r) for r in rows)), "selected": len(selection.chosen),
+            "candidates": int(sum(len(r) for r in rows)), "selected": len(chosen), "scope": spec.selection.scope,
             "clusters": len(clusters_b), "gamma_select": spec.selection.gamma_select,
             "max_new": spec.selection.max_new,
         })
