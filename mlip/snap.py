@@ -70,6 +70,7 @@ Files
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -91,6 +92,8 @@ from sampling.potentials import Potential, PotentialError
 from schemas.training import SnapReference, SnapTrainingParams
 
 from .train import SIDE_CAR, TrainedModel, TrainingFailed, TrainingInputError, _check_set, _species_of, rmse
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NKTV2P_METAL",
@@ -941,6 +944,8 @@ def train_snap(
                          "validation_energy_mev_per_atom": errors["energy_mev_per_atom"],
                          "validation_forces_mev_per_A": errors["forces_mev_per_A"]})
         ridge = min(scan, key=lambda row: (row["validation_loss"], row["ridge"]))["ridge"]
+        if ridge == max(params.ridge_grid) and len(params.ridge_grid) > 1:
+            log.warning("ridge: the held-out loss is lowest at the grid's largest value %g; extend ridge_grid", ridge)
         everything = fit + held_out
     else:
         ridge = float(params.ridge)

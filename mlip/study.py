@@ -211,6 +211,8 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
     validate each on ``labelled_suite`` (scenario -> labelled configurations with a ``defect`` mask), ratios.
 
     A campaign's ``validation`` stage calls this with its ledger labels (``reference``: what labelled them)."""
+    from sampling.selection import training_active_set
+
     from .snap import train_snap
     from .validation import validate
 
@@ -252,17 +254,19 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
                        "defect_atoms": int(sum(int(np.asarray(x.arrays.get("defect", [])).sum()) for x in v))}
                    for s, v in labelled_suite.items()}
 
+    basis = _gamma_basis(params)
     models: list[StudyModel] = []
     for combination, keys in combinations_of(parts):
         train = [a for k in keys for a in parts[k][0]]
         test = [a for k in keys for a in parts[k][1]]
+        active_set = training_active_set(basis, train)  # gamma of the suite's atoms against this training set
         for kind in params.kinds:
             started = time.perf_counter()
             name = f"{combination.replace('+', '_')}-{kind}"
             snap_params = params.snap.model_copy(update={"quadratic": kind == "quadratic"})
             model = train_snap(train, workdir=workdir, params=snap_params, test=test or None,
                                species=[params.element], name=name, processes=params.processes)
-            report = validate(model, labelled_suite, name=name)
+            report = validate(model, labelled_suite, basis=basis, active_set=active_set, name=name)
             n_train, atoms_train = _sizes(train)
             n_test, atoms_test = _sizes(test)
             keep = ("energy_mev_per_atom", "forces_mev_per_A", "forces_norm_mev_per_A")
@@ -302,6 +306,18 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
         params=params, datasets=sizes, suite=suite.suite, suite_seed=int(suite.seed),
         suite_path=None if suite_path is None else str(suite_path), suite_sizes=suite_sizes,
         lattice_constant=float(lattice_constant), models=models, ratios=ratios, notes=list(notes), timings=timings)
+
+
+def _gamma_basis(params: StudyParams):
+    """The models' own linear bispectrum rows (their 2J, rcutfac, rfac0, rmin0, radius): MLIP-3's principle, the
+    model's basis grades it. Quadratic models are graded in the same linear rows: their 55 + 1540 columns exceed the
+    atoms of a small training set, so a MaxVol active set of them would not exist."""
+    from sampling.bases import SnapBasis
+
+    snap = params.snap
+    radius = (snap.radii or {}).get(params.element, 0.5)
+    return SnapBasis(params.element, twojmax=snap.twojmax, rcutfac=snap.rcutfac, rfac0=snap.rfac0, rmin0=snap.rmin0,
+                     radius=radius)
 
 
 def _in_family(resolved) -> bool:
@@ -348,6 +364,15 @@ def study_table(report: StudyReport) -> str:
             values = {s.scenario: getattr(s, quantity) for s in m.scenarios}
             lines.append(f"{m.combination + ' ' + m.kind:<22}" + "".join(
                 f"{'-' if values.get(s) is None else format(values[s], '.1f'):>15}" for s in scenarios))
+    if any(sc.gamma for m in report.models for sc in m.scenarios):
+        lines += ["", "gamma_max of the suite's atoms against the training set (models' linear bispectrum basis)",
+                  f"{'training set':<22}" + "".join(f"{s:>15}" for s in scenarios)]
+        for m in report.models:
+            if m.kind != report.models[0].kind:
+                continue  # the same training set grades the same for every kind
+            values = {sc.scenario: sc.gamma.gamma_max for sc in m.scenarios if sc.gamma}
+            lines.append(f"{m.combination:<22}" + "".join(
+                f"{'-' if s not in values else format(values[s], '.3g'):>15}" for s in scenarios))
     if report.ratios:
         lines += ["", "defect-atom force RMSE ratios", f"{'ratio':<22}" + "".join(f"{s:>15}" for s in scenarios)
                   + f"{'mean':>8}"]

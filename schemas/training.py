@@ -22,7 +22,7 @@ __all__ = ["SnapReference", "SnapTrainingParams", "SNAP_TWOJMAX_RANGE", "DEFAULT
 # cost (~2J^5 to 2J^7 per atom) and the quadratic Gram matrix (n^2 doubles) leave this machine's reach.
 SNAP_TWOJMAX_RANGE = (2, 12)
 # Relative ridge values tried by ridge="auto" (0 = plain least squares), see SnapTrainingParams.ridge.
-DEFAULT_RIDGE_GRID = (0.0, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+DEFAULT_RIDGE_GRID = (0.0, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 _SYMBOL = re.compile(r"^[A-Z][a-z]?$")
 _PAIR_WORD = re.compile(r"^[A-Za-z0-9_./+:=-]+$")
 

@@ -98,6 +98,8 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
     assert scenario.force_rmse_defect_mev_per_A == pytest.approx(expected, rel=1e-9)
     assert 1.0 < expected < 5000.0  # a fitted potential, not a copy of the reference and not a broken one
     assert scenario.parity is not None and scenario.parity.defect_atoms
+    # gamma of every suite atom in the models' own linear bispectrum basis against their training set
+    assert scenario.gamma.n_atoms == sum(len(atoms) for atoms, _ in gb) and scenario.gamma.gamma_max > 1.0
     assert len(scenario.parity.energy_reference) == 9
 
 
