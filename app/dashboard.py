@@ -580,7 +580,7 @@ def validation_results(session: Session, campaign_id: int, scenario: str | None 
 
 VALIDATION_COLUMNS = ["scenario", "combination", "kind", "model", "configurations", "atoms", "defect_atoms",
                       "energy_rmse_mev_per_atom", "energy_rmse_centred_mev_per_atom", "force_rmse_mev_per_A",
-                      "force_rmse_defect_mev_per_A", "max_force_error_mev_per_A"]
+                      "force_rmse_defect_mev_per_A", "max_force_error_mev_per_A", "gamma_max", "fraction_gamma_above_2"]
 
 
 def validation_rows(report: dict[str, Any], scenarios: list[str]) -> list[dict[str, Any]]:
@@ -593,5 +593,7 @@ def validation_rows(report: dict[str, Any], scenarios: list[str]) -> list[dict[s
                     rows.append({"scenario": name, "combination": model["combination"], "kind": model["kind"],
                                  "model": model["name"], "configurations": s["n_configurations"],
                                  "atoms": s["n_atoms"], "defect_atoms": s["n_defect_atoms"],
-                                 **{c: s[c] for c in VALIDATION_COLUMNS[7:]}})
+                                 **{c: s[c] for c in VALIDATION_COLUMNS[7:12]},
+                                 "gamma_max": (s.get("gamma") or {}).get("gamma_max"),
+                                 "fraction_gamma_above_2": (s.get("gamma") or {}).get("fraction_above_2")})
     return rows

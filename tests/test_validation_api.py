@@ -156,6 +156,7 @@ def test_validation_endpoint_numbers_without_server_paths(study, tokens, client)
         for key in ("force_rmse_defect_mev_per_A", "max_force_error_mev_per_A", "energy_rmse_mev_per_atom"):
             assert float(row[key]) == errors[key]
         assert int(row["defect_atoms"]) == errors["n_defect_atoms"]
+        assert float(row["gamma_max"]) == errors["gamma"]["gamma_max"] > 1.0  # the study grades every suite atom
     assert client.get(f"/ui/campaigns/{campaign_id}/validation.csv", headers=bob).status_code == 404
     assert client.get(f"/ui/campaigns/{bare_id}/validation.csv", headers=headers).status_code == 404
     page = client.get(f"/ui/campaigns/{bare_id}", headers=headers)
