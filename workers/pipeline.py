@@ -27,7 +27,7 @@ from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import Limits, effective, limit_errors, structure_message
 from workers import lease
 from workers.stages.common import PlannedItem, resolve_potential
-from workers.stages.labelling import dft_settings, plan_labels
+from workers.stages.labelling import dft_settings, labelling_reference, plan_labels
 from workers.stages.reconstruction import plan_boxes
 from workers.stages.refinement import plan_otf
 from workers.stages.sampling import TYPE_COUNTS
@@ -186,13 +186,12 @@ def _study_errors(spec: CampaignSpec) -> list[FieldError]:
     a SNAP reproduces a SNAP teacher exactly (DESIGN.md section 5)."""
     if spec.study is None or spec.study.allow_same_family or spec.labelling.engine not in REFERENCE_ENGINES:
         return []
-    from labelling.reference import reference_in_model_family, resolve_reference
+    from labelling.reference import reference_in_model_family
 
-    field = "labelling.reference" if spec.labelling.reference is not None else "potential"
-    resolved = resolve_reference(spec.labelling.reference if spec.labelling.reference is not None else spec.potential,
-                                 spec.element, field=field)
+    resolved = labelling_reference(spec)
     if not reference_in_model_family(resolved, "snap"):
         return []
+    field = "labelling.reference" if spec.labelling.reference is not None else "potential"
     return [FieldError(field, f"{resolved.name} ({resolved.pair_style}) labels this study, whose models are SNAP: a "
                               "SNAP reproduces a SNAP teacher exactly, so the errors would not measure transfer; "
                               "label with a potential outside the family (e.g. WL.meam) or set "

@@ -28,6 +28,7 @@ from app.settings import LaunchProfile, get_settings
 from labelling import (DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile,
                        reference_options, resolve_reference)
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
+from labelling.reference import ReferencePotential
 from labelling.result import LabelResult, write_json_atomic
 from labelling.settings import REFERENCE_ENGINES
 from mlip import ExportError, check_labelled
@@ -70,13 +71,18 @@ def dft_settings(spec: CampaignSpec) -> DFTSettings:
     if command is not None:
         changes["command"] = tuple(command)
     if params.engine in REFERENCE_ENGINES:
-        # a reference potential: labelling.reference (engine lammps), else the campaign's own potential (eam, the
-        # deprecated alias, and lammps without a reference); its lines, files and SHA-256 go into the hashed
-        # settings, the files' paths on this machine into the unhashed reference_paths
-        changes.update(reference_options(resolve_reference(
-            params.reference if params.reference is not None else spec.potential, spec.element,
-            field="labelling.reference" if params.reference is not None else "potential")))
+        # its lines, files and SHA-256 go into the hashed settings, the files' paths on this machine into the
+        # unhashed reference_paths
+        changes.update(reference_options(labelling_reference(spec)))
     return profile(params.profile, params.engine, **changes)
+
+
+def labelling_reference(spec: CampaignSpec) -> ReferencePotential:
+    """The potential engine lammps labels with: labelling.reference, else the campaign's own potential (also for
+    eam, the deprecated alias); a ReferencePotentialError names the field."""
+    if spec.labelling.reference is not None:
+        return resolve_reference(spec.labelling.reference, spec.element, field="labelling.reference")
+    return resolve_reference(spec.potential, spec.element, field="potential")
 
 
 def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:

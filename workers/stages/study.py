@@ -20,14 +20,13 @@ from app.db.models import Artifact
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
-from labelling import resolve_reference
 from labelling.settings import REFERENCE_ENGINES
-from mlip.study import build_study_suite, train_and_validate, write_study_json
+from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
 from schemas import CampaignSpec
 from schemas.study import StudyParams
 from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,
                                    resolve_data_file)
-from workers.stages.labelling import dft_settings, labelled_basic_set, labelled_structures
+from workers.stages.labelling import labelled_basic_set, labelled_structures, labelling_reference
 
 VALIDATION = "validation"  # artifact kind and structure stage
 SUITE = "validation_suite"  # artifact kind of the built suite
@@ -59,7 +58,7 @@ def build_validation_suite(item_id: int) -> None:
                               source=f"{VALIDATION}/{scenario}/{k}",
                               info={"scenario": scenario, "defect_atoms": int(atoms.arrays["defect"].sum())})
         put_artifact(session, campaign_id, SUITE, CAMPAIGN, {
-            "lattice_constant": a, "seed": params.suite_seed, "suite": params.suite,
+            "lattice_constant": a, "seed": study_suite_params(params).seed, "suite": params.suite,
             "scenarios": {s: {"configurations": len(v), "atoms": sum(len(x) for x in v),
                               "defect_atoms": int(sum(x.arrays["defect"].sum() for x in v))} for s, v in configs.items()},
             "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}})
@@ -67,12 +66,10 @@ def build_validation_suite(item_id: int) -> None:
 
 def _labeller(spec: CampaignSpec) -> tuple[str, list[str]]:
     """What labelled the campaign (the study's reference): its name and, for a potential, its LAMMPS lines."""
-    settings = dft_settings(spec)
     if spec.labelling.engine in REFERENCE_ENGINES:
-        reference = spec.labelling.reference if spec.labelling.reference is not None else spec.potential
-        resolved = resolve_reference(reference, spec.element, field="labelling.reference")
+        resolved = labelling_reference(spec)
         return resolved.name, resolved.lammps_lines()
-    return f"{settings.engine} ({spec.labelling.profile})", []
+    return f"{spec.labelling.engine} ({spec.labelling.profile})", []
 
 
 def _suite(images: list[Atoms]) -> dict[str, list[Atoms]]:
