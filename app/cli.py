@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.settings import get_settings
-from schemas import SpecError, load_spec_text, parse_spec
+from schemas import FieldError, SpecError, load_spec_text, parse_spec
 
 console = Console(stderr=True)
 
@@ -117,6 +117,9 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
             spec = parse_spec(data)
         else:
             spec = load_spec_text(text, "yaml")
+        if spec.stop_after not in (None, "validation"):
+            raise SpecError([FieldError("stop_after", f"the study ends with the validation stage, not "
+                                                      f"{spec.stop_after!r}; remove stop_after (or use `run`)")])
     except SpecError as exc:
         _fail_spec(exc)
     campaign_id, succeeded = _run_campaign(spec, progress)

@@ -161,6 +161,10 @@ def test_study_command_names_the_field_of_a_bad_spec(env, tmp_path):
     (tmp_path / "bad2.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["study", str(tmp_path / "bad2.yaml"), "--no-progress"])
     assert result.exit_code == 2 and "study.suite" in result.output
+    spec = _spec(tmp_path, stop_after="labelling")
+    (tmp_path / "bad3.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["study", str(tmp_path / "bad3.yaml"), "--no-progress"])
+    assert result.exit_code == 2 and "stop_after" in result.output and "Traceback" not in result.output
 
 
 def test_selection_scope_protocol_keeps_a_loading_the_extreme_one_spans():
