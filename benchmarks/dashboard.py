@@ -12,12 +12,16 @@ plus 60 one-snapshot campaigns so that the campaign list has pages. Then serves 
 and times GET (median of --repeat requests, after one warm-up) of the list, each campaign page (first and
 last label/structure pages), the histogram and progress JSON, and one structure page.
 
-    .venv/bin/python benchmarks/dashboard.py [--repeat 7] [--postgres]
+    .venv/bin/python benchmarks/dashboard.py [--repeat 7] [--postgres] [--structures 10000]
+
+``--structures N`` sizes the large campaign (default 10,000; N/10 label rows, N/100 cluster tables, at least
+one): a small N is a smoke run of the same requests, not the benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import socket
@@ -112,8 +116,8 @@ def _seed_campaign(session, owner_id: int, name: str, n: int, n_labels: int, n_c
     return campaign.id
 
 
-def seed(database_url: str, data_dir: Path, large: bool) -> dict:
-    """The 60 small campaigns and the 100-structure baseline (large False), or the 10,000-structure one."""
+def seed(database_url: str, data_dir: Path, large: bool, structures: int = 10_000) -> dict:
+    """The 60 small campaigns and the 100-structure baseline (large False), or the large one of ``structures``."""
     from ase.build import bulk
     from sqlalchemy import select
 
@@ -133,7 +137,8 @@ def seed(database_url: str, data_dir: Path, large: bool) -> dict:
     with session_scope() as session:
         owner = get_or_create_user(session, "bench").id
         if large:
-            out["campaign"] = _seed_campaign(session, owner, "large-10000", 10_000, 1_000, 100, path, rng)
+            out["campaign"] = _seed_campaign(session, owner, f"large-{structures}", structures, structures // 10,
+                                             max(1, structures // 100), path, rng)
         else:
             out["token"] = create_token(session, "bench")
             for k in range(60):
@@ -149,7 +154,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--postgres", action="store_true", help="use a fresh database on DG_TEST_POSTGRES_URL")
+    parser.add_argument("--structures", type=int, default=10_000, help="snapshots of the large campaign")
     args = parser.parse_args()
+    if args.structures < 1:
+        parser.error("--structures must be positive")
+    n = args.structures
 
     tmp = Path(tempfile.mkdtemp(prefix="dg-dashboard-bench-"))
     database = None
@@ -202,15 +211,15 @@ def main() -> None:
     # the list is timed before and after the large campaign is stored; the other rows compare the campaigns
     before = {path: timed(path) for path in ("/ui/campaigns", "/ui/campaigns?page=4")}
     started = time.perf_counter()
-    large = seed(url, tmp / "data", large=True)
-    print(f"large campaign seeded (10,000 snapshots, 140,000 environments, 10,001 histogram artifacts, "
-          f"1,000 labels, 100 cluster tables) in {time.perf_counter() - started:.1f} s")
+    large = seed(url, tmp / "data", large=True, structures=n)
+    print(f"large campaign seeded ({n:,} snapshots, {14 * n:,} environments, {n + 1:,} histogram artifacts, "
+          f"{n // 10:,} labels, {max(1, n // 100)} cluster tables) in {time.perf_counter() - started:.1f} s")
     rows = [
         ("campaign list, page 1 of 4", "/ui/campaigns", "/ui/campaigns"),
         ("campaign list, page 4 of 4", "/ui/campaigns?page=4", "/ui/campaigns?page=4"),
         ("campaign page", "/ui/campaigns/{b}", "/ui/campaigns/{l}"),
         ("campaign page, last label and structure pages", "/ui/campaigns/{b}?structures_page=4",
-         "/ui/campaigns/{l}?labels_page=40&structures_page=401"),
+         f"/ui/campaigns/{{l}}?labels_page={max(1, math.ceil(n // 10 / 25))}&structures_page={n // 25 + 1}"),
         ("histograms.json (binned in SQL)", "/ui/campaigns/{b}/histograms.json", "/ui/campaigns/{l}/histograms.json"),
         ("progress.json (live refresh)", "/ui/campaigns/{b}/progress.json", "/ui/campaigns/{l}/progress.json"),
         ("structure page (249 atoms)", "/ui/structures/{sb}", "/ui/structures/{sl}"),
@@ -219,7 +228,7 @@ def main() -> None:
     print(f"\nmedian of {args.repeat} GETs in ms (response size in kB); 'first' is the first GET of the large "
           "campaign (the gamma aggregates are computed in SQL, then cached until the grading stages re-run); "
           "the list's baseline is before the large campaign was stored")
-    print(f"{'request':48s} {'100 structures':>16s} {'10,000 structures':>18s} {'ratio':>6s} {'first':>8s}")
+    print(f"{'request':48s} {'100 structures':>16s} {f'{n:,} structures':>18s} {'ratio':>6s} {'first':>8s}")
     for label, small, big in rows:
         t_small, size_small, _ = before.get(small) or timed(small.format(**names))
         t_large, size_large, first = timed(big.format(**names))

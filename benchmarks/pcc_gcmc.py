@@ -39,6 +39,9 @@ little; cpu s steadier), seed 1, 2000 steps:
                                                                 # converged: boxes keep vacancies, so the
                                                                 # best-energy comparison is noise there)
     .venv/bin/python benchmarks/pcc_gcmc.py --cluster sphere screw --workers 2 --json out.json
+    .venv/bin/python benchmarks/pcc_gcmc.py --steps 100 --offsets 0.0 --workers 1   # one box (smoke run, seconds)
+
+``--offsets`` replaces the grid's per-axis offsets (default: the authors' 3 x 3 x 3 grid, or --quick's 2 x 2 x 2).
 """
 
 from __future__ import annotations
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="GCMC steps per box (default: the authors' 2000; 300 with --quick)")
     parser.add_argument("--quick", action="store_true", help="300 steps and the 2 x 2 x 2 sub-grid (offsets -0.5, 0.0)")
+    parser.add_argument("--offsets", type=float, nargs="+", default=None,
+                        help="per-axis grid offsets, A (default: the authors' grid; -0.5 0.0 with --quick)")
     parser.add_argument("--cluster", nargs="+", default=["sphere"], choices=["sphere", "screw"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="process counts (default 1 2)")
     parser.add_argument("--plateau-steps", type=int, default=None, help="fast variant's plateau_steps (default: GCMCParams.fast's)")
@@ -200,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = args.steps or (300 if args.quick else 2000)
     grid: dict[str, Any] = {"offsets": (-0.5, 0.0)} if args.quick else {}
+    if args.offsets:
+        grid = {"offsets": tuple(args.offsets)}
     # check_every=100 only records a trace (atoms, energy after each 100 steps): bit-for-bit the single run
     full_params = GCMCParams(steps=steps, seed=args.seed, check_every=100, **grid)
     fast_changes: dict[str, Any] = dict(steps=steps, seed=args.seed, **grid)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 POSTGRES_URL = os.environ.get("DG_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -62,3 +64,13 @@ TINY_SPEC = {
         ]
     },
 }
+
+
+def open_page(playwright):
+    """Headless Chromium (software GL, as on CI) with one 1280 x 900 page: (browser, page, the page's errors)."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return browser, page, errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import socket
 import threading
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import TINY_SPEC, wait_for, write_bulk_training_set
+from support import TINY_SPEC, open_page, wait_for, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Artifact, Campaign, Environment, Label, Structure
@@ -21,7 +20,6 @@ from app.db.session import session_scope
 from app.services import submit_campaign
 from schemas import parse_spec
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _submit(spec) -> int:
@@ -135,11 +133,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
     print(f"\ncampaign ran in {time.monotonic() - started:.1f} s {took}; screenshots in {shots}")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        browser, page, errors = open_page(playwright)
 
         lap("launch")
         # --- sign-in: the pages redirect to the login form; a wrong token is refused, the right one kept

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import TINY_SPEC
-from test_dashboard import CHROMIUM, _chart_series, server  # noqa: F401 (server: a fixture)
+from support import TINY_SPEC, open_page
+from test_dashboard import _chart_series, server  # noqa: F401 (server: a fixture)
 
 from app.auth import get_or_create_user
 from app.db.session import session_scope
@@ -170,11 +170,7 @@ def test_validation_section_in_headless_chromium(study, tokens, server, tmp_path
     campaign_id, stored = _store(study)
     labels = {f"{m['combination']} {m['kind']}": m for m in stored["models"]}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        browser, page, errors = open_page(playwright)
         page.goto(f"{server}/ui/login?next=/ui/campaigns/{campaign_id}")
         page.get_by_label("API token").fill(tokens["alice"])
         page.get_by_role("button", name="Sign in").click()
