@@ -45,6 +45,19 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+
+def wait_for_campaign(campaign_id: int, timeout: float, interval: float = 0.2, what: str | None = None):
+    """The campaign once it has finished (any final status), re-read from the database until ``timeout`` s."""
+    from app.db.models import Campaign
+    from app.db.session import session_scope
+
+    def finished():
+        with session_scope() as session:
+            campaign = session.get(Campaign, campaign_id)
+            return campaign if campaign.status.finished else None
+
+    return wait_for(finished, timeout, interval=interval, what=what or f"campaign {campaign_id}")
+
 # A campaign small enough for the default suite: 2 protocols x 3 snapshots of 250-atom W
 # (5 cells = 15.8 A, just above twice the 7.89 A cutoff of EAM-Zhou W).
 TINY_SPEC = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import func, select
-from support import REDIS_URL, TINY_SPEC, reset_postgres, wait_for
+from support import REDIS_URL, TINY_SPEC, reset_postgres, wait_for, wait_for_campaign
 
 from app.db.models import Status, Structure, WorkItem
 from app.db.session import session_scope
@@ -122,7 +122,7 @@ def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from app.db.models import Campaign, Label, Status
+    from app.db.models import Label, Status
     from app.services import submit_campaign
     from schemas import parse_spec
 
@@ -140,12 +140,7 @@ def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker
         with session_scope() as session:
             campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
 
-        def finished():
-            with session_scope() as session:
-                campaign = session.get(Campaign, campaign_id)
-                return campaign if campaign.status.finished else None
-
-        campaign = wait_for(finished, 300, interval=0.5, what=f"the campaign ({tmp_path}/*.log)")
+        campaign = wait_for_campaign(campaign_id, 300, interval=0.5, what=f"the campaign ({tmp_path}/*.log)")
         assert campaign.status == Status.succeeded, campaign.error
         with session_scope() as session:
             boxes = session.query(WorkItem).filter_by(campaign_id=campaign_id, queue="gcmc",
@@ -173,7 +168,7 @@ def test_workers_with_two_pool_processes_on_every_queue_run_a_campaign(broker_en
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from app.db.models import Campaign, Label, Status
+    from app.db.models import Label, Status
     from app.services import submit_campaign
     from schemas import parse_spec
 
@@ -190,12 +185,7 @@ def test_workers_with_two_pool_processes_on_every_queue_run_a_campaign(broker_en
         with session_scope() as session:
             campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
 
-        def finished():
-            with session_scope() as session:
-                campaign = session.get(Campaign, campaign_id)
-                return campaign if campaign.status.finished else None
-
-        campaign = wait_for(finished, 240, interval=0.5, what=f"the campaign ({tmp_path}/*.log)")
+        campaign = wait_for_campaign(campaign_id, 240, interval=0.5, what=f"the campaign ({tmp_path}/*.log)")
         assert campaign.status == Status.succeeded, campaign.error
         with session_scope() as session:
             items = session.query(WorkItem).filter_by(campaign_id=campaign_id).all()
@@ -440,7 +430,6 @@ def test_a_message_lost_with_a_killed_worker_is_sent_again(broker_env, tmp_path)
     Redis would give it back only after the 6 h visibility timeout. The item waits pending behind an empty
     queue for longer than the lease timeout, so another worker's sweeper sends it again."""
     from app.auth import get_or_create_user
-    from app.db.models import Campaign
     from app.services import submit_campaign
     from schemas import parse_spec
     from workers.celery_app import celery_for
@@ -465,12 +454,7 @@ def test_a_message_lost_with_a_killed_worker_is_sent_again(broker_env, tmp_path)
 
         second = _start_worker(broker_env, second_log, queues="md")
 
-        def finished():
-            with session_scope() as session:
-                campaign = session.get(Campaign, campaign_id)
-                return campaign if campaign.status.finished else None
-
-        campaign = wait_for(finished, LEASE_TIMEOUT + 60, interval=0.2, what=f"the campaign ({second_log})")
+        campaign = wait_for_campaign(campaign_id, LEASE_TIMEOUT + 60, interval=0.2, what=f"the campaign ({second_log})")
         assert campaign.status == Status.succeeded, campaign.error
         with session_scope() as session:
             assert session.get(WorkItem, ref.item_id).attempts == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import TINY_SPEC, open_page, wait_for, write_bulk_training_set
+from support import TINY_SPEC, open_page, wait_for, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Artifact, Campaign, Environment, Label, Structure
@@ -28,12 +28,7 @@ def _submit(spec) -> int:
 
 
 def _finished(campaign_id: int, timeout: float = 240) -> Campaign:
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    return wait_for(done, timeout, what=f"campaign {campaign_id}")
+    return wait_for_campaign(campaign_id, timeout)
 
 
 def _small_spec(tmp_path: Path, **overrides):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
-from support import TINY_SPEC, wait_for
+from support import TINY_SPEC, wait_for, wait_for_campaign
 
 from app.auth import get_or_create_user
 from app.db.models import Campaign, Status, Structure, WorkItem, utcnow
@@ -26,12 +26,7 @@ def _vacancy_spec(**protocol):
 
 
 def _finished(campaign_id: int, timeout: float = 120) -> Campaign:
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    return wait_for(done, timeout, what=f"campaign {campaign_id}")
+    return wait_for_campaign(campaign_id, timeout)
 
 
 def _item(campaign_id: int) -> WorkItem:

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
-from support import TINY_SPEC, wait_for, write_bulk_training_set
+from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Campaign, Status, Structure, WorkItem
@@ -31,12 +31,7 @@ def _submit(spec) -> int:
 
 
 def _finished(campaign_id: int) -> Campaign:
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    return wait_for(done, 120, what=f"campaign {campaign_id}")
+    return wait_for_campaign(campaign_id, 120)
 
 
 def _structures(campaign_id: int) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ import copy
 import io
 
 import pytest
-from support import TINY_SPEC, wait_for, write_bulk_training_set
+from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Artifact, Campaign, Label, Structure
@@ -34,12 +34,7 @@ def test_campaign_labels_with_the_meam_reference_and_exports_say_so(env, tmp_pat
     with session_scope() as session:
         campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
 
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    campaign = wait_for(done, 180, what=f"campaign {campaign_id}")
+    campaign = wait_for_campaign(campaign_id, 180)
     assert campaign.status.value == "succeeded", campaign.error
     settings = quick("lammps", **reference_options(resolve_reference("WL.meam", "W")))
     with session_scope() as session:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import TINY_SPEC, wait_for, write_bulk_training_set
+from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
@@ -98,12 +98,7 @@ def test_refinement_spec_is_optional_and_bad_input_names_the_field(tmp_path):
 
 
 def _finished(campaign_id: int, timeout: float) -> Campaign:
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    return wait_for(done, timeout, interval=0.5, what=f"campaign {campaign_id}")
+    return wait_for_campaign(campaign_id, timeout, interval=0.5)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import TINY_SPEC, wait_for, write_bulk_training_set
+from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
 from app.db.models import Artifact, Campaign, Label, Structure
@@ -45,12 +45,7 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
         stages = [s.stage for s in session.get(Campaign, campaign_id).stages]
     assert stages[-1] == "validation" and stages.index("validation_suite") < stages.index("labelling")
 
-    def done():
-        with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
-            return campaign if campaign.status.finished else None
-
-    campaign = wait_for(done, 300, what=f"campaign {campaign_id}")
+    campaign = wait_for_campaign(campaign_id, 300)
     assert campaign.status.value == "succeeded", campaign.error
     with session_scope() as session:
         counts = {stage: session.query(Structure).filter_by(campaign_id=campaign_id, stage=stage).count()
