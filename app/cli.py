@@ -108,15 +108,16 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
     text = spec_file.read_text()
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None  # load_spec_text below says where
+    except (yaml.YAMLError, RecursionError, ValueError):
+        data = None  # load_spec_text below says what is wrong and where
     try:
-        if isinstance(data, dict) and data.get("study") is None:
-            data["study"] = {}
-            console.print("no study section: the defaults (paper suite, linear and quadratic SNAP 2J = 8)")
-            spec = parse_spec(data)
-        else:
+        if not isinstance(data, dict):
             spec = load_spec_text(text, "yaml")
+        else:
+            if data.get("study") is None:
+                data["study"] = {}
+                console.print("no study section: the defaults (paper suite, linear and quadratic SNAP 2J = 8)")
+            spec = parse_spec(data)
         if spec.stop_after not in (None, "validation"):
             raise SpecError([FieldError("stop_after", f"the study ends with the validation stage, not "
                                                       f"{spec.stop_after!r}; remove stop_after (or use `run`)")])
