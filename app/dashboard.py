@@ -561,11 +561,11 @@ def validation_results(session: Session, campaign_id: int, scenario: str | None 
     if data is None:
         return None
     report = ValidationPublic.model_validate(data).model_dump(mode="json")
-    scenarios = list(dict.fromkeys([*report["suite_sizes"], *(s["scenario"] for m in report["models"]
+    scenarios = list(dict.fromkeys([*report["suite_sizes"], *(s["scenario"] for m in validated_models(report)
                                                                 for s in m["scenarios"])]))
     chosen = scenario if scenario in scenarios else scenarios[0] if scenarios else None
     bars, parity = [], []
-    for model in report["models"]:
+    for model in validated_models(report):
         label = f"{model['combination']} {model['kind']}"
         errors = {s["scenario"]: s for s in model["scenarios"]}
         bars.append({"label": label, "combination": model["combination"], "kind": model["kind"],
@@ -583,11 +583,21 @@ VALIDATION_COLUMNS = ["scenario", "combination", "kind", "model", "configuration
                       "force_rmse_defect_mev_per_A", "max_force_error_mev_per_A", "gamma_max", "fraction_gamma_above_2"]
 
 
+def validated_models(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's SNAP models, then the campaign's own MTP when the campaign refined one: combination, kind,
+    name and scenarios of each."""
+    models = list(report["models"])
+    own = report.get("campaign_model")
+    if own:
+        models.append({"combination": "campaign", "kind": "MTP", "name": own["model"], "scenarios": own["scenarios"]})
+    return models
+
+
 def validation_rows(report: dict[str, Any], scenarios: list[str]) -> list[dict[str, Any]]:
     """One row per scenario and model (keys VALIDATION_COLUMNS), in the order of ``scenarios``, then models."""
     rows = []
     for name in scenarios:
-        for model in report["models"]:
+        for model in validated_models(report):
             for s in model["scenarios"]:
                 if s["scenario"] == name:
                     rows.append({"scenario": name, "combination": model["combination"], "kind": model["kind"],

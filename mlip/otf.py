@@ -20,7 +20,7 @@ One iteration (:func:`run_otf`):
    (the same ``select_add`` as stage 2), so an environment repeated over many snapshots (the same
    vacancy neighbour) is added once; at most ``max_new`` per iteration.
 4. **Cut -> PCC-GCMC -> label**: one sphere of ``cluster_radius`` per selected atom
-   (:func:`sampling.clusters.cut_clusters`, ``merge=False``), rebuilt as a periodic cell with the
+   (:func:`sampling.clusters.cut_clusters`, one per atom), rebuilt as a periodic cell with the
    selected atom's environment within ``gcmc.core_radius`` fixed (:func:`pcc_gcmc.reconstruct`),
    labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos)
    under the ledger's retry policy (:func:`labelling.ledger.run_attempts`).
@@ -432,7 +432,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
         if max_labels is not None and n_labels >= max_labels:
             failures.append({**where, "stage": "budget", "reason": "max_labels label jobs already started"})
             continue
-        cluster = cut_clusters(snapshot, [atom], radius=settings.cluster_radius, merge=False,
+        cluster = cut_clusters(snapshot, [atom], radius=settings.cluster_radius,
                                source=snapshot.info["source"])[0]
         started = time.perf_counter()
         try:

@@ -35,10 +35,10 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from schemas.study import DATASETS, StudyModel, StudyParams, StudyRatio, StudyReport
+from schemas.study import DATASETS, FIG6_SCENARIOS, StudyModel, StudyParams, StudyRatio, StudyReport
 from schemas.validation import suite_params
 
-__all__ = ["COMBINATIONS", "build_study_suite", "combinations_of", "has_labels", "read_study_json", "run_study",
+__all__ = ["COMBINATIONS", "build_study_suite", "combinations_of", "defect_force_ratios", "has_labels", "read_study_json", "run_study",
            "study_suite_params", "study_table", "train_and_validate", "write_study_json"]
 
 # (name, datasets) in report order; a combination runs when all its datasets are given
@@ -283,8 +283,29 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
                 wall_time_s=time.perf_counter() - started))
             timings[f"model {name}"] = models[-1].wall_time_s
 
+    ratios = defect_force_ratios(models, params.kinds)
+    held_out_choice = {}
+    for combination in dict.fromkeys(m.combination for m in models):
+        tested = [m for m in models if m.combination == combination and m.test_rmse
+                  and m.test_rmse.get("forces_mev_per_A") is not None]
+        if len(tested) == len(params.kinds) > 1:
+            held_out_choice[combination] = min(tested, key=lambda m: m.test_rmse["forces_mev_per_A"]).kind
+    timings["train and validate"] = time.perf_counter() - started_all
+    timings.setdefault("total", sum(v for k, v in timings.items() if not k.startswith("model ")))
+    return StudyReport(
+        element=params.element, lattice=params.lattice, reference=reference,
+        reference_lammps=list(reference_lammps), reference_family_allowed=False,
+        params=params, datasets=sizes, suite=suite.suite, suite_seed=int(suite.seed),
+        suite_path=None if suite_path is None else str(suite_path), suite_sizes=suite_sizes,
+        lattice_constant=float(lattice_constant), models=models, ratios=ratios, held_out_choice=held_out_choice,
+        notes=list(notes), timings=timings)
+
+
+def defect_force_ratios(models: Sequence[StudyModel], kinds: Sequence[str]) -> list[StudyRatio]:
+    """Per kind, the defect-atom force RMSE of B+P, B+C and B+P+OTF over B's, per scenario, with the mean over
+    every scenario with a ratio and over the paper's five of Fig. 6 (None unless all five have one)."""
     ratios = []
-    for kind in params.kinds:
+    for kind in kinds:
         by_name = {m.combination: m for m in models if m.kind == kind}
         base = by_name.get("B")
         for numerator in ("B+P", "B+C", "B+P+OTF"):
@@ -296,16 +317,11 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
                 d, v = denominators.get(s.scenario), s.force_rmse_defect_mev_per_A
                 per[s.scenario] = None if d is None or v is None or d == 0 else v / d
             values = [v for v in per.values() if v is not None]
+            fig6 = [per.get(name) for name in FIG6_SCENARIOS]
             ratios.append(StudyRatio(kind=kind, numerator=numerator, per_scenario=per,
-                                     mean=float(np.mean(values)) if values else None))
-    timings["train and validate"] = time.perf_counter() - started_all
-    timings.setdefault("total", sum(v for k, v in timings.items() if not k.startswith("model ")))
-    return StudyReport(
-        element=params.element, lattice=params.lattice, reference=reference,
-        reference_lammps=list(reference_lammps), reference_family_allowed=False,
-        params=params, datasets=sizes, suite=suite.suite, suite_seed=int(suite.seed),
-        suite_path=None if suite_path is None else str(suite_path), suite_sizes=suite_sizes,
-        lattice_constant=float(lattice_constant), models=models, ratios=ratios, notes=list(notes), timings=timings)
+                                     mean=float(np.mean(values)) if values else None,
+                                     mean_fig6=None if None in fig6 else float(np.mean(fig6))))
+    return ratios
 
 
 def _gamma_basis(params: StudyParams):
@@ -360,9 +376,12 @@ def study_table(report: StudyReport) -> str:
                             ("force_rmse_mev_per_A", "force RMSE, all atoms (meV/A)"),
                             ("energy_rmse_centred_mev_per_atom", "energy RMSE, offset removed (meV/atom)")):
         lines += ["", title, f"{'model':<22}" + "".join(f"{s:>15}" for s in scenarios)]
-        for m in report.models:
-            values = {s.scenario: getattr(s, quantity) for s in m.scenarios}
-            lines.append(f"{m.combination + ' ' + m.kind:<22}" + "".join(
+        rows = [(f"{m.combination} {m.kind}", m.scenarios) for m in report.models]
+        if report.campaign_model is not None:
+            rows.append((f"campaign {report.campaign_model.model}", report.campaign_model.scenarios))
+        for label, errors in rows:
+            values = {s.scenario: getattr(s, quantity) for s in errors}
+            lines.append(f"{label:<22}" + "".join(
                 f"{'-' if values.get(s) is None else format(values[s], '.1f'):>15}" for s in scenarios))
     if any(sc.gamma for m in report.models for sc in m.scenarios):
         lines += ["", "gamma_max of the suite's atoms against the training set (models' linear bispectrum basis)",
@@ -374,12 +393,16 @@ def study_table(report: StudyReport) -> str:
             lines.append(f"{m.combination:<22}" + "".join(
                 f"{'-' if s not in values else format(values[s], '.3g'):>15}" for s in scenarios))
     if report.ratios:
-        lines += ["", "defect-atom force RMSE ratios", f"{'ratio':<22}" + "".join(f"{s:>15}" for s in scenarios)
-                  + f"{'mean':>8}"]
+        lines += ["", "defect-atom force RMSE ratios (mean: over every scenario; Fig. 6: over the paper's five)",
+                  f"{'ratio':<22}" + "".join(f"{s:>15}" for s in scenarios) + f"{'mean':>8}{'Fig. 6':>8}"]
         for r in report.ratios:
             cells = "".join(f"{'-' if r.per_scenario.get(s) is None else format(r.per_scenario[s], '.2f'):>15}"
                             for s in scenarios)
             lines.append(f"{r.numerator + '/' + r.denominator + ' ' + r.kind:<22}{cells}"
-                         f"{'-' if r.mean is None else format(r.mean, '.2f'):>8}")
+                         f"{'-' if r.mean is None else format(r.mean, '.2f'):>8}"
+                         f"{'-' if r.mean_fig6 is None else format(r.mean_fig6, '.2f'):>8}")
+    if report.held_out_choice:
+        lines += ["", "kind with the lower force RMSE on the held-out test part: " + ", ".join(
+            f"{combination} {kind}" for combination, kind in report.held_out_choice.items())]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

@@ -6,8 +6,9 @@ so a sphere larger than the cell contains several images of a source atom.
 :func:`pad_vacuum` puts a cluster in a periodic box with vacuum on every side
 (default 8 A): the paper's "C" dataset (MLIP-3 style).
 
-Merging rule: two centres are *linked* when the (minimum-image) distance
-between them is below ``merge_distance`` (default: the radius, i.e. each
+Merging rule: by default (``merge_distance`` 0) every centre gets its own
+cluster, the paper's cut. With ``merge_distance`` > 0 two centres are *linked*
+when the (minimum-image) distance between them is below it (the radius: each
 centre lies inside the other's sphere). Linked centres form groups by
 transitivity (single linkage); each group gives one cluster, the union of its
 members' spheres, with every sphere unwrapped in the frame of the group's
@@ -181,13 +182,12 @@ def cut_clusters(
     atoms: Atoms,
     centres: Sequence[int],
     radius: float = 8.0,
-    merge: bool = True,
-    merge_distance: float | None = None,
+    merge_distance: float = 0.0,
     source: str | None = None,
 ) -> list[Cluster]:
     """Clusters of radius ``radius`` around the atoms ``centres`` of ``atoms`` (see the module's merging rule).
 
-    ``merge=False`` gives one cluster per centre. Per-atom arrays of the
+    ``merge_distance`` 0 gives one cluster per centre. Per-atom arrays of the
     snapshot (e.g. ``gamma``) are carried over to the cluster atoms.
     """
     centres = [int(c) for c in centres]
@@ -199,8 +199,9 @@ def cut_clusters(
         raise ValueError("centre indices repeat")
     if radius <= 0:
         raise ValueError(f"radius must be positive, got {radius}")
-    merge_distance = radius if merge_distance is None else float(merge_distance)
-    groups = _groups(atoms, centres, merge_distance) if merge else [[c] for c in centres]
+    if not merge_distance >= 0:
+        raise ValueError(f"merge_distance must be >= 0, got {merge_distance}")
+    groups = _groups(atoms, centres, float(merge_distance)) if merge_distance > 0 else [[c] for c in centres]
     label = source if source is not None else atoms.info.get("source")
     cell, _ = _full_cell(atoms)
     clusters = []

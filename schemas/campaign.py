@@ -49,6 +49,10 @@ class SelectionParams(Strict):
         "protocol against B, so each loading that reaches beyond B contributes (the campaign-wide one lets the most "
         "extreme loading span the others)")
     cluster_radius: float = Field(8.0, gt=0, description="radius of the spherical cluster cut, A")
+    merge_distance: float = Field(
+        0.0, ge=0, description="selected atoms of one snapshot closer than this (A) share one cluster, the union of "
+        "their spheres; 0: one cluster per selected atom, the paper's cut. PCC-GCMC keeps the core of every centre of "
+        "a cluster, and the cores of two centres rarely fit one cell of max_atoms atoms: such a cluster is lost to P")
     vacuum: float = Field(8.0, ge=0, description="vacuum padding of the C (cluster) variant, A")
 
     @model_validator(mode="after")

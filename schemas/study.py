@@ -14,9 +14,12 @@ from pydantic import Field
 
 from schemas.base import Strict
 from schemas.training import SnapTrainingParams
-from schemas.validation import ScenarioErrors
+from schemas.validation import ScenarioErrors, ValidationReport
 
-__all__ = ["DATASETS", "StudySettings", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
+__all__ = ["DATASETS", "FIG6_SCENARIOS", "StudySettings", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
+
+# the five scenarios of the paper's Fig. 6 (its central comparison); the suite adds Fig. 4's loops and nanoindentation
+FIG6_SCENARIOS = ("gb", "compression", "polycrystal_2d", "polycrystal_3d", "crack")
 
 # dataset keys of run_study: B basic, C vacuum clusters, P periodic PCC-GCMC cells, OTF on-the-fly additions
 DATASETS = ("B", "C", "P", "OTF")
@@ -97,6 +100,9 @@ class StudyRatio(Strict):
     denominator: str = Field("B")
     per_scenario: dict[str, float | None] = Field(description="None: the scenario has no defect atom")
     mean: float | None = Field(description="arithmetic mean over the scenarios with a ratio")
+    mean_fig6: float | None = Field(
+        None, description="arithmetic mean over the paper's five Fig. 6 scenarios (FIG6_SCENARIOS); None unless "
+        "all five have a ratio")
 
 
 class StudyReport(Strict):
@@ -117,5 +123,13 @@ class StudyReport(Strict):
     lattice_constant: float = Field(description="A, the sampling potential's, the suite is built with")
     models: list[StudyModel]
     ratios: list[StudyRatio]
+    held_out_choice: dict[str, Literal["linear", "quadratic"]] = Field(
+        default_factory=dict, description="per combination, the kind with the lower force RMSE on the combination's "
+        "held-out test part: the capacity a user would pick from the training data alone, never from the suite")
+    campaign_model: ValidationReport | None = Field(
+        None, description="the campaign's own MTP (refinement: OTF's last model, else the training stage's) on the "
+        "same labelled suite; None without a refinement section")
+    campaign_model_stage: Literal["otf", "mtp_training"] | None = Field(
+        None, description="the stage that left that MTP")
     notes: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="wall time per step, s")

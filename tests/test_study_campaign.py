@@ -33,13 +33,22 @@ def _spec(tmp_path, **changes) -> dict:
     } | changes
 
 
+# a small MTP and one OTF target: the validation stage then also trains B+P+OTF and validates the campaign's MTP
+REFINEMENT = {
+    "training": {"level": 8, "max_iter": 10, "test_fraction": 0.25, "stress_weight": 0.0},
+    "otf": {"targets": [{"name": "dumbbell", "structure": {"kind": "bulk", "supercell": [5, 5, 5], "interstitials": 1,
+                                                           "seed": 5}, "temperature": 300, "steps": 40}],
+            "max_iterations": 2, "check_every": 20, "max_new": 2},
+}
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_campaign_study_labels_through_the_ledger_and_validates_each_combination(env, tmp_path):
 
     from mlip.validation import load_model
     from workers.stages.labelling import read_label
 
-    spec = parse_spec(_spec(tmp_path))
+    spec = parse_spec(_spec(tmp_path, refinement=copy.deepcopy(REFINEMENT)))
     with session_scope() as session:
         campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
         stages = [s.stage for s in session.get(Campaign, campaign_id).stages]
@@ -51,15 +60,22 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
         counts = {stage: session.query(Structure).filter_by(campaign_id=campaign_id, stage=stage).count()
                   for stage in ("basic", "cluster_vacuum", "periodic", "validation")}
         # every configuration the study uses has a ledger label by the reference, MEAM (not the sampling EAM)
-        for stage in ("basic", "cluster_vacuum", "periodic", "validation"):
+        for stage in ("basic", "cluster_vacuum", "periodic", "validation", "otf"):
             for structure in session.query(Structure).filter_by(campaign_id=campaign_id, stage=stage):
                 row = session.get(Label, structure.label_id)
                 assert row.state == "succeeded", (stage, row.error)
                 assert read_label(row.path)["extra"]["efs_by"] == "lammps:WL.meam"
         plan = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="labelling", name="plan").one().data
+        # one cluster per selected atom (selection.merge_distance 0): every selected environment reaches C and P
+        selected = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="selection",
+                                                     name="campaign").one().data["selected"]
+        centres = [len(s.info["centres"]) for s in session.query(Structure).filter_by(campaign_id=campaign_id,
+                                                                                       stage="cluster")]
         data = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="validation",
                                                  name="campaign").one().data
         validation = session.query(Structure).filter_by(campaign_id=campaign_id, stage="validation").all()
+        session_data = {"otf": session.query(Artifact).filter_by(campaign_id=campaign_id, kind="otf",
+                                                                 name="campaign").one().data}
         from app.db.storage import StructureStore
         from app.settings import get_settings
 
@@ -67,18 +83,21 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
         suite = [(store.read(s.path), read_label(session.get(Label, s.label_id).path)) for s in validation]
     assert counts["basic"] == 5 and counts["cluster_vacuum"] >= 1 and counts["periodic"] >= 1
     assert plan["clusters"] == counts["cluster_vacuum"] and plan["validation"] == counts["validation"]
+    assert centres == [1] * selected and selected == counts["cluster_vacuum"]
     # smoke suite: three GBs at three temperatures, two loops relaxed and after MD
     assert counts["validation"] == 9 + 4
 
     report = StudyReport.model_validate(data)
     assert report.reference == "WL.meam" and any("meam" in line for line in report.reference_lammps)
-    assert [m.combination for m in report.models] == ["B", "B+C", "B+P"]
+    assert [m.combination for m in report.models] == ["B", "B+C", "B+P", "B+P+OTF"]
+    otf = session_data["otf"]
+    assert report.datasets["OTF"]["configurations"] == otf["n_labels"] >= 1
     assert report.datasets["B"]["configurations"] == 5 and report.datasets["B"]["test_configurations"] == 1
     assert report.datasets["C"]["configurations"] == counts["cluster_vacuum"]
     assert report.datasets["P"]["configurations"] == counts["periodic"]
     by_name = {m.combination: m for m in report.models}
     assert by_name["B+P"].n_train_configurations == 4 + report.datasets["P"]["train_configurations"]
-    assert {r.numerator for r in report.ratios} == {"B+C", "B+P"}
+    assert {r.numerator for r in report.ratios} == {"B+C", "B+P", "B+P+OTF"}
     study_json = json.loads((Path(get_settings().data_dir) / "campaigns" / str(campaign_id) / "study" /
                              "study.json").read_text())
     assert study_json["models"][2]["model_path"] == by_name["B+P"].model_path
@@ -96,6 +115,23 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
     # gamma of every suite atom in the models' own linear bispectrum basis against their training set
     assert scenario.gamma.n_atoms == sum(len(atoms) for atoms, _ in gb) and scenario.gamma.gamma_max > 1.0
     assert len(scenario.parity.energy_reference) == 9
+
+    # the campaign's own MTP (OTF's last model) on the same suite, recomputed independently with motep
+    assert report.campaign_model_stage == "otf" and report.campaign_model.model == "MTP (OTF)"
+    mtp = load_model(Path(get_settings().data_dir) / otf["model_path"], "W")
+    errors = np.concatenate([mtp.energy_forces(atoms)[1] - np.array(label["forces"]) for atoms, label in gb])
+    own = next(s for s in report.campaign_model.scenarios if s.scenario == "gb")
+    assert own.force_rmse_defect_mev_per_A == pytest.approx(float(np.sqrt(np.mean(errors[mask] ** 2)) * 1000.0),
+                                                            rel=1e-9)
+    assert [s.scenario for s in report.campaign_model.scenarios] == [s.scenario for s in by_name["B"].scenarios]
+    from app import dashboard
+
+    with session_scope() as session:
+        shown = dashboard.validation_results(session, campaign_id, "gb")
+    rows = [r for r in shown["rows"] if r["combination"] == "campaign"]
+    assert [(r["scenario"], r["kind"]) for r in rows] == [("gb", "MTP"), ("loops", "MTP")]
+    assert rows[0]["force_rmse_defect_mev_per_A"] == own.force_rmse_defect_mev_per_A
+    assert shown["chart"]["bars"][-1]["label"] == "campaign MTP"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

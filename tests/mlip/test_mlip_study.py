@@ -78,6 +78,12 @@ def test_study_numbers_finite_and_reproducible(study, datasets):
     for ratio in report.ratios:
         assert set(ratio.per_scenario) == {"gb", "crack", "loops"}
         assert ratio.mean == pytest.approx(np.mean(list(ratio.per_scenario.values())))
+        assert ratio.mean_fig6 is None  # two of the paper's five Fig. 6 scenarios are not in this suite
+    # capacity from the training data alone: per combination the kind with the lower held-out force RMSE
+    for combination, kind in report.held_out_choice.items():
+        tested = {m.kind: m.test_rmse["forces_mev_per_A"] for m in report.models if m.combination == combination}
+        assert kind == min(tested, key=tested.get)
+    assert list(report.held_out_choice) == ["B", "B+C", "B+P"]
     # same inputs, same seeds: the same numbers (timings and paths aside)
     machine = {"wall_time_s", "model_path", "param_path", "record_path", "lammps"}
     strip = lambda r: [m.model_dump(exclude=machine) for m in r.models]  # noqa: E731
@@ -141,3 +147,26 @@ def test_same_family_reference_when_allowed(datasets, tmp_path):
     assert [m.combination for m in report.models] == ["B"] and report.ratios == []
     assert any("snap" in line for line in report.reference_lammps)
     assert np.isfinite(report.models[0].scenarios[0].force_rmse_defect_mev_per_A)
+
+
+def test_defect_force_ratios_and_the_fig6_mean():
+    from types import SimpleNamespace
+
+    from mlip.study import defect_force_ratios
+
+    def model(combination, errors):
+        return SimpleNamespace(combination=combination, kind="quadratic", scenarios=[
+            SimpleNamespace(scenario=name, force_rmse_defect_mev_per_A=value) for name, value in errors.items()])
+
+    names = ("gb", "compression", "polycrystal_2d", "polycrystal_3d", "crack", "loops")
+    base = model("B", dict(zip(names, (200.0, 300.0, 400.0, 500.0, 250.0, 100.0))))
+    with_p = model("B+P", dict(zip(names, (150.0, 240.0, 400.0, 350.0, 300.0, 50.0))))
+    (ratio,) = defect_force_ratios([base, with_p], ["quadratic"])
+    assert ratio.per_scenario == pytest.approx(dict(zip(names, (0.75, 0.8, 1.0, 0.7, 1.2, 0.5))))
+    assert ratio.mean_fig6 == pytest.approx((0.75 + 0.8 + 1.0 + 0.7 + 1.2) / 5)  # loops is not one of Fig. 6's
+    assert ratio.mean == pytest.approx((0.75 + 0.8 + 1.0 + 0.7 + 1.2 + 0.5) / 6)
+    # a scenario without defect atoms has no ratio: the Fig. 6 mean needs all five
+    base.scenarios[4].force_rmse_defect_mev_per_A = None
+    (ratio,) = defect_force_ratios([base, with_p], ["quadratic"])
+    assert ratio.per_scenario["crack"] is None and ratio.mean_fig6 is None
+    assert defect_force_ratios([with_p], ["quadratic"]) == []  # no B, no ratio

@@ -69,7 +69,8 @@ def test_merging_rule_and_array_carry_over():
     crystal.info["source"] = "snapshot-7"
     near = int(np.argmin(np.linalg.norm(crystal.positions - np.array([A_W, 0, 0]), axis=1)))  # 3.2 A away
     far = int(np.argmin(np.linalg.norm(crystal.positions - crystal.cell.sum(axis=0) / 2, axis=1)))
-    clusters = cut_clusters(crystal, [0, far, near], radius=8.0)
+    assert [c.centre_indices for c in cut_clusters(crystal, [0, far, near], radius=8.0)] == [[0], [far], [near]]
+    clusters = cut_clusters(crystal, [0, far, near], radius=8.0, merge_distance=8.0)
     assert [c.centre_indices for c in clusters] == [[0, near], [far]]
     merged = clusters[0]
     single = _bcc_count(8.0)
@@ -80,7 +81,7 @@ def test_merging_rule_and_array_carry_over():
     assert sorted(merged.source_indices[merged.centre_cluster_indices].tolist()) == sorted([0, near])
     np.testing.assert_array_equal(merged.atoms.arrays["gamma"], merged.source_indices.astype(float))
     assert merged.source == "snapshot-7" and merged.atoms.info["source"].startswith("snapshot-7:cluster:")
-    separate = cut_clusters(crystal, [0, near], radius=8.0, merge=False)
+    separate = cut_clusters(crystal, [0, near], radius=8.0)
     assert [len(c.atoms) for c in separate] == [single, single]
     # transitive chain: 0 - near - second (each link < radius) is one cluster
     second = int(np.argmin(np.linalg.norm(crystal.positions - np.array([2 * A_W, 0, 0]), axis=1)))
@@ -88,6 +89,8 @@ def test_merging_rule_and_array_carry_over():
     assert len(chain) == 1 and sorted(chain[0].centre_indices) == sorted([0, near, second])
     with pytest.raises(ValueError, match="outside"):
         cut_clusters(crystal, [len(crystal)])
+    with pytest.raises(ValueError, match="merge_distance"):
+        cut_clusters(crystal, [0], merge_distance=-1.0)
 
 
 def test_pad_vacuum_gives_the_c_variant():
@@ -109,7 +112,7 @@ def test_merged_cluster_across_the_boundary_holds_each_image_once():
     crystal = bulk("W", "bcc", a=A_W, cubic=True).repeat(5)  # 15.8 A: the 8 A spheres overlap their images
     corner = int(np.argmin(np.linalg.norm(crystal.positions, axis=1)))  # the atom at the origin
     far = int(np.argmin(np.linalg.norm(crystal.positions - crystal.cell.lengths() + A_W, axis=1)))
-    (cluster,) = cut_clusters(crystal, [corner, far], radius=8.0)
+    (cluster,) = cut_clusters(crystal, [corner, far], radius=8.0, merge_distance=8.0)
     positions = cluster.atoms.positions
     gaps = np.linalg.norm(positions[:, None] - positions[None], axis=2) + np.eye(len(positions)) * 1e9
     assert gaps.min() == pytest.approx(A_W * np.sqrt(3) / 2)  # nearest neighbours, no duplicates

@@ -22,7 +22,7 @@ from ase import Atoms
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Environment, StageRun, Structure, WorkItem
+from app.db.models import Artifact, Environment, StageRun, Structure, WorkItem
 from app.db.session import session_scope
 from app.db.storage import StructureStore
 from app.settings import get_settings
@@ -83,6 +83,16 @@ def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tup
                          "succeeded; see the campaign's label table)")
     training = spec.refinement.training
     return split(images, training.test_fraction, training.seed)
+
+
+def final_model(session: Session, campaign_id: int) -> tuple[str, Path] | None:
+    """The campaign's own MTP as refinement left it: (stage, absolute path), OTF's last model when OTF ran."""
+    for kind in (OTF, TRAINING):
+        data = session.scalars(select(Artifact.data).where(
+            Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == CAMPAIGN)).one_or_none()
+        if data and data.get("model_path" if kind == OTF else "path"):
+            return kind, Path(get_settings().data_dir) / data["model_path" if kind == OTF else "path"]
+    return None
 
 
 def _model_dir(campaign_id: int) -> Path:
@@ -200,6 +210,7 @@ def refine_on_the_fly(item_id: int) -> None:
     with session_scope() as session:
         put_artifact(session, campaign_id, OTF, CAMPAIGN, {
             "stopped": result.stopped, "n_iterations": summary["n_iterations"], "max_labels": max_labels,
+            "model_path": str(Path(result.model).relative_to(get_settings().data_dir)),
             "n_labels": sum(it.n_labels for it in result.iterations),
             "added_per_iteration": summary["added_per_iteration"],
             "gamma_max_per_iteration": summary["gamma_max_per_iteration"], "n_training": summary["n_training"],

@@ -194,6 +194,7 @@ def select_and_cut(item_id: int) -> None:
             atoms = store.read(path)
             atoms.arrays["gamma"] = np.load(directory / "rows" / f"{structure_id}.gamma.npy")
             for number, cluster in enumerate(cut_clusters(atoms, centres, radius=spec.selection.cluster_radius,
+                                                          merge_distance=spec.selection.merge_distance,
                                                           source=source)):
                 info = {"centres": cluster.centre_indices, "radius": cluster.radius,
                         "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}

@@ -5,8 +5,10 @@ seed disjoint from the sampling (``mlip.study.build_study_suite``) and stores ea
 stage ``validation`` (its per-atom ``defect`` mask and ``scenario`` travel in the extxyz). The labelling stage then
 labels them through the job ledger with the cells, dataset B and the vacuum clusters C, so with DFT they run on
 the ``dft`` queue or Slurm like every other label. Stage ``validation`` (last) trains one SNAP per dataset
-combination and kind and validates each on the labelled suite (``mlip.study.train_and_validate``); the report is
-the campaign's ``validation`` artifact and ``<campaign dir>/study/study.json``.
+combination and kind and validates each on the labelled suite (``mlip.study.train_and_validate``); with a
+refinement section it also validates the campaign's own MTP (OTF's last model) on the same suite
+(``mlip.validation.validate``, as ``defect-genome validate`` does). The report is the campaign's ``validation``
+artifact and ``<campaign dir>/study/study.json``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from app.db.storage import StructureStore
 from app.settings import get_settings
 from labelling.settings import REFERENCE_ENGINES
 from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
+from mlip.validation import load_model, validate
 from schemas import CampaignSpec
 from schemas.study import StudyParams
 from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,
                                    resolve_data_file)
 from workers.stages.labelling import labelled_basic_set, labelled_structures, labelling_reference
+from workers.stages.refinement import final_model
 
 VALIDATION = "validation"  # artifact kind and structure stage
 SUITE = "validation_suite"  # artifact kind of the built suite
@@ -100,9 +104,24 @@ def run_validation_study(item_id: int) -> None:
     report = train_and_validate({k: v for k, v in data.items() if v}, suite, params, workdir, reference=name,
                                 reference_lammps=lines, lattice_constant=_lattice_constant(campaign_id),
                                 notes=notes)
+    if spec.refinement:
+        report.campaign_model_stage, report.campaign_model = _validate_campaign_model(campaign_id, spec, suite)
     write_study_json(report, workdir / "study.json")
     with session_scope() as session:
         put_artifact(session, campaign_id, VALIDATION, CAMPAIGN, report.model_dump(mode="json"))
+
+
+def _validate_campaign_model(campaign_id: int, spec: CampaignSpec, suite: dict[str, list[Atoms]]):
+    """The campaign's refined MTP on the study's labelled suite (the ``defect-genome validate`` code)."""
+    with session_scope() as session:
+        found = final_model(session, campaign_id)
+    if found is None:
+        raise ValueError("study: the refinement stages left no MTP to validate")
+    stage, path = found
+    model = load_model(path, spec.element)
+    model.name = f"MTP ({'OTF' if stage == 'otf' else 'trained'})"
+    report = validate(model, suite)
+    return stage, report
 
 
 def _lattice_constant(campaign_id: int) -> float:
