@@ -46,7 +46,7 @@ def tiny(spec: dict) -> dict:
     spec["reconstruction"] = {"protocol": "fast", "core_radius": 3.2, "max_atoms": 40, "steps": 200,
                               "offsets": [-0.5]}
     spec["study"] = {"suite": "smoke", "scenarios": ["gb", "loops"], "kinds": ["linear"],
-                     "snap": {"twojmax": 4, "ridge": "auto", "seed": 0}}
+                     "snap": {"twojmax": 4, "ridge": "auto", "seed": 0}, "properties": False}
     return spec
 
 

@@ -183,7 +183,7 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
 
     report = train_and_validate(data, labelled_suite, params, workdir, reference=resolved.name,
                                 reference_lammps=resolved.lammps_lines(), lattice_constant=a,
-                                write_suite=write_suite, notes=notes, timings=timings)
+                                write_suite=write_suite, notes=notes, timings=timings, reference_potential=teacher)
     for key, count in labelled_here.items():
         report.datasets[key]["labelled_here"] = count
     report.reference_family_allowed = bool(reference_in_family)
@@ -206,15 +206,18 @@ def _check_datasets(datasets: Mapping[str, Sequence[Atoms]], element: str) -> No
 def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapping[str, Sequence[Atoms]],
                        params: StudyParams, workdir: str | os.PathLike, reference: str,
                        reference_lammps: Sequence[str] = (), lattice_constant: float = 0.0, write_suite: bool = True,
-                       notes: Sequence[str] = (), timings: Mapping[str, float] | None = None) -> StudyReport:
+                       notes: Sequence[str] = (), timings: Mapping[str, float] | None = None,
+                       reference_potential: Any = None) -> StudyReport:
     """Steps 2-5 of the study on labelled data: split each dataset, train one SNAP per combination and kind,
     validate each on ``labelled_suite`` (scenario -> labelled configurations with a ``defect`` mask), ratios.
+    With ``params.properties`` and a ``reference_potential`` (a LAMMPS Potential), every model's defect
+    properties are compared with the reference's.
 
     A campaign's ``validation`` stage calls this with its ledger labels (``reference``: what labelled them)."""
     from sampling.selection import training_active_set
 
     from .snap import train_snap
-    from .validation import validate
+    from .validation import defect_properties, validate
 
     started_all = time.perf_counter()
     _check_datasets(data, params.element)
@@ -254,6 +257,16 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
                        "defect_atoms": int(sum(int(np.asarray(x.arrays.get("defect", [])).sum()) for x in v))}
                    for s, v in labelled_suite.items()}
 
+    notes = list(notes)
+    reference_properties = None
+    if params.properties:
+        if reference_potential is None:
+            notes.append("properties: the reference is not a LAMMPS potential; not computed")
+        else:
+            started = time.perf_counter()
+            reference_properties = defect_properties(reference_potential, params.element, params.lattice,
+                                                     suite.properties)
+            timings["properties reference"] = time.perf_counter() - started
     basis = _gamma_basis(params)
     models: list[StudyModel] = []
     for combination, keys in combinations_of(parts):
@@ -281,6 +294,10 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
                 {k: float(model.rmse["test"][k]) for k in keep if k in model.rmse["test"]},
                 energy_offset_mev_per_atom=report.energy_offset_mev_per_atom, scenarios=report.scenarios,
                 wall_time_s=time.perf_counter() - started))
+            if reference_properties is not None:
+                models[-1].properties, models[-1].energy_volume = _model_properties(
+                    model, params, suite.properties, reference_properties, notes)
+                models[-1].wall_time_s = time.perf_counter() - started
             timings[f"model {name}"] = models[-1].wall_time_s
 
     ratios = defect_force_ratios(models, params.kinds)
@@ -299,6 +316,23 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
         suite_path=None if suite_path is None else str(suite_path), suite_sizes=suite_sizes,
         lattice_constant=float(lattice_constant), models=models, ratios=ratios, held_out_choice=held_out_choice,
         notes=list(notes), timings=timings)
+
+
+def _model_properties(model, params: StudyParams, settings, reference: Mapping[str, Any], notes: list[str]):
+    """A model's defect properties against the reference's (rows, E-V curves); a model LAMMPS fails on (e.g. atoms
+    collapsing) gets model values None and a note, the study goes on."""
+    from sampling.potentials import PotentialError
+
+    from .validation import compare_properties, defect_properties
+
+    try:
+        values = defect_properties(model.files().potential(), params.element, params.lattice, settings,
+                                   ev_constants=reference["ev_constants"])
+    except (PotentialError, RuntimeError, ValueError) as error:  # LammpsError is a RuntimeError
+        notes.append(f"properties of {Path(model.path).stem}: not computed ({type(error).__name__}: "
+                     f"{str(error)[:200]})")
+        values = None
+    return compare_properties(values, reference)
 
 
 def defect_force_ratios(models: Sequence[StudyModel], kinds: Sequence[str]) -> list[StudyRatio]:
@@ -401,6 +435,20 @@ def study_table(report: StudyReport) -> str:
             lines.append(f"{r.numerator + '/' + r.denominator + ' ' + r.kind:<22}{cells}"
                          f"{'-' if r.mean is None else format(r.mean, '.2f'):>8}"
                          f"{'-' if r.mean_fig6 is None else format(r.mean_fig6, '.2f'):>8}")
+    with_properties = [m for m in report.models if m.properties]
+    if with_properties:
+        names = [row.name for row in with_properties[0].properties]
+        units = {row.name: row.unit for row in with_properties[0].properties}
+        lines += ["", "defect properties: model (reference in the last row); E-V rmse: against the reference's curve",
+                  f"{'model':<22}" + "".join(f"{name[:14]:>15}" for name in names),
+                  f"{'':<22}" + "".join(f"{units[name][:14]:>15}" for name in names)]
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        for m in with_properties:
+            values = {row.name: row.model for row in m.properties}
+            lines.append(f"{m.combination + ' ' + m.kind:<22}" + "".join(f"{fmt(values.get(n)):>15}" for n in names))
+        reference = {row.name: row.reference for row in with_properties[0].properties}
+        lines.append(f"{'reference ' + report.reference:<22}" + "".join(
+            f"{fmt(reference.get(n) if not n.startswith('E-V') else None):>15}" for n in names))
     if report.held_out_choice:
         lines += ["", "kind with the lower force RMSE on the held-out test part: " + ", ".join(
             f"{combination} {kind}" for combination, kind in report.held_out_choice.items())]

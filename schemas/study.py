@@ -14,7 +14,7 @@ from pydantic import Field
 
 from schemas.base import Strict
 from schemas.training import SnapTrainingParams
-from schemas.validation import ScenarioErrors, ValidationReport
+from schemas.validation import PropertyComparison, ScenarioErrors, ValidationReport
 
 __all__ = ["DATASETS", "FIG6_SCENARIOS", "StudySettings", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
 
@@ -59,6 +59,11 @@ class StudySettings(Strict):
     allow_same_family: bool = Field(False, description="allow a SNAP reference for the SNAP models (the errors "
                                                        "then do not measure transfer)")
     processes: int = Field(1, ge=1, le=64, description="LAMMPS row workers of train_snap (1: bit-reproducible)")
+    properties: bool = Field(
+        True, description="relaxed defect properties of every model against the reference (vacancy and <111> "
+        "dumbbell formation energies, (100) and (110) surface energies, the Sigma5 (310)[001] GB energy, C11/C12/C44, "
+        "the energy-volume curve; mlip.validation.defect_properties): about 10-40 s per model; only with a LAMMPS "
+        "reference")
 
 
 class StudyParams(StudySettings):
@@ -89,6 +94,10 @@ class StudyModel(Strict):
     test_rmse: dict[str, float] | None = Field(description="the same on the held-out test set (None: none)")
     energy_offset_mev_per_atom: float = Field(description="mean model - reference energy per atom over the suite")
     scenarios: list[ScenarioErrors]
+    properties: list[PropertyComparison] = Field(
+        default_factory=list, description="defect properties, model against reference (empty: not computed)")
+    energy_volume: dict[str, list[float]] | None = Field(
+        None, description="volume per atom (A^3), model and reference energy per atom (eV)")
     wall_time_s: float
 
 

@@ -29,7 +29,7 @@ def _spec(tmp_path, **changes) -> dict:
         "reconstruction": {"steps": 200, "exchanges": 100, "mc_moves": 20, "offsets": [-0.5]},
         "labelling": {"engine": "lammps", "reference": "WL.meam"},
         "study": {"suite": "smoke", "scenarios": ["gb", "loops"], "kinds": ["linear"], "test_fraction": 0.2,
-                  "snap": {"twojmax": 4, "ridge": "auto", "seed": 0}},
+                  "snap": {"twojmax": 4, "ridge": "auto", "seed": 0}, "properties": False},
     } | changes
 
 

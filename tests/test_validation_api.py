@@ -122,6 +122,22 @@ def test_validation_endpoint_numbers_without_server_paths(study, tokens, client)
     assert body["ratios"] == stored["ratios"] and body["datasets"] == stored["datasets"]
     assert [s["scenario"] for s in body["models"][0]["scenarios"]] == SCENARIOS
 
+    # defect properties of every model against the reference, the MEAM of Lee et al. (2001): a0 3.164 A,
+    # E_coh -8.66 eV/atom and the relaxed vacancy formation energy of their fit, 3.95 eV
+    names = ["a", "E_coh", "C11", "C12", "C44", "E_vac", "E_sia_111", "gamma_surface_100", "gamma_surface_110",
+             "gamma_gb_sigma5_310", "E-V rmse", "E-V rmse, offset removed"]
+    for got, want in zip(body["models"], stored["models"], strict=True):
+        assert got["properties"] == want["properties"] and [p["name"] for p in got["properties"]] == names
+        rows = {p["name"]: p for p in got["properties"]}
+        assert rows["a"]["reference"] == pytest.approx(3.164, abs=0.001)
+        assert rows["E_coh"]["reference"] == pytest.approx(-8.66, abs=0.001)
+        assert rows["E_vac"]["reference"] == pytest.approx(3.95, abs=0.02)
+        assert 3.0 < rows["gamma_surface_110"]["reference"] < rows["gamma_surface_100"]["reference"] < 4.5  # J/m^2
+        for row in got["properties"][:10]:
+            if row["model"] is not None:
+                assert row["difference"] == pytest.approx(row["model"] - row["reference"])
+        assert len(got["energy_volume"]["model_eV_per_atom"]) == len(got["energy_volume"]["reference_eV_per_atom"])
+
     # files by name only: no directory of the server anywhere, LAMMPS lines name the same files
     for model in body["models"]:
         assert model["model_path"] == f"{model['name']}.snapcoeff"
@@ -204,6 +220,13 @@ def test_validation_section_in_headless_chromium(study, tokens, server, tmp_path
         for ratio in stored["ratios"]:
             row = page.locator(f"#validation-ratios tr[data-ratio='{ratio['numerator']}/B {ratio['kind']}']")
             expect(row.locator(".ratio-mean")).to_have_text(f"{ratio['mean']:.3f}")
+        for model in stored["models"]:  # defect properties, one row per model (None: LAMMPS could not relax it)
+            for prop in model["properties"]:
+                cell = page.locator(f"#validation-properties tr[data-model='{model['name']}'] "
+                                    f"td[data-property='{prop['name']}']")
+                expect(cell).to_have_text("-" if prop["model"] is None else f"{prop['model']:.4g}")
+        reference_a = page.locator("#validation-properties tr[data-model='reference'] td[data-property='a']")
+        expect(reference_a).to_have_text(f"{stored['models'][0]['properties'][0]['reference']:.4g}")
         html = page.locator("#validation").inner_html()  # the folded details and the chart's JSON included
         assert "/tmp" not in html and "B_P-linear.snapcoeff" in html
         assert not errors, errors

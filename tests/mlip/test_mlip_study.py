@@ -46,7 +46,8 @@ def datasets() -> dict[str, list[Atoms]]:
 
 
 PARAMS = StudyParams(kinds=["linear", "quadratic"], snap={"twojmax": 4, "ridge": "auto", "seed": 0},
-                     test_fraction=0.34, suite="smoke", scenarios=["gb", "crack", "loops"])
+                     test_fraction=0.34, suite="smoke", scenarios=["gb", "crack", "loops"],
+                     properties=False)  # tests/test_validation_api.py computes them
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from app.settings import get_settings
 from labelling.settings import REFERENCE_ENGINES
 from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
 from mlip.validation import load_model, validate
+from sampling.potentials import Potential
 from schemas import CampaignSpec
 from schemas.study import StudyParams
 from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,
@@ -68,12 +69,13 @@ def build_validation_suite(item_id: int) -> None:
             "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}})
 
 
-def _labeller(spec: CampaignSpec) -> tuple[str, list[str]]:
-    """What labelled the campaign (the study's reference): its name and, for a potential, its LAMMPS lines."""
+def _labeller(spec: CampaignSpec) -> tuple[str, list[str], Potential | None]:
+    """What labelled the campaign (the study's reference): its name and, for a potential, its LAMMPS lines and the
+    potential itself (for the defect properties)."""
     if spec.labelling.engine in REFERENCE_ENGINES:
         resolved = labelling_reference(spec)
-        return resolved.name, resolved.lammps_lines()
-    return f"{spec.labelling.engine} ({spec.labelling.profile})", []
+        return resolved.name, resolved.lammps_lines(), resolved.potential()
+    return f"{spec.labelling.engine} ({spec.labelling.profile})", [], None
 
 
 def _suite(images: list[Atoms]) -> dict[str, list[Atoms]]:
@@ -95,7 +97,7 @@ def run_validation_study(item_id: int) -> None:
         suite = _suite(labelled_structures(session, campaign_id, VALIDATION))
     if not suite:
         raise ValueError("study: no validation configuration has a label (see the campaign's label table)")
-    name, lines = _labeller(spec)
+    name, lines, potential = _labeller(spec)
     notes = []
     missing = {key for key in ("B", "C", "P") if not data[key]}
     if missing:
@@ -103,7 +105,7 @@ def run_validation_study(item_id: int) -> None:
     workdir = campaign_dir(campaign_id) / STUDY_DIR
     report = train_and_validate({k: v for k, v in data.items() if v}, suite, params, workdir, reference=name,
                                 reference_lammps=lines, lattice_constant=_lattice_constant(campaign_id),
-                                notes=notes)
+                                notes=notes, reference_potential=potential)
     if spec.refinement:
         report.campaign_model_stage, report.campaign_model = _validate_campaign_model(campaign_id, spec, suite)
     write_study_json(report, workdir / "study.json")
