@@ -87,11 +87,11 @@ def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tup
 
 def final_model(session: Session, campaign_id: int) -> tuple[str, Path] | None:
     """The campaign's own MTP as refinement left it: (stage, absolute path), OTF's last model when OTF ran."""
-    for kind in (OTF, TRAINING):
+    for kind, key in ((OTF, "model_path"), (TRAINING, "path")):
         data = session.scalars(select(Artifact.data).where(
             Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == CAMPAIGN)).one_or_none()
-        if data and data.get("model_path" if kind == OTF else "path"):
-            return kind, Path(get_settings().data_dir) / data["model_path" if kind == OTF else "path"]
+        if data and data.get(key):
+            return kind, Path(get_settings().data_dir) / data[key]
     return None
 
 
