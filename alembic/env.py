@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from app.db.models import Base
-from app.db.session import engine_for
-from app.settings import get_settings
+from core.models import Base
+from core.session import engine_for
+from core.settings import get_settings
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url

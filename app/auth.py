@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiToken, User
+from core.models import ApiToken, User
 
 LOCAL_USER = "local"
 

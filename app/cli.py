@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.settings import get_settings
+from core.settings import get_settings
 from schemas import FieldError, SpecError, load_spec_text, parse_spec
 
 console = Console(stderr=True)
@@ -25,7 +25,7 @@ def _fail_spec(exc: SpecError) -> None:
 
 def _prepare_database() -> str:
     """Migrate the embedded SQLite file; a server database must be migrated by `db upgrade` first."""
-    from app.db.migrate import is_at_head, upgrade
+    from core.migrate import is_at_head, upgrade
 
     url = get_settings().resolved_database_url
     if url.startswith("sqlite"):
@@ -66,8 +66,8 @@ def _run_campaign(spec, progress: bool) -> tuple[int, bool]:  # type: ignore[no-
     url = _prepare_database()
 
     from app.auth import LOCAL_USER, get_or_create_user
-    from app.db.models import Campaign, Status
-    from app.db.session import session_scope
+    from core.models import Campaign, Status
+    from core.session import session_scope
     from app.services import submit_campaign
     from workers.dispatch import in_process
 
@@ -128,8 +128,8 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
         sys.exit(1)
     from sqlalchemy import select
 
-    from app.db.models import Artifact, Campaign
-    from app.db.session import session_scope
+    from core.models import Artifact, Campaign
+    from core.session import session_scope
     from mlip.study import study_table, write_study_json
     from schemas import StudyReport
     from workers.stages.study import CAMPAIGN, VALIDATION
@@ -154,8 +154,8 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
 def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
     """Resume a campaign of the embedded default in this process: only unfinished work runs."""
     url = _prepare_database()
-    from app.db.models import Campaign, Status
-    from app.db.session import session_scope
+    from core.models import Campaign, Status
+    from core.session import session_scope
     from app.services import resume_campaign
     from workers.dispatch import in_process
 
@@ -189,8 +189,8 @@ def _follow(campaign_id: int, show: bool) -> None:
 
 
 def _poll(campaign_id: int, show: bool) -> None:
-    from app.db.models import Campaign
-    from app.db.session import session_scope
+    from core.models import Campaign
+    from core.session import session_scope
 
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show, transient=False) as bars:
@@ -236,7 +236,7 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
                       "--out train.cfg   (or --format ace / extxyz)", highlight=False)
     from sqlalchemy import func, select
 
-    from app.db.models import Structure
+    from core.models import Structure
 
     per_stage = session.execute(
         select(Structure.stage, func.count()).where(Structure.campaign_id == campaign.id).group_by(Structure.stage)
@@ -416,8 +416,8 @@ def _write_export(session, campaign, fmt: str, out: Path, datasets, filters=None
 
 def _export_all(campaign_id: int, directory: Path) -> None:
     """`run --export DIR`: the labelled periodic cells (P) in every format, the paths printed."""
-    from app.db.models import Campaign
-    from app.db.session import session_scope
+    from core.models import Campaign
+    from core.session import session_scope
     from mlip import ExportError
 
     with session_scope() as session:
@@ -446,8 +446,8 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
            references: tuple[str, ...]) -> None:
     """Write the labelled training set of a campaign (B = your training file, P = PCC-GCMC cells)."""
     url = _prepare_database()
-    from app.db.models import Campaign
-    from app.db.session import session_scope
+    from core.models import Campaign
+    from core.session import session_scope
     from app.exports import ExportFilters, parse_datasets
 
     def write() -> dict:
@@ -531,11 +531,11 @@ def worker(queues: str, concurrency: int, loglevel: str) -> None:
         console.print(f"[red]error[/red]: --queues: unknown {unknown}; choose from {','.join(QUEUES)}")
         sys.exit(2)
     _prepare_database()
-    from app.db.session import get_engine
+    from core.session import get_engine
     from workers.tasks import celery_app
 
     # Celery forks its pool from this process: hand no open connection down (each child also drops
-    # what it inherits, app/db/session.py)
+    # what it inherits, core/session.py)
     get_engine().dispose()
     celery_app.worker_main(
         ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
@@ -550,8 +550,8 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply the Alembic migrations (the prestart step of a deployment)."""
-    from app.db.migrate import current_revision
-    from app.db.migrate import upgrade as alembic_upgrade
+    from core.migrate import current_revision
+    from core.migrate import upgrade as alembic_upgrade
 
     url = get_settings().resolved_database_url
     alembic_upgrade(url)
@@ -569,7 +569,7 @@ def token() -> None:
 def token_create(user_name: str, label: str) -> None:
     """Create a bearer token and print it (it is shown only once)."""
     from app.auth import create_token
-    from app.db.session import session_scope
+    from core.session import session_scope
 
     _prepare_database()
     with session_scope() as session:

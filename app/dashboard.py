@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.policy import public_text
-from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
+from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
 from workers.stages.study import VALIDATION  # the study's report, named CAMPAIGN_ARTIFACT
 
 CAMPAIGNS_PER_PAGE = 20
@@ -185,7 +185,7 @@ def _artifact(session: Session, campaign_id: int, kind: str, name: str) -> dict[
 
 
 def default_gamma_edges() -> list[float]:
-    from sampling.maxvol import DEFAULT_GAMMA_EDGES
+    from selection.maxvol import DEFAULT_GAMMA_EDGES
 
     return [float(e) for e in DEFAULT_GAMMA_EDGES]
 
@@ -194,7 +194,7 @@ def _environment_histogram(session: Session, campaign_id: int, selected_only: bo
     """gamma of the graded candidate environments, binned in SQL on the shared log edges.
 
     One pass over the rows, grouped by bin number floor(10 (log10 gamma + 2)) (the default edges: 10 per
-    decade from 1e-2); as in sampling.maxvol.log_histogram, values below the first edge count in the first
+    decade from 1e-2); as in selection.maxvol.log_histogram, values below the first edge count in the first
     bin and values above the last edge in the last. A database without log10 gets one conditional count
     per edge instead (same numbers, slower).
     """
@@ -253,7 +253,7 @@ def cached(session: Session, campaign_id: int, name: str, compute):  # type: ign
     any of them (resume) changes the key and the value is computed again."""
     from sqlalchemy.exc import IntegrityError
 
-    from app.db.session import session_factory
+    from core.session import session_factory
 
     key = _cache_key(session, campaign_id)
     if key is not None:
@@ -297,7 +297,7 @@ def _gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str,
         parts = session.scalars(select(Artifact.data).where(
             Artifact.campaign_id == campaign_id, Artifact.kind == GAMMA_HISTOGRAM)).all()
         if parts:
-            from sampling.maxvol import merge_histograms
+            from selection.maxvol import merge_histograms
 
             merged = merge_histograms(parts)
     if merged is not None:

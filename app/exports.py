@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign
+from core.models import Campaign
 from mlip import EXPORT_FORMATS, ExportError, write_dataset
 from schemas import CampaignSpec
 from workers.stages.labelling import labelled_basic_set, labelled_structures

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from app import spec_checks, ui
 from app.api import campaigns, health, uploads
 from app.api.deps import responses
-from app.settings import get_settings
+from core.settings import get_settings
 from schemas import CampaignSpec, SpecError
 from schemas.api import Health
 
@@ -39,7 +39,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
     in_process = get_settings().in_process
     if in_process:
-        from app.db.session import session_scope
+        from core.session import session_scope
         from app.services import recover_interrupted
 
         with session_scope() as session:

@@ -13,9 +13,9 @@ import sys
 import zlib
 from pathlib import Path
 
-from app.settings import get_settings
+from core.settings import get_settings
 from sampling.datasets import DatasetError, detect_format
-from sampling.potentials import PotentialError, bundled_potentials_dir
+from md.potentials import PotentialError, bundled_potentials_dir
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import UPLOAD_PREFIX, resolve_upload
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, Label, Status, Structure, User, WorkItem
-from app.settings import get_settings
+from core.models import Campaign, Label, Status, Structure, User, WorkItem
+from core.settings import get_settings
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import Limits, effective_budget, limit_errors
 from workers import pipeline

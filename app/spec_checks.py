@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.settings import get_settings
+from core.settings import get_settings
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import estimated_atoms
 from workers.dispatch import apply_dg_environment, dg_environment, exit_with_parent

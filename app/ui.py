@@ -28,10 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import dashboard
 from app.api.deps import PRINTABLE, CampaignId, LabelId, QueryText, SessionDep, StructureId, get_owned_campaign
 from app.auth import user_for_token
-from app.db.models import Campaign, Structure, User
-from app.db.storage import StructureStore
+from core.models import Campaign, Structure, User
+from core.storage import StructureStore
 from app.services import ConflictError, NotFoundError, retry_label
-from app.settings import get_settings
+from core.settings import get_settings
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "dg_session"

@@ -53,9 +53,9 @@ def _free_port() -> int:
 def _seed(n_structures: int) -> tuple[int, str]:
     """A campaign with n sampling structures (rows and environments), and a token."""
     from app.auth import create_token
-    from app.db.models import Artifact, Environment, Structure
+    from core.models import Artifact, Environment, Structure
     from workers.stages.sampling import TYPE_COUNTS
-    from app.db.session import session_scope
+    from core.session import session_scope
     from schemas import parse_spec
     from workers import pipeline
 
@@ -115,7 +115,7 @@ def main() -> None:
     os.environ.update(env)
     server = None
     try:
-        from app.db.migrate import upgrade
+        from core.migrate import upgrade
 
         upgrade(url)
         campaign_id, token = _seed(args.structures)
@@ -161,7 +161,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        from app.db.session import engine_for
+        from core.session import engine_for
 
         engine_for(url).dispose()
         with psycopg.connect(conninfo, autocommit=True) as connection:

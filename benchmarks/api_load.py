@@ -179,7 +179,7 @@ def run_phase(base_url: str, users: list[tuple[str, int]], seconds: float | None
 
 def _seed_users(n: int) -> list[str]:
     from app.auth import create_token
-    from app.db.session import session_scope
+    from core.session import session_scope
 
     with session_scope() as session:
         return [create_token(session, f"load-{i}") for i in range(n)]
@@ -209,12 +209,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     env = {"DG_DATABASE_URL": url, "DG_BROKER_URL": REDIS_URL, "DG_DATA_DIR": data_dir}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     server = None
     try:
-        from app.db.migrate import upgrade
+        from core.migrate import upgrade
 
         upgrade(url)
         tokens = _seed_users(args.users)
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
-        from app.db.session import engine_for
+        from core.session import engine_for
 
         engine_for(url).dispose()
         with psycopg.connect(conninfo, autocommit=True) as connection:

@@ -52,9 +52,9 @@ def _seed_campaign(session, owner_id: int, name: str, n: int, n_labels: int, n_c
     import numpy as np
     from sqlalchemy import insert, select
 
-    from app.db.models import (Artifact, Campaign, Environment, Label, StageRun, Status, Structure, WorkItem,
+    from core.models import (Artifact, Campaign, Environment, Label, StageRun, Status, Structure, WorkItem,
                                utcnow)
-    from sampling.maxvol import log_histogram, merge_histograms
+    from selection.maxvol import log_histogram, merge_histograms
 
     now = utcnow()
     campaign = Campaign(owner_id=owner_id, name=name, element="W", spec={"name": name}, status=Status.succeeded,
@@ -122,10 +122,10 @@ def seed(database_url: str, data_dir: Path, large: bool, structures: int = 10_00
     from sqlalchemy import select
 
     from app.auth import create_token, get_or_create_user
-    from app.db.migrate import upgrade
-    from app.db.models import Structure
-    from app.db.session import session_scope
-    from app.db.storage import StructureStore
+    from core.migrate import upgrade
+    from core.models import Structure
+    from core.session import session_scope
+    from core.storage import StructureStore
 
     rng = random.Random(1 if large else 0)
     atoms = bulk("W", "bcc", a=3.165, cubic=True).repeat((5, 5, 5))
@@ -239,7 +239,7 @@ def main() -> None:
     if database:
         import psycopg
 
-        from app.db.session import engine_for
+        from core.session import engine_for
 
         engine_for(url).dispose()
         with psycopg.connect(conninfo, autocommit=True) as connection:

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from pcc_gcmc import GCMCParams, reconstruct  # noqa: E402
 from pcc_gcmc.examples import lattice, perfect_sphere_cluster, screw_line_cluster  # noqa: E402
-from sampling.potentials import load_potential  # noqa: E402
+from md.potentials import load_potential  # noqa: E402
 
 POTENTIAL = "W_zhou.eam.alloy"
 TOLERANCE = 0.01  # eV/atom: the fast variant's best must be within this of the full grid's

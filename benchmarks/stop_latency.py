@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sampling.builders import bulk_crystal  # noqa: E402
-from sampling.lammps_engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped  # noqa: E402
-from sampling.potentials import load_potential  # noqa: E402
+from md.engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped  # noqa: E402
+from md.potentials import load_potential  # noqa: E402
 
 A0 = 3.165  # EAM Zhou W
 MD = ["velocity all create 300.0 4928459 dist gaussian", "fix integrate all nve"]

@@ -30,7 +30,7 @@ def settings_reference(settings: DFTSettings):  # type: ignore[no-untyped-def]
 
 
 def calculate(atoms, settings: DFTSettings, settings_hash: str) -> LabelResult:
-    from sampling.lammps_engine import LammpsSystem, lammps_version
+    from md.engine import LammpsSystem, lammps_version
 
     reference = settings_reference(settings)
     missing = sorted(set(atoms.get_chemical_symbols()) - set(reference.elements))

@@ -4,7 +4,7 @@ A reference is named in a spec as ``labelling.reference`` (schema: :mod:`schemas
 
 - a bundled potential name (``W_zhou.eam.alloy``, ``WL.meam``, ``W_2940_2017_2.snap``), a path, or
   ``uploaded:<sha256>`` of a potential file: ``*.eam``, ``*.eam.alloy``, ``*.eam.fs``, ``*.meam`` (with its
-  library, as :func:`sampling.potentials.load_potential` finds it), a SNAP include file ``*.snap`` (its
+  library, as :func:`md.potentials.load_potential` finds it), a SNAP include file ``*.snap`` (its
   ``pair_style`` / ``pair_coeff`` lines are read, e.g. ``hybrid/overlay zbl 4.0 4.8 snap`` for the W SNAP), or a
   ``*.snapcoeff`` (with the ``.snapparam`` beside it, and the ZBL overlay of a ``.snap`` include of the same
   stem when there is one);
@@ -28,7 +28,7 @@ from typing import Any
 
 from ase.data import atomic_numbers
 
-from sampling.potentials import Potential, PotentialError, bundled_potentials_dir, load_potential
+from md.potentials import Potential, PotentialError, bundled_potentials_dir, load_potential
 
 __all__ = [
     "ALLOWED_PAIR_STYLES",
@@ -231,7 +231,7 @@ class ReferencePotential:
                 *(f"pair_coeff {substitute(line.split())}" for line in self.pair_coeff)]
 
     def potential(self) -> Potential:
-        """As a :class:`sampling.potentials.Potential` for :class:`sampling.lammps_engine.LammpsSystem` (pass
+        """As a :class:`md.potentials.Potential` for :class:`md.engine.LammpsSystem` (pass
         ``species=elements``)."""
         return _FixedLines(self.name, self.kind, tuple(Path(p) for _, p in self.paths), self.elements, (),
                            tuple(self.lammps_lines()))
@@ -264,7 +264,7 @@ def _files_record(paths: Sequence[Path], field: str) -> tuple[tuple[tuple[str, s
 
 
 def _from_loaded(potential: Potential) -> ReferencePotential:
-    """An eam/meam :class:`Potential` (sampling.potentials) as a reference: types = its elements."""
+    """An eam/meam :class:`Potential` (md.potentials) as a reference: types = its elements."""
     elements = tuple(potential.elements)
     lines = potential.pair_commands(elements)
     names = {str(p): p.name for p in potential.files}
@@ -486,7 +486,7 @@ def default_reference(model_family: str, element: str) -> str:
     with ``library.meam``), else a bundled EAM/MEAM of the element; other models: the DFT-fitted W SNAP with ZBL
     (``W_2940_2017_2.snap``), else a bundled SNAP of the element, else a bundled EAM/MEAM. ValueError when no
     bundled potential fits."""
-    from sampling.potentials import bundled_potentials_for
+    from md.potentials import bundled_potentials_for
 
     family = model_family.lower()
     if element not in atomic_numbers:

@@ -13,8 +13,8 @@ the members' force vectors from their mean. Units eV/A.
 The members differ only in ``seed`` (:func:`mlip.train.train_mtp`: the random start of motep's
 initialisation); forces come from motep's ASE calculator (:func:`mlip.train.evaluate`).
 :func:`sigma_histogram` bins sigma_F on log-spaced edges (as the gamma histograms,
-:func:`sampling.maxvol.log_histogram`), JSON-ready for the dashboard; histograms with the default edges
-add up with :func:`sampling.maxvol.merge_histograms`.
+:func:`selection.maxvol.log_histogram`), JSON-ready for the dashboard; histograms with the default edges
+add up with :func:`selection.maxvol.merge_histograms`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def sigma_histogram(sigma: np.ndarray | Sequence[float], bins: np.ndarray | None
     number of atoms. Keys: ``edges``, ``counts``, ``n``, ``sigma_max``, ``sigma_mean``, ``below``,
     ``above``, ``units``.
     """
-    from sampling.maxvol import log_histogram
+    from selection.maxvol import log_histogram
 
     sigma = np.asarray(sigma, dtype=float).ravel()
     if np.any(sigma < 0):

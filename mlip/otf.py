@@ -6,21 +6,21 @@ One iteration (:func:`run_otf`):
    every target (:class:`MDTarget`: a structure, a temperature, a number of steps; Langevin or
    Berendsen NVT through ASE).
 2. **Grades** every ``check_every`` steps (and at step 0): the per-atom extrapolation grade gamma with
-   the selection stage's own MaxVol code: the basis is :class:`sampling.bases.MtpBasis` of the model
-   being run (``sampling.bases.make_basis("mtp", ...)``; rows = motep's per-atom Jacobian of the site
+   the selection stage's own MaxVol code: the basis is :class:`selection.bases.MtpBasis` of the model
+   being run (``selection.bases.make_basis("mtp", ...)``; rows = motep's per-atom Jacobian of the site
    energy with respect to the linear MTP coefficients, the moments of the trained radial functions),
-   the active set is :func:`sampling.selection.training_active_set` over every atom of the current
-   training set, grades come from :func:`sampling.selection.grade_atoms` (``maxvol.grades``). The MTP
+   the active set is :func:`selection.grading.training_active_set` over every atom of the current
+   training set, grades come from :func:`selection.grading.grade_atoms` (``maxvol.grades``). The MTP
    basis works with models trained by :func:`mlip.train.train_mtp` (legacy-layout files), so the
    project's default SNAP basis is not used here; since the moments depend on the radial
    coefficients, the active set is rebuilt after every retraining. A snapshot whose gamma_max exceeds
    ``gamma_break`` stops its run (the paper's gamma_break = 10); atoms above ``gamma_select`` (2) are
    collected with their snapshot.
-3. **Selection** among the collected atoms: greedy D-optimal :func:`sampling.selection.select_environments`
+3. **Selection** among the collected atoms: greedy D-optimal :func:`selection.grading.select_environments`
    (the same ``select_add`` as stage 2), so an environment repeated over many snapshots (the same
    vacancy neighbour) is added once; at most ``max_new`` per iteration.
 4. **Cut -> PCC-GCMC -> label**: one sphere of ``cluster_radius`` per selected atom
-   (:func:`sampling.clusters.cut_clusters`, one per atom), rebuilt as a periodic cell with the
+   (:func:`selection.clusters.cut_clusters`, one per atom), rebuilt as a periodic cell with the
    selected atom's environment within ``gcmc.core_radius`` fixed (:func:`pcc_gcmc.reconstruct`),
    labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos)
    under the ledger's retry policy (:func:`labelling.ledger.run_attempts`).
@@ -172,7 +172,7 @@ class OTFRun:
     gamma_max: list[float]
     n_candidates: int  # atoms above gamma_select, summed over snapshots
     wall_time_s: float
-    gamma_histogram: dict[str, Any] | None = None  # every graded atom of every snapshot (sampling.maxvol.log_histogram)
+    gamma_histogram: dict[str, Any] | None = None  # every graded atom of every snapshot (selection.maxvol.log_histogram)
 
     @property
     def completed(self) -> bool:
@@ -342,8 +342,8 @@ def grade_run(
     from ase.md.nvtberendsen import NVTBerendsen
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    from sampling.maxvol import log_histogram, merge_histograms
-    from sampling.selection import grade_atoms
+    from selection.maxvol import log_histogram, merge_histograms
+    from selection.grading import grade_atoms
 
     started = time.perf_counter()
     atoms = Atoms(target.atoms.numbers, positions=target.atoms.positions, cell=target.atoms.cell,
@@ -420,7 +420,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
     jobs; returns labelled cells, failures, timing and the number of label jobs started."""
     from labelling.ledger import new_record, run_attempts
     from pcc_gcmc import ReconstructionError, reconstruct
-    from sampling.clusters import cut_clusters
+    from selection.clusters import cut_clusters
 
     params = settings.gcmc_params()
     added, failures = [], []
@@ -482,8 +482,8 @@ def run_otf(
     ``on_iteration(record, added)``: called after every iteration with its record and its labelled new
     cells, also for the iterations a resumed call reads back, so a caller's own store can catch up.
     """
-    from sampling.bases import make_basis
-    from sampling.selection import select_environments, training_active_set
+    from selection.bases import make_basis
+    from selection.grading import select_environments, training_active_set
 
     from .train import _species_of
 

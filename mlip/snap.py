@@ -13,7 +13,7 @@ Rows (:func:`snap_rows`)
     with LAMMPS's own nktv2p). A constant column per element type is put in front (energy row: the number
     of atoms of that type; force and virial rows: 0): with ``bzeroflag 0`` these rows reproduce
     ``pair_style snap`` to round-off (checked by the round-trip tests). Triclinic cells are rotated into
-    LAMMPS's frame by :class:`sampling.lammps_engine.LammpsSystem`; force and virial rows are rotated back.
+    LAMMPS's frame by :class:`md.engine.LammpsSystem`; force and virial rows are rotated back.
 
 Loss (the weights of MLIP and motep, which trains this project's MTPs)
     L(beta) = 1/n_c sum_c [ w_E ((E_c(beta) - E_c) / N_c)^2
@@ -87,8 +87,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.data import atomic_numbers
 from pydantic import ValidationError
 
-from sampling.bases import bispectrum_count
-from sampling.potentials import Potential, PotentialError
+from selection.bases import bispectrum_count
+from md.potentials import Potential, PotentialError
 from schemas.training import SnapReference, SnapTrainingParams
 
 from .train import SIDE_CAR, TrainedModel, TrainingFailed, TrainingInputError, _check_set, _species_of, rmse
@@ -249,7 +249,7 @@ class SnapRows:
 def _rows_from_lammps(atoms: Atoms, params: SnapTrainingParams, species: tuple[str, ...]) -> SnapRows:
     import lammps
 
-    from sampling.lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     work = _lammps_ready(atoms, _cutoff(params, species))
     n = len(work)
@@ -622,7 +622,7 @@ class SnapFiles:
         return _model_lines(self.coeff_path.resolve(), self.param_path.resolve(), self.elements, self.reference)
 
     def potential(self) -> Potential:
-        """The model as a :class:`sampling.potentials.Potential` (LAMMPS types = ``elements`` in order)."""
+        """The model as a :class:`md.potentials.Potential` (LAMMPS types = ``elements`` in order)."""
         style, coeffs = self.pair_lines()
         lines = (f"pair_style {style}", *(f"pair_coeff {line}" for line in coeffs))
         return _PairLines(self.coeff_path.stem, "snap", (self.coeff_path.resolve(), self.param_path.resolve()),
@@ -773,7 +773,7 @@ def _files_of(model: SnapModel | SnapFiles | str | os.PathLike) -> SnapFiles:
 
 
 def _evaluate_one(files: SnapFiles, atoms: Atoms, want_stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
-    from sampling.lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     work = _lammps_ready(atoms, files.cutoff)
     with LammpsSystem(work, files.potential(), species=files.elements) as system:
@@ -783,7 +783,7 @@ def _evaluate_one(files: SnapFiles, atoms: Atoms, want_stress: bool) -> tuple[fl
         if want_stress and np.all(atoms.pbc):
             import lammps
 
-            from sampling.lammps_engine import BAR_TO_EV_PER_A3
+            from md.engine import BAR_TO_EV_PER_A3
 
             pressure = system.lmp.numpy.extract_compute("virial_pressure", lammps.LMP_STYLE_GLOBAL,
                                                         lammps.LMP_TYPE_VECTOR)
@@ -960,7 +960,7 @@ def train_snap(
     if not np.all(np.isfinite(coefficients)):
         raise TrainingInputError("train", "the fit gave non-finite coefficients (labels with NaN/inf?)")
 
-    from sampling.lammps_engine import lammps_version
+    from md.engine import lammps_version
 
     engine = f"LAMMPS {lammps_version()} compute snap + numpy {np.__version__}"
     kind = "quadratic" if params.quadratic else "linear"

@@ -122,7 +122,7 @@ def build_study_suite(params: StudyParams, timings: dict[str, float] | None = No
                                                                                             float]:
     """The study's validation configurations per scenario (unlabelled, per-atom ``defect`` mask, built by MD with
     the sampling potential at its own lattice constant) and that lattice constant (A)."""
-    from sampling.potentials import load_potential
+    from md.potentials import load_potential
     from sampling.properties import relax_lattice_constant
 
     from .validation import build_suite
@@ -215,7 +215,7 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
     properties are compared with the reference's.
 
     A campaign's ``validation`` stage calls this with its ledger labels (``reference``: what labelled them)."""
-    from sampling.selection import training_active_set
+    from selection.grading import training_active_set
 
     from .snap import train_snap
     from .validation import defect_properties, validate
@@ -361,7 +361,7 @@ def _gamma_basis(params: StudyParams):
     """The models' own linear bispectrum rows (their 2J, rcutfac, rfac0, rmin0, radius): MLIP-3's principle, the
     model's basis grades it. Quadratic models are graded in the same linear rows: their 55 + 1540 columns exceed the
     atoms of a small training set, so a MaxVol active set of them would not exist."""
-    from sampling.bases import SnapBasis
+    from selection.bases import SnapBasis
 
     snap = params.snap
     radius = (snap.radii or {}).get(params.element, 0.5)

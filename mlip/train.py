@@ -25,7 +25,7 @@ MTP (:func:`train_mtp`)
     reader (which needs the count to parse the block) fails with ``KeyError: 'radial_funcs_count'``;
     the legacy layout (flat ``min_dist``/``max_dist``/``radial_basis_size``/``radial_funcs_count``
     before the coefficients) is the MLIP-2/MLIP-3 layout, which motep's reader, MLIP-3 and
-    :class:`sampling.bases.MtpBasis` read. Every trained file is read back before it is reported.
+    :class:`selection.bases.MtpBasis` read. Every trained file is read back before it is reported.
 
 MLIP-3 (:func:`train_mlip3`)
     The user's ``mlp`` binary (``mlp=`` or ``DG_MLP_BINARY``): the command lines are templates

@@ -9,7 +9,7 @@ Three pure steps and a convenience wrapper:
   ``info`` with ``scenario``, ``label`` and the suite's metadata. Seeds are derived from ``params.seed``
   (default 20250118, disjoint from a campaign's 12345) per scenario and structure.
 - :func:`label_configurations` ``(configs, reference) -> labelled``: energies and forces of a reference
-  ("teacher"): a LAMMPS :class:`sampling.potentials.Potential` (EAM, MEAM, or ``SnapFiles.potential()``),
+  ("teacher"): a LAMMPS :class:`md.potentials.Potential` (EAM, MEAM, or ``SnapFiles.potential()``),
   an ASE calculator, or a callable ``atoms -> (energy eV, forces eV/A)``; the labels are frozen in a
   ``SinglePointCalculator``.
 - :func:`validate` ``(model, labelled, basis=None, active_set=None) -> ValidationReport``: per scenario the
@@ -42,7 +42,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from sampling.builders import (bicrystal, bulk_crystal, dislocation_loop, polycrystal, single_crystal, slab)
-from sampling.potentials import Potential, PotentialError
+from md.potentials import Potential, PotentialError
 from sampling.protocols import execute, program_for
 from schemas.validation import (PARITY_POINTS, GammaSummary, ParitySample, PropertyComparison, PropertySettings,
                                 ScenarioErrors, ValidationReport, ValidationSuiteParams)
@@ -78,7 +78,7 @@ _INFO_KEYS = ("step", "temperature", "strain", "indenter_depth", "protocol", "cr
 
 def lammps_energy_forces(potential: Potential, atoms: Atoms, threads: int = 1) -> tuple[float, np.ndarray]:
     """Energy (eV) and forces (N x 3, eV/A, input order and frame) of ``atoms`` with a LAMMPS potential."""
-    from sampling.lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     with LammpsSystem(work, potential, threads=threads, species=tuple(potential.elements)) as system:
@@ -264,11 +264,11 @@ def _mtp_evaluator(path: Path, species: tuple[str, ...]) -> Evaluator:
 
 
 def load_reference(name: str | os.PathLike, threads: int = 1) -> Evaluator:
-    """A reference ("teacher") potential by bundled name or path: EAM / MEAM files (``sampling.potentials``),
+    """A reference ("teacher") potential by bundled name or path: EAM / MEAM files (``md.potentials``),
     SNAP include files (``.snap``, e.g. ``W_2940_2017_2.snap``) or ``.snapcoeff`` (with its ``.snapparam``).
     Checked by one LAMMPS evaluation of a small bcc cell of its first element (LAMMPS's refusal raises
-    :class:`sampling.potentials.PotentialError`)."""
-    from sampling.potentials import bundled_potentials_dir, load_potential
+    :class:`md.potentials.PotentialError`)."""
+    from md.potentials import bundled_potentials_dir, load_potential
 
     from .snap import read_snap
 
@@ -496,10 +496,10 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
              training: Sequence[Atoms] | None = None, name: str | None = None) -> ValidationReport:
     """Errors of ``model`` (anything :func:`as_evaluator` takes) against the labels of each scenario.
 
-    With ``basis`` (a :class:`sampling.bases.Basis`), gamma of every atom against ``active_set`` (or the MaxVol
+    With ``basis`` (a :class:`selection.bases.Basis`), gamma of every atom against ``active_set`` (or the MaxVol
     active set of ``training``, built here) is summarised per scenario: gamma_max, fractions above 1, 2, 10.
     """
-    from sampling.selection import gamma_summary, grade_atoms, training_active_set
+    from selection.grading import gamma_summary, grade_atoms, training_active_set
 
     evaluator = as_evaluator(model, name)
     if basis is not None and active_set is None:
@@ -583,7 +583,7 @@ def _parity(reference_forces: list[np.ndarray], df: np.ndarray, mask: np.ndarray
 
 
 def _minimised_energy(potential: Potential, atoms: Atoms, relax_z: bool = False) -> tuple[float, np.ndarray]:
-    from sampling.lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     with LammpsSystem(atoms, potential, species=tuple(potential.elements)) as system:
         system.commands(["min_style cg"])
@@ -891,7 +891,7 @@ def validate_command(model_path: str | os.PathLike, reference: str | None = None
     --reference, --suite, --sampling-potential, --element, --seed, --train)."""
     from pydantic import ValidationError
 
-    from sampling.potentials import check_element, load_potential
+    from md.potentials import check_element, load_potential
     from schemas.validation import SUITES, suite_params
 
     if suite not in SUITES:
@@ -939,7 +939,7 @@ def validate_command(model_path: str | os.PathLike, reference: str | None = None
     params.properties.enabled = bool(properties)
     basis = training = None
     if train is not None:
-        from sampling.bases import SnapBasis
+        from selection.bases import SnapBasis
         from sampling.datasets import read_dataset
 
         try:

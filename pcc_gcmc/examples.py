@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from sampling.potentials import Potential, load_potential
+from md.potentials import Potential, load_potential
 
 __all__ = ["W_ELASTIC", "lattice", "perfect_sphere_cluster", "screw_line_cluster"]
 
@@ -35,10 +35,10 @@ def lattice(potential: Potential | str = "W_zhou.eam.alloy", element: str = "W")
 def perfect_sphere_cluster(
     potential: Potential | str = "W_zhou.eam.alloy", radius: float = 8.0, a: float | None = None
 ) -> Any:
-    """A ``radius`` sphere of perfect bcc W around an atom (a sampling.clusters.Cluster; ``.atoms`` flags the centre)."""
+    """A ``radius`` sphere of perfect bcc W around an atom (a selection.clusters.Cluster; ``.atoms`` flags the centre)."""
     from ase.build import bulk
 
-    from sampling.clusters import cut_clusters
+    from selection.clusters import cut_clusters
 
     if a is None:
         a, _ = lattice(potential)
@@ -52,7 +52,7 @@ def screw_line_cluster(
 ) -> Atoms:
     """``radius`` around a relaxed 1/2<111> screw dislocation core in W, periodic along the line (z)."""
     from sampling.builders import screw_dislocation
-    from sampling.lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     potential = _potential(potential)
     if a is None:

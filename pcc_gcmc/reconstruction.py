@@ -58,7 +58,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms
 
-from sampling.potentials import Potential, PotentialError, check_element, load_potential
+from md.potentials import Potential, PotentialError, check_element, load_potential
 
 from .params import GCMCParams
 
@@ -272,7 +272,7 @@ def min_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
 
 
 def _cluster_atoms(cluster: Any) -> tuple[Atoms, float | None]:
-    """ase.Atoms of a sampling.clusters.Cluster or Atoms, and the cut radius if known."""
+    """ase.Atoms of a selection.clusters.Cluster or Atoms, and the cut radius if known."""
     if isinstance(cluster, Atoms):
         radius = cluster.info.get("cut_radius")
         return cluster, float(radius) if radius is not None else None
@@ -280,7 +280,7 @@ def _cluster_atoms(cluster: Any) -> tuple[Atoms, float | None]:
     if isinstance(atoms, Atoms):
         radius = getattr(cluster, "radius", None)
         return atoms, float(radius) if radius is not None else None
-    raise TypeError(f"cluster must be an ase.Atoms or a sampling.clusters.Cluster, got {type(cluster).__name__}")
+    raise TypeError(f"cluster must be an ase.Atoms or a selection.clusters.Cluster, got {type(cluster).__name__}")
 
 
 def _centre_index(atoms: Atoms) -> int:
@@ -386,7 +386,7 @@ def prepare_payload(
     if periodic.all():
         raise ReconstructionError(
             "the structure is periodic along all three axes: PCC-GCMC takes a cluster cut from it "
-            "(pbc False at least on one axis; `defect-genome select` or sampling.clusters.cut_clusters cut one)"
+            "(pbc False at least on one axis; `defect-genome select` or selection.clusters.cut_clusters cut one)"
         )
     relative = _relative(atoms.positions, atoms.positions[centre_index], periodic, period)
     nn = _nearest_neighbour_distance(relative[core] if core.sum() > 1 else relative)
@@ -607,7 +607,7 @@ def run_candidate(
 
     Never raises for a LAMMPS failure: the result has status ``failed`` and the message. With
     ``stop_file``, LAMMPS stops within a fraction of a second (the current MD step and GCMC invocation)
-    of that file appearing and this raises :class:`sampling.lammps_engine.Stopped`; without the file the
+    of that file appearing and this raises :class:`md.engine.Stopped`; without the file the
     result is the same as without ``stop_file``. Picklable
     arguments and result (plain data), so it can run in a process pool or a Celery task. The result
     records where the time went: ``time_setup_s``, ``time_gcmc_s``, ``time_minimize_s`` (their sum is at
@@ -644,7 +644,7 @@ def _run_box(
     stop_file: Path | None = None,
 ) -> CandidateResult:
     """:func:`run_candidate`'s one run; ``wall``: the core wall on, seeded and inserted atoms beyond it."""
-    from sampling.lammps_engine import LammpsSystem, Stopped
+    from md.engine import LammpsSystem, Stopped
 
     if stop_file is not None and stop_file.exists():
         raise Stopped(f"stop file {stop_file} exists: box {box.tolist()} not started")
@@ -973,7 +973,7 @@ def reconstruct(
     executor: Executor | None = None,
     max_workers: int = 2,
 ) -> Reconstruction:
-    """Periodic reconstruction of ``cluster`` (ase.Atoms or sampling.clusters.Cluster) by PCC-GCMC.
+    """Periodic reconstruction of ``cluster`` (ase.Atoms or selection.clusters.Cluster) by PCC-GCMC.
 
     ``core_mask``: atoms kept fixed (default: within ``params.core_radius`` of the centre atom).
     Candidates run through ``executor`` if given (its ``map``), else in a spawn-started process pool

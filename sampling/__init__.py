@@ -1,7 +1,6 @@
-"""Sampling of defect environments with classical potentials in LAMMPS.
+"""Sampling (paper stage 1): starting structures, loading protocols in LAMMPS, defect detection (CNA).
 
-Modules: ``potentials`` (EAM/MEAM files), ``lammps_engine`` (a LAMMPS instance
-holding an ase.Atoms), ``builders`` (starting structures), ``defects`` (CNA
-classification), ``properties`` (lattice constant, cohesive energy) and
-``protocols`` (MD protocols streaming snapshots).
+Modules: ``builders`` and ``structures`` (starting structures), ``protocols`` (MD loadings streaming
+snapshots), ``defects`` (adaptive CNA), ``datasets`` (dataset B and the SOAP map), ``mlip_formats``.
+The LAMMPS engine and the classical potentials are in :mod:`md`.
 """

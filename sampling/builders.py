@@ -23,7 +23,7 @@ from ase.build import bulk
 from ase.data import atomic_numbers
 
 if TYPE_CHECKING:
-    from .potentials import Potential
+    from md.potentials import Potential
 
 __all__ = [
     "LATTICES",

@@ -28,7 +28,7 @@ from ase.build import bcc100, bcc110, bcc111, bulk, fcc100, fcc110, fcc111
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
 
-from .mlip_formats import read_cfg
+from sampling.mlip_formats import read_cfg
 
 __all__ = [
     "DatasetError",
@@ -297,7 +297,7 @@ def sigma5_grain_boundary(element: str, lattice: str, a: float, min_width: float
 
 
 def _relax(atoms: Atoms, potential, fix_cell: bool = True) -> Atoms:
-    from .lammps_engine import LammpsSystem
+    from md.engine import LammpsSystem
 
     with LammpsSystem(atoms, potential) as system:
         system.commands(["min_style cg", "minimize 1.0e-10 1.0e-6 2000 20000"])
@@ -325,7 +325,7 @@ def basic_dataset(
     standard deviation ``rattle`` A, two seeds each); a vacancy; a
     self-interstitial dumbbell (<111> bcc, <100> fcc); (100), (110), (111)
     slabs with ``vacuum`` A of vacuum; a Sigma5 (310)[001] tilt boundary
-    bicrystal. With ``potential`` (an EAM/MEAM :class:`~sampling.potentials.Potential`)
+    bicrystal. With ``potential`` (an EAM/MEAM :class:`~md.potentials.Potential`)
     the defect cells (vacancy, interstitial, surfaces, GB) are relaxed at fixed
     cell; without it they are unrelaxed and rattled by 0.02 A. ``seed`` fixes
     all random displacements.
@@ -339,7 +339,7 @@ def basic_dataset(
     if not a > 0:
         raise DatasetError(f"lattice constant must be positive, got {a}")
     if potential is not None:
-        from .potentials import check_element
+        from md.potentials import check_element
 
         check_element(potential, element)
     rng = np.random.default_rng(seed)

@@ -39,7 +39,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from ase import Atoms
 
-from .lammps_engine import (
+from md.engine import (
     ANALYSIS_COMMANDS,
     SETTINGS_COMMANDS,
     LammpsError,
@@ -47,7 +47,7 @@ from .lammps_engine import (
     LammpsSystem,
     boundary_command,
 )
-from .potentials import Potential
+from md.potentials import Potential
 from .protocols import Program, Snapshot, SnapshotPoint, make_snapshot, program_for
 
 __all__ = [

@@ -9,8 +9,8 @@ from ase import Atoms
 from ase.data import atomic_numbers, reference_states
 
 from .builders import LATTICES, bulk_crystal
-from .lammps_engine import LammpsSystem
-from .potentials import Potential, check_element
+from md.engine import LammpsSystem
+from md.potentials import Potential, check_element
 
 __all__ = [
     "relax_lattice_constant",

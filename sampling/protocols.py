@@ -39,8 +39,8 @@ import numpy as np
 from ase import Atoms
 
 from .defects import classify_atoms, cna_cutoff, count_structure_types, defect_mask
-from .lammps_engine import LammpsSystem, Stopped, _lammps_frame
-from .potentials import Potential, check_element
+from md.engine import LammpsSystem, Stopped, _lammps_frame
+from md.potentials import Potential, check_element
 
 __all__ = [
     "Snapshot",

@@ -28,7 +28,7 @@ from .builders import (
     single_crystal,
     slab,
 )
-from .potentials import Potential
+from md.potentials import Potential
 from .properties import elastic_constants
 
 

@@ -41,7 +41,7 @@ class Limits:
 
     @classmethod
     def of(cls, settings: Any) -> Limits:
-        """The server's limits from app.settings.Settings (or anything with the same attributes)."""
+        """The server's limits from core.settings.Settings (or anything with the same attributes)."""
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 

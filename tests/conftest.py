@@ -27,7 +27,7 @@ def postgres_server_url() -> Iterator[str]:
         connection.execute(f'CREATE DATABASE "{name}"')
     url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg", database=name)
     yield url.render_as_string(hide_password=False)
-    from app.db.session import engine_for
+    from core.session import engine_for
 
     engine_for(url.render_as_string(hide_password=False)).dispose()
     with psycopg.connect(_admin_conninfo(), autocommit=True) as connection:
@@ -46,8 +46,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> dict[str, str]:
     """DG_ settings for one test: its own data dir and migrated database, tasks in-process."""
-    from app.db.migrate import upgrade
-    from app.settings import get_settings
+    from core.migrate import upgrade
+    from core.settings import get_settings
 
     values = {
         "DG_DATA_DIR": str(tmp_path / "data"),
@@ -70,7 +70,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> d
 @pytest.fixture
 def broker(env, monkeypatch):
     """An API node: DG_BROKER_URL on the test Redis database with no worker consuming it; flushed after."""
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DG_BROKER_URL", REDIS_URL)
     get_settings.cache_clear()
@@ -82,7 +82,7 @@ def broker(env, monkeypatch):
 @pytest.fixture
 def tokens(env: dict[str, str]) -> dict[str, str]:
     from app.auth import create_token
-    from app.db.session import session_scope
+    from core.session import session_scope
 
     with session_scope() as session:
         return {"alice": create_token(session, "alice"), "bob": create_token(session, "bob")}

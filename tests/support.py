@@ -14,7 +14,7 @@ REDIS_URL = os.environ.get("DG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 def reset_postgres(url: str) -> None:
     from sqlalchemy import text
 
-    from app.db.session import engine_for
+    from core.session import engine_for
 
     with engine_for(url).begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
@@ -48,8 +48,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
 
 def wait_for_campaign(campaign_id: int, timeout: float, interval: float = 0.2, what: str | None = None):
     """The campaign once it has finished (any final status), re-read from the database until ``timeout`` s."""
-    from app.db.models import Campaign
-    from app.db.session import session_scope
+    from core.models import Campaign
+    from core.session import session_scope
 
     def finished():
         with session_scope() as session:

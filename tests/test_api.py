@@ -8,8 +8,8 @@ import pytest
 import yaml
 from support import TINY_SPEC, wait_for
 
-from app.db.models import Campaign, Structure
-from app.db.session import session_scope
+from core.models import Campaign, Structure
+from core.session import session_scope
 
 
 def _auth(token: str) -> dict[str, str]:

@@ -16,8 +16,8 @@ import pytest
 from support import wait_for
 
 from app.auth import get_or_create_user
-from app.db.models import Campaign, Status, WorkItem
-from app.db.session import session_scope
+from core.models import Campaign, Status, WorkItem
+from core.session import session_scope
 from app.services import cancel_campaign, resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers.dispatch import in_process

@@ -14,16 +14,16 @@ import redis
 from sqlalchemy import func, select
 from support import REDIS_URL, TINY_SPEC, reset_postgres, wait_for, wait_for_campaign
 
-from app.db.models import Status, Structure, WorkItem
-from app.db.session import session_scope
+from core.models import Status, Structure, WorkItem
+from core.session import session_scope
 
 LEASE_TIMEOUT = 5  # s; a dead worker's item is sent again this long after its last heartbeat
 
 
 @pytest.fixture
 def broker_env(monkeypatch, tmp_path, postgres_server_url):
-    from app.db.migrate import upgrade
-    from app.settings import get_settings
+    from core.migrate import upgrade
+    from core.settings import get_settings
 
     reset_postgres(postgres_server_url)
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -122,7 +122,7 @@ def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from app.db.models import Label, Status
+    from core.models import Label, Status
     from app.services import submit_campaign
     from schemas import parse_spec
 
@@ -168,7 +168,7 @@ def test_workers_with_two_pool_processes_on_every_queue_run_a_campaign(broker_en
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from app.db.models import Label, Status
+    from core.models import Label, Status
     from app.services import submit_campaign
     from schemas import parse_spec
 
@@ -288,7 +288,7 @@ def test_campaign_survives_workers_killed_at_random(broker_env, tmp_path):
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from app.db.models import Artifact, Campaign, Label
+    from core.models import Artifact, Campaign, Label
     from app.services import submit_campaign
     from schemas import parse_spec
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from support import TINY_SPEC, write_bulk_training_set
 
-from app.db.migrate import is_at_head
+from core.migrate import is_at_head
 
 
 def _cli(*args: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -76,7 +76,7 @@ def test_token_create_prints_a_working_token(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DG_DATABASE_URL", raising=False)

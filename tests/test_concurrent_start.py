@@ -25,7 +25,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from support import reset_postgres
 
-from app.db.migrate import head_revision, sqlite_lock_path
+from core.migrate import head_revision, sqlite_lock_path
 
 ONE_SNAPSHOT = {
     "name": "first-start", "element": "W", "lattice": "bcc", "lattice_constant": 3.165,
@@ -100,8 +100,8 @@ def test_get_or_create_user_from_many_sessions_at_once_gives_one_user(env):
     from sqlalchemy import func, select
 
     from app.auth import get_or_create_user
-    from app.db.models import User
-    from app.db.session import session_scope
+    from core.models import User
+    from core.session import session_scope
 
     sessions = 8
     for round_ in range(20):

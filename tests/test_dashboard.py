@@ -15,8 +15,8 @@ import pytest
 from support import TINY_SPEC, open_page, wait_for, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
-from app.db.models import Artifact, Campaign, Environment, Label, Structure
-from app.db.session import session_scope
+from core.models import Artifact, Campaign, Environment, Label, Structure
+from core.session import session_scope
 from app.services import submit_campaign
 from schemas import parse_spec
 
@@ -101,9 +101,9 @@ def _chart_series(page, chart: str) -> dict[str, list]:
 def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from app.db.storage import StructureStore
-    from app.settings import get_settings
-    from sampling.maxvol import log_histogram
+    from core.storage import StructureStore
+    from core.settings import get_settings
+    from selection.maxvol import log_histogram
 
     started = time.monotonic()
     clock = [time.monotonic()]
@@ -121,7 +121,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with session_scope() as session:
-        from app.db.models import StageRun
+        from core.models import StageRun
 
         took = {s.stage: round((s.finished_at - s.started_at).total_seconds(), 1)
                 for s in session.query(StageRun).filter_by(campaign_id=campaign.id)}
@@ -308,7 +308,7 @@ def test_dashboard_pages_and_refusals_on_postgresql(client, tokens, tmp_path):
     """The same aggregates on PostgreSQL (TestClient, a bearer header), paging, and the refusals."""
     from labelling import DFTSettings
     from labelling.ledger import new_record, on_submitted, on_success
-    from sampling.maxvol import log_histogram
+    from selection.maxvol import log_histogram
 
     spec = _small_spec(tmp_path, stop_after="selection")
     campaign = _finished(_submit(spec))
@@ -355,7 +355,7 @@ def test_dashboard_pages_and_refusals_on_postgresql(client, tokens, tmp_path):
     # in this campaign (stop_after selection) cannot either
     from ase.io import read
 
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     atoms = read(get_settings().data_dir / cluster.path)
     settings = DFTSettings(engine="eam")

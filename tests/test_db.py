@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from app.db.migrate import is_at_head
-from app.db.models import Base, Campaign, Structure, User
-from app.db.session import get_engine, session_scope
+from core.migrate import is_at_head
+from core.models import Base, Campaign, Structure, User
+from core.session import get_engine, session_scope
 
 
 def test_migration_creates_every_model_table(env):

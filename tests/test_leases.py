@@ -9,8 +9,8 @@ from datetime import timedelta
 from support import TINY_SPEC, wait_for, wait_for_campaign
 
 from app.auth import get_or_create_user
-from app.db.models import Campaign, Status, Structure, WorkItem, utcnow
-from app.db.session import session_scope
+from core.models import Campaign, Status, Structure, WorkItem, utcnow
+from core.session import session_scope
 from app.services import cancel_campaign, resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers import execute, lease
@@ -42,7 +42,7 @@ def _age_heartbeat(item_id: int, seconds: float) -> None:
 
 def test_claim_is_compare_and_set_and_a_lapsed_lease_is_stale_then_swept(env):
     from app import dashboard
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     queued = []  # submitted, but its message never delivered
     with session_scope() as session:
@@ -77,7 +77,7 @@ def test_claim_is_compare_and_set_and_a_lapsed_lease_is_stale_then_swept(env):
 
 
 def test_cancelling_a_running_item_creates_its_stop_file_and_resume_runs_it_again(env, monkeypatch):
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DG_LEASE_TIMEOUT", "1")  # a heartbeat every 0.25 s
     get_settings.cache_clear()

@@ -9,8 +9,8 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
-from app.db.models import Campaign, Status, Structure, WorkItem
-from app.db.session import session_scope
+from core.models import Campaign, Status, Structure, WorkItem
+from core.session import session_scope
 from app.services import resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers import execute
@@ -75,7 +75,7 @@ def test_transient_failure_is_retried_then_succeeds(env, monkeypatch):
 
 
 def test_truncated_potential_is_refused_at_submission(env, tmp_path):
-    from sampling.potentials import bundled_potentials_dir
+    from md.potentials import bundled_potentials_dir
     from schemas import SpecError
 
     original = (bundled_potentials_dir() / "W_zhou.eam.alloy").read_text()
@@ -93,7 +93,7 @@ def test_truncated_potential_is_refused_at_submission(env, tmp_path):
 
 
 def test_potential_broken_after_submission_fails_the_stage_and_resume_recovers(env, tmp_path):
-    from sampling.potentials import bundled_potentials_dir
+    from md.potentials import bundled_potentials_dir
 
     original = (bundled_potentials_dir() / "W_zhou.eam.alloy").read_text()
     private = tmp_path / "W_copy.eam.alloy"
@@ -140,7 +140,7 @@ def test_selection_against_bulk_training_picks_vacancy_environments(env, tmp_pat
     """B = perfect + rattled bulk W: the vacancy's neighbours extrapolate, get selected and cut into clusters."""
     import numpy as np
 
-    from app.db.models import Artifact, Environment
+    from core.models import Artifact, Environment
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
     spec = _one_protocol_spec(stop_after="selection")
@@ -182,9 +182,9 @@ def test_reconstruction_stage_makes_periodic_cells_with_the_cluster_core(env, tm
     """Selected vacancy-neighbour clusters -> PCC-GCMC boxes in parallel processes -> periodic cells."""
     import numpy as np
 
-    from app.db.models import Artifact
-    from app.db.storage import StructureStore
-    from app.settings import get_settings
+    from core.models import Artifact
+    from core.storage import StructureStore
+    from core.settings import get_settings
     from workers.stages.reconstruction import cluster_core
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
@@ -247,7 +247,7 @@ def _labelling_spec(tmp_path, labelling: dict, **overrides):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_campaign(env, tmp_path, local_slurm,
                                                                                     client, tokens):
-    from app.db.models import Label, StageRun
+    from core.models import Label, StageRun
 
     # VASP with a POTCAR directory that is not there: every job fails with its reason, the campaign ends
     missing = tmp_path / "no-potcars"

@@ -10,8 +10,8 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
-from app.db.models import Artifact, Campaign, Label, Structure
-from app.db.session import session_scope
+from core.models import Artifact, Campaign, Label, Structure
+from core.session import session_scope
 from app.services import submit_campaign
 from schemas import parse_spec
 
@@ -47,8 +47,8 @@ def test_campaign_labels_with_the_meam_reference_and_exports_say_so(env, tmp_pat
             stored = read_label(row.path)
             assert stored["extra"]["efs_by"] == "lammps:WL.meam"
         # the MEAM label, not the sampling EAM's energy: the same as labelling the cell by hand
-        from app.db.storage import StructureStore
-        from app.settings import get_settings
+        from core.storage import StructureStore
+        from core.settings import get_settings
 
         atoms = StructureStore(get_settings().data_dir).read(cells[0].path)
         by_hand = label(atoms, settings, tmp_path / "by-hand")
@@ -91,8 +91,8 @@ def test_network_specs_name_reference_files_only_by_reference(env, tmp_path, mon
     import shutil
 
     from app.policy import check_network_spec
-    from app.settings import get_settings
-    from sampling.potentials import bundled_potentials_dir
+    from core.settings import get_settings
+    from md.potentials import bundled_potentials_dir
     from schemas import SpecError
 
     allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"

@@ -21,8 +21,8 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
-from app.db.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
-from app.db.session import session_scope
+from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
+from core.session import session_scope
 from app.services import submit_campaign
 from schemas import SpecError, parse_spec
 
@@ -105,7 +105,7 @@ def _finished(campaign_id: int, timeout: float) -> Campaign:
 def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, tokens, client, tmp_path):
     import numpy as np
 
-    from app.settings import get_settings
+    from core.settings import get_settings
     from mlip import TrainedModel, evaluate
     from sampling.datasets import read_dataset
     from workers.stages.labelling import read_label

@@ -13,8 +13,8 @@ import time
 import pytest
 from support import TINY_SPEC
 
-from app.db.models import Campaign
-from app.db.session import session_scope
+from core.models import Campaign
+from core.session import session_scope
 
 MAX_ID = 2**31 - 1
 
@@ -67,7 +67,7 @@ def test_sixteen_million_atom_spec_is_refused_in_under_a_second(broker, client, 
 
 
 def test_the_spec_budget_cannot_raise_a_server_limit(broker, client, tokens, monkeypatch):
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     def limited(**settings):
         for name, value in settings.items():
@@ -233,7 +233,7 @@ def test_ids_offsets_and_names_out_of_range_answer_422(client, tokens):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_spec_check_longer_than_the_time_bound_is_refused_and_its_process_replaced(broker, client, tokens,
                                                                                      monkeypatch):
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DG_SPEC_CHECK_TIMEOUT", "0.5")
     get_settings.cache_clear()

@@ -148,7 +148,7 @@ def test_file_references_outside_the_uploads_are_refused(client, tokens, env, re
 
 def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatch, tmp_path):
     """What an operator opens up: a named launch profile, and paths inside an allowed directory."""
-    from app.settings import get_settings
+    from core.settings import get_settings
     from schemas import parse_spec
     from workers.stages.labelling import dft_settings, launcher_for
 
@@ -188,8 +188,8 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
 def test_errors_of_failed_work_never_show_server_directories(client, tokens, env):
     """A worker's exception text (a LAMMPS or reader message) may name the data directory or the
     installation: the API and the dashboard show them by what they are."""
-    from app.db.models import StageRun, Status
-    from app.db.session import session_scope
+    from core.models import StageRun, Status
+    from core.session import session_scope
     from app.services import submit_campaign
     from app.auth import get_or_create_user
     from schemas import parse_spec

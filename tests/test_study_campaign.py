@@ -13,8 +13,8 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
-from app.db.models import Artifact, Campaign, Label, Structure
-from app.db.session import session_scope
+from core.models import Artifact, Campaign, Label, Structure
+from core.session import session_scope
 from app.services import submit_campaign
 from schemas import SpecError, StudyReport, parse_spec
 
@@ -76,8 +76,8 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
         validation = session.query(Structure).filter_by(campaign_id=campaign_id, stage="validation").all()
         session_data = {"otf": session.query(Artifact).filter_by(campaign_id=campaign_id, kind="otf",
                                                                  name="campaign").one().data}
-        from app.db.storage import StructureStore
-        from app.settings import get_settings
+        from core.storage import StructureStore
+        from core.settings import get_settings
 
         store = StructureStore(get_settings().data_dir)
         suite = [(store.read(s.path), read_label(session.get(Label, s.label_id).path)) for s in validation]
@@ -201,7 +201,7 @@ def test_study_command_names_the_field_of_a_bad_spec(env, tmp_path):
 def test_selection_scope_protocol_keeps_a_loading_the_extreme_one_spans():
     """Campaign-wide D-optimality lets the most extreme loading's environments span a milder one's (their
     grades drop below gamma_select once those entered); scope protocol selects per loading against B."""
-    from sampling import maxvol
+    from selection import maxvol
     from workers.stages.selection import _select
 
     rng = np.random.default_rng(0)

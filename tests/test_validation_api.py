@@ -21,7 +21,7 @@ from support import TINY_SPEC, open_page
 from test_dashboard import _chart_series, server  # noqa: F401 (server: a fixture)
 
 from app.auth import get_or_create_user
-from app.db.session import session_scope
+from core.session import session_scope
 from schemas import parse_spec
 
 A = 3.1652  # EAM-Zhou W
@@ -41,7 +41,7 @@ def _cube(seed: int, sigma: float, vacancy: bool = False):
 def _cluster(seed: int):
     from ase.build import bulk
 
-    from sampling.clusters import pad_vacuum
+    from selection.clusters import pad_vacuum
 
     atoms = bulk("W", "bcc", a=A, cubic=True).repeat((4, 4, 4))
     del atoms[len(atoms) // 2]
@@ -71,7 +71,7 @@ def study(tmp_path_factory) -> tuple[dict, Path, float]:
 def _store(study, owner: str = "alice", with_artifact: bool = True) -> tuple[int, dict]:
     """A campaign with a study section (created, not started) and, with_artifact, the report as its validation
     artifact, its paths moved into the campaign's directory as the stage's are."""
-    from app.settings import get_settings
+    from core.settings import get_settings
     from workers.pipeline import create_campaign
     from workers.stages.common import put_artifact
 
@@ -99,7 +99,7 @@ def _strings(value):
 
 
 def test_validation_endpoint_numbers_without_server_paths(study, tokens, client):
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     campaign_id, stored = _store(study)
     data_dir = str(get_settings().data_dir)

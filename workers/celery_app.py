@@ -8,7 +8,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from kombu import Queue
 
-from app.settings import get_settings
+from core.settings import get_settings
 from workers.pipeline import QUEUES
 
 
@@ -51,7 +51,7 @@ celery_app = celery_for(get_settings().broker_url or "memory://")
 
 # The lease sweeper (workers/sweeper.py) runs in every worker's main process, never in its pool
 # processes: the pool's children are forked before it starts, and a child forked later (to replace one
-# that died) drops the parent's database connections (app/db/session.py).
+# that died) drops the parent's database connections (core/session.py).
 _sweeper = None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from app.settings import get_settings
+from core.settings import get_settings
 from workers.pipeline import TaskRef
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from sqlalchemy import select, update
 
-from app.db.models import Campaign, Status, WorkItem, utcnow
-from app.db.session import session_scope
+from core.models import Campaign, Status, WorkItem, utcnow
+from core.session import session_scope
 from workers import lease, pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled

@@ -24,9 +24,9 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, Status, WorkItem, utcnow
-from app.db.session import session_scope
-from app.settings import get_settings
+from core.models import Campaign, Status, WorkItem, utcnow
+from core.session import session_scope
+from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
-from app.settings import get_settings
+from core.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
+from core.settings import get_settings
 from labelling.reference import ReferencePotentialError
 from labelling.settings import REFERENCE_ENGINES
-from sampling.lammps_engine import LammpsError
-from sampling.potentials import PotentialError, check_element
+from md.engine import LammpsError
+from md.potentials import PotentialError, check_element
 from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure

@@ -25,9 +25,9 @@ import threading
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Campaign, Status, WorkItem, utcnow
-from app.db.session import session_scope
-from app.settings import get_settings
+from core.models import Campaign, Status, WorkItem, utcnow
+from core.session import session_scope
+from core.settings import get_settings
 from workers import lease
 from workers.dispatch import send
 from workers.pipeline import TaskRef

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task
 
-from app.settings import get_settings
+from core.settings import get_settings
 from workers.celery_app import celery_app
 from workers.dispatch import send_to_celery
 from workers.execute import execute_item

@@ -13,12 +13,12 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from app.settings import get_settings
-from sampling.bases import Basis, Mlip3Basis, make_basis
-from sampling.clusters import cut_clusters, pad_vacuum
+from core.settings import get_settings
+from selection.bases import Basis, Mlip3Basis, make_basis
+from selection.clusters import cut_clusters, pad_vacuum
 from sampling.datasets import read_dataset
 from sampling.defects import classify_atoms, defect_mask
-from sampling.selection import gamma_summary, grade_atoms, select_environments, training_active_set
+from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from app.api.deps import (
     StructureId,
     responses,
 )
-from app.db.models import Artifact, Campaign, Structure, User
+from core.models import Artifact, Campaign, Structure, User
 from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
 from app.policy import check_network_spec, public_text
 from app.services import cancel_campaign, resume_campaign, server_limits, submit_campaign
-from app.settings import get_settings
+from core.settings import get_settings
 from mlip import ExportError
 from schemas import CampaignSpec, load_spec_text
 from schemas.api import (

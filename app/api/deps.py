@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from app.auth import user_for_token
-from app.db.models import Campaign, User
-from app.db.session import session_factory
+from core.models import Campaign, User
+from core.session import session_factory
 
 
 def get_session() -> Iterator[Session]:

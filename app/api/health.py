@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.db.session import get_engine
-from app.settings import get_settings
+from core.session import get_engine
+from core.settings import get_settings
 from schemas.api import Health
 
 router = APIRouter(tags=["health"])

@@ -443,8 +443,8 @@ def test_espresso_unconverged_real_output(tmp_path, al_pseudo_dir):
 
 
 def test_eam_label_matches_lammps_and_refused_in_production(tmp_path):
-    from sampling.lammps_engine import LammpsSystem
-    from sampling.potentials import load_potential
+    from md.engine import LammpsSystem
+    from md.potentials import load_potential
 
     atoms = bulk("W", "bcc", a=3.165, cubic=True) * (2, 2, 2)
     atoms.rattle(0.05, seed=3)

@@ -17,7 +17,7 @@ from support import TINY_SPEC
 
 from labelling import (LabelError, ReferencePotentialError, default_reference, label, production, quick,
                        reference_in_model_family, reference_options, resolve_reference, settings_hash)
-from sampling.potentials import bundled_potentials_dir
+from md.potentials import bundled_potentials_dir
 from schemas import SpecError, parse_spec
 
 POTENTIALS = bundled_potentials_dir()
@@ -35,7 +35,7 @@ def _settings(reference: str, **changes):
 
 def _lammps_direct(atoms, lines: list[str]) -> tuple[float, np.ndarray]:
     """Energy and forces from a bare LAMMPS instance (orthogonal cell at the origin, one type W)."""
-    from sampling.lammps_engine import open_lammps
+    from md.engine import open_lammps
 
     lmp = open_lammps()
     try:

@@ -15,8 +15,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from mlip.ensemble import (DEFAULT_SIGMA_EDGES, ensemble_report, force_spread, predict_forces, sigma_histogram,
                            train_ensemble)
 from mlip.train import TrainingInputError
-from sampling.maxvol import merge_histograms
-from sampling.potentials import load_potential
+from selection.maxvol import merge_histograms
+from md.potentials import load_potential
 
 A = 3.165
 

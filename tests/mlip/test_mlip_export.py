@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlip import ExportError, write_dataset
 from sampling.datasets import read_dataset
-from sampling.potentials import load_potential
+from md.potentials import load_potential
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ml-defect-modeling"
 if not REFERENCE.is_dir():

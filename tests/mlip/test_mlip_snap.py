@@ -18,7 +18,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlip import (SnapCalculator, SnapModel, SnapReference, SnapTrainingParams, TrainingInputError, evaluate_snap,
                   read_snap, rmse, snap_rows, train_snap)
-from sampling.potentials import bundled_potentials_dir, load_potential
+from md.potentials import bundled_potentials_dir, load_potential
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference" / "ml-defect-modeling"

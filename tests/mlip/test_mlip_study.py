@@ -12,7 +12,7 @@ from ase.build import bulk
 
 from mlip.study import combinations_of, has_labels, read_study_json, run_study, study_table, write_study_json
 from schemas.study import StudyParams
-from sampling.clusters import pad_vacuum
+from selection.clusters import pad_vacuum
 
 A = 3.1652  # EAM-Zhou W
 

@@ -43,7 +43,7 @@ def _eam_set(n: int) -> list:
     """Rattled, strained 2- and 16-atom bcc W cells labelled by EAM-Zhou (when W-all is not available)."""
     from ase.calculators.eam import EAM
 
-    from sampling.potentials import load_potential
+    from md.potentials import load_potential
 
     calculator = EAM(potential=str(load_potential("W_zhou.eam.alloy").files[0]))
     images = []
@@ -183,7 +183,7 @@ def test_written_potential_reads_back_in_motep_and_the_selection_basis(trained, 
     from motep.calculator import MTP
     from motep.io.mlip.mtp import read_mtp, write_mtp
 
-    from sampling.bases import MtpBasis
+    from selection.bases import MtpBasis
 
     model, _, test = trained
     text = model.path.read_text()

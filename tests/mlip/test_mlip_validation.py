@@ -19,7 +19,7 @@ from mlip import train_snap
 from mlip.validation import (SCENARIOS, build_suite, label_configurations, load_model, load_reference, run_validation,
                              validate)
 from sampling.builders import bulk_crystal
-from sampling.potentials import bundled_potentials_dir, load_potential
+from md.potentials import bundled_potentials_dir, load_potential
 from sampling.properties import relax_lattice_constant
 from schemas.validation import ValidationReport, suite_params
 
@@ -160,7 +160,7 @@ def test_force_rmse_recomputed_with_ase_lammpslib(snap_model, labelled):
     project's LAMMPS wrapper), by hand."""
     from ase.calculators.lammpslib import LAMMPSlib
 
-    from sampling.lammps_engine import ensure_mpi_loaded
+    from md.engine import ensure_mpi_loaded
 
     model, _ = snap_model
     report = validate(model, labelled)
@@ -180,7 +180,7 @@ def test_force_rmse_recomputed_with_ase_lammpslib(snap_model, labelled):
 
 
 def test_gamma_summary_with_a_snap_basis(snap_model, labelled):
-    from sampling.bases import SnapBasis
+    from selection.bases import SnapBasis
 
     model, train = snap_model
     report = validate(model, {k: labelled[k] for k in ("compression", "gb")}, basis=SnapBasis("W", twojmax=6),

@@ -23,7 +23,7 @@ from pcc_gcmc import (CandidateResult, GCMCParams, NoAdmissibleCandidateError, a
                       reconstruct, run_candidate)
 from pcc_gcmc.cli_support import reconstruct_file
 from pcc_gcmc.examples import perfect_sphere_cluster, screw_line_cluster
-from sampling.potentials import load_potential
+from md.potentials import load_potential
 from sampling.properties import relax_lattice_constant
 
 QUICK = {"steps": 200, "exchanges": 100, "mc_moves": 20}

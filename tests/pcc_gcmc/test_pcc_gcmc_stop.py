@@ -11,8 +11,8 @@ import pytest
 
 from pcc_gcmc import GCMCParams, plan, run_candidate
 from pcc_gcmc.examples import perfect_sphere_cluster
-from sampling.lammps_engine import Stopped
-from sampling.potentials import load_potential
+from md.engine import Stopped
+from md.potentials import load_potential
 
 A0 = 3.1648  # EAM-Zhou W at zero pressure
 

@@ -21,8 +21,8 @@ from pcc_gcmc import (
     select_best,
     time_breakdown,
 )
-from sampling.clusters import cut_clusters
-from sampling.potentials import PotentialError
+from selection.clusters import cut_clusters
+from md.potentials import PotentialError
 
 
 @pytest.fixture(scope="module")

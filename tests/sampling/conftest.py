@@ -1,6 +1,6 @@
 import pytest
 
-from sampling.potentials import Potential, load_potential
+from md.potentials import Potential, load_potential
 
 
 @pytest.fixture(scope="session")

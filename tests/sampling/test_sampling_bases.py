@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from ase.build import bcc100, bulk
 
-from sampling import maxvol as mv
-from sampling.bases import (
+from selection import maxvol as mv
+from selection.bases import (
     AceBasis,
     BasisError,
     Mlip3Basis,
@@ -88,7 +88,7 @@ def test_snap_rows_follow_input_atom_order(snap):
 
 
 def test_snap_rows_of_a_cluster_centre_equal_bulk(snap):
-    from sampling.clusters import cut_clusters
+    from selection.clusters import cut_clusters
 
     crystal = bulk("W", "bcc", a=A_W, cubic=True).repeat(4)
     cluster = cut_clusters(crystal, [0], radius=8.0)[0]
@@ -339,8 +339,8 @@ def test_mlip3_runs_the_configured_binary(tmp_path):
 def test_candidates_graded_against_b_b_plus_c_and_b_plus_p(snap, snap_active):
     """The dashboard's Fig. 4e-f comparison: vacancy neighbours extrapolate against B and interpolate against
     B + a cluster cut around the vacancy (C) and B + the vacancy cell itself (P, a periodic cell holding it)."""
-    from sampling.clusters import cut_clusters
-    from sampling.selection import gamma_against_training_sets
+    from selection.clusters import cut_clusters
+    from selection.grading import gamma_against_training_sets
 
     active, _ = snap_active
     vacancy, distance = _vacancy_cell()

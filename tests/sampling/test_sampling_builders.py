@@ -22,7 +22,7 @@ from sampling.builders import (
     slab,
 )
 from sampling.defects import cna_cutoff, defect_mask
-from sampling.lammps_engine import LammpsSystem
+from md.engine import LammpsSystem
 
 A_W = 3.16519  # relaxed W_zhou.eam.alloy lattice constant (A)
 E_COH_W = -8.75999  # its bcc energy per atom (eV)

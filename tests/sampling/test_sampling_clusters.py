@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from sampling.clusters import cut_clusters, pad_vacuum, sphere
+from selection.clusters import cut_clusters, pad_vacuum, sphere
 
 A_W = 3.165
 

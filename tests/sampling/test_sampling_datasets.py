@@ -149,7 +149,7 @@ def test_basic_dataset_relaxed_with_potential(w_zhou):
 
 
 def test_soap_pca_map_of_datasets():
-    from sampling.clusters import cut_clusters, pad_vacuum
+    from selection.clusters import cut_clusters, pad_vacuum
 
     basic = [a for a in basic_dataset("W", "bcc", A_W) if "rattled" in a.info["source"]][:2]  # 2 x 54 atoms
     crystal = bulk("W", "bcc", a=A_W, cubic=True).repeat(4)

@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from sampling.builders import bulk_crystal, polycrystal, slab
-from sampling.potentials import load_potential
+from md.potentials import load_potential
 from sampling.protocols import anneal, nanoindent, uniaxial
 
 A_W = 3.1648  # A, EAM-Zhou W

@@ -20,7 +20,7 @@ from sampling.defects import (
     defect_mask,
     estimate_lattice_constant,
 )
-from sampling.lammps_engine import LammpsSystem
+from md.engine import LammpsSystem
 
 A0_W = 3.164849
 A0_CU = 3.615

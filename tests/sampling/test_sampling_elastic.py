@@ -5,7 +5,7 @@ import pytest
 from ase.calculators.eam import EAM
 
 from sampling.builders import bulk_crystal
-from sampling.potentials import load_potential
+from md.potentials import load_potential
 from sampling.properties import (
     EV_PER_A3_TO_GPA,
     characterize,

@@ -5,14 +5,14 @@ from ase.calculators.eam import EAM
 from ase.neighborlist import neighbor_list
 
 from sampling.builders import add_vacancies, bulk_crystal
-from sampling.lammps_engine import (
+from md.engine import (
     LammpsError,
     LammpsSystem,
     ensure_mpi_loaded,
     lammps_version,
     open_lammps,
 )
-from sampling.potentials import PotentialError
+from md.potentials import PotentialError
 
 
 def test_mpi_loading_is_idempotent_and_version_is_known():

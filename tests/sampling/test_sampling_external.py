@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sampling.builders import add_vacancies, bulk_crystal
-from sampling.lammps_engine import LammpsError
+from md.engine import LammpsError
 from sampling.lammps_script import (
     DUMP_DIR,
     INPUT,

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from sampling import maxvol as mv
+from selection import maxvol as mv
 
 
 @pytest.fixture

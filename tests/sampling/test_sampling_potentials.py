@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sampling.potentials import (
+from md.potentials import (
     PotentialError,
     bundled_potentials_dir,
     bundled_potentials_for,

@@ -3,8 +3,8 @@ import pytest
 
 from sampling.builders import add_vacancies, bulk_crystal
 from sampling.defects import STRUCTURE_TYPES, cna_cutoff, count_structure_types, defect_mask
-from sampling.lammps_engine import LammpsSystem
-from sampling.potentials import PotentialError, load_potential
+from md.engine import LammpsSystem
+from md.potentials import PotentialError, load_potential
 from sampling.properties import relax_lattice_constant
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from sampling.builders import add_vacancies, bulk_crystal
-from sampling.lammps_engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped
+from md.engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped
 from sampling.protocols import _MINIMIZE, execute, program_for
 
 A0 = 3.165

@@ -11,11 +11,11 @@ from ase import Atoms
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Campaign, Status, Structure, WorkItem, utcnow
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
-from sampling.potentials import Potential, PotentialError, load_potential
+from core.models import Artifact, Campaign, Status, Structure, WorkItem, utcnow
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
+from md.potentials import Potential, PotentialError, load_potential
 from schemas import CampaignSpec
 from workers.lease import held_owner
 

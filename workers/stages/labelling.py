@@ -21,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Label, Structure
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import LaunchProfile, get_settings
+from core.models import Label, Structure
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import LaunchProfile, get_settings
 from labelling import (DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile,
                        reference_options, resolve_reference)
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success

@@ -18,17 +18,17 @@ from ase import Atoms
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Structure
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
+from core.models import Artifact, Structure
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
 from pcc_gcmc import GCMCParams, NoAdmissibleCandidateError, ReconstructionError, assemble, plan, run_candidate
-from sampling import maxvol
-from sampling.bases import BasisError
+from selection import maxvol
+from selection.bases import BasisError
 from sampling.datasets import soap_pca_map
-from sampling.lammps_engine import Stopped
-from sampling.potentials import PotentialError
-from sampling.selection import gamma_against_training_sets
+from md.engine import Stopped
+from md.potentials import PotentialError
+from selection.grading import gamma_against_training_sets
 from schemas import CampaignSpec
 from workers.lease import stop_file
 from workers.stages.common import (

@@ -22,10 +22,10 @@ from ase import Atoms
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Environment, StageRun, Structure, WorkItem
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
+from core.models import Artifact, Environment, StageRun, Structure, WorkItem
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
 from mlip import (
     MDTarget,
     OTFIteration,

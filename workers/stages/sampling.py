@@ -8,10 +8,10 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import Artifact, Campaign, Environment, Structure, WorkItem
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
+from core.models import Artifact, Campaign, Environment, Structure, WorkItem
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
 from sampling.defects import STRUCTURE_TYPES
 from sampling.properties import relax_lattice_constant
 from sampling.protocols import Snapshot, Stopped, execute, program_for, snapshot_count

@@ -11,16 +11,16 @@ from ase import Atoms
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Campaign, Environment, Structure, WorkItem
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
-from sampling import maxvol
-from sampling.bases import Basis, make_basis
-from sampling.clusters import cut_clusters, pad_vacuum
+from core.models import Artifact, Campaign, Environment, Structure, WorkItem
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
+from selection import maxvol
+from selection.bases import Basis, make_basis
+from selection.clusters import cut_clusters, pad_vacuum
 from sampling.datasets import basic_dataset, soap_pca_map
 from sampling.properties import relax_lattice_constant
-from sampling.selection import gamma_summary, grade_atoms, select_environments, training_active_set
+from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
 from schemas import CampaignSpec
 from workers.stages.common import (
     campaign_dir,

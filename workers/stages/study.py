@@ -18,14 +18,14 @@ from collections import defaultdict
 from ase import Atoms
 from sqlalchemy import select
 
-from app.db.models import Artifact
-from app.db.session import session_scope
-from app.db.storage import StructureStore
-from app.settings import get_settings
+from core.models import Artifact
+from core.session import session_scope
+from core.storage import StructureStore
+from core.settings import get_settings
 from labelling.settings import REFERENCE_ENGINES
 from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
 from mlip.validation import load_model, validate
-from sampling.potentials import Potential
+from md.potentials import Potential
 from schemas import CampaignSpec
 from schemas.study import StudyParams
 from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,

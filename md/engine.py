@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
-from .potentials import Potential, PotentialError
+from md.potentials import Potential, PotentialError
 
 if TYPE_CHECKING:
     import lammps

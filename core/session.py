@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 
 # Every engine engine_for made in this process, so that a forked child can drop their pools.

@@ -1,7 +1,7 @@
 """D-optimality (MaxVol) active sets and extrapolation grades.
 
 Every local atomic environment is a row ``b`` (length m) of a linear basis
-(SNAP bispectrum, MTP moments, ACE B projections; see :mod:`sampling.bases`).
+(SNAP bispectrum, MTP moments, ACE B projections; see :mod:`selection.bases`).
 The active set is the m x m submatrix ``A`` of the training rows with (locally)
 maximal ``|det A|``; the extrapolation grade of a row is
 

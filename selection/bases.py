@@ -1,6 +1,6 @@
 """Linear bases of local atomic environments: configurations -> per-atom rows (n_atoms x m).
 
-A row is what D-optimality (:mod:`sampling.maxvol`) works on. Rows are always
+A row is what D-optimality (:mod:`selection.maxvol`) works on. Rows are always
 in the input atom order.
 
 - :class:`SnapBasis` (default): SNAP bispectrum components from LAMMPS
@@ -30,8 +30,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from .lammps_engine import LammpsSystem
-from .potentials import Potential
+from md.engine import LammpsSystem
+from md.potentials import Potential
 
 __all__ = [
     "Basis",
@@ -332,7 +332,7 @@ class AceBasis(Basis):
 
     ``asi``: the potential's active-set inverse file (``.asi``, from
     ``pace_activeset``); :meth:`reference_active_set` turns it into an
-    :class:`~sampling.maxvol.ActiveSet` for grading. ``full=True`` uses the
+    :class:`~selection.maxvol.ActiveSet` for grading. ``full=True`` uses the
     non-linear projections (dE/dc, ``is_full``) instead.
     """
 
@@ -389,7 +389,7 @@ class AceBasis(Basis):
 
     def reference_active_set(self):
         """The active set stored in the ``.asi`` file (A = inverse of the stored inverse)."""
-        from .maxvol import ActiveSet
+        from selection.maxvol import ActiveSet
 
         if self.asi is None:
             raise BasisError("no .asi file given; AceBasis(yaml, asi='potential.asi')")
@@ -459,7 +459,7 @@ class Mlip3Basis:
         self.select_add_command = tuple(select_add_command)
 
     def _run(self, template: Sequence[str], train: Sequence[Atoms], images: Sequence[Atoms]) -> list[Atoms]:
-        from .mlip_formats import read_cfg, write_cfg
+        from sampling.mlip_formats import read_cfg, write_cfg
 
         with tempfile.TemporaryDirectory(prefix="dg-mlip3-") as tmp:
             paths = {k: os.path.join(tmp, f"{k}.cfg") for k in ("train", "input", "output")}

@@ -19,9 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app.db.session import engine_for
+from core.session import engine_for
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+ALEMBIC_DIR = Path(__file__).resolve().parents[1] / "alembic"
 # pg_advisory_lock key of the migrations of a PostgreSQL database (any fixed 64-bit number; "dgmigrat")
 PG_MIGRATION_LOCK_KEY = 0x64676D6967726174
 

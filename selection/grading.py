@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from .bases import Basis
-from .maxvol import ActiveSet, build_active_set, grades, select_add
+from selection.bases import Basis
+from selection.maxvol import ActiveSet, build_active_set, grades, select_add
 
 GAMMA_LEVELS = (1.0, 2.0, 10.0)  # MLIP-3: interpolation, reliable extrapolation, risky
 

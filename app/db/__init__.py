@@ -1,1 +1,0 @@
-"""Database: models, engine and session, migrations, content-addressed file store."""
