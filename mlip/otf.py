@@ -33,10 +33,11 @@ not added). ``max_labels`` caps the label (DFT) jobs of the whole loop: once the
 iteration is a production check of the last model and the loop stops with ``"budget"`` (or
 ``"converged"``). The production configurations are the snapshots of the final iteration.
 
-Work directory: ``model-0/`` (initial model, unless one is given), ``iteration-NNN/`` (snapshots,
-clusters, cells, labels, the retrained ``model/``) and one ``iteration-NNN.json`` per finished
-iteration; a second call with the same work directory and settings resumes after the last finished
-iteration.
+Each step is a plain function: :func:`active_set_of`, :func:`grade_run`, :func:`select_new`,
+:func:`cut_cluster`, :func:`retrain`, :func:`stop_reason`. A campaign runs them as stages on its queues
+(``workers/stages/otf.py``: MD items on ``md``, selection and retraining on ``select``, PCC-GCMC boxes on
+``gcmc``, labels through the ledger on ``dft``), which is what resumes and cancels; :func:`run_otf` composes
+the same functions in one process for a notebook, with no state of its own between calls.
 
 Units: K, fs, eV, A; RMSE in meV/atom and meV/A as :func:`mlip.train.rmse`.
 """
@@ -55,9 +56,13 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-__all__ = ["MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings", "grade_run", "run_otf"]
+from schemas.campaign import SelectionParams
 
-STATE_VERSION = 1
+__all__ = ["Chosen", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings", "active_set_of",
+           "added_record", "cut_cluster", "grade_run", "retrain", "run_otf", "select_new", "stop_reason"]
+
+
+_SELECTION = SelectionParams.model_fields  # the defaults of gamma_select and gamma_break are defined there
 
 
 class OTFError(ValueError):
@@ -99,11 +104,6 @@ class MDTarget:
             raise OTFError("targets", f"{self.name}: thermostat must be 'langevin' or 'berendsen', "
                                       f"got {self.thermostat!r}")
 
-    def describe(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "atoms"}
-        data["n_atoms"] = len(self.atoms)
-        data["structure_sha1"] = _structure_hash(self.atoms)
-        return data
 
 
 @dataclass
@@ -116,8 +116,8 @@ class OTFSettings:
     dict (None: ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
     """
 
-    gamma_select: float = 2.0
-    gamma_break: float = 10.0
+    gamma_select: float = _SELECTION["gamma_select"].default
+    gamma_break: float = _SELECTION["gamma_break"].default
     check_every: int = 10
     max_iterations: int = 5
     max_new: int | None = 8
@@ -153,11 +153,6 @@ class OTFSettings:
 
         return GCMCParams.fast() if self.gcmc is None else GCMCParams.from_dict(self.gcmc)
 
-    def describe(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["gcmc"] = self.gcmc_params().to_dict()
-        data["species"] = list(self.species) if self.species else None
-        return data
 
 
 @dataclass
@@ -300,14 +295,6 @@ def _write_images(path: Path, images: Sequence[Atoms]) -> None:
     os.replace(tmp, path)
 
 
-def _read_images(path: Path) -> list[Atoms]:
-    from ase.io import read
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return []
-    return list(read(path, index=":", format="extxyz"))
-
-
 def _calculator(model_path: Path, species: Sequence[str], engine: str = "cext"):
     from motep.calculator import make_calculator
 
@@ -326,16 +313,18 @@ def grade_run(
     active_set,
     *,
     species: Sequence[str] = ("W",),
-    gamma_select: float = 2.0,
-    gamma_break: float = 10.0,
-    check_every: int = 10,
+    gamma_select: float,
+    gamma_break: float,
+    check_every: int,
+    on_check: Callable[[int], None] | None = None,
 ) -> tuple[OTFRun, list[tuple[Atoms, np.ndarray, np.ndarray]]]:
     """MD of ``target`` with the MTP at ``model_path``, graded every ``check_every`` steps.
 
     Returns the run record and the graded snapshots that hold atoms above ``gamma_select``, each as
     (snapshot with ``arrays["gamma"]`` and ``info["step"]``, rows, gamma). The run stops after the
     first snapshot with gamma_max > ``gamma_break`` (that snapshot is returned) or when the energy or
-    positions stop being finite (``stopped = "unstable"``).
+    positions stop being finite (``stopped = "unstable"``). ``on_check(step)`` is called after every graded
+    snapshot (progress, and a place for the caller to stop the run by raising).
     """
     from ase import units
     from ase.md.langevin import Langevin
@@ -381,6 +370,8 @@ def grade_run(
             snapshot.info["source"] = f"otf:{target.name}:step-{steps_done}"
             collected.append((snapshot, rows, gamma))
             n_candidates += int(above.sum())
+        if on_check is not None:
+            on_check(steps_done)
         if gamma.max() > gamma_break:
             stopped = "gamma_break"
             break
@@ -396,47 +387,110 @@ def grade_run(
     return run, collected
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- the steps of one iteration
 
 
-def _train(train: list[Atoms], test: list[Atoms] | None, workdir: Path, settings: OTFSettings, species):
-    from .train import TrainedModel, train_mtp
+def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str]):
+    """(basis, active set) of the MTP at ``model_path`` over ``training``: the grading reference of its MD."""
+    from selection.bases import make_basis
+    from selection.grading import training_active_set
 
-    model_file = workdir / "pot.mtp"
-    if model_file.is_file() and model_file.with_name("pot.mtp.json").is_file():
-        recorded = TrainedModel.load(model_file)
-        if recorded.settings.get("labels_sha1") == _labels_hash(train):
-            return recorded  # resumed: trained on exactly this set
-    model = train_mtp(train, test=test or None, workdir=workdir, species=species, **settings.train)
+    basis = make_basis("mtp", mtp_file=Path(model_path), species=list(species))
+    return basis, training_active_set(basis, list(training))
+
+
+@dataclass
+class Chosen:
+    """A selected environment: atom ``atom`` of the snapshot ``snapshot`` of run ``run``."""
+
+    run: str
+    snapshot: Atoms
+    atom: int
+    gamma: float
+
+    def record(self) -> dict[str, Any]:
+        return {"run": self.run, "snapshot_step": int(self.snapshot.info["step"]), "atom": int(self.atom),
+                "gamma": float(self.gamma)}
+
+    @property
+    def origin(self) -> str:
+        """Where the environment came from: ``otf:<run>:step-<n>:atom-<i>``."""
+        return f"{self.snapshot.info['source']}:atom-{self.atom}"
+
+
+def select_new(active_set, collected: Sequence[tuple[str, Sequence[tuple[Atoms, np.ndarray, np.ndarray]]]], *,
+               gamma_select: float, max_new: int | None) -> list[Chosen]:
+    """Greedy D-optimal selection (stage 2's ``select_add``) among the atoms above ``gamma_select`` of every
+    collected snapshot, runs in the given order; an environment repeated over snapshots is added once."""
+    from selection.grading import select_environments
+
+    flat = [(run, snapshot, rows, gamma) for run, snapshots in collected for snapshot, rows, gamma in snapshots]
+    if not flat:
+        return []
+    selection = select_environments(active_set, [f[2] for f in flat], [f[3] for f in flat],
+                                    gamma_select=gamma_select, max_new=max_new)
+    return [Chosen(flat[k][0], flat[k][1], int(atom), float(flat[k][3][atom])) for k, atom in selection.chosen]
+
+
+def cut_cluster(chosen: Chosen, radius: float):
+    """The spherical cluster of ``radius`` A around the chosen atom (:func:`selection.clusters.cut_clusters`)."""
+    from selection.clusters import cut_clusters
+
+    return cut_clusters(chosen.snapshot, [chosen.atom], radius=radius, source=chosen.snapshot.info["source"])[0]
+
+
+def retrain(train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path, train_settings: dict[str, Any],
+            species: Sequence[str]):
+    """An MTP on ``train`` (:func:`mlip.train.train_mtp` with ``train_settings``) in ``workdir``."""
+    from .train import train_mtp
+
+    model = train_mtp(list(train), test=list(test) if test else None, workdir=workdir, species=list(species),
+                      **train_settings)
     model.settings["labels_sha1"] = _labels_hash(train)
     model.save()
     return model
 
 
-def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], workdir: Path, settings: OTFSettings,
-            label_settings, label_launcher, max_labels: int | None,
-            ) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float], int]:
-    """Cut -> PCC-GCMC -> label for every chosen (snapshot, atom), starting at most ``max_labels`` label
-    jobs; returns labelled cells, failures, timing and the number of label jobs started."""
+def added_record(cell: Atoms) -> dict[str, Any]:
+    """What an iteration record keeps of one labelled new cell."""
+    return {"source": cell.info.get("source"), "n_atoms": len(cell),
+            "energy_per_atom": float(cell.get_potential_energy() / len(cell)), "gamma": cell.info.get("otf_gamma")}
+
+
+def stop_reason(record: OTFIteration, last: bool, labels_left: int | None) -> str | None:
+    """Why the loop stops after ``record`` (None: it goes on); ``labels_left`` after this iteration."""
+    if record.n_candidates == 0 and all(run.completed for run in record.runs):
+        return "converged"
+    if record.n_added == 0:
+        if last:
+            return "max_iterations"
+        return "budget" if labels_left == 0 else "nothing_added"
+    return None
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _refine(chosen: list[Chosen], workdir: Path, settings: OTFSettings, label_settings, label_launcher,
+            max_labels: int | None) -> tuple[list[Atoms], list[dict[str, Any]], dict[str, float], int]:
+    """Cut -> PCC-GCMC -> label for every chosen environment, starting at most ``max_labels`` label jobs;
+    returns labelled cells, failures, timing and the number of label jobs started."""
     from labelling.ledger import new_record, run_attempts
     from pcc_gcmc import ReconstructionError, reconstruct
-    from selection.clusters import cut_clusters
 
     params = settings.gcmc_params()
     added, failures = [], []
     timing = {"reconstruct_s": 0.0, "label_s": 0.0}
     n_labels = 0
-    for number, (k, atom) in enumerate(chosen):
-        run_name, snapshot = snapshots[k]
-        where = {"run": run_name, "snapshot_step": int(snapshot.info["step"]), "atom": int(atom)}
+    for number, environment in enumerate(chosen):
+        where = {k: v for k, v in environment.record().items() if k != "gamma"}
         if max_labels is not None and n_labels >= max_labels:
             failures.append({**where, "stage": "budget", "reason": "max_labels label jobs already started"})
             continue
-        cluster = cut_clusters(snapshot, [atom], radius=settings.cluster_radius,
-                               source=snapshot.info["source"])[0]
         started = time.perf_counter()
         try:
-            rebuilt = reconstruct(cluster, None, settings.potential, params, max_workers=1)
+            rebuilt = reconstruct(cut_cluster(environment, settings.cluster_radius), None, settings.potential, params,
+                                  max_workers=1)
         except ReconstructionError as error:
             failures.append({**where, "stage": "reconstruction", "reason": str(error)[:500]})
             timing["reconstruct_s"] += time.perf_counter() - started
@@ -445,8 +499,7 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
         cell = rebuilt.atoms
         started = time.perf_counter()
         n_labels += 1
-        # the ledger's retry policy (e.g. SCF not converged: stronger mixing); attempts reuse a result left
-        # in the directory by a killed run
+        # the ledger's retry policy (e.g. SCF not converged: stronger mixing)
         record, result = run_attempts(cell, new_record(cell, label_settings), workdir / f"label-{number:03d}",
                                       label_launcher)
         timing["label_s"] += time.perf_counter() - started
@@ -454,8 +507,8 @@ def _refine(snapshots: list[tuple[str, Atoms]], chosen: list[tuple[int, int]], w
             failures.append({**where, "stage": "labelling", "attempts": record.attempts,
                              "reason": str(record.message)[:500]})
             continue
-        labelled = result.to_atoms(cell, source=f"{snapshot.info['source']}:atom-{atom}")
-        labelled.info["otf_gamma"] = float(snapshot.arrays["gamma"][atom])
+        labelled = result.to_atoms(cell, source=environment.origin)
+        labelled.info["otf_gamma"] = environment.gamma
         labelled.info["energy_per_atom_gcmc"] = float(rebuilt.best.energy_per_atom)
         added.append(labelled)
     return added, failures, timing, n_labels
@@ -473,19 +526,21 @@ def run_otf(
     initial_model=None,
     on_iteration: Callable[[OTFIteration, list[Atoms]], None] | None = None,
 ) -> OTFResult:
-    """The OTF-AL loop (see the module docstring) from the labelled ``initial`` set; resumable in ``workdir``.
+    """The OTF-AL loop (see the module docstring) from the labelled ``initial`` set, in one process.
+
+    A notebook helper composing the steps a campaign runs as stages on its queues
+    (``workers/stages/otf.py``): :func:`grade_run`, :func:`select_new`, :func:`cut_cluster`,
+    :func:`pcc_gcmc.reconstruct`, the ledger's labelling, :func:`retrain`, :func:`stop_reason`. It keeps
+    no state between calls: a campaign is what resumes.
 
     ``label_settings``: :class:`labelling.DFTSettings` of the new cells (``labelling.quick("eam")`` is
     the classical reference labeller for tests). ``test``: labelled configurations for the test RMSE of
     every model (optional). ``initial_model``: a :class:`mlip.train.TrainedModel` (or its ``.mtp`` path)
     already trained on ``initial`` with ``settings.train``, used instead of training ``model-0``.
-    ``on_iteration(record, added)``: called after every iteration with its record and its labelled new
-    cells, also for the iterations a resumed call reads back, so a caller's own store can catch up.
+    ``on_iteration(record, added)``: called after every iteration with its record and its labelled new cells.
+    One JSON record per iteration is written to ``workdir`` (``iteration-NNN.json``).
     """
-    from selection.bases import make_basis
-    from selection.grading import select_environments, training_active_set
-
-    from .train import _species_of
+    from .train import TrainedModel, _species_of
 
     settings = settings or OTFSettings()
     initial = list(initial)
@@ -497,87 +552,44 @@ def run_otf(
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise OTFError("targets", f"target names must be distinct, got {names}")
+    _label_settings(label_settings)
     species = _species_of(initial + [t.atoms for t in targets], settings.species)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    fingerprint = {"version": STATE_VERSION, "settings": settings.describe(),
-                   "targets": [t.describe() for t in targets], "initial_sha1": _labels_hash(initial),
-                   "test_sha1": _labels_hash(test) if test else None, "label_settings": _label_settings(label_settings)}
     if initial_model is not None:
-        from .train import TrainedModel
-
-        if not isinstance(initial_model, TrainedModel):
-            initial_model = TrainedModel.load(initial_model)
-        fingerprint["initial_model_sha1"] = hashlib.sha1(Path(initial_model.path).read_bytes()).hexdigest()
-    state_file = workdir / "otf.json"
-    if state_file.is_file():
-        previous = json.loads(state_file.read_text())
-        if previous.get("fingerprint") != fingerprint:
-            raise OTFError("workdir", f"{workdir} holds an OTF loop with other settings, targets or data; "
-                                      "use a new work directory")
-    _write_json(state_file, {"fingerprint": fingerprint})
-
-    if initial_model is not None:
-        model = initial_model
+        model = initial_model if isinstance(initial_model, TrainedModel) else TrainedModel.load(initial_model)
     else:
-        model = _train(initial, list(test or []), workdir / "model-0", settings, species)
+        model = retrain(initial, test, workdir / "model-0", settings.train, species)
     initial_path, initial_rmse = str(model.path), model.rmse
     training = list(initial)
     iterations: list[OTFIteration] = []
     stopped = "max_iterations"
     labels_left = settings.max_labels  # None: no cap
     for index in range(1, settings.max_iterations + 1):
-        record_file = workdir / f"iteration-{index:03d}.json"
         folder = workdir / f"iteration-{index:03d}"
-        if record_file.is_file():  # resume
-            record = OTFIteration.from_dict(json.loads(record_file.read_text()))
-            added = _read_images(folder / "added.extxyz")
-            training += added
-            iterations.append(record)
-            labels_left = None if labels_left is None else labels_left - record.n_labels
-            if on_iteration is not None:
-                on_iteration(record, added)
-            if record.retrained:
-                from .train import TrainedModel
-
-                model = TrainedModel.load(record.retrained)
-            reason = _stop_reason(record, index == settings.max_iterations, labels_left)
-            if reason:
-                stopped = reason
-                break
-            continue
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         timing: dict[str, float] = {}
-        basis = make_basis("mtp", mtp_file=model.path, species=list(species))
-        active_set = training_active_set(basis, training)
-        runs, snapshots, rows, gammas = [], [], [], []
+        basis, active_set = active_set_of(model.path, training, species)
+        runs, collected = [], []
         tick = time.perf_counter()
         for target in targets:
-            run, collected = grade_run(target, model.path, basis, active_set, species=species,
+            run, snapshots = grade_run(target, model.path, basis, active_set, species=species,
                                        gamma_select=settings.gamma_select, gamma_break=settings.gamma_break,
                                        check_every=settings.check_every)
             runs.append(run)
-            for snapshot, snapshot_rows, gamma in collected:
-                snapshots.append((target.name, snapshot))
-                rows.append(snapshot_rows)
-                gammas.append(gamma)
+            collected.append((target.name, snapshots))
         timing["md_s"] = time.perf_counter() - tick
-        if snapshots:
-            _write_images(folder / "snapshots.extxyz", [s for _, s in snapshots])
+        if any(snapshots for _, snapshots in collected):
+            _write_images(folder / "snapshots.extxyz", [s for _, snapshots in collected for s, _, _ in snapshots])
         n_candidates = sum(run.n_candidates for run in runs)
         last = index == settings.max_iterations or labels_left == 0
-        chosen: list[tuple[int, int]] = []
-        if n_candidates:
-            selection = select_environments(active_set, rows, gammas, gamma_select=settings.gamma_select,
-                                            max_new=settings.max_new)
-            chosen = selection.chosen
-        selected = [{"run": snapshots[k][0], "snapshot_step": int(snapshots[k][1].info["step"]), "atom": int(a),
-                     "gamma": float(gammas[k][a])} for k, a in chosen]
+        chosen = select_new(active_set, collected, gamma_select=settings.gamma_select,
+                            max_new=settings.max_new) if n_candidates else []
         added, failures, retrained, rmse_record, n_labels = [], [], None, None, 0
         if chosen and not last:
-            added, failures, refine_timing, n_labels = _refine(snapshots, chosen, folder, settings, label_settings,
+            added, failures, refine_timing, n_labels = _refine(chosen, folder, settings, label_settings,
                                                                label_launcher, labels_left)
             timing.update(refine_timing)
             labels_left = None if labels_left is None else labels_left - n_labels
@@ -585,24 +597,21 @@ def run_otf(
             _write_images(folder / "added.extxyz", added)
             training = training + added
             tick = time.perf_counter()
-            model = _train(training, list(test or []), folder / "model", settings, species)
+            model = retrain(training, test, folder / "model", settings.train, species)
             timing["train_s"] = time.perf_counter() - tick
             retrained, rmse_record = str(model.path), model.rmse
         record = OTFIteration(
             index=index, model=str(basis.path), n_train_before=len(training) - len(added), runs=runs,
-            n_candidates=n_candidates, n_selected=len(chosen), selected=selected, n_added=len(added),
-            added=[{"source": a.info.get("source"), "n_atoms": len(a),
-                    "energy_per_atom": float(a.get_potential_energy() / len(a)), "gamma": a.info.get("otf_gamma")}
-                   for a in added],
-            failures=failures, retrained=retrained, rmse=rmse_record,
-            gamma_max=max(max(run.gamma_max) for run in runs), wall_time_s=time.perf_counter() - started,
-            timing=timing, n_labels=n_labels,
+            n_candidates=n_candidates, n_selected=len(chosen), selected=[c.record() for c in chosen],
+            n_added=len(added), added=[added_record(a) for a in added], failures=failures, retrained=retrained,
+            rmse=rmse_record, gamma_max=max(max(run.gamma_max) for run in runs),
+            wall_time_s=time.perf_counter() - started, timing=timing, n_labels=n_labels,
         )
-        _write_json(record_file, record.to_dict())
+        _write_json(workdir / f"iteration-{index:03d}.json", record.to_dict())
         iterations.append(record)
         if on_iteration is not None:
             on_iteration(record, added)
-        reason = _stop_reason(record, index == settings.max_iterations, labels_left)
+        reason = stop_reason(record, index == settings.max_iterations, labels_left)
         if reason:
             stopped = reason
             break
@@ -610,26 +619,7 @@ def run_otf(
                      training_set=training, initial_rmse=initial_rmse, workdir=workdir)
 
 
-def _stop_reason(record: OTFIteration, last: bool, labels_left: int | None) -> str | None:
-    """Why the loop stops after ``record`` (None: it goes on); ``labels_left`` after this iteration."""
-    if record.n_candidates == 0 and all(run.completed for run in record.runs):
-        return "converged"
-    if record.n_added == 0:
-        if last:
-            return "max_iterations"
-        return "budget" if labels_left == 0 else "nothing_added"
-    return None
-
-
-def _label_settings(label_settings) -> Any:
+def _label_settings(label_settings) -> None:
     if label_settings is None:
         raise OTFError("label_settings", "give the labelling settings of the new cells (labelling.DFTSettings; "
                                          "labelling.quick('eam') is the classical reference labeller)")
-    if hasattr(label_settings, "model_dump"):
-        return label_settings.model_dump(mode="json")
-    if hasattr(label_settings, "to_dict"):
-        return label_settings.to_dict()
-    try:
-        return asdict(label_settings)
-    except TypeError:
-        return repr(label_settings)

@@ -61,11 +61,12 @@ def test_refinement_spec_is_optional_and_bad_input_names_the_field(tmp_path):
     without = parse_spec(copy.deepcopy(TINY_SPEC) | {"stop_after": None})
     assert without.refinement is None and [s.name for s in stages_for(without)][-1] == "labelling"
     spec = parse_spec(_spec_data(tmp_path))
-    assert [s.name for s in stages_for(spec)][-3:] == ["training", "otf", "ensemble"]
+    assert [s.name for s in stages_for(spec)][-8:] == [
+        "training", "otf_md", "otf_selection", "otf_boxes", "otf_cells", "otf_labelling", "otf_training", "ensemble"]
     assert spec.refinement.otf.target_names() == ["dumbbell"]
     no_ensemble = _spec_data(tmp_path)
     no_ensemble["refinement"].pop("ensemble")
-    assert [s.name for s in stages_for(parse_spec(no_ensemble))][-1] == "otf"
+    assert [s.name for s in stages_for(parse_spec(no_ensemble))][-1] == "otf_training"
 
     bad = _spec_data(tmp_path)
     bad["refinement"]["ensemble"]["k"] = 1
@@ -109,7 +110,7 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     from mlip import TrainedModel, evaluate
     from sampling.datasets import read_dataset
     from workers.stages.labelling import read_label
-    from workers.stages.refinement import refine_on_the_fly
+    from workers.stages.otf import retrain_and_record
 
     started = time.monotonic()
     spec = parse_spec(_spec_data(tmp_path))
@@ -129,8 +130,13 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
                 Structure.campaign_id == campaign_id, Structure.stage == "sampling"):
             defect_atoms[environment.structure_id] = defect_atoms.get(environment.structure_id, 0) + 1
         basic_labels = [s.label_id for s in session.query(Structure).filter_by(campaign_id=campaign_id, stage="basic")]
-        otf_item = session.query(WorkItem).filter_by(campaign_id=campaign_id, key="otf").one()
-        otf_progress = (otf_item.progress_done, otf_item.progress_total, otf_item.id)
+        md_items = (session.query(WorkItem).join(StageRun)
+                    .filter(StageRun.campaign_id == campaign_id, StageRun.stage.startswith("otf_md.")).all())
+        md_progress = [(item.progress_done, item.progress_total) for item in md_items]
+        training_items = (session.query(WorkItem).join(StageRun).order_by(StageRun.position)
+                          .filter(StageRun.campaign_id == campaign_id, StageRun.stage.startswith("otf_training."))
+                          .all())
+        first_training = training_items[0].id
     print(f"\ncampaign ran in {time.monotonic() - started:.1f} s {took}")
     print("OTF:", json.dumps(artifacts[("otf", "campaign")]["added_per_iteration"]),
           [round(g, 3) for g in artifacts[("otf", "campaign")]["gamma_max_per_iteration"]])
@@ -187,7 +193,8 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
         assert run["stopped"] == "completed" and run["steps_done"] == 60 and run["snapshot_steps"] == [0, 20, 40, 60]
         assert max(run["gamma_max"]) < 10.0
     assert last["gamma_max"] <= 2.0 and last["n_candidates"] == 0
-    assert otf_progress[:2] == (4, 4)
+    # one MD item per iteration (one target), its progress counted in MD steps
+    assert md_progress == [(60, 60)] * len(iterations)
     # the added cells carry succeeded ledger labels; their energies are the labels'
     for _cid, _iteration, energy, label in otf_cells:
         assert label.state == "succeeded" and label.engine == "eam" and label.energy == pytest.approx(energy)
@@ -206,10 +213,8 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
     assert histogram["n"] == sum(histogram["counts"]) == counted > 0
     assert 0 < histogram["sigma_mean"] <= histogram["sigma_max"] < 1.0  # eV/A
 
-    # a re-delivered otf task after a crash: the loop resumes from its records, nothing new is stored
-    tick = time.monotonic()
-    refine_on_the_fly(otf_progress[2])
-    assert time.monotonic() - tick < 30
+    # a re-delivered task of an iteration's end after a crash: the same record, nothing new is stored
+    retrain_and_record(first_training)
     with session_scope() as session:
         assert session.query(Structure).filter_by(campaign_id=campaign_id, stage="otf").count() == len(otf_cells)
         again = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="otf_iteration", name="001").one()

@@ -18,30 +18,10 @@ from core.session import session_scope
 from workers import lease, pipeline
 from workers.pipeline import TaskRef
 from workers.stages.common import Cancelled
-from workers.stages.labelling import label_structure
-from workers.stages.reconstruction import assemble_cells, run_box
-from workers.stages.refinement import ensemble_spread, refine_on_the_fly, train_model
-from workers.stages.sampling import run_protocol
-from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
-from workers.stages.study import build_validation_suite, run_validation_study
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[int], None]
-RUNNERS: dict[str, Runner] = {
-    "dg.sampling.run_protocol": run_protocol,
-    "dg.selection.build_active_set": build_active_set,
-    "dg.selection.grade_snapshot": grade_snapshot,
-    "dg.selection.select_and_cut": select_and_cut,
-    "dg.reconstruction.run_box": run_box,
-    "dg.reconstruction.assemble": assemble_cells,
-    "dg.labelling.label_structure": label_structure,
-    "dg.refinement.train_model": train_model,
-    "dg.refinement.refine_on_the_fly": refine_on_the_fly,
-    "dg.refinement.ensemble_spread": ensemble_spread,
-    "dg.study.build_validation_suite": build_validation_suite,
-    "dg.study.run_validation_study": run_validation_study,
-}
+RUNNERS: dict[str, Callable[[int], None]] = {stage.task_name: stage.runner for stage in pipeline.STAGES}
 
 
 class PermanentError(Exception):

@@ -26,20 +26,29 @@ from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import Limits, effective, limit_errors, structure_message
 from workers import lease
+from workers.stages import otf
 from workers.stages.common import PlannedItem, resolve_potential
-from workers.stages.labelling import dft_settings, labelling_reference, plan_labels
-from workers.stages.reconstruction import plan_boxes
-from workers.stages.refinement import plan_otf
-from workers.stages.sampling import TYPE_COUNTS
+from workers.stages.labelling import dft_settings, label_structure, labelling_reference, plan_labels
+from workers.stages.reconstruction import assemble_cells, plan_boxes, run_box
+from workers.stages.refinement import ensemble_spread, train_model
+from workers.stages.sampling import TYPE_COUNTS, run_protocol
+from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
+from workers.stages.study import build_validation_suite, run_validation_study
 
 
 @dataclass(frozen=True)
 class StageDef:
+    """One stage: its queue, the named Celery task that runs one of its work items, the function that task
+    runs (it takes the item's id), and the plan that fans the stage out into items."""
+
     name: str
     queue: str
     task_name: str
-    # (session, campaign id, spec) -> the work items; later stages fan out over earlier results
-    plan: Callable[[Session, int, CampaignSpec], list[PlannedItem]]
+    runner: Callable[[int], None]
+    # (session, campaign id, spec) -> the work items; later stages fan out over earlier results. A stage of
+    # the on-the-fly loop (loop=True) is planned per iteration: (session, campaign id, spec, iteration).
+    plan: Callable[..., list[PlannedItem]]
+    loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,30 +84,38 @@ def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> li
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
 
 
-# The stage order. The refinement stages run only for a spec with a refinement section (stages_for).
+# The stage order. The refinement stages run only for a spec with a refinement section (stages_for). The
+# on-the-fly stages (loop=True) run once per iteration, as stage runs named <stage>.<iteration>: the first
+# iteration's are created with the campaign, each next one when the previous iteration's training says go on.
 STAGES: tuple[StageDef, ...] = (
-    StageDef(name="sampling", queue="md", task_name="dg.sampling.run_protocol", plan=_plan_sampling),
-    StageDef(name="training_set", queue="select", task_name="dg.selection.build_active_set", plan=_plan_one),
-    StageDef(name="grading", queue="select", task_name="dg.selection.grade_snapshot", plan=_plan_grading),
-    StageDef(name="selection", queue="select", task_name="dg.selection.select_and_cut", plan=_plan_one),
-    StageDef(name="gcmc_boxes", queue="gcmc", task_name="dg.reconstruction.run_box", plan=plan_boxes),
-    StageDef(name="reconstruction", queue="gcmc", task_name="dg.reconstruction.assemble", plan=_plan_one),
-    StageDef(name="validation_suite", queue="md", task_name="dg.study.build_validation_suite", plan=_plan_one),
-    StageDef(name="labelling", queue="dft", task_name="dg.labelling.label_structure", plan=plan_labels),
-    StageDef(name="training", queue="select", task_name="dg.refinement.train_model", plan=_plan_one),
-    StageDef(name="otf", queue="md", task_name="dg.refinement.refine_on_the_fly", plan=plan_otf),
-    StageDef(name="ensemble", queue="select", task_name="dg.refinement.ensemble_spread", plan=_plan_one),
-    StageDef(name="validation", queue="select", task_name="dg.study.run_validation_study", plan=_plan_one),
+    StageDef("sampling", "md", "dg.sampling.run_protocol", run_protocol, _plan_sampling),
+    StageDef("training_set", "select", "dg.selection.build_active_set", build_active_set, _plan_one),
+    StageDef("grading", "select", "dg.selection.grade_snapshot", grade_snapshot, _plan_grading),
+    StageDef("selection", "select", "dg.selection.select_and_cut", select_and_cut, _plan_one),
+    StageDef("gcmc_boxes", "gcmc", "dg.reconstruction.run_box", run_box, plan_boxes),
+    StageDef("reconstruction", "gcmc", "dg.reconstruction.assemble", assemble_cells, _plan_one),
+    StageDef("validation_suite", "md", "dg.study.build_validation_suite", build_validation_suite, _plan_one),
+    StageDef("labelling", "dft", "dg.labelling.label_structure", label_structure, plan_labels),
+    StageDef("training", "select", "dg.refinement.train_model", train_model, _plan_one),
+    StageDef("otf_md", "md", "dg.otf.run_md", otf.run_md, otf.plan_md, loop=True),
+    StageDef("otf_selection", "select", "dg.otf.select_and_cut", otf.select_and_cut, otf.plan_one, loop=True),
+    StageDef("otf_boxes", "gcmc", "dg.otf.run_box", run_box, otf.plan_boxes, loop=True),
+    StageDef("otf_cells", "gcmc", "dg.otf.assemble_cells", otf.assemble_cells, otf.plan_cells, loop=True),
+    StageDef("otf_labelling", "dft", "dg.otf.label_structure", label_structure, otf.plan_labels, loop=True),
+    StageDef("otf_training", "select", "dg.otf.retrain", otf.retrain_and_record, otf.plan_one, loop=True),
+    StageDef("ensemble", "select", "dg.refinement.ensemble_spread", ensemble_spread, _plan_one),
+    StageDef("validation", "select", "dg.study.run_validation_study", run_validation_study, _plan_one),
 )
 QUEUES = ("md", "select", "gcmc", "dft")
-REFINEMENT_STAGES = ("training", "otf", "ensemble")
+LOOP_STAGES = tuple(stage.name for stage in STAGES if stage.loop)
+REFINEMENT_STAGES = ("training", *LOOP_STAGES, "ensemble")
 STUDY_STAGES = ("validation_suite", "validation")
 
 
 def stages_for(spec: CampaignSpec) -> tuple[StageDef, ...]:
-    """The stages this campaign runs: all, or up to the one named by `stop_after`; the refinement
-    stages only with a refinement section, the ensemble only with refinement.ensemble, the study's
-    only with a study section."""
+    """The stages this campaign runs: all, or up to the one named by `stop_after` (``otf``: the end of the
+    on-the-fly loop); the refinement stages only with a refinement section, the ensemble only with
+    refinement.ensemble, the study's only with a study section."""
     if spec.refinement is None:
         skipped = set(REFINEMENT_STAGES)
     else:
@@ -107,12 +124,25 @@ def stages_for(spec: CampaignSpec) -> tuple[StageDef, ...]:
         skipped |= set(STUDY_STAGES)
     stages = [stage for stage in STAGES if stage.name not in skipped]
     names = [stage.name for stage in stages]
-    last = names.index(spec.stop_after) if spec.stop_after else len(stages) - 1
+    stop_after = LOOP_STAGES[-1] if spec.stop_after == "otf" else spec.stop_after
+    last = names.index(stop_after) if stop_after else len(stages) - 1
     return tuple(stages[: last + 1])
+
+
+def run_name(stage: StageDef, iteration: int = 1) -> str:
+    """The name of a stage run: the stage's, with the iteration for a stage of the on-the-fly loop."""
+    return otf.stage_name(stage.name, iteration) if stage.loop else stage.name
+
+
+def definition(stage_run_name: str) -> tuple[StageDef, int | None]:
+    """(stage, iteration) of a stage run's name."""
+    name, iteration = otf.split_stage_name(stage_run_name)
+    return STAGE_BY_NAME[name], iteration
 
 
 STAGE_BY_TASK = {stage.task_name: stage for stage in STAGES}
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
+assert len(STAGE_BY_TASK) == len(STAGES), "every stage has its own task name"
 
 
 def check_spec(spec: CampaignSpec) -> None:
@@ -167,7 +197,7 @@ def check_spec(spec: CampaignSpec) -> None:
             errors.append(FieldError("labelling", str(exc)))
         else:
             errors += _study_errors(spec)
-    if "otf" in names:
+    if "otf_md" in names:
         for index, target in enumerate(spec.refinement.otf.targets):
             build(target.structure, f"refinement.otf.targets.{index}.structure")
     limit = bounds["max_snapshots"]
@@ -206,7 +236,7 @@ def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campai
         spec=spec.model_dump(mode="json"),
         status=Status.pending,
     )
-    campaign.stages = [StageRun(stage=stage.name, position=i) for i, stage in enumerate(stages_for(spec))]
+    campaign.stages = [StageRun(stage=run_name(stage), position=i) for i, stage in enumerate(stages_for(spec))]
     session.add(campaign)
     session.flush()
     return campaign
@@ -227,8 +257,9 @@ def _refresh_progress(session: Session, stage_run: StageRun) -> None:
 
 
 def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[TaskRef]:
-    stage = STAGE_BY_NAME[stage_run.stage]
+    stage, iteration = definition(stage_run.stage)
     spec = CampaignSpec.model_validate(campaign.spec)
+    planned = stage.plan(session, campaign.id, spec, iteration) if stage.loop else stage.plan(session, campaign.id, spec)
     items = [
         WorkItem(
             campaign_id=campaign.id,
@@ -238,7 +269,7 @@ def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[Tas
             params=planned.params,
             progress_total=planned.progress_total,
         )
-        for planned in stage.plan(session, campaign.id, spec)
+        for planned in planned
     ]
     stage_run.items.extend(items)
     stage_run.status = Status.running
@@ -278,11 +309,36 @@ def advance(session: Session, campaign_id: int) -> list[TaskRef]:
         if statuses == {Status.succeeded}:
             stage_run.status = Status.succeeded
             stage_run.finished_at = utcnow()
+            if _next_iteration(session, campaign, stage_run):
+                return advance(session, campaign_id)  # the stage list grew: walk it again
             continue
         return []  # items still pending or running
     campaign.status = Status.succeeded
     campaign.finished_at = utcnow()
     return []
+
+
+def _next_iteration(session: Session, campaign: Campaign, finished: StageRun) -> bool:
+    """After an on-the-fly iteration's last stage: the next iteration's stage runs, unless its record stopped
+    the loop. They go right after it; the stages after the loop move down. Returns whether any was added."""
+    stage, iteration = definition(finished.stage)
+    if stage.name != LOOP_STAGES[-1] or iteration is None:
+        return False
+    record = session.scalars(select(Artifact.data).where(
+        Artifact.campaign_id == campaign.id, Artifact.kind == otf.OTF_ITERATION,
+        Artifact.name == f"{iteration:03d}")).one()
+    names = {stage_run.stage for stage_run in campaign.stages}
+    new = [otf.stage_name(name, iteration + 1) for name in LOOP_STAGES]
+    if record["stopped"] is not None or new[0] in names:
+        return False
+    for stage_run in campaign.stages:
+        if stage_run.position > finished.position:
+            stage_run.position += len(new)
+    for offset, name in enumerate(new, start=1):
+        session.add(StageRun(campaign_id=campaign.id, stage=name, position=finished.position + offset))
+    session.flush()
+    session.expire(campaign, ["stages"])
+    return True
 
 
 def start(session: Session, campaign: Campaign) -> list[TaskRef]:

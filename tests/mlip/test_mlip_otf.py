@@ -141,23 +141,15 @@ def test_retraining_on_the_added_cells_lowers_the_vacancy_test_error(otf):
     assert de == pytest.approx(after["energy_mev_per_atom"], rel=1e-6, abs=1e-6)
 
 
-def test_one_json_record_per_iteration_and_a_second_call_resumes(otf):
-    result, root = otf["result"], otf["root"]
+def test_one_json_record_per_iteration_and_no_state_of_its_own(otf):
+    """run_otf is a notebook helper: it writes one record per iteration and keeps no resume state (a campaign's
+    stages are what resume), so a second call in the same directory starts again and gets the same loop."""
+    result = otf["result"]
     for it in result.iterations:
         record = json.loads((result.workdir / f"iteration-{it.index:03d}.json").read_text())
         assert record["n_added"] == it.n_added and record["gamma_max"] == pytest.approx(it.gamma_max)
         assert [r["gamma_max"] for r in record["runs"]] == [r.gamma_max for r in it.runs]
-    started = time.perf_counter()
-    again = run_otf(otf["initial"], otf["targets"], root / "work", label_settings=EAM, settings=otf["settings"],
-                    test=otf["test"])
-    assert time.perf_counter() - started < 10.0  # nothing re-run: no MD, no GCMC, no labels, no training
-    assert again.stopped == result.stopped and again.model == result.model
-    assert again.added_per_iteration == result.added_per_iteration
-    assert len(again.training_set) == len(result.training_set)
-    # other settings in the same work directory are refused, not mixed
-    with pytest.raises(OTFError, match="workdir"):
-        run_otf(otf["initial"], otf["targets"], root / "work", label_settings=EAM,
-                settings=OTFSettings(gamma_select=3.0), test=otf["test"])
+    assert not (result.workdir / "otf.json").exists()
 
 
 class FirstRunLost(LocalLauncher):

@@ -288,14 +288,16 @@ def read_label(relative_path: str) -> dict:
     return json.loads((get_settings().data_dir / relative_path).read_text())
 
 
-def labelled_structures(session: Session, campaign_id: int, stage: str) -> list[Atoms]:
-    """The structures of one stage whose label succeeded, in storage order, each carrying its label
-    (SinglePointCalculator: energy, forces, stress) and ``info`` source and label_engine."""
+def labelled_structures(session: Session, campaign_id: int, stage: str, source_prefix: str = "") -> list[Atoms]:
+    """The structures of one stage (whose source starts with ``source_prefix``) whose label succeeded, in
+    storage order, each carrying its label (SinglePointCalculator: energy, forces, stress) and ``info``
+    source and label_engine."""
     store = StructureStore(get_settings().data_dir)
     rows = session.execute(
         select(Structure.path, Structure.source, Label.path, Label.engine, Label.engine_version)
         .join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == stage, Label.state == "succeeded")
+        .where(Structure.campaign_id == campaign_id, Structure.stage == stage, Label.state == "succeeded",
+               Structure.source.startswith(source_prefix))
         .order_by(Structure.id)
     ).all()
     images = []

@@ -49,6 +49,7 @@ PLAN = "pcc_gcmc_plan"  # per cluster: payload, grid, seeds (what the box items 
 CANDIDATE = "pcc_gcmc_candidate"  # per box: the finished candidate with its structure (dropped after assembly)
 CANDIDATES = "pcc_gcmc_candidates"  # per cluster: the candidate table without structures (dashboard)
 CAMPAIGN = "campaign"
+OTF_PREFIX = "otf/"  # the sources of clusters the OTF iterations cut (workers/stages/otf.py)
 GAMMA_BY_DATASET = "gamma_by_dataset"  # the candidates' gamma against B, B+C and B+P (dashboard)
 
 
@@ -68,9 +69,40 @@ def cluster_core(atoms: Atoms, core_radius: float) -> np.ndarray:
     return (distances <= core_radius * (1 + 1e-12)).any(axis=1)
 
 
+def plan_cluster(session: Session, campaign_id: int, source: str, cluster_id: int, cluster, core_mask,
+                 potential, params: GCMCParams) -> list[PlannedItem]:
+    """The PCC-GCMC plan of one cluster stored as an artifact named ``source``; one item per box that can run.
+
+    A cluster that cannot be set up (e.g. its core holds more than max_atoms atoms) is recorded with the
+    reason and gives no item. ``core_mask`` None: the atoms within core_radius of the centre atom.
+    """
+    record = {"cluster_id": cluster_id, "params": params.to_dict()}
+    try:
+        payload, grid, base_seed = plan(cluster, core_mask, potential, params)
+    except (ReconstructionError, PotentialError, ValueError) as exc:
+        put_artifact(session, campaign_id, PLAN, source, {**record, "error": str(exc)})
+        log.warning("cluster %s cannot be reconstructed: %s", source, exc)
+        return []
+    put_artifact(session, campaign_id, PLAN, source, {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
+    return box_items(source, grid)
+
+
+def box_items(source: str, grid: list[dict]) -> list[PlannedItem]:
+    return [PlannedItem(key=f"{source}/box-{index}", params={"cluster": source, "index": index}, progress_total=1)
+            for index, entry in enumerate(grid) if entry["run"]]
+
+
+def plans(session: Session, campaign_id: int, prefix: str = "") -> list[tuple[str, dict]]:
+    """(cluster source, plan record) of the campaign's clusters whose source starts with ``prefix``, in order."""
+    return [(name, data) for name, data in session.execute(
+        select(Artifact.name, Artifact.data)
+        .where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN, Artifact.name.startswith(prefix))
+        .order_by(Artifact.id)
+    )]
+
+
 def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
-    """One item per box that can run, for every stored cluster; a cluster that cannot be set up
-    (e.g. its core holds more than max_atoms atoms) is recorded with the reason, not fatal."""
+    """One item per box that can run, for every stored cluster of the selection stage."""
     store = StructureStore(get_settings().data_dir)
     params = gcmc_params(spec)
     potential = resolve_potential(spec.potential)
@@ -82,19 +114,8 @@ def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[P
     items: list[PlannedItem] = []
     for cluster_id, path, source in clusters:
         atoms = store.read(path)
-        record = {"cluster_id": cluster_id, "params": params.to_dict()}
-        try:
-            payload, grid, base_seed = plan(atoms, cluster_core(atoms, params.core_radius), potential, params)
-        except (ReconstructionError, PotentialError, ValueError) as exc:
-            put_artifact(session, campaign_id, PLAN, source, {**record, "error": str(exc)})
-            log.warning("cluster %s cannot be reconstructed: %s", source, exc)
-            continue
-        put_artifact(session, campaign_id, PLAN, source,
-                     {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
-        items.extend(
-            PlannedItem(key=f"{source}/box-{index}", params={"cluster": source, "index": index}, progress_total=1)
-            for index, entry in enumerate(grid) if entry["run"]
-        )
+        items += plan_cluster(session, campaign_id, source, cluster_id, atoms,
+                              cluster_core(atoms, params.core_radius), potential, params)
     return items
 
 
@@ -140,57 +161,71 @@ def _cluster_table(candidates, plan_record: dict) -> dict:
     }
 
 
+def assemble_plans(session: Session, store: StructureStore, campaign_id: int, planned: list[tuple[str, dict]], *,
+                   stage: str, info: dict[str, dict] | None = None) -> dict:
+    """Best candidate of every planned cluster -> a structure of ``stage`` named ``<cluster>/periodic`` with
+    per-atom ``core`` and ``inserted``; the candidate table of each cluster is kept, the per-box candidates
+    are dropped. ``info``: extra structure info per cluster source. Returns the summary."""
+    names = [f"{source}/{index}" for source, record in planned if "grid" in record
+             for index, entry in enumerate(record["grid"]) if entry["run"]]
+    candidates = dict(session.execute(
+        select(Artifact.name, Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
+                                                   Artifact.name.in_(names))
+    ).all()) if names else {}
+    summary: dict = {"clusters": len(planned), "reconstructed": 0, "not_reconstructed": {}, "energy_per_atom": {},
+                     "structure_ids": {}}
+    for source, record in planned:
+        if "error" in record:
+            summary["not_reconstructed"][source] = record["error"]
+            continue
+        grid = record["grid"]
+        results = [candidates[f"{source}/{index}"] for index, entry in enumerate(grid) if entry["run"]]
+        try:
+            reconstruction = assemble(record["payload"], grid, results, record["params"], record["base_seed"])
+        except NoAdmissibleCandidateError as exc:
+            summary["not_reconstructed"][source] = str(exc)
+            put_artifact(session, campaign_id, CANDIDATES, source,
+                         {**_cluster_table(exc.candidates, record), "best_index": None, "error": str(exc)})
+            continue
+        atoms = reconstruction.atoms
+        best = reconstruction.best
+        structure_info = {
+            "energy_per_atom_potential": best.energy_per_atom,
+            "potential": atoms.info.get("potential"),
+            "min_distance": best.min_distance,
+            "box": best.box_final,
+            "candidate": best.index,
+            "n_core": best.n_core,
+            "n_inserted": best.n_inserted,
+            "n_seeded": best.n_seeded,
+            "seed": best.seed,
+        } | (info or {}).get(source, {})
+        structure_id = put_structure(session, store, campaign_id, atoms, stage=stage, source=f"{source}/periodic",
+                                     parent_id=record["cluster_id"], info=structure_info)
+        put_artifact(session, campaign_id, CANDIDATES, source, {
+            **_cluster_table(reconstruction.candidates, record), "best_index": reconstruction.best_index,
+            "structure_id": structure_id, "energy_per_atom": best.energy_per_atom,
+        })
+        summary["reconstructed"] += 1
+        summary["energy_per_atom"][source] = best.energy_per_atom
+        summary["structure_ids"][source] = structure_id
+    # the per-box structures live on only in the chosen cells; the tables keep every candidate's numbers
+    if names:
+        session.execute(delete(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
+                                               Artifact.name.in_(names)))
+    return summary
+
+
 def assemble_cells(item_id: int) -> None:
-    """Best candidate of every cluster -> a ``periodic`` structure; tables, summary and the SOAP map."""
+    """Best candidate of every selected cluster -> a ``periodic`` structure; tables, summary and the SOAP map."""
     campaign_id, spec, _ = load_item(item_id)
     store = StructureStore(get_settings().data_dir)
     with session_scope() as session:
-        plans = session.execute(
-            select(Artifact.name, Artifact.data)
-            .where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN).order_by(Artifact.id)
-        ).all()
-        candidates = dict(session.execute(
-            select(Artifact.name, Artifact.data).where(Artifact.campaign_id == campaign_id,
-                                                       Artifact.kind == CANDIDATE)
-        ).all())
-        summary = {"clusters": len(plans), "reconstructed": 0, "not_reconstructed": {}, "energy_per_atom": {}}
-        for source, record in plans:
-            if "error" in record:
-                summary["not_reconstructed"][source] = record["error"]
-                continue
-            grid = record["grid"]
-            results = [candidates[f"{source}/{index}"] for index, entry in enumerate(grid) if entry["run"]]
-            try:
-                reconstruction = assemble(record["payload"], grid, results, record["params"], record["base_seed"])
-            except NoAdmissibleCandidateError as exc:
-                summary["not_reconstructed"][source] = str(exc)
-                put_artifact(session, campaign_id, CANDIDATES, source,
-                             {**_cluster_table(exc.candidates, record), "best_index": None, "error": str(exc)})
-                continue
-            atoms = reconstruction.atoms
-            best = reconstruction.best
-            info = {
-                "energy_per_atom_potential": best.energy_per_atom,
-                "potential": atoms.info.get("potential"),
-                "min_distance": best.min_distance,
-                "box": best.box_final,
-                "candidate": best.index,
-                "n_core": best.n_core,
-                "n_inserted": best.n_inserted,
-                "n_seeded": best.n_seeded,
-                "seed": best.seed,
-            }
-            structure_id = put_structure(session, store, campaign_id, atoms, stage="periodic",
-                                         source=f"{source}/periodic", parent_id=record["cluster_id"], info=info)
-            put_artifact(session, campaign_id, CANDIDATES, source, {
-                **_cluster_table(reconstruction.candidates, record), "best_index": reconstruction.best_index,
-                "structure_id": structure_id, "energy_per_atom": best.energy_per_atom,
-            })
-            summary["reconstructed"] += 1
-            summary["energy_per_atom"][source] = best.energy_per_atom
+        planned = [(source, record) for source, record in plans(session, campaign_id)
+                   if not source.startswith(OTF_PREFIX)]
+        summary = assemble_plans(session, store, campaign_id, planned, stage="periodic")
+        summary.pop("structure_ids")
         put_artifact(session, campaign_id, "reconstruction", CAMPAIGN, summary)
-        # the per-box structures live on only in the chosen cells; the tables keep every candidate's numbers
-        session.execute(delete(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE))
         maps = {name: stored_structures(session, store, campaign_id, stage)
                 for name, stage in (("B", "basic"), ("C", "cluster_vacuum"), ("P", "periodic"))}
         put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,

@@ -2,11 +2,9 @@
 
 Stage ``training`` fits one MTP (motep) on the campaign's labelled configurations, dataset B (the user's
 labelled file, else B as the labelling stage labelled it) and the PCC-GCMC cells P, with a seeded share
-held out for the test RMSE; the model stays in the campaign's directory. Stage ``otf`` runs
-:func:`mlip.run_otf` from that model under the spec's MD targets in ``<campaign dir>/otf``, so a resumed
-campaign resumes the loop after its last finished iteration; every finished iteration becomes an
-``otf_iteration`` artifact, and its labelled new cells become ``otf`` structures with ledger rows (dataset
-OTF of the exports). Stage ``ensemble`` trains k MTPs on the final set (B + P + OTF) and stores the
+held out for the test RMSE; the model stays in the campaign's directory. On-the-fly learning from that
+model runs as stages of its own, one set per iteration (:mod:`workers.stages.otf`); its labelled new cells
+are ``otf`` structures with ledger rows (dataset OTF of the exports). Stage ``ensemble`` trains k MTPs on the final set (B + P + OTF) and stores the
 histogram of their force spread sigma_F over the defect atoms of the sampling snapshots.
 
 Units: RMSE in meV/atom and meV/A (:func:`mlip.train.rmse`), sigma_F in eV/A.
@@ -26,33 +24,19 @@ from core.models import Artifact, Environment, StageRun, Structure, WorkItem
 from core.session import session_scope
 from core.storage import StructureStore
 from core.settings import get_settings
-from mlip import (
-    MDTarget,
-    OTFIteration,
-    OTFSettings,
-    TrainedModel,
-    ensemble_report,
-    run_otf,
-    split,
-    train_ensemble,
-    train_mtp,
-)
+from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble, train_mtp
 from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
 from workers.stages.common import (
     UPLOAD_PREFIX,
-    PlannedItem,
     campaign_dir,
     load_item,
     put_artifact,
-    put_structure,
-    report_progress,
     resolve_data_file,
     resolve_potential,
 )
-from workers.stages.labelling import dft_settings, labelled_basic_set, labelled_structures, launcher_for, store_label
-from workers.stages.reconstruction import gcmc_params
+from workers.stages.labelling import labelled_basic_set, labelled_structures
 
 TRAINING = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
 OTF_ITERATION = "otf_iteration"  # one per iteration, named by its zero-padded index
@@ -60,11 +44,6 @@ OTF = "otf"
 ENSEMBLE = "ensemble"
 CAMPAIGN = "campaign"
 MODEL_FILE = "pot.mtp"
-
-
-def plan_otf(_session: Session, _campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
-    """One item, its progress counted in iterations."""
-    return [PlannedItem(key="otf", params={}, progress_total=spec.refinement.otf.max_iterations)]
 
 
 def training_settings(spec: CampaignSpec) -> dict[str, Any]:
@@ -119,24 +98,22 @@ def train_model(item_id: int) -> None:
         put_artifact(session, campaign_id, TRAINING, CAMPAIGN, _model_record(model))
 
 
-def _potential_reference(spec: CampaignSpec) -> str:
+def potential_reference(spec: CampaignSpec) -> str:
     """The classical potential as a name or path that PCC-GCMC can load (an upload's stored file)."""
     if spec.potential.startswith(UPLOAD_PREFIX):
         return str(resolve_data_file(spec.potential, "potential"))
     return spec.potential
 
 
-def otf_targets(spec: CampaignSpec) -> list[MDTarget]:
-    """The spec's MD targets with their structures built as the sampling stage builds them."""
+def otf_target(spec: CampaignSpec, index: int) -> MDTarget:
+    """MD target ``index`` of the spec with its structure built as the sampling stage builds it."""
     potential = resolve_potential(spec.potential)
     a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
     otf = spec.refinement.otf
-    return [
-        MDTarget(build_structure(target.structure, spec.element, spec.lattice, a, potential),
-                 temperature=target.temperature, steps=target.steps, name=name, timestep=target.timestep_fs,
-                 seed=target.seed)
-        for name, target in zip(otf.target_names(), otf.targets, strict=True)
-    ]
+    target = otf.targets[index]
+    return MDTarget(build_structure(target.structure, spec.element, spec.lattice, a, potential),
+                    temperature=target.temperature, steps=target.steps, name=otf.target_names()[index],
+                    timestep=target.timestep_fs, seed=target.seed)
 
 
 def labels_left(session: Session, campaign_id: int, spec: CampaignSpec) -> int:
@@ -146,77 +123,6 @@ def labels_left(session: Session, campaign_id: int, spec: CampaignSpec) -> int:
         .where(StageRun.campaign_id == campaign_id, StageRun.stage == "labelling")
     )
     return max(0, spec.budget.max_dft_jobs - int(planned or 0))
-
-
-def otf_settings(spec: CampaignSpec, max_labels: int) -> OTFSettings:
-    otf = spec.refinement.otf
-    return OTFSettings(
-        gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
-        check_every=otf.check_every, max_iterations=otf.max_iterations, max_new=otf.max_new, max_labels=max_labels,
-        cluster_radius=spec.selection.cluster_radius, potential=_potential_reference(spec),
-        gcmc=gcmc_params(spec).to_dict(), train=training_settings(spec), species=(spec.element,),
-    )
-
-
-def _geometry(cell: Atoms) -> Atoms:
-    """The stored file of a cell is its geometry (and core/inserted marks); its label lives in the ledger."""
-    geometry = Atoms(cell.numbers, positions=cell.positions, cell=cell.cell, pbc=cell.pbc)
-    for name in ("core", "inserted"):
-        if name in cell.arrays:
-            geometry.arrays[name] = cell.arrays[name].copy()
-    return geometry
-
-
-def iteration_record(record: OTFIteration, structure_ids: list[int]) -> dict[str, Any]:
-    """What the campaign shows of one iteration (no server paths; the added cells by structure id)."""
-    data = record.to_dict()
-    del data["model"], data["retrained"]
-    data["retrained"] = record.retrained is not None
-    data["structure_ids"] = structure_ids
-    return data
-
-
-def refine_on_the_fly(item_id: int) -> None:
-    """The OTF loop from the training stage's model; each finished iteration is stored as it ends."""
-    campaign_id, spec, _ = load_item(item_id)
-    store = StructureStore(get_settings().data_dir)
-    label_settings = dft_settings(spec)
-    with session_scope() as session:
-        train, test = training_sets(session, campaign_id, spec)
-        max_labels = labels_left(session, campaign_id, spec)
-
-    def record_iteration(record: OTFIteration, added: list[Atoms]) -> None:
-        structure_ids = []
-        for number, cell in enumerate(added):
-            with session_scope() as session:
-                structure_ids.append(put_structure(
-                    session, store, campaign_id, _geometry(cell), stage="otf",
-                    source=f"otf/iteration-{record.index:03d}/cell-{number}", energy=cell.get_potential_energy(),
-                    info={"iteration": record.index, "origin": cell.info.get("source"),
-                          "gamma": cell.info.get("otf_gamma")},
-                ))
-            label_id = store_label(cell, label_settings, structure_ids[-1])
-            with session_scope() as session:
-                session.get(Structure, structure_ids[-1]).label_id = label_id
-        with session_scope() as session:
-            put_artifact(session, campaign_id, OTF_ITERATION, f"{record.index:03d}",
-                         iteration_record(record, structure_ids))
-        report_progress(item_id, campaign_id, done=record.index)  # raises Cancelled between iterations
-
-    result = run_otf(train, otf_targets(spec), campaign_dir(campaign_id) / "otf", label_settings=label_settings,
-                     settings=otf_settings(spec, max_labels), test=test or None, label_launcher=launcher_for(spec),
-                     initial_model=_model_dir(campaign_id) / MODEL_FILE, on_iteration=record_iteration)
-    summary = result.summary()
-    with session_scope() as session:
-        put_artifact(session, campaign_id, OTF, CAMPAIGN, {
-            "stopped": result.stopped, "n_iterations": summary["n_iterations"], "max_labels": max_labels,
-            "model_path": str(Path(result.model).relative_to(get_settings().data_dir)),
-            "n_labels": sum(it.n_labels for it in result.iterations),
-            "added_per_iteration": summary["added_per_iteration"],
-            "gamma_max_per_iteration": summary["gamma_max_per_iteration"], "n_training": summary["n_training"],
-            "initial_rmse": result.initial_rmse,
-            "gamma_select": spec.selection.gamma_select, "gamma_break": spec.selection.gamma_break,
-        })
 
 
 def _snapshots_with_defects(session: Session, campaign_id: int) -> list[tuple[int, str, str, list[int]]]:
