@@ -127,6 +127,7 @@ class OTFSettings:
     gcmc: Any = None
     train: dict[str, Any] = field(default_factory=dict)
     species: tuple[str, ...] | None = None
+    trainer: Any = None  # a mlip.trainers.Trainer (e.g. SnapTrainer); None: an MTP with ``train``
 
     def __post_init__(self) -> None:
         if not self.gamma_select >= 1.0:
@@ -168,6 +169,7 @@ class OTFRun:
     n_candidates: int  # atoms above gamma_select, summed over snapshots
     wall_time_s: float
     gamma_histogram: dict[str, Any] | None = None  # every graded atom of every snapshot (selection.maxvol.log_histogram)
+    md_engine: str = "ase"  # where the MD ran: "ase" (motep's calculator) or "lammps" (a SNAP, mlip.snap_md)
 
     @property
     def completed(self) -> bool:
@@ -383,19 +385,21 @@ def grade_run(
     run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
                  snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
                  wall_time_s=time.perf_counter() - started,
-                 gamma_histogram=merge_histograms(histograms) if histograms else None)
+                 gamma_histogram=merge_histograms(histograms) if histograms else None, md_engine="ase")
     return run, collected
 
 
 # --------------------------------------------------------------------------- the steps of one iteration
 
 
-def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str]):
-    """(basis, active set) of the MTP at ``model_path`` over ``training``: the grading reference of its MD."""
-    from selection.bases import make_basis
+def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str], trainer=None):
+    """(basis, active set) of the model at ``model_path`` over ``training``: the grading reference of its MD.
+    ``trainer``: the model's :class:`mlip.trainers.Trainer` (default an MTP's)."""
     from selection.grading import training_active_set
 
-    basis = make_basis("mtp", mtp_file=Path(model_path), species=list(species))
+    from .trainers import MtpTrainer
+
+    basis = (trainer or MtpTrainer()).basis(model_path, species)
     return basis, training_active_set(basis, list(training))
 
 
@@ -439,13 +443,9 @@ def cut_cluster(chosen: Chosen, radius: float):
     return cut_clusters(chosen.snapshot, [chosen.atom], radius=radius, source=chosen.snapshot.info["source"])[0]
 
 
-def retrain(train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path, train_settings: dict[str, Any],
-            species: Sequence[str]):
-    """An MTP on ``train`` (:func:`mlip.train.train_mtp` with ``train_settings``) in ``workdir``."""
-    from .train import train_mtp
-
-    model = train_mtp(list(train), test=list(test) if test else None, workdir=workdir, species=list(species),
-                      **train_settings)
+def retrain(trainer, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path):
+    """A model on ``train`` by ``trainer`` (:class:`mlip.trainers.Trainer`) in ``workdir``."""
+    model = trainer.train(list(train), list(test) if test else None, Path(workdir))
     model.settings["labels_sha1"] = _labels_hash(train)
     model.save()
     return model
@@ -541,6 +541,7 @@ def run_otf(
     One JSON record per iteration is written to ``workdir`` (``iteration-NNN.json``).
     """
     from .train import TrainedModel, _species_of
+    from .trainers import MtpTrainer
 
     settings = settings or OTFSettings()
     initial = list(initial)
@@ -557,10 +558,11 @@ def run_otf(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
+    trainer = settings.trainer or MtpTrainer(settings.train | {"species": list(species)})
     if initial_model is not None:
         model = initial_model if isinstance(initial_model, TrainedModel) else TrainedModel.load(initial_model)
     else:
-        model = retrain(initial, test, workdir / "model-0", settings.train, species)
+        model = retrain(trainer, initial, test, workdir / "model-0")
     initial_path, initial_rmse = str(model.path), model.rmse
     training = list(initial)
     iterations: list[OTFIteration] = []
@@ -571,13 +573,12 @@ def run_otf(
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         timing: dict[str, float] = {}
-        basis, active_set = active_set_of(model.path, training, species)
+        basis, active_set = active_set_of(model.path, training, species, trainer)
         runs, collected = [], []
         tick = time.perf_counter()
         for target in targets:
-            run, snapshots = grade_run(target, model.path, basis, active_set, species=species,
-                                       gamma_select=settings.gamma_select, gamma_break=settings.gamma_break,
-                                       check_every=settings.check_every)
+            run, snapshots = trainer.md(target, model.path, basis, active_set, gamma_select=settings.gamma_select,
+                                        gamma_break=settings.gamma_break, check_every=settings.check_every)
             runs.append(run)
             collected.append((target.name, snapshots))
         timing["md_s"] = time.perf_counter() - tick
@@ -597,7 +598,7 @@ def run_otf(
             _write_images(folder / "added.extxyz", added)
             training = training + added
             tick = time.perf_counter()
-            model = retrain(training, test, folder / "model", settings.train, species)
+            model = retrain(trainer, training, test, folder / "model")
             timing["train_s"] = time.perf_counter() - tick
             retrained, rmse_record = str(model.path), model.rmse
         record = OTFIteration(

@@ -317,7 +317,7 @@ def run_graded_snap(
     run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
                  snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
                  wall_time_s=time.perf_counter() - started,
-                 gamma_histogram=merge_histograms(histograms) if histograms else None)
+                 gamma_histogram=merge_histograms(histograms) if histograms else None, md_engine="lammps")
     return run, collected
 
 

@@ -145,3 +145,67 @@ def test_otf_through_three_celery_workers_with_one_killed_mid_iteration(broker_e
         for worker in workers.values():
             if worker.poll() is None:
                 _kill(worker)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_snap_campaign_runs_its_otf_md_inside_lammps_graded_there(env, tmp_path):
+    """refinement.training.model: snap: the first model and every retraining are SNAPs, the OTF MD runs in
+    LAMMPS (pair_style snap) and the gamma of every stored graded snapshot equals the selection basis's grade
+    of the same positions against the iteration's active set."""
+    import copy
+
+    import numpy as np
+    from support import TINY_SPEC, write_bulk_training_set
+
+    from app.auth import get_or_create_user
+    from app.services import submit_campaign
+    from core.settings import get_settings
+    from mlip.snap import SnapModel
+    from mlip.snap_md import snap_basis
+    from schemas import parse_spec
+    from selection import maxvol
+    from selection.grading import grade_atoms
+    from workers.stages.otf import _load_snapshots
+
+    write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=2)
+    spec = parse_spec(copy.deepcopy(TINY_SPEC) | {
+        "stop_after": None,
+        "sampling": {"protocols": TINY_SPEC["sampling"]["protocols"][1:]},
+        "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 1},
+        "reconstruction": {"protocol": "fast", "steps": 200, "exchanges": 100, "offsets": [-0.5]},
+        "labelling": {"engine": "lammps"},
+        "refinement": {
+            "training": {"model": "snap", "snap": {"twojmax": 4}, "test_fraction": 0.25},
+            "otf": {"targets": [{"name": "vacancy-900K", "structure": {"kind": "bulk", "supercell": [5, 5, 5],
+                                                                       "vacancies": 2, "seed": 8},
+                                 "temperature": 900, "steps": 40}],
+                    "max_iterations": 2, "check_every": 20, "max_new": 2},
+        },
+    })
+    with session_scope() as session:
+        campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), spec).id
+    campaign = wait_for_campaign(campaign_id, 600, interval=0.5)
+    assert campaign.status == Status.succeeded, campaign.error
+    data_dir = Path(get_settings().data_dir)
+    with session_scope() as session:
+        training = session.query(Artifact).filter_by(campaign_id=campaign_id, kind="mtp_training").one().data
+        runs = {a.name: a.data for a in session.query(Artifact).filter_by(campaign_id=campaign_id, kind="otf_run")}
+    assert training["model"] == "snap" and training["path"].endswith("training/snap.snapcoeff")
+    assert training["level"] is None and training["rmse"]["test"]["forces_mev_per_A"] > 0
+    iterations = _iterations(campaign_id)
+    print("\nSNAP OTF:", [(it["n_candidates"], it["n_added"], round(it["gamma_max"], 3)) for it in iterations])
+    assert 1 <= len(iterations) <= 2 and runs
+    model = data_dir / training["path"]
+    basis = snap_basis(SnapModel.load(model))
+    run = runs["001/vacancy-900K"]
+    assert run["md_engine"] == "lammps" and run["steps_done"] in run["snapshot_steps"]
+    directory = data_dir / "campaigns" / str(campaign_id) / "otf" / "iteration-001"
+    active_set = maxvol.load(directory / "active_set.npz")
+    graded = _load_snapshots(directory / "md-0.npz", "vacancy-900K")
+    assert len(graded) >= 1  # a vacancy pair at 900 K reaches beyond bulk B for a 2J=4 SNAP
+    for snapshot, rows, gamma in graded:
+        _rows, again = grade_atoms(basis, active_set, snapshot)
+        assert gamma == pytest.approx(again, rel=1e-8)
+        index = run["snapshot_steps"].index(snapshot.info["step"])
+        assert gamma.max() == pytest.approx(run["gamma_max"][index], rel=1e-12)
+    assert iterations[0]["n_candidates"] == run["n_candidates"] > 0

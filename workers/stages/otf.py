@@ -47,7 +47,6 @@ from mlip.otf import (
     active_set_of,
     added_record,
     cut_cluster,
-    grade_run,
     retrain,
     select_new,
     stop_reason,
@@ -66,14 +65,14 @@ from workers.stages.labelling import labelled_structures
 from workers.stages.reconstruction import assemble_plans, box_items, gcmc_params, plan_cluster, plans
 from workers.stages.refinement import (
     CAMPAIGN,
-    MODEL_FILE,
     OTF,
     OTF_ITERATION,
     labels_left,
     otf_target,
     potential_reference,
     training_sets,
-    training_settings,
+    initial_model,
+    trainer_for,
 )
 
 STEPS = ("otf_md", "otf_selection", "otf_boxes", "otf_cells", "otf_labelling", "otf_training")
@@ -119,12 +118,12 @@ def iteration_records(session: Session, campaign_id: int) -> list[dict]:
         Artifact.campaign_id == campaign_id, Artifact.kind == OTF_ITERATION).order_by(Artifact.name)))
 
 
-def model_path(session: Session, campaign_id: int, iteration: int) -> Path:
-    """The MTP the MD of ``iteration`` runs: the training stage's, or the last retrained one before it."""
-    path = campaign_dir(campaign_id) / "training" / MODEL_FILE
+def model_path(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> Path:
+    """The model the MD of ``iteration`` runs: the training stage's, or the last retrained one before it."""
+    path = initial_model(campaign_id, spec)
     for record in iteration_records(session, campaign_id):
         if record["index"] < iteration and record["retrained"]:
-            path = iteration_dir(campaign_id, record["index"]) / "model" / MODEL_FILE
+            path = iteration_dir(campaign_id, record["index"]) / "model" / trainer_for(spec).model_file
     return path
 
 
@@ -138,16 +137,15 @@ def training_set(session: Session, campaign_id: int, spec: CampaignSpec, iterati
     return train, test
 
 
-def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iteration: int, species: list[str]):
+def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iteration: int, species: list[str],
+                trainer):
     """(basis, active set) of the iteration's model over its training set, computed once and kept on disk
     (several MD items may ask at once: each writes the same bytes, the last rename wins)."""
     model, train = session_data
     target = iteration_dir(campaign_id, iteration) / "active_set.npz"
     if target.is_file():
-        from selection.bases import make_basis
-
-        return make_basis("mtp", mtp_file=model, species=species), maxvol.load(target)
-    basis, active_set = active_set_of(model, train, species)
+        return trainer.basis(model, species), maxvol.load(target)
+    basis, active_set = active_set_of(model, train, species, trainer)
     buffer = io.BytesIO()
     maxvol.save(active_set, buffer)
     partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -237,18 +235,17 @@ def run_md(item_id: int) -> None:
     with session_scope() as session:
         if _artifact(session, campaign_id, RUN, f"{_tag(iteration)}/{target.name}") is not None:
             return  # a re-delivered task: the run is stored
-        model = model_path(session, campaign_id, iteration)
+        model = model_path(session, campaign_id, spec, iteration)
         train, _test = training_set(session, campaign_id, spec, iteration)
-    species = [spec.element]
-    basis, active_set = _active_set((model, train), campaign_id, iteration, species)
-    run, collected = grade_run(target, model, basis, active_set, species=species,
-                               gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
-                               check_every=spec.refinement.otf.check_every,
-                               on_check=lambda step: report_progress(item_id, campaign_id, done=step))
+    trainer = trainer_for(spec)
+    basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element], trainer)
+    run, collected = trainer.md(target, model, basis, active_set, gamma_select=spec.selection.gamma_select,
+                                gamma_break=spec.selection.gamma_break, check_every=spec.refinement.otf.check_every,
+                                on_check=lambda step: report_progress(item_id, campaign_id, done=step))
     _save_snapshots(iteration_dir(campaign_id, iteration) / f"md-{index}.npz", collected)
     with session_scope() as session:
         put_artifact(session, campaign_id, RUN, f"{_tag(iteration)}/{target.name}",
-                     asdict(run) | {"target_index": index, "model": str(basis.path.name)})
+                     asdict(run) | {"target_index": index, "model": Path(model).name})
 
 
 def _runs(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> list[OTFRun]:
@@ -268,12 +265,12 @@ def select_and_cut(item_id: int) -> None:
     otf = spec.refinement.otf
     with session_scope() as session:
         runs = _runs(session, campaign_id, spec, iteration)
-        model = model_path(session, campaign_id, iteration)
+        model = model_path(session, campaign_id, spec, iteration)
         train, _test = training_set(session, campaign_id, spec, iteration)
         budget = labels_left(session, campaign_id, spec) - otf_labels_planned(session, campaign_id)
     collected = [(name, _load_snapshots(iteration_dir(campaign_id, iteration) / f"md-{index}.npz", name))
                  for index, name in enumerate(otf.target_names())]
-    _basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element])
+    _basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element], trainer_for(spec))
     n_candidates = sum(run.n_candidates for run in runs)
     last = iteration == otf.max_iterations or budget <= 0
     chosen = select_new(active_set, collected, gamma_select=spec.selection.gamma_select,
@@ -325,7 +322,7 @@ def retrain_and_record(item_id: int) -> None:
         runs = _runs(session, campaign_id, spec, iteration)
         selection = _artifact(session, campaign_id, SELECTION, _tag(iteration))
         cells = _artifact(session, campaign_id, CELLS, _tag(iteration)) or {"structure_ids": {}, "not_reconstructed": {}}
-        model = model_path(session, campaign_id, iteration)
+        model = model_path(session, campaign_id, spec, iteration)
         train, test = training_set(session, campaign_id, spec, iteration)
         added = labelled_structures(session, campaign_id, "otf", source_prefix=_prefix(iteration))
         labels = {source: {"state": state, "attempts": attempts, "error": error}
@@ -352,8 +349,7 @@ def retrain_and_record(item_id: int) -> None:
     timing = {"md_s": sum(run.wall_time_s for run in runs)}
     if added:
         tick = time.perf_counter()
-        model_record = retrain(train + added, test, iteration_dir(campaign_id, iteration) / "model",
-                               training_settings(spec), [spec.element])
+        model_record = retrain(trainer_for(spec), train + added, test, iteration_dir(campaign_id, iteration) / "model")
         timing["train_s"] = time.perf_counter() - tick
         retrained, rmse = str(model_record.path), model_record.rmse
     record = OTFIteration(

@@ -24,7 +24,8 @@ from core.models import Artifact, Environment, StageRun, Structure, WorkItem
 from core.session import session_scope
 from core.storage import StructureStore
 from core.settings import get_settings
-from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble, train_mtp
+from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble
+from mlip.trainers import MtpTrainer, SnapTrainer, Trainer
 from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
@@ -43,7 +44,15 @@ OTF_ITERATION = "otf_iteration"  # one per iteration, named by its zero-padded i
 OTF = "otf"
 ENSEMBLE = "ensemble"
 CAMPAIGN = "campaign"
-MODEL_FILE = "pot.mtp"
+
+
+def trainer_for(spec: CampaignSpec) -> Trainer:
+    """The trainer of the campaign's model (refinement.training.model), shared by the first model and every
+    OTF retraining."""
+    training = spec.refinement.training
+    if training.model == "snap":
+        return SnapTrainer(training.snap, species=[spec.element])
+    return MtpTrainer(training_settings(spec) | {"species": [spec.element]})
 
 
 def training_settings(spec: CampaignSpec) -> dict[str, Any]:
@@ -74,13 +83,18 @@ def final_model(session: Session, campaign_id: int) -> tuple[str, Path] | None:
     return None
 
 
+def initial_model(campaign_id: int, spec: CampaignSpec) -> Path:
+    """The training stage's model file."""
+    return _model_dir(campaign_id) / trainer_for(spec).model_file
+
+
 def _model_dir(campaign_id: int) -> Path:
     return campaign_dir(campaign_id) / "training"
 
 
 def _model_record(model: TrainedModel) -> dict[str, Any]:
     return {
-        "path": str(model.path.relative_to(get_settings().data_dir)), "level": model.level,
+        "path": str(model.path.relative_to(get_settings().data_dir)), "model": model.kind, "level": model.level,
         "n_train": model.n_train, "n_test": model.n_test, "rmse": model.rmse, "engine": model.engine,
         "wall_time_s": model.wall_time_s, "iterations": model.settings.get("iterations"),
         "units": {"rmse": "energy meV/atom, forces meV/A per component"},
@@ -92,8 +106,7 @@ def train_model(item_id: int) -> None:
     campaign_id, spec, _ = load_item(item_id)
     with session_scope() as session:
         train, test = training_sets(session, campaign_id, spec)
-    model = train_mtp(train, test=test or None, workdir=_model_dir(campaign_id), species=[spec.element],
-                      name=MODEL_FILE, **training_settings(spec))
+    model = trainer_for(spec).train(train, test or None, _model_dir(campaign_id))
     with session_scope() as session:
         put_artifact(session, campaign_id, TRAINING, CAMPAIGN, _model_record(model))
 
