@@ -19,16 +19,15 @@ from sqlalchemy.orm import Session
 
 from app.policy import public_text
 from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
-from workers.stages.study import VALIDATION  # the study's report, named CAMPAIGN_ARTIFACT
+from core.access import load_artifact, load_artifacts
+from schemas.artifacts import CandidateTable, GammaHistogram, OTFIterationRecord, ValidationTable
 
 CAMPAIGNS_PER_PAGE = 20
 LABELS_PER_PAGE = 25
 ATOMS_PER_PAGE = 200
 MAX_POINTS = 2000  # points of a series (gamma_max per snapshot) sent to the browser
 
-GAMMA_HISTOGRAM = "gamma_histogram"
 GAMMA_BY_DATASET = "gamma_by_dataset"
-CANDIDATES = "pcc_gcmc_candidates"
 SOAP_PCA = "soap_pca"
 CAMPAIGN_ARTIFACT = "campaign"
 LABEL_TASK = "dg.labelling.label_structure"
@@ -292,10 +291,10 @@ def gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, 
 
 def _gamma_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    merged = _artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN_ARTIFACT)
+    stored = load_artifact(session, campaign_id, GammaHistogram, CAMPAIGN_ARTIFACT)
+    merged = stored.model_dump() if stored else None
     if merged is None:  # selection not run yet: sum the per-snapshot artifacts stored so far
-        parts = session.scalars(select(Artifact.data).where(
-            Artifact.campaign_id == campaign_id, Artifact.kind == GAMMA_HISTOGRAM)).all()
+        parts = [h.model_dump() for _name, h in load_artifacts(session, campaign_id, GammaHistogram)]
         if parts:
             from selection.maxvol import merge_histograms
 
@@ -331,7 +330,8 @@ def training_set_histograms(session: Session, campaign_id: int) -> dict[str, Any
 
 
 def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:
-    return _artifact(session, campaign_id, GAMMA_HISTOGRAM, source)
+    stored = load_artifact(session, campaign_id, GammaHistogram, source)
+    return stored.model_dump() if stored else None
 
 
 def gamma_max_series(session: Session, campaign_id: int, max_points: int = MAX_POINTS) -> dict[str, Any]:
@@ -375,16 +375,17 @@ def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> di
 
 def cluster_names(session: Session, campaign_id: int) -> list[str]:
     return list(session.scalars(
-        select(Artifact.name).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATES)
+        select(Artifact.name).where(Artifact.campaign_id == campaign_id, Artifact.kind == CandidateTable.KIND)
         .order_by(Artifact.id)
     ))
 
 
 def box_grid(session: Session, campaign_id: int, cluster: str) -> dict[str, Any] | None:
     """The candidate table of one cluster: box lengths, atoms, energy per atom, admissible, best."""
-    table = _artifact(session, campaign_id, CANDIDATES, cluster)
-    if table is None:
+    stored = load_artifact(session, campaign_id, CandidateTable, cluster)
+    if stored is None:
         return None
+    table = stored.model_dump()
     rows = []
     for position, c in enumerate(table.get("candidates", [])):
         index = c.get("index", position)
@@ -520,10 +521,7 @@ def refinement_results(session: Session, campaign_id: int) -> dict[str, Any] | N
     from workers.stages import refinement
 
     training = _artifact(session, campaign_id, refinement.TRAINING, CAMPAIGN_ARTIFACT)
-    iterations = list(session.scalars(
-        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == refinement.OTF_ITERATION)
-        .order_by(Artifact.name)
-    ))
+    iterations = [it.model_dump() for _name, it in load_artifacts(session, campaign_id, OTFIterationRecord)]
     ensemble = _artifact(session, campaign_id, refinement.ENSEMBLE, CAMPAIGN_ARTIFACT)
     if training is None and not iterations and ensemble is None:
         return None
@@ -557,10 +555,10 @@ def validation_results(session: Session, campaign_id: int, scenario: str | None 
     one scenario only: 300 points x 2 per model and scenario would make the page heavy); None before the stage."""
     from schemas.api import ValidationPublic
 
-    data = _artifact(session, campaign_id, VALIDATION, CAMPAIGN_ARTIFACT)
-    if data is None:
+    stored = load_artifact(session, campaign_id, ValidationTable, CAMPAIGN_ARTIFACT)
+    if stored is None:
         return None
-    report = ValidationPublic.model_validate(data).model_dump(mode="json")
+    report = ValidationPublic.model_validate(stored.model_dump()).model_dump(mode="json")
     scenarios = list(dict.fromkeys([*report["suite_sizes"], *(s["scenario"] for m in validated_models(report)
                                                                 for s in m["scenarios"])]))
     chosen = scenario if scenario in scenarios else scenarios[0] if scenarios else None

@@ -44,6 +44,7 @@ Units: K, fs, eV, A; RMSE in meV/atom and meV/A as :func:`mlip.train.rmse`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -56,13 +57,17 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from schemas.campaign import SelectionParams
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.campaign import OTFParams, SelectionParams
 
 __all__ = ["Chosen", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings", "active_set_of",
            "added_record", "cut_cluster", "grade_run", "retrain", "run_otf", "select_new", "stop_reason"]
 
 
-_SELECTION = SelectionParams.model_fields  # the defaults of gamma_select and gamma_break are defined there
+# the parameters the campaign spec defines (default, bounds, units); OTFSettings reuses their definitions
+_SELECTION = SelectionParams.model_fields
+_OTF = OTFParams.model_fields
 
 
 class OTFError(ValueError):
@@ -106,54 +111,60 @@ class MDTarget:
 
 
 
-@dataclass
-class OTFSettings:
-    """Loop settings. Defaults: the paper's gamma_select 2 and gamma_break 10 (``SelectionParams``).
+class OTFSettings(BaseModel):
+    """Loop settings. The campaign's parameters keep their schema definitions (default, bounds, units):
+    gamma_select, gamma_break and cluster_radius of ``SelectionParams``, check_every, max_iterations and max_new
+    of ``OTFParams``. Bad values raise :class:`OTFError` naming the field.
 
     ``train``: keyword arguments of :func:`mlip.train.train_mtp` (level, max_iter, seed, ...), used for
-    the initial model and every retraining. ``max_labels``: most label jobs over all iterations (None:
-    no cap), e.g. what is left of a campaign's DFT budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a
-    dict (None: ``GCMCParams.fast()``). ``potential``: the classical potential of PCC-GCMC.
+    the initial model and every retraining (or ``trainer``: a :class:`mlip.trainers.Trainer`, e.g. a SNAP's).
+    ``max_labels``: most label jobs over all iterations (None: no cap), e.g. what is left of a campaign's DFT
+    budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None: ``GCMCParams.fast()``). ``potential``: the
+    classical potential of PCC-GCMC.
     """
 
-    gamma_select: float = _SELECTION["gamma_select"].default
-    gamma_break: float = _SELECTION["gamma_break"].default
-    check_every: int = 10
-    max_iterations: int = 5
-    max_new: int | None = 8
-    max_labels: int | None = None
-    cluster_radius: float = 8.0
-    potential: str = "W_zhou.eam.alloy"
-    gcmc: Any = None
-    train: dict[str, Any] = field(default_factory=dict)
-    species: tuple[str, ...] | None = None
-    trainer: Any = None  # a mlip.trainers.Trainer (e.g. SnapTrainer); None: an MTP with ``train``
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    def __post_init__(self) -> None:
-        if not self.gamma_select >= 1.0:
-            raise OTFError("gamma_select", f"must be >= 1, got {self.gamma_select!r}")
-        if not self.gamma_break > self.gamma_select:
-            raise OTFError("gamma_break", f"must exceed gamma_select ({self.gamma_select}), got {self.gamma_break!r}")
-        for name in ("check_every", "max_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise OTFError(name, f"must be a positive integer, got {value!r}")
-        if self.max_new is not None and (int(self.max_new) != self.max_new or self.max_new < 1):
-            raise OTFError("max_new", f"must be a positive integer or None, got {self.max_new!r}")
-        if self.max_labels is not None and (isinstance(self.max_labels, bool) or int(self.max_labels) != self.max_labels
-                                            or self.max_labels < 0):
-            raise OTFError("max_labels", f"must be an integer >= 0 or None, got {self.max_labels!r}")
-        if not self.cluster_radius > 0:
-            raise OTFError("cluster_radius", f"must be positive (A), got {self.cluster_radius!r}")
+    gamma_select: float = copy.copy(_SELECTION["gamma_select"])
+    gamma_break: float = copy.copy(_SELECTION["gamma_break"])
+    check_every: int = copy.copy(_OTF["check_every"])
+    max_iterations: int = copy.copy(_OTF["max_iterations"])
+    max_new: int | None = Field(_OTF["max_new"].default, ge=1, description=f"{_OTF['max_new'].description}; "
+                                "None: no cap")
+    max_labels: int | None = Field(None, ge=0, description="most label jobs over all iterations; None: no cap")
+    cluster_radius: float = copy.copy(_SELECTION["cluster_radius"])
+    potential: str = Field("W_zhou.eam.alloy", description="the classical potential of PCC-GCMC")
+    gcmc: Any = Field(None, description="PCC-GCMC parameters (GCMCParams or its dict); None: GCMCParams.fast()")
+    train: dict[str, Any] = Field(default_factory=dict, description="train_mtp keywords")
+    species: tuple[str, ...] | None = None
+    trainer: Any = Field(None, description="a mlip.trainers.Trainer; None: an MTP with `train`")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            raise OTFError(where, error["msg"].removeprefix("Value error, ")) from None
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in ("workdir", "train", "test", "name", "species"):
-            if key in self.train:
-                raise OTFError("train", f"{key!r} is set by the OTF loop, not by train settings")
+            if key in value:
+                raise ValueError(f"{key!r} is set by the OTF loop, not by train settings")
+        return value
+
+    @model_validator(mode="after")
+    def _break_above_select(self) -> OTFSettings:
+        if not self.gamma_break > self.gamma_select:
+            raise ValueError(f"gamma_break must exceed gamma_select ({self.gamma_select}), got {self.gamma_break!r}")
+        return self
 
     def gcmc_params(self):
         from pcc_gcmc import GCMCParams
 
         return GCMCParams.fast() if self.gcmc is None else GCMCParams.from_dict(self.gcmc)
-
 
 
 @dataclass

@@ -25,6 +25,8 @@ from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import Limits, effective, limit_errors, structure_message
+from core.access import load_artifact
+from schemas.artifacts import OTFIterationRecord
 from workers import lease
 from workers.stages import otf
 from workers.stages.common import PlannedItem, resolve_potential
@@ -324,12 +326,10 @@ def _next_iteration(session: Session, campaign: Campaign, finished: StageRun) ->
     stage, iteration = definition(finished.stage)
     if stage.name != LOOP_STAGES[-1] or iteration is None:
         return False
-    record = session.scalars(select(Artifact.data).where(
-        Artifact.campaign_id == campaign.id, Artifact.kind == otf.OTF_ITERATION,
-        Artifact.name == f"{iteration:03d}")).one()
+    record = load_artifact(session, campaign.id, OTFIterationRecord, f"{iteration:03d}")
     names = {stage_run.stage for stage_run in campaign.stages}
     new = [otf.stage_name(name, iteration + 1) for name in LOOP_STAGES]
-    if record["stopped"] is not None or new[0] in names:
+    if record is None or record.stopped is not None or new[0] in names:
         return False
     for stage_run in campaign.stages:
         if stage_run.position > finished.position:

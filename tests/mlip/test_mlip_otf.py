@@ -5,7 +5,6 @@ every production snapshot is below gamma_break. Real motep, LAMMPS and labelling
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -170,7 +169,7 @@ def test_a_label_budget_caps_the_jobs_and_ends_with_a_production_check(otf, tmp_
     """max_labels = 1: iteration 1 labels one of its selected cells (the rest are reported as over the
     budget), iteration 2 runs the retrained model's MD as a production check and the loop stops. The
     label's first job is lost with its node and retried, as in the labelling stage."""
-    settings = dataclasses.replace(otf["settings"], max_labels=1)
+    settings = otf["settings"].model_copy(update={"max_labels": 1})
     launcher = FirstRunLost()
     result = run_otf(otf["initial"], otf["targets"], tmp_path / "work", label_settings=EAM, settings=settings,
                      initial_model=otf["result"].initial_model, label_launcher=launcher)
@@ -190,7 +189,7 @@ def test_a_label_budget_caps_the_jobs_and_ends_with_a_production_check(otf, tmp_
     # nothing left of the budget: the first iteration is the production check of the initial model,
     # which extrapolates at the vacancy, and the loop stops for the budget
     spent = run_otf(otf["initial"], otf["targets"], tmp_path / "spent", label_settings=EAM,
-                    settings=dataclasses.replace(settings, max_labels=0), initial_model=otf["result"].initial_model)
+                    settings=settings.model_copy(update={"max_labels": 0}), initial_model=otf["result"].initial_model)
     assert spent.stopped == "budget" and len(spent.iterations) == 1
     only = spent.iterations[0]
     assert only.n_candidates > 0 and only.gamma_max == pytest.approx(first.gamma_max)

@@ -33,7 +33,8 @@ from labelling.result import LabelResult, write_json_atomic
 from labelling.settings import REFERENCE_ENGINES
 from mlip import ExportError, check_labelled
 from schemas import CampaignSpec
-from workers.stages.common import PlannedItem, load_item, put_artifact, read_training_set
+from workers.stages.common import PlannedItem, load_item, read_training_set
+from core.access import put_artifact
 
 log = logging.getLogger(__name__)
 

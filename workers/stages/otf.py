@@ -53,20 +53,14 @@ from mlip.otf import (
 )
 from schemas import CampaignSpec
 from selection import maxvol
-from workers.stages.common import (
-    PlannedItem,
-    campaign_dir,
-    load_item,
-    put_artifact,
-    put_structure,
-    report_progress,
-)
+from workers.stages.common import PlannedItem, campaign_dir, load_item, report_progress
+from core.access import load_artifact, load_artifacts, put_artifact, put_structure, store_artifact
+from schemas.artifacts import OTFIterationRecord, OTFRunArtifact, OTFRunRecord, OTFSelection
 from workers.stages.labelling import labelled_structures
 from workers.stages.reconstruction import assemble_plans, box_items, gcmc_params, plan_cluster, plans
 from workers.stages.refinement import (
     CAMPAIGN,
     OTF,
-    OTF_ITERATION,
     labels_left,
     otf_target,
     potential_reference,
@@ -76,8 +70,6 @@ from workers.stages.refinement import (
 )
 
 STEPS = ("otf_md", "otf_selection", "otf_boxes", "otf_cells", "otf_labelling", "otf_training")
-RUN = "otf_run"  # per (iteration, target): the MD run's record
-SELECTION = "otf_selection"  # per iteration: candidates, selected environments, their clusters
 CELLS = "otf_cells"  # per iteration: the PCC-GCMC summary of its clusters
 
 
@@ -112,18 +104,17 @@ def _artifact(session: Session, campaign_id: int, kind: str, name: str) -> dict 
         Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)).one_or_none()
 
 
-def iteration_records(session: Session, campaign_id: int) -> list[dict]:
-    """The ``otf_iteration`` artifacts in iteration order."""
-    return list(session.scalars(select(Artifact.data).where(
-        Artifact.campaign_id == campaign_id, Artifact.kind == OTF_ITERATION).order_by(Artifact.name)))
+def iteration_records(session: Session, campaign_id: int) -> list[OTFIterationRecord]:
+    """The finished iterations' records in iteration order."""
+    return [record for _name, record in load_artifacts(session, campaign_id, OTFIterationRecord)]
 
 
 def model_path(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> Path:
     """The model the MD of ``iteration`` runs: the training stage's, or the last retrained one before it."""
     path = initial_model(campaign_id, spec)
     for record in iteration_records(session, campaign_id):
-        if record["index"] < iteration and record["retrained"]:
-            path = iteration_dir(campaign_id, record["index"]) / "model" / trainer_for(spec).model_file
+        if record.index < iteration and record.retrained:
+            path = iteration_dir(campaign_id, record.index) / "model" / trainer_for(spec).model_file
     return path
 
 
@@ -184,9 +175,8 @@ def plan_labels(session: Session, campaign_id: int, _spec: CampaignSpec, iterati
                Structure.source.startswith(_prefix(iteration)))
         .order_by(Structure.id)
     ).all()
-    selection = _artifact(session, campaign_id, SELECTION, _tag(iteration)) or {}
-    cap = selection.get("labels_left")
-    cells = cells if cap is None else cells[:cap]
+    selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
+    cells = cells if selection is None else cells[:selection.labels_left]
     return [PlannedItem(key=f"{source}/label", params={"structure_id": structure_id, "iteration": iteration},
                         progress_total=1) for structure_id, source in cells]
 
@@ -233,7 +223,7 @@ def run_md(item_id: int) -> None:
     iteration, index = int(params["iteration"]), int(params["target"])
     target = otf_target(spec, index)
     with session_scope() as session:
-        if _artifact(session, campaign_id, RUN, f"{_tag(iteration)}/{target.name}") is not None:
+        if load_artifact(session, campaign_id, OTFRunArtifact, f"{_tag(iteration)}/{target.name}") is not None:
             return  # a re-delivered task: the run is stored
         model = model_path(session, campaign_id, spec, iteration)
         train, _test = training_set(session, campaign_id, spec, iteration)
@@ -244,16 +234,17 @@ def run_md(item_id: int) -> None:
                                 on_check=lambda step: report_progress(item_id, campaign_id, done=step))
     _save_snapshots(iteration_dir(campaign_id, iteration) / f"md-{index}.npz", collected)
     with session_scope() as session:
-        put_artifact(session, campaign_id, RUN, f"{_tag(iteration)}/{target.name}",
-                     asdict(run) | {"target_index": index, "model": Path(model).name})
+        store_artifact(session, campaign_id, f"{_tag(iteration)}/{target.name}",
+                       OTFRunArtifact(**asdict(run), target_index=index, model=Path(model).name))
 
 
 def _runs(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> list[OTFRun]:
     records = []
     for name in spec.refinement.otf.target_names():
-        data = dict(_artifact(session, campaign_id, RUN, f"{_tag(iteration)}/{name}") or {})
-        data.pop("target_index"), data.pop("model")
-        records.append(OTFRun(**data))
+        stored = load_artifact(session, campaign_id, OTFRunArtifact, f"{_tag(iteration)}/{name}")
+        if stored is None:
+            raise RuntimeError(f"otf iteration {iteration}: the MD run of target {name} is not stored")
+        records.append(OTFRun(**stored.model_dump(include=set(OTFRunRecord.model_fields))))
     return records
 
 
@@ -288,11 +279,11 @@ def select_and_cut(item_id: int) -> None:
                                            source=source, info=_origin(environment, iteration))
                 plan_cluster(session, campaign_id, source, cluster_id, cluster, None, potential, params_gcmc)
                 clusters.append(source)
-        put_artifact(session, campaign_id, SELECTION, _tag(iteration), {
-            "n_candidates": n_candidates, "selected": [c.record() for c in chosen], "clusters": clusters,
-            "origins": [_origin(c, iteration) for c in chosen], "labels_left": max(0, budget), "last": last,
-            "wall_time_s": time.perf_counter() - started,
-        })
+        store_artifact(session, campaign_id, _tag(iteration), OTFSelection(
+            n_candidates=n_candidates, selected=[c.record() for c in chosen], clusters=clusters,
+            origins=[_origin(c, iteration) for c in chosen], labels_left=max(0, budget), last=last,
+            wall_time_s=time.perf_counter() - started,
+        ))
 
 
 def _origin(environment: Chosen, iteration: int) -> dict[str, Any]:
@@ -305,8 +296,8 @@ def assemble_cells(item_id: int) -> None:
     iteration = int(params["iteration"])
     store = StructureStore(get_settings().data_dir)
     with session_scope() as session:
-        selection = _artifact(session, campaign_id, SELECTION, _tag(iteration)) or {}
-        info = dict(zip(selection.get("clusters", []), selection.get("origins", []), strict=True))
+        selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
+        info = dict(zip(selection.clusters, selection.origins, strict=True)) if selection else {}
         summary = assemble_plans(session, store, campaign_id, plans(session, campaign_id, _prefix(iteration)),
                                  stage="otf", info=info)
         put_artifact(session, campaign_id, CELLS, _tag(iteration), summary)
@@ -320,7 +311,9 @@ def retrain_and_record(item_id: int) -> None:
     started = time.perf_counter()
     with session_scope() as session:
         runs = _runs(session, campaign_id, spec, iteration)
-        selection = _artifact(session, campaign_id, SELECTION, _tag(iteration))
+        selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
+        if selection is None:
+            raise RuntimeError(f"otf iteration {iteration}: its selection is not stored")
         cells = _artifact(session, campaign_id, CELLS, _tag(iteration)) or {"structure_ids": {}, "not_reconstructed": {}}
         model = model_path(session, campaign_id, spec, iteration)
         train, test = training_set(session, campaign_id, spec, iteration)
@@ -341,7 +334,7 @@ def retrain_and_record(item_id: int) -> None:
         budget_after = labels_left(session, campaign_id, spec) - otf_labels_planned(session, campaign_id)
         earlier = iteration_records(session, campaign_id)
     failures = _failures(selection, cells, labels)
-    gammas = dict(zip(selection["clusters"], selection["origins"], strict=True))
+    gammas = dict(zip(selection.clusters, selection.origins, strict=True))
     for cell in added:  # what the iteration record keeps of each cell: its origin and gamma
         origin = gammas[cell.info["source"].removesuffix("/periodic")]
         cell.info.update(source=origin["origin"], otf_gamma=origin["gamma"])
@@ -354,10 +347,10 @@ def retrain_and_record(item_id: int) -> None:
         retrained, rmse = str(model_record.path), model_record.rmse
     record = OTFIteration(
         index=iteration, model=str(model), n_train_before=len(train), runs=runs,
-        n_candidates=selection["n_candidates"], n_selected=len(selection["selected"]),
-        selected=selection["selected"], n_added=len(added), added=[added_record(a) for a in added],
+        n_candidates=selection.n_candidates, n_selected=len(selection.selected),
+        selected=selection.selected, n_added=len(added), added=[added_record(a) for a in added],
         failures=failures, retrained=retrained, rmse=rmse, gamma_max=max(max(run.gamma_max) for run in runs),
-        wall_time_s=selection["wall_time_s"] + timing["md_s"] + time.perf_counter() - started, timing=timing,
+        wall_time_s=selection.wall_time_s + timing["md_s"] + time.perf_counter() - started, timing=timing,
         n_labels=n_labels,
     )
     reason = stop_reason(record, iteration == otf.max_iterations, max(0, budget_after))
@@ -366,12 +359,12 @@ def retrain_and_record(item_id: int) -> None:
     _write_json(campaign_dir(campaign_id) / "otf" / f"iteration-{_tag(iteration)}.json", record.to_dict())
     data = record.to_dict()
     del data["model"], data["retrained"]
-    data |= {"retrained": retrained is not None, "structure_ids": added_ids, "stopped": reason}
+    stored = OTFIterationRecord(**data, retrained=retrained is not None, structure_ids=added_ids, stopped=reason)
     with session_scope() as session:
-        put_artifact(session, campaign_id, OTF_ITERATION, _tag(iteration), data)
+        store_artifact(session, campaign_id, _tag(iteration), stored)
         if reason is not None:
             final = Path(retrained) if retrained else model
-            history = [*earlier, data]
+            history = [it.model_dump() for it in earlier if it.index < iteration] + [stored.model_dump()]
             put_artifact(session, campaign_id, OTF, CAMPAIGN, {
                 "stopped": reason, "n_iterations": len(history),
                 "max_labels": labels_left(session, campaign_id, spec),
@@ -391,11 +384,11 @@ def _initial_rmse(session: Session, campaign_id: int) -> dict | None:
     return training.get("rmse") if training else None
 
 
-def _failures(selection: dict, cells: dict, labels: dict[str, dict]) -> list[dict[str, Any]]:
+def _failures(selection: OTFSelection, cells: dict, labels: dict[str, dict]) -> list[dict[str, Any]]:
     """Selected environments that did not become labelled cells: not reconstructed, over the label budget,
     or their label failed."""
     failures = []
-    for source, record in zip(selection["clusters"], selection["selected"], strict=False):
+    for source, record in zip(selection.clusters, selection.selected, strict=False):
         where = {k: v for k, v in record.items() if k != "gamma"}
         cell = f"{source}/periodic"
         if source in cells.get("not_reconstructed", {}):

@@ -31,23 +31,15 @@ from md.potentials import PotentialError
 from selection.grading import gamma_against_training_sets
 from schemas import CampaignSpec
 from workers.lease import stop_file
-from workers.stages.common import (
-    Cancelled,
-    PlannedItem,
-    campaign_dir,
-    load_item,
-    put_artifact,
-    put_structure,
-    resolve_potential,
-    stored_structures,
-)
+from workers.stages.common import Cancelled, PlannedItem, campaign_dir, load_item, resolve_potential
+from core.access import put_artifact, put_structure, store_artifact, stored_structures
+from schemas.artifacts import CandidateTable
 from workers.stages.selection import campaign_basis
 
 log = logging.getLogger(__name__)
 
 PLAN = "pcc_gcmc_plan"  # per cluster: payload, grid, seeds (what the box items need)
 CANDIDATE = "pcc_gcmc_candidate"  # per box: the finished candidate with its structure (dropped after assembly)
-CANDIDATES = "pcc_gcmc_candidates"  # per cluster: the candidate table without structures (dashboard)
 CAMPAIGN = "campaign"
 OTF_PREFIX = "otf/"  # the sources of clusters the OTF iterations cut (workers/stages/otf.py)
 GAMMA_BY_DATASET = "gamma_by_dataset"  # the candidates' gamma against B, B+C and B+P (dashboard)
@@ -184,8 +176,8 @@ def assemble_plans(session: Session, store: StructureStore, campaign_id: int, pl
             reconstruction = assemble(record["payload"], grid, results, record["params"], record["base_seed"])
         except NoAdmissibleCandidateError as exc:
             summary["not_reconstructed"][source] = str(exc)
-            put_artifact(session, campaign_id, CANDIDATES, source,
-                         {**_cluster_table(exc.candidates, record), "best_index": None, "error": str(exc)})
+            store_artifact(session, campaign_id, source,
+                           CandidateTable(**_cluster_table(exc.candidates, record), best_index=None, error=str(exc)))
             continue
         atoms = reconstruction.atoms
         best = reconstruction.best
@@ -202,10 +194,10 @@ def assemble_plans(session: Session, store: StructureStore, campaign_id: int, pl
         } | (info or {}).get(source, {})
         structure_id = put_structure(session, store, campaign_id, atoms, stage=stage, source=f"{source}/periodic",
                                      parent_id=record["cluster_id"], info=structure_info)
-        put_artifact(session, campaign_id, CANDIDATES, source, {
-            **_cluster_table(reconstruction.candidates, record), "best_index": reconstruction.best_index,
-            "structure_id": structure_id, "energy_per_atom": best.energy_per_atom,
-        })
+        store_artifact(session, campaign_id, source, CandidateTable(
+            **_cluster_table(reconstruction.candidates, record), best_index=reconstruction.best_index,
+            structure_id=structure_id, energy_per_atom=best.energy_per_atom,
+        ))
         summary["reconstructed"] += 1
         summary["energy_per_atom"][source] = best.energy_per_atom
         summary["structure_ids"][source] = structure_id

@@ -29,18 +29,11 @@ from mlip.trainers import MtpTrainer, SnapTrainer, Trainer
 from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
-from workers.stages.common import (
-    UPLOAD_PREFIX,
-    campaign_dir,
-    load_item,
-    put_artifact,
-    resolve_data_file,
-    resolve_potential,
-)
+from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file, resolve_potential
+from core.access import put_artifact
 from workers.stages.labelling import labelled_basic_set, labelled_structures
 
 TRAINING = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
-OTF_ITERATION = "otf_iteration"  # one per iteration, named by its zero-padded index
 OTF = "otf"
 ENSEMBLE = "ensemble"
 CAMPAIGN = "campaign"

@@ -36,9 +36,8 @@ def run_protocol(item_id: int) -> None:
                 select(Structure.source).where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
             )
         )
-    protocol = spec.sampling.protocols[index]
-    params = protocol.protocol_params()
-    sources = [f"{key}/frame-{frame}" for frame in range(snapshot_count(protocol.kind, **params))]
+    protocol = spec.sampling.protocols[index]  # the schema model: the protocol's parameters
+    sources = [f"{key}/frame-{frame}" for frame in range(snapshot_count(protocol))]
     if all(source in stored for source in sources):
         return  # finished by an earlier delivery that died before marking the item
 
@@ -48,8 +47,7 @@ def run_protocol(item_id: int) -> None:
     threads = settings.lammps_threads or spec.sampling.threads
     store = StructureStore(settings.data_dir)
 
-    program = program_for(protocol.kind, atoms, potential, element=spec.element, lattice=spec.lattice,
-                          lattice_constant=a, **params)
+    program = program_for(protocol, atoms, potential, element=spec.element, lattice=spec.lattice, lattice_constant=a)
     program = dataclasses.replace(program, detection=spec.sampling.detection)
     # The item's stop file appears when the campaign is cancelled: LAMMPS halts within a second or two,
     # mid-run or mid-minimisation, instead of at the next snapshot.

@@ -25,17 +25,15 @@ from schemas import CampaignSpec
 from workers.stages.common import (
     campaign_dir,
     load_item,
-    put_artifact,
-    put_structure,
     read_training_set,
     resolve_data_file,
     resolve_potential,
-    stored_structures,
 )
+from core.access import load_artifacts, put_artifact, put_structure, store_artifact, stored_structures
+from schemas.artifacts import GammaHistogram, SelectionSummary
 
 log = logging.getLogger(__name__)
 
-GAMMA_HISTOGRAM = "gamma_histogram"
 CAMPAIGN = "campaign"
 
 
@@ -118,7 +116,7 @@ def grade_snapshot(item_id: int) -> None:
             )
         structure = session.get(Structure, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
-        put_artifact(session, campaign_id, GAMMA_HISTOGRAM, source, maxvol.log_histogram(gamma))
+        store_artifact(session, campaign_id, source, GammaHistogram(**maxvol.log_histogram(gamma)))
 
 
 def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet, rows: list[np.ndarray], gammas: list[np.ndarray],
@@ -178,12 +176,10 @@ def select_and_cut(item_id: int) -> None:
 
     clusters_b: list[Atoms] = []
     with session_scope() as session:
-        histograms = session.scalars(
-            select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == GAMMA_HISTOGRAM,
-                                        Artifact.name != CAMPAIGN)
-        ).all()
+        histograms = [h.model_dump() for name, h in load_artifacts(session, campaign_id, GammaHistogram)
+                      if name != CAMPAIGN]
         if histograms:
-            put_artifact(session, campaign_id, GAMMA_HISTOGRAM, CAMPAIGN, maxvol.merge_histograms(histograms))
+            store_artifact(session, campaign_id, CAMPAIGN, GammaHistogram(**maxvol.merge_histograms(histograms)))
         for k, centres in sorted(chosen_by_snapshot.items()):
             structure_id, path, source = snapshots[k]
             session.execute(
@@ -209,8 +205,7 @@ def select_and_cut(item_id: int) -> None:
         maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
         put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
                       soap_pca_map(maps, max_atoms_per_dataset=2000))
-        put_artifact(session, campaign_id, "selection", CAMPAIGN, {
-            "candidates": int(sum(len(r) for r in rows)), "selected": len(chosen), "scope": spec.selection.scope,
-            "clusters": len(clusters_b), "gamma_select": spec.selection.gamma_select,
-            "max_new": spec.selection.max_new,
-        })
+        store_artifact(session, campaign_id, CAMPAIGN, SelectionSummary(
+            candidates=int(sum(len(r) for r in rows)), selected=len(chosen), scope=spec.selection.scope,
+            clusters=len(clusters_b), gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new,
+        ))

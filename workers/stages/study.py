@@ -28,8 +28,9 @@ from mlip.validation import load_model, validate
 from md.potentials import Potential
 from schemas import CampaignSpec
 from schemas.study import StudyParams
-from workers.stages.common import (UPLOAD_PREFIX, campaign_dir, load_item, put_artifact, put_structure,
-                                   resolve_data_file)
+from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file
+from core.access import put_artifact, put_structure, store_artifact
+from schemas.artifacts import ValidationTable
 from workers.stages.labelling import labelled_basic_set, labelled_structures, labelling_reference
 from workers.stages.refinement import final_model
 
@@ -110,7 +111,7 @@ def run_validation_study(item_id: int) -> None:
         report.campaign_model_stage, report.campaign_model = _validate_campaign_model(campaign_id, spec, suite)
     write_study_json(report, workdir / "study.json")
     with session_scope() as session:
-        put_artifact(session, campaign_id, VALIDATION, CAMPAIGN, report.model_dump(mode="json"))
+        store_artifact(session, campaign_id, CAMPAIGN, ValidationTable.model_validate(report.model_dump()))
 
 
 def _validate_campaign_model(campaign_id: int, spec: CampaignSpec, suite: dict[str, list[Atoms]]):
