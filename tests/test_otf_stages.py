@@ -154,7 +154,6 @@ def test_a_snap_campaign_runs_its_otf_md_inside_lammps_graded_there(env, tmp_pat
     of the same positions against the iteration's active set."""
     import copy
 
-    import numpy as np
     from support import TINY_SPEC, write_bulk_training_set
 
     from app.auth import get_or_create_user
@@ -203,7 +202,7 @@ def test_a_snap_campaign_runs_its_otf_md_inside_lammps_graded_there(env, tmp_pat
     active_set = maxvol.load(directory / "active_set.npz")
     graded = _load_snapshots(directory / "md-0.npz", "vacancy-900K")
     assert len(graded) >= 1  # a vacancy pair at 900 K reaches beyond bulk B for a 2J=4 SNAP
-    for snapshot, rows, gamma in graded:
+    for snapshot, _rows, gamma in graded:
         _rows, again = grade_atoms(basis, active_set, snapshot)
         assert gamma == pytest.approx(again, rel=1e-8)
         index = run["snapshot_steps"].index(snapshot.info["step"])
