@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from core.settings import get_settings
-from schemas import FieldError, SpecError, load_spec_text, parse_spec
+from schemas import FieldError, SelectionParams, SpecError, load_spec_text, parse_spec
+from schemas.reconstruction import GCMCParams
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without the database and science packages
+    from sqlalchemy.orm import Session
+
+    from app.exports import ExportFilters
+    from core.models import Campaign
+    from schemas import CampaignSpec
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(stderr=True)
+
+# Option defaults that are spec parameters come from the schema models (their one definition).
+_SELECTION = SelectionParams.model_fields
+_GCMC = GCMCParams.model_fields
 
 
 def _fail_spec(exc: SpecError) -> None:
@@ -60,15 +77,15 @@ def run(spec_file: Path, progress: bool, export_dir: Path | None) -> None:
     sys.exit(0 if succeeded else 1)
 
 
-def _run_campaign(spec, progress: bool) -> tuple[int, bool]:  # type: ignore[no-untyped-def]
+def _run_campaign(spec: CampaignSpec, progress: bool) -> tuple[int, bool]:
     """Submit ``spec`` on the embedded default, follow it to its end (Ctrl-C cancels), print the summary;
     (campaign id, whether it succeeded)."""
     url = _prepare_database()
 
     from app.auth import LOCAL_USER, get_or_create_user
+    from app.services import submit_campaign
     from core.models import Campaign, Status
     from core.session import session_scope
-    from app.services import submit_campaign
     from workers.dispatch import in_process
 
     try:
@@ -85,13 +102,13 @@ def _run_campaign(spec, progress: bool) -> tuple[int, bool]:  # type: ignore[no-
         from app.services import cancel_campaign
 
         with session_scope() as session:
-            cancel_campaign(session, session.get(Campaign, campaign_id))
+            cancel_campaign(session, session.get_one(Campaign, campaign_id))
         in_process.wait(timeout=60)
         console.print(f"cancelled; resume with: defect-genome resume {campaign_id}")
         sys.exit(130)
 
     with session_scope() as session:
-        campaign = session.get(Campaign, campaign_id)
+        campaign = session.get_one(Campaign, campaign_id)
         _print_summary(session, campaign, url)
         return campaign_id, campaign.status == Status.succeeded
 
@@ -132,12 +149,13 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
     from core.session import session_scope
     from mlip.study import study_table, write_study_json
     from schemas import StudyReport
-    from workers.stages.study import CAMPAIGN, VALIDATION
+    from schemas.artifacts import CAMPAIGN, ValidationTable
 
     with session_scope() as session:
         report = StudyReport.model_validate(session.scalars(select(Artifact.data).where(
-            Artifact.campaign_id == campaign_id, Artifact.kind == VALIDATION, Artifact.name == CAMPAIGN)).one())
-        stages = [(s.stage, s.started_at, s.finished_at) for s in session.get(Campaign, campaign_id).stages]
+            Artifact.campaign_id == campaign_id, Artifact.kind == ValidationTable.KIND, Artifact.name == CAMPAIGN
+        )).one())
+        stages = [(s.stage, s.started_at, s.finished_at) for s in session.get_one(Campaign, campaign_id).stages]
     out_console = Console(soft_wrap=True)
     out_console.print(study_table(report), highlight=False, markup=False)
     out_console.print("\nwall time per stage (s): " + ", ".join(
@@ -154,9 +172,9 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
 def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
     """Resume a campaign of the embedded default in this process: only unfinished work runs."""
     url = _prepare_database()
+    from app.services import resume_campaign
     from core.models import Campaign, Status
     from core.session import session_scope
-    from app.services import resume_campaign
     from workers.dispatch import in_process
 
     with session_scope() as session:
@@ -167,7 +185,7 @@ def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
         resume_campaign(session, campaign, dispatch=in_process.submit)
     _follow(campaign_id, progress)
     with session_scope() as session:
-        campaign = session.get(Campaign, campaign_id)
+        campaign = session.get_one(Campaign, campaign_id)
         _print_summary(session, campaign, url)
         succeeded = campaign.status == Status.succeeded
     if succeeded and export_dir is not None:
@@ -194,10 +212,10 @@ def _poll(campaign_id: int, show: bool) -> None:
 
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show, transient=False) as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         while True:
             with session_scope() as session:
-                campaign = session.get(Campaign, campaign_id)
+                campaign = session.get_one(Campaign, campaign_id)
                 for stage in campaign.stages:
                     if stage.stage not in tasks:
                         tasks[stage.stage] = bars.add_task(stage.stage, total=None)
@@ -212,7 +230,7 @@ def _poll(campaign_id: int, show: bool) -> None:
             time.sleep(0.5)
 
 
-def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(session: Session, campaign: Campaign, url: str) -> None:
     from workers.pipeline import summarize
 
     summary = summarize(session, campaign.id)
@@ -242,7 +260,8 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
         select(Structure.stage, func.count()).where(Structure.campaign_id == campaign.id).group_by(Structure.stage)
     ).all()
     if per_stage:
-        out.print("  structures: " + ", ".join(f"{stage} {count}" for stage, count in sorted(per_stage)), highlight=False)
+        out.print("  structures: " + ", ".join(f"{stage} {count}" for stage, count in sorted(per_stage)),
+                  highlight=False)
     settings = get_settings()
     out.print(f"  database: {url}", highlight=False)
     out.print(f"  structure files: {settings.data_dir / 'structures'}", highlight=False)
@@ -252,16 +271,17 @@ def _print_summary(session, campaign, url: str) -> None:  # type: ignore[no-unty
     )
 
 
-def _basis_options(function):  # type: ignore[no-untyped-def]
+def _basis_options(function: F) -> F:
     options = [
-        click.option("--basis", type=click.Choice(["snap", "mtp", "ace", "mlip3"]), default="snap",
+        click.option("--basis", type=click.Choice(["snap", "mtp", "ace", "mlip3"]), default=_SELECTION["basis"].default,
                      show_default=True, help="linear basis of the D-optimality criterion"),
         click.option("--train", "train", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="training set B: extxyz, MTP .cfg or pacemaker .pckl.gzip"),
         click.option("--potential", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help=".mtp (mtp), .yaml (ace) or .almtp (mlip3) potential"),
-        click.option("--twojmax", default=6, show_default=True, help="SNAP: 2 j_max"),
-        click.option("--cutoff", default=4.7, show_default=True, help="SNAP: pair cutoff, A"),
+        click.option("--twojmax", default=_SELECTION["twojmax"].default, show_default=True, help="SNAP: 2 j_max"),
+        click.option("--cutoff", default=_SELECTION["snap_cutoff"].default, show_default=True,
+                     help="SNAP: pair cutoff, A"),
         click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="output extxyz"),
         click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
     ]
@@ -270,7 +290,7 @@ def _basis_options(function):  # type: ignore[no-untyped-def]
     return function
 
 
-def _science(call):  # type: ignore[no-untyped-def]
+def _science(call: Callable[[], T]) -> T:
     """Run a file-to-file science command; bad input exits 2 with its message, never a traceback."""
     import json
 
@@ -302,10 +322,12 @@ def grade(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff:
 @_basis_options
 @click.option("--lattice", type=click.Choice(["bcc", "fcc"]), default="bcc", show_default=True,
               help="perfect lattice; atoms not in it are the candidates")
-@click.option("--candidates", type=click.Choice(["defects", "all"]), default="defects", show_default=True)
-@click.option("--gamma-select", default=2.0, show_default=True, help="select environments above this gamma")
-@click.option("--max-new", default=200, show_default=True, help="most environments selected")
-@click.option("--radius", default=8.0, show_default=True, help="cluster radius, A")
+@click.option("--candidates", type=click.Choice(["defects", "all"]), default=_SELECTION["candidates"].default,
+              show_default=True)
+@click.option("--gamma-select", default=_SELECTION["gamma_select"].default, show_default=True,
+              help="select environments above this gamma")
+@click.option("--max-new", default=_SELECTION["max_new"].default, show_default=True, help="most environments selected")
+@click.option("--radius", default=_SELECTION["cluster_radius"].default, show_default=True, help="cluster radius, A")
 @click.option("--vacuum", default=0.0, show_default=True, help="vacuum padding, A (8 gives the paper's C set)")
 def select(basis: str, train: Path, potential: Path | None, twojmax: int, cutoff: float, out: Path,
            inputs: tuple[Path, ...], lattice: str, candidates: str, gamma_select: float, max_new: int,
@@ -363,15 +385,18 @@ def validate(model: Path, reference: str | None, suite: str, out: Path | None, s
 @click.argument("cluster", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--potential", required=True, help="bundled potential name (e.g. W_zhou.eam.alloy) or a file path")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="periodic cell, extxyz")
-@click.option("--max-atoms", default=140, show_default=True, help="most atoms in an admissible cell")
-@click.option("--grid", type=click.Choice(["authors", "wide"]), default="authors", show_default=True,
+@click.option("--max-atoms", default=_GCMC["max_atoms"].default, show_default=True,
+              help="most atoms in an admissible cell")
+@click.option("--grid", type=click.Choice(["authors", "wide"]), default=_GCMC["grid"].default, show_default=True,
               help="box grid: the authors' 3x3x3 offsets -1, -0.5, 0 A, or core extent + 1..10 A")
 @click.option("--seed", default=None, type=int, help="base random seed (default: derived from the cluster)")
-@click.option("--core-radius", default=5.0, show_default=True,
+@click.option("--core-radius", default=_GCMC["core_radius"].default, show_default=True,
               help="A; core around the atom nearest the centre, unless the file has a `core` array")
-@click.option("--steps", default=2000, show_default=True, help="GCMC/MD steps per box (1 fs)")
-@click.option("--exchanges", default=10, show_default=True, help="GCMC insertion/deletion attempts every 10 steps")
-@click.option("--mc-moves", default=100, show_default=True, help="GCMC translation attempts every 10 steps")
+@click.option("--steps", default=_GCMC["steps"].default, show_default=True, help="GCMC/MD steps per box (1 fs)")
+@click.option("--exchanges", default=_GCMC["exchanges"].default, show_default=True,
+              help="GCMC insertion/deletion attempts every 10 steps")
+@click.option("--mc-moves", default=_GCMC["mc_moves"].default, show_default=True,
+              help="GCMC translation attempts every 10 steps")
 @click.option("--offsets", default=None, help="comma-separated per-axis box offsets, A, replacing the grid's")
 @click.option("--processes", default=2, show_default=True, help="boxes run side by side")
 def reconstruct(cluster: Path, potential: str, out: Path, max_atoms: int, grid: str, seed: int | None,
@@ -398,7 +423,8 @@ def reconstruct(cluster: Path, potential: str, out: Path, max_atoms: int, grid: 
 EXPORT_FILES = {"mtp": "train.cfg", "ace": "train.pckl.gzip", "extxyz": "train.extxyz"}
 
 
-def _write_export(session, campaign, fmt: str, out: Path, datasets, filters=None, references=None) -> int:  # type: ignore[no-untyped-def]
+def _write_export(session: Session, campaign: Campaign, fmt: str, out: Path, datasets: Sequence[str],
+                  filters: ExportFilters | None = None, references: dict[str, float] | None = None) -> int:
     """Write one export file atomically (a failed export leaves no half file); the number of configurations."""
     from app.exports import ExportFilters, export_campaign
 
@@ -421,7 +447,7 @@ def _export_all(campaign_id: int, directory: Path) -> None:
     from mlip import ExportError
 
     with session_scope() as session:
-        campaign = session.get(Campaign, campaign_id)
+        campaign = session.get_one(Campaign, campaign_id)
         for fmt, name in EXPORT_FILES.items():
             out = directory / name
             try:
@@ -446,9 +472,9 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
            references: tuple[str, ...]) -> None:
     """Write the labelled training set of a campaign (B = your training file, P = PCC-GCMC cells)."""
     url = _prepare_database()
+    from app.exports import ExportFilters, parse_datasets
     from core.models import Campaign
     from core.session import session_scope
-    from app.exports import ExportFilters, parse_datasets
 
     def write() -> dict:
         reference_energies = {}
@@ -475,26 +501,17 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 def convert(source: Path, target: Path) -> None:
-    """Convert a dataset (extxyz, MTP .cfg, pacemaker .pckl.gzip) to extxyz or MTP .cfg, labels kept.
+    """Convert a dataset between the formats of the registry (extxyz, MTP .cfg, pacemaker .pckl.gzip), labels
+    kept; each format is told by its file's suffix.
 
     The server never unpickles an upload: convert a pacemaker pickle you trust here, then upload the extxyz.
     """
-    from sampling.datasets import read_dataset
+    import formats
 
     def write() -> dict:
-        images = read_dataset(source)  # a local file the user chose: pickles allowed
-        suffix = target.name.lower()
-        if suffix.endswith(".cfg"):
-            from mlip import write_dataset
-
-            with target.open("w", encoding="utf-8") as handle:
-                write_dataset(handle, images, "mtp")
-        elif suffix.endswith((".xyz", ".extxyz")):
-            from ase.io import write as write_images
-
-            write_images(target, images, format="extxyz")
-        else:
-            raise ValueError(f"TARGET: write .extxyz or .cfg, not {target.name!r}")
+        target_format = formats.format_for(target, "TARGET")
+        images = formats.read(source, allow_pickle=True)  # a local file the user chose: pickles allowed
+        formats.write(target, images, target_format)
         return {"configurations": len(images), "atoms": sum(len(a) for a in images), "path": str(target)}
 
     _science(write)

@@ -8,19 +8,25 @@ are summed in SQL (one pass with a conditional count per bin edge), long series 
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from ase import Atoms
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.policy import public_text
-from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
 from core.access import load_artifact, load_artifacts
+from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
 from schemas.artifacts import CandidateTable, GammaHistogram, OTFIterationRecord, ValidationTable
+from schemas.names import StructureKind
+
+T = TypeVar("T")
 
 CAMPAIGNS_PER_PAGE = 20
 LABELS_PER_PAGE = 25
@@ -218,8 +224,8 @@ def _environment_histogram(session: Session, campaign_id: int, selected_only: bo
             counts[min(max(int(number_value), 0), n_bins - 1)] += int(count)
     except OperationalError:  # no log10 in this SQLite build
         session.rollback()
-        columns = [func.count(gamma), func.max(gamma)] + [func.sum(case((gamma < e, 1), else_=0)) for e in edges]
-        row = session.execute(joined.add_columns(*columns)).one()
+        below_edges = [func.sum(case((gamma < e, 1), else_=0)) for e in edges]
+        row = session.execute(joined.add_columns(func.count(gamma), func.max(gamma), *below_edges)).one()
         gamma_max, below_edge = row[1], [int(v or 0) for v in row[2:]]
         counts = [below_edge[i + 1] - below_edge[i] for i in range(n_bins)]
         counts[0] += below_edge[0]
@@ -227,6 +233,7 @@ def _environment_histogram(session: Session, campaign_id: int, selected_only: bo
     n = sum(counts)
     if n == 0:
         return None
+    assert gamma_max is not None, "graded atoms were counted: the largest gamma is known"
     return {"edges": edges, "counts": counts, "n": n, "gamma_max": float(gamma_max)}
 
 
@@ -242,12 +249,17 @@ def _cache_key(session: Session, campaign_id: int) -> str | None:
         select(StageRun.stage, StageRun.status, StageRun.finished_at)
         .where(StageRun.campaign_id == campaign_id, StageRun.stage.in_(_CACHE_STAGES)).order_by(StageRun.position)
     ).all()
-    if len(rows) < len(_CACHE_STAGES) or any(r[1].value != "succeeded" or r[2] is None for r in rows):
+    if len(rows) < len(_CACHE_STAGES):
         return None
-    return ";".join(f"{r[0]}@{r[2].isoformat()}" for r in rows)
+    finished: list[str] = []
+    for stage, status, finished_at in rows:
+        if status.value != "succeeded" or finished_at is None:
+            return None
+        finished.append(f"{stage}@{finished_at.isoformat()}")
+    return ";".join(finished)
 
 
-def cached(session: Session, campaign_id: int, name: str, compute):  # type: ignore[no-untyped-def]
+def cached(session: Session, campaign_id: int, name: str, compute: Callable[[], T]) -> T:
     """``compute()``, kept as a campaign artifact once the gamma-writing stages have finished; a re-run of
     any of them (resume) changes the key and the value is computed again."""
     from sqlalchemy.exc import IntegrityError
@@ -349,7 +361,7 @@ def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> di
     value = Structure.info["gamma_max"].as_float()
     rows = session.execute(
         select(Structure.id, Structure.source, value)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling", value.is_not(None))
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING, value.is_not(None))
         .order_by(Structure.id)
     ).all()
     n = len(rows)
@@ -359,7 +371,7 @@ def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> di
     values = np.array([r[2] for r in rows], dtype=float)
     bounds = np.linspace(0, n, max_points + 1).astype(int)
     index, maxima, sources, ids = [], [], [], []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         if hi <= lo:
             continue
         k = int(lo) + int(np.argmax(values[lo:hi]))
@@ -418,7 +430,7 @@ def soap_pca(session: Session, campaign_id: int) -> dict[str, Any] | None:
     for name, points in data["points"].items():
         array = np.asarray(points, dtype=float).reshape(-1, 2) if points else np.zeros((0, 2))
         summary.append({
-            "dataset": name, "n": int(len(array)),
+            "dataset": name, "n": len(array),
             "pc1_mean": float(array[:, 0].mean()) if len(array) else None,
             "pc2_mean": float(array[:, 1].mean()) if len(array) else None,
             "pc1_min": float(array[:, 0].min()) if len(array) else None,
@@ -458,7 +470,7 @@ def label_page(session: Session, campaign_id: int, page: int = 1,
 # --------------------------------------------------------------------------- structures
 
 
-def structure_colours(session: Session, structure: Structure, atoms) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def structure_colours(session: Session, structure: Structure, atoms: Atoms) -> dict[str, Any]:
     """Per-atom values the viewer colours by: core/inserted of a reconstructed cell, else gamma.
 
     gamma comes from the file's ``gamma`` array when present, else from the structure's environment rows
@@ -482,6 +494,7 @@ def structure_colours(session: Session, structure: Structure, atoms) -> dict[str
             .where(Environment.structure_id == structure.id, Environment.gamma.is_not(None))
         ):
             if 0 <= atom_index < n:
+                assert value is not None, "the query keeps graded environments only"
                 gamma[atom_index] = float(value)
     graded = [g for g in gamma if g is not None]
     return {"mode": "gamma", "gamma": gamma, "source": source, "graded": len(graded),
@@ -495,7 +508,8 @@ def structure_page(session: Session, campaign_id: int, page: int = 1, stage: str
                    per_page: int = STRUCTURES_PER_PAGE) -> tuple[list[dict[str, Any]], Paging, dict[str, int]]:
     """One page of a campaign's structures (optionally of one stage) and the count per stage."""
     query = select(Structure.id, Structure.stage, Structure.source, Structure.n_atoms, Structure.n_candidates,
-                   Structure.info["gamma_max"].as_float(), Structure.label_id).where(Structure.campaign_id == campaign_id)
+                   Structure.info["gamma_max"].as_float(), Structure.label_id
+                   ).where(Structure.campaign_id == campaign_id)
     if stage:
         query = query.where(Structure.stage == stage)
     stages = dict(session.execute(

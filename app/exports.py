@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, TextIO
+from typing import IO
 
 import numpy as np
 from ase import Atoms
 from sqlalchemy.orm import Session
 
 from core.models import Campaign
-from mlip import EXPORT_FORMATS, ExportError, write_dataset
+from formats import FORMATS, format_for
+from mlip import ExportError, write_dataset
 from schemas import CampaignSpec
+from schemas.names import Dataset, StructureKind
 from workers.stages.labelling import labelled_basic_set, labelled_structures
 
-DATASETS = ("B", "C", "P", "OTF")
-MEDIA_TYPES = {"mtp": "text/plain", "ace": "application/gzip", "extxyz": "text/plain"}
-SUFFIXES = {"mtp": ".cfg", "ace": ".pckl.gzip", "extxyz": ".extxyz"}
+DATASETS = tuple(Dataset)
+# by export name (mtp, ace, extxyz: formats.EXPORT_NAMES), from the registry of the formats
+MEDIA_TYPES = {fmt.export_name: fmt.media_type for fmt in FORMATS.values()}
+SUFFIXES = {fmt.export_name: fmt.suffix for fmt in FORMATS.values()}
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,7 @@ class ExportFilters:
     def keep(self, atoms: Atoms) -> bool:
         if self.max_atoms is not None and len(atoms) > self.max_atoms:
             return False
-        if self.max_force is not None and np.linalg.norm(atoms.get_forces(), axis=1).max() > self.max_force:
-            return False
-        return True
+        return self.max_force is None or not np.linalg.norm(atoms.get_forces(), axis=1).max() > self.max_force
 
 
 def parse_datasets(text: str) -> tuple[str, ...]:
@@ -66,17 +67,17 @@ def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[st
     spec = CampaignSpec.model_validate(campaign.spec)
     images: list[Atoms] = []
     for name in datasets:
-        if name == "B":
+        if name == Dataset.B:
             images += _basic(session, campaign.id, spec)
-        elif name == "P":
-            images += labelled_structures(session, campaign.id, "periodic")
-        elif name == "C":
+        elif name == Dataset.P:
+            images += labelled_structures(session, campaign.id, StructureKind.PERIODIC)
+        elif name == Dataset.C:
             raise ExportError("dataset C (clusters with vacuum) is not labelled by a campaign; export B and P")
-        elif name == "OTF":
+        elif name == Dataset.OTF:
             if spec.refinement is None:
                 raise ExportError("dataset OTF: this campaign has no on-the-fly refinement (no refinement "
                                   "section in its spec); export B and P")
-            images += labelled_structures(session, campaign.id, "otf")
+            images += labelled_structures(session, campaign.id, StructureKind.OTF)
     kept = [atoms for atoms in images if filters.keep(atoms)]
     if not kept:
         raise ExportError(
@@ -87,11 +88,11 @@ def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[st
     return kept
 
 
-def export_campaign(session: Session, campaign: Campaign, fmt: str, file: TextIO | BinaryIO,
+def export_campaign(session: Session, campaign: Campaign, fmt: str, file: IO[str] | IO[bytes],
                     datasets: Sequence[str] = ("B", "P"), filters: ExportFilters = ExportFilters(),
                     reference_energies: dict[str, float] | None = None) -> int:
-    """Write the campaign's dataset as ``fmt`` into ``file``; the number of configurations written."""
-    if fmt not in EXPORT_FORMATS:
-        raise ExportError(f"format: {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    """Write the campaign's dataset as ``fmt`` (a name of :data:`formats.FORMATS`: an export name or the
+    format's own) into ``file``; the number of configurations written."""
+    format_for(fmt, "format", what="export format")  # an unknown format fails before the database is read
     images = campaign_dataset(session, campaign, datasets, filters)
     return write_dataset(file, images, fmt, species=[campaign.element], reference_energies=reference_energies)

@@ -39,8 +39,8 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
     in_process = get_settings().in_process
     if in_process:
-        from core.session import session_scope
         from app.services import recover_interrupted
+        from core.session import session_scope
 
         with session_scope() as session:
             resumed = recover_interrupted(session)
@@ -91,5 +91,5 @@ def create_app() -> FastAPI:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
     return app

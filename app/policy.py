@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from core.settings import get_settings
-from sampling.datasets import DatasetError, detect_format
 from md.potentials import PotentialError, bundled_potentials_dir
+from sampling.datasets import DatasetError, detect_format
 from schemas import CampaignSpec, FieldError, SpecError
 from workers.stages.common import UPLOAD_PREFIX, resolve_upload
 
@@ -98,7 +99,7 @@ def _inside_known_places(path: Path) -> bool:
     return any(resolved.is_relative_to(place) for place in places)
 
 
-def _check_reference(spec: CampaignSpec, reference, errors: list[FieldError]) -> None:  # type: ignore[no-untyped-def]
+def _check_reference(spec: CampaignSpec, reference: Callable[..., Path | None], errors: list[FieldError]) -> None:
     """labelling.reference: its file(s) by reference only (bundled, uploaded, allowed dirs), and every file it
     pulls in (a .snap include's coefficient files, a MEAM library) from those places too. Its pair_style and
     pair_coeff words were checked by the schema (allow-listed styles, plain tokens: nothing LAMMPS would expand
@@ -117,7 +118,7 @@ def _check_reference(spec: CampaignSpec, reference, errors: list[FieldError]) ->
     if len(errors) > before:
         return
     try:
-        resolved = resolve_reference(value, spec.element)
+        resolved = resolve_reference(value, spec.element, resolve_upload=resolve_upload)
     except ReferencePotentialError as exc:
         errors.append(FieldError(exc.field, exc.reason))
         return

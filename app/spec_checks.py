@@ -22,12 +22,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.settings import get_settings
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import estimated_atoms
 from workers.dispatch import apply_dg_environment, dg_environment, exit_with_parent
+
+if TYPE_CHECKING:
+    import ctypes
 
 log = logging.getLogger(__name__)
 NICENESS = 10
@@ -51,7 +54,7 @@ def _lower_priority() -> None:
         pass
 
 
-def _libc():  # type: ignore[no-untyped-def]
+def _libc() -> ctypes.CDLL | None:
     import ctypes
     import ctypes.util
 

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import hmac
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -28,16 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import dashboard
 from app.api.deps import PRINTABLE, CampaignId, LabelId, QueryText, SessionDep, StructureId, get_owned_campaign
 from app.auth import user_for_token
-from core.models import Campaign, Structure, User
-from core.storage import StructureStore
 from app.services import ConflictError, NotFoundError, retry_label
+from core.models import Campaign, Structure, User
 from core.settings import get_settings
+from core.storage import StructureStore
+from formats import EXPORT_NAMES, format_for
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "dg_session"
 COOKIE_PATH = "/ui"
 COOKIE_MAX_AGE = 12 * 3600  # s
-EXPORT_FORMATS = {"mtp": "MTP .cfg", "ace": "pacemaker .pckl.gzip", "extxyz": "extended XYZ"}
+EXPORT_FORMATS = {name: format_for(name).description for name in EXPORT_NAMES}  # export name -> label
 
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
@@ -66,11 +68,11 @@ def csrf_token(token: str) -> str:
 def ui_user(request: Request, session: SessionDep) -> User:
     token, via_header = _request_token(request)
     user = user_for_token(session, token) if token else None
-    if user is None:
+    if user is None or token is None:  # no token: no user
         if request.url.path.endswith((".json", ".csv")) or request.method != "GET":
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in on /ui/login or send a bearer token")
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-    request.state.csrf = csrf_token(token)  # type: ignore[arg-type]
+    request.state.csrf = csrf_token(token)
     request.state.user = user
     request.state.via_header = via_header
     return user
@@ -89,7 +91,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status_code: i
     return templates.TemplateResponse(request, name, base | context, status_code=status_code)
 
 
-def _csv(rows: list[list[Any]], header: list[str], filename: str) -> Response:
+def _csv(rows: Sequence[Sequence[Any]], header: list[str], filename: str) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)

@@ -54,10 +54,10 @@ def _seed(n_structures: int) -> tuple[int, str]:
     """A campaign with n sampling structures (rows and environments), and a token."""
     from app.auth import create_token
     from core.models import Artifact, Environment, Structure
-    from workers.stages.sampling import TYPE_COUNTS
     from core.session import session_scope
     from schemas import parse_spec
     from workers import pipeline
+    from workers.stages.sampling import TYPE_COUNTS
 
     with session_scope() as session:
         token = create_token(session, "bench")
@@ -104,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
 
     admin = make_url(POSTGRES_URL)
-    conninfo = f"host={admin.host} port={admin.port or 5432} user={admin.username} password={admin.password or ''} dbname={admin.database}"
+    conninfo = (f"host={admin.host} port={admin.port or 5432} user={admin.username} "
+                f"password={admin.password or ''} dbname={admin.database}")
     name = f"dg_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -156,7 +157,8 @@ def main() -> None:
         print(f"GET .../structures?limit=100           p50 {s50:7.2f} ms  p99 {s99:7.2f} ms"
               f"  ({s50 / h50:.1f}x baseline p50)")
         print(f"POST /api/v1/campaigns                 {args.posts / post_seconds:7.1f} campaigns/s"
-              f"  ({post_seconds / args.posts * 1e3:.1f} ms each, {post_seconds / args.posts * 1e3 / h50:.1f}x baseline p50)")
+              f"  ({post_seconds / args.posts * 1e3:.1f} ms each,"
+              f" {post_seconds / args.posts * 1e3 / h50:.1f}x baseline p50)")
     finally:
         if server is not None:
             server.terminate()

@@ -130,7 +130,8 @@ def _user(base_url: str, token: str, campaign_id: int, stop: threading.Event, re
             for i in range(max_requests):
                 if stop.is_set():
                     return
-                _timed(recorder, "post", lambda: client.post("/api/v1/campaigns", json=small_spec(f"small-{i}")))
+                spec = small_spec(f"small-{i}")
+                _timed(recorder, "post", lambda spec=spec: client.post("/api/v1/campaigns", json=spec))
                 stop.wait(submit_interval)
 
     def poll() -> None:

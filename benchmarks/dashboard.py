@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +51,7 @@ def _seed_campaign(session, owner_id: int, name: str, n: int, n_labels: int, n_c
     import numpy as np
     from sqlalchemy import insert, select
 
-    from core.models import (Artifact, Campaign, Environment, Label, StageRun, Status, Structure, WorkItem,
-                               utcnow)
+    from core.models import Artifact, Campaign, Environment, Label, StageRun, Status, Structure, WorkItem, utcnow
     from selection.maxvol import log_histogram, merge_histograms
 
     now = utcnow()
@@ -65,7 +63,8 @@ def _seed_campaign(session, owner_id: int, name: str, n: int, n_labels: int, n_c
     session.flush()
     grading = campaign.stages[2].id
     session.execute(insert(WorkItem), [
-        {"stage_run_id": grading, "campaign_id": campaign.id, "key": f"s{k}", "task_name": "dg.selection.grade_snapshot",
+        {"stage_run_id": grading, "campaign_id": campaign.id, "key": f"s{k}",
+         "task_name": "dg.selection.grade_snapshot",
          "queue": "select", "params": {}, "status": Status.succeeded, "attempts": 1, "progress_done": 1,
          "progress_total": 1, "started_at": now, "finished_at": now} for k in range(n)])
     session.execute(insert(Structure), [
@@ -98,7 +97,8 @@ def _seed_campaign(session, owner_id: int, name: str, n: int, n_labels: int, n_c
     if n_clusters:
         session.execute(insert(Artifact), [
             {"campaign_id": campaign.id, "kind": "pcc_gcmc_candidates", "name": f"anneal/frame-{k}/cluster-0",
-             "data": {"cluster_id": ids[0], "n_core": 57, "candidates": candidates, "best_index": 1,
+             "data": {"cluster_id": ids[0], "core_extent": [10.0, 10.0, 10.0], "n_core": 57, "base_seed": 7,
+                      "candidates": candidates, "best_index": 1,
                       "structure_id": ids[0], "energy_per_atom": -8.695}} for k in range(n_clusters)])
     points = {name: [[rng.gauss(0, 1), rng.gauss(0, 1)] for _ in range(min(2000, 20 * n))] for name in "BCP"}
     session.add(Artifact(campaign_id=campaign.id, kind="soap_pca", name="campaign",
@@ -168,7 +168,8 @@ def main() -> None:
 
         admin = make_url(POSTGRES_URL)
         database = f"dg_bench_{uuid.uuid4().hex[:8]}"
-        conninfo = f"host={admin.host} port={admin.port or 5432} user={admin.username} password={admin.password or ''} dbname={admin.database}"
+        conninfo = (f"host={admin.host} port={admin.port or 5432} user={admin.username} "
+                    f"password={admin.password or ''} dbname={admin.database}")
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{database}"')
         url = admin.set(drivername="postgresql+psycopg", database=database).render_as_string(hide_password=False)

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlip.export import EXPORT_FORMATS, write_dataset  # noqa: E402
+from mlip.export import EXPORT_FORMATS, write_dataset
 
 W_ALL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ml-defect-modeling" / "W-all.pckl.gzip"
 if not W_ALL.is_file():

@@ -26,6 +26,7 @@ is printed next to its time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import re
@@ -82,12 +83,12 @@ def ibz_time_reversal(kpts: tuple[int, int, int]) -> int:
     seen: set[tuple[int, ...]] = set()
     count = 0
     for k in monkhorst_pack(kpts):
-        key = tuple(int(round(x)) for x in (np.mod(k, 1.0) * 2 * np.array(kpts)) % (2 * np.array(kpts)))
+        key = tuple(round(x) for x in (np.mod(k, 1.0) * 2 * np.array(kpts)) % (2 * np.array(kpts)))
         if key in seen:
             continue
         count += 1
         seen.add(key)
-        seen.add(tuple(int(round(x)) for x in (np.mod(-k, 1.0) * 2 * np.array(kpts)) % (2 * np.array(kpts))))
+        seen.add(tuple(round(x) for x in (np.mod(-k, 1.0) * 2 * np.array(kpts)) % (2 * np.array(kpts))))
     return count
 
 
@@ -115,7 +116,7 @@ def read_log(path: Path, start: float, row: Row) -> None:
             seconds.append(t)
         row.iters_done = len(seconds)
         row.to_first_iter = seconds[0] - start
-        steps = [b - a for a, b in zip(seconds, seconds[1:])]
+        steps = [b - a for a, b in itertools.pairwise(seconds)]
         if steps:
             row.per_iter = statistics.median(steps)
     extra = [float(x) for x in re.findall(r"(?:Force|Stress) computation time:\s*([\d.]+)", text)]
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 3, 4],
                         help="supercell repetitions n (n x n x n cubes, 2 n^3 atoms); 1 (2 atoms) is the baseline")
     parser.add_argument("--parallel", type=int, default=2, help="labels of each size run at once (one core each)")
-    parser.add_argument("--max-minutes", type=float, default=20.0, help="walltime per size; longer runs are extrapolated")
+    parser.add_argument("--max-minutes", type=float, default=20.0,
+                        help="walltime per size; longer runs are extrapolated")
     parser.add_argument("--rattle", type=float, default=0.03, help="Gaussian displacement stdev, A")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None, help="keep job directories here (default: a temp dir)")
@@ -182,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPAW {gpaw.__version__}: MPI {'yes' if mpi else 'no'}, OpenMP no; one single-threaded process per label, "
           f"{args.parallel} labels at once; {os.cpu_count()} cores on this machine")
     setups = quick("gpaw").engine_options.get("setups", "default")
-    print(f"quick profile: {quick('gpaw').ecut:.0f} eV, k spacing 2*pi*{quick('gpaw').kspacing / (2 * math.pi):.3g} 1/A, "
+    print(f"quick profile: {quick('gpaw').ecut:.0f} eV, "
+          f"k spacing 2*pi*{quick('gpaw').kspacing / (2 * math.pi):.3g} 1/A, "
           f"setups {setups}, FD {quick('gpaw').sigma} eV, "
-          f"SCF {quick('gpaw').scf_energy_tol:g} eV; rattle {args.rattle} A; walltime {args.max_minutes:g} min per size")
+          f"SCF {quick('gpaw').scf_energy_tol:g} eV; rattle {args.rattle} A; "
+          f"walltime {args.max_minutes:g} min per size")
 
     sizes = sorted(set(args.sizes))
     rows: list[Row] = []
@@ -193,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             row = run_size(n, args, base)
             rows.append(row)
-            state = f"{row.wall:.0f} s" if row.wall is not None else f"stopped at {args.max_minutes:g} min after {row.iters_done} SCF iterations"
+            state = (f"{row.wall:.0f} s" if row.wall is not None
+                     else f"stopped at {args.max_minutes:g} min after {row.iters_done} SCF iterations")
             print(f"  {row.natoms:4d} atoms: {state} (load {row.load[0]:.1f} -> {row.load[1]:.1f})", flush=True)
 
     finished = [r for r in rows if r.wall is not None]
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     exponent = None
     if len(timed) >= 2:
         small, large = timed[-2], timed[-1]
-        exponent = math.log((large.per_iter / large.ibz) / (small.per_iter / small.ibz)) / math.log(large.natoms / small.natoms)
+        exponent = (math.log((large.per_iter / large.ibz) / (small.per_iter / small.ibz))
+                    / math.log(large.natoms / small.natoms))
     for row in rows:
         if row.wall is None and row.estimate is None and exponent is not None and row.ibz and typical_scf:
             ref = timed[-1]
@@ -229,14 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         ibz = fmt(row.ibz, "d") + ("'" if row.ibz_computed else "")
         print(f"{row.natoms:5d} {'x'.join(map(str, row.kpts)):>7} {ibz:>5} {fmt(row.bands, 'd'):>5} "
               f"{fmt(row.plane_waves, 'd'):>6} {fmt(row.n_scf, 'd') if row.n_scf else str(row.iters_done) + '+':>6} "
-              f"{label_total:>8} {fmt(row.per_iter, '.1f'):>7} {fmt(row.to_first_iter):>8} {fmt(row.forces_stress, '.1f'):>6} "
+              f"{label_total:>8} {fmt(row.per_iter, '.1f'):>7} {fmt(row.to_first_iter):>8} "
+              f"{fmt(row.forces_stress, '.1f'):>6} "
               f"{fmt(ratio, '.1f'):>7} {fmt(per_atom, '.2f'):>11} {row.load[0]:4.1f}/{row.load[1]:4.1f}")
     if any(r.estimate for r in rows):
-        print(f"* extrapolated, not measured: time to SCF iteration 1 + ({typical_scf} - 1) x median time per iteration "
-              f"measured before the walltime stopped the run ({typical_scf} = SCF iterations of the largest finished size)")
+        print(f"* extrapolated, not measured: time to SCF iteration 1 + ({typical_scf} - 1) x median time per "
+              f"iteration measured before the walltime stopped the run ({typical_scf} = SCF iterations of the "
+              f"largest finished size)")
         for row in rows:
             if row.model:
-                print(f"  {row.natoms} atoms: no iteration finished in time; ({typical_scf} + 1) iterations, {row.model}")
+                print(f"  {row.natoms} atoms: no iteration finished in time; ({typical_scf} + 1) iterations, "
+                      f"{row.model}")
     if any(r.ibz_computed for r in rows):
         print("' IBZ k-points counted here (time reversal only), GPAW stopped before printing them")
     print("time/s: label() wall time (subprocess start to result); s/iter: median SCF iteration; "

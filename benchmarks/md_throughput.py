@@ -32,9 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sampling.builders import bulk_crystal  # noqa: E402
 from md.engine import LammpsSystem  # noqa: E402
 from md.potentials import load_potential  # noqa: E402
+from sampling.builders import bulk_crystal  # noqa: E402
 from sampling.protocols import Program, SnapshotPoint, _snapshot, program_for  # noqa: E402
 
 A0 = 3.165  # EAM Zhou W

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlip.train import evaluate, mtp_basis_counts, split, train_mtp  # noqa: E402
-from sampling.datasets import read_dataset  # noqa: E402
+from mlip.train import evaluate, mtp_basis_counts, split, train_mtp
+from sampling.datasets import read_dataset
 
 W_ALL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ml-defect-modeling" / "W-all.pckl.gzip"
 if not W_ALL.is_file():
@@ -46,7 +46,8 @@ def size_scan(images, sizes, level, iters, seed, workroot: Path) -> list[dict]:
     results = []
     counts = mtp_basis_counts(level)
     print(f"MTP level {level} ({counts['alpha_scalar_moments']} basis functions, "
-          f"{counts['radial_funcs_count']} radial functions), {iters} Levenberg-Marquardt iterations, motep cext engine")
+          f"{counts['radial_funcs_count']} radial functions), {iters} Levenberg-Marquardt iterations, "
+          "motep cext engine")
     print(f"{'configs':>8} {'atoms':>7} {'train s':>9} {'fit s':>8} {'E+F pass s':>11} {'ratio':>7}  train RMSE")
     for size in sizes:
         subset = [images[i] for i in order[:size]]
@@ -60,7 +61,8 @@ def size_scan(images, sizes, level, iters, seed, workroot: Path) -> list[dict]:
         atoms = sum(len(a) for a in subset)
         row = {"configurations": size, "atoms": atoms, "train_wall_s": elapsed,
                "fit_wall_s": model.settings["fit_wall_time_s"], "ef_pass_s": baseline,
-               "ratio": elapsed / baseline, "iterations": model.settings["iterations"], "rmse_train": model.rmse["train"]}
+               "ratio": elapsed / baseline, "iterations": model.settings["iterations"],
+               "rmse_train": model.rmse["train"]}
         results.append(row)
         print(f"{size:8d} {atoms:7d} {elapsed:9.1f} {row['fit_wall_s']:8.1f} {baseline:11.2f} {row['ratio']:7.1f}  "
               f"{_row(model.rmse['train'])}", flush=True)
@@ -98,7 +100,8 @@ def main() -> None:
     parser.add_argument("--fit-subset", type=int, default=60,
                         help="configurations in the nonlinear fit of --full (0: all)")
     parser.add_argument("--forces-weight", type=float, default=0.01, help="loss weight of forces in --full")
-    parser.add_argument("--stress-weight", type=float, default=0.0, help="loss weight of stress in --full (the paper trains its MTPs with 0)")
+    parser.add_argument("--stress-weight", type=float, default=0.0,
+                        help="loss weight of stress in --full (the paper trains its MTPs with 0)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the models here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()

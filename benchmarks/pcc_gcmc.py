@@ -56,9 +56,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from md.potentials import load_potential  # noqa: E402
 from pcc_gcmc import GCMCParams, reconstruct  # noqa: E402
 from pcc_gcmc.examples import lattice, perfect_sphere_cluster, screw_line_cluster  # noqa: E402
-from md.potentials import load_potential  # noqa: E402
 
 POTENTIAL = "W_zhou.eam.alloy"
 TOLERANCE = 0.01  # eV/atom: the fast variant's best must be within this of the full grid's
@@ -160,8 +160,9 @@ def print_summary(cluster: str, results: dict[tuple[str, int], dict[str, Any]], 
         ok &= delta <= TOLERANCE  # a lower (better) best is not a loss
         verdict = ("within" if abs(delta) <= TOLERANCE else
                    "lower: fast found a better cell" if delta < 0 else "NOT within")
-        print(f"  {w} proc: wall fast/full {fast['wall_s']:.1f}/{full['wall_s']:.1f} s = {fast['wall_s'] / full['wall_s']:.2f} "
-              f"(x{full['wall_s'] / fast['wall_s']:.1f}; cpu x{full['timing']['cpu_s'] / fast['timing']['cpu_s']:.1f}); "
+        print(f"  {w} proc: wall fast/full {fast['wall_s']:.1f}/{full['wall_s']:.1f} s = "
+              f"{fast['wall_s'] / full['wall_s']:.2f} (x{full['wall_s'] / fast['wall_s']:.1f}; "
+              f"cpu x{full['timing']['cpu_s'] / fast['timing']['cpu_s']:.1f}); "
               f"best E/atom full {full['best_energy_per_atom']:.5f}, fast {fast['best_energy_per_atom']:.5f}, "
               f"fast - full {delta:+.5f} eV ({verdict}; tolerance {TOLERANCE})")
     # which option saved what
@@ -173,7 +174,8 @@ def print_summary(cluster: str, results: dict[tuple[str, int], dict[str, Any]], 
     print(f"    GCMC cost per step: authors {per_step_full:.2f} ms, fast {per_step_fast:.2f} ms "
           f"(x{per_step_full / per_step_fast:.1f}: mc_moves {fast_params.mc_moves} instead of {GCMCParams().mc_moves})")
     stops = ", ".join(f"{k} {v}" for k, v in fast["stops"].items())
-    print(f"    GCMC steps run: fast {fast['steps_run']} of {fast['steps_full']} ({fast['steps_run'] / fast['steps_full']:.0%}; "
+    print(f"    GCMC steps run: fast {fast['steps_run']} of {fast['steps_full']} "
+          f"({fast['steps_run'] / fast['steps_full']:.0%}; "
           f"boxes by stop reason: {stops})")
     if fast_params.early_stop:
         steps = fast_params.steps
@@ -185,20 +187,23 @@ def print_summary(cluster: str, results: dict[tuple[str, int], dict[str, Any]], 
     print(f"    stop_over_cap: {over} boxes of the authors' grid end over max_atoms ({fast_params.max_atoms}); "
           f"boxes pruned before running: {fast['boxes'] - fast['boxes_run']}; "
           f"minimisation is {100 * full['timing'].get('minimize_fraction', 0):.1f}% of the authors' time")
-    print(f"    best box: full #{full['best_index']} ({full['best_n_atoms']} atoms, {full['n_admissible']} admissible boxes), "
+    print(f"    best box: full #{full['best_index']} ({full['best_n_atoms']} atoms, "
+          f"{full['n_admissible']} admissible boxes), "
           f"fast #{fast['best_index']} ({fast['best_n_atoms']} atoms, {fast['n_admissible']} admissible)")
     return ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None, help="GCMC steps per box (default: the authors' 2000; 300 with --quick)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="GCMC steps per box (default: the authors' 2000; 300 with --quick)")
     parser.add_argument("--quick", action="store_true", help="300 steps and the 2 x 2 x 2 sub-grid (offsets -0.5, 0.0)")
     parser.add_argument("--offsets", type=float, nargs="+", default=None,
                         help="per-axis grid offsets, A (default: the authors' grid; -0.5 0.0 with --quick)")
     parser.add_argument("--cluster", nargs="+", default=["sphere"], choices=["sphere", "screw"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="process counts (default 1 2)")
-    parser.add_argument("--plateau-steps", type=int, default=None, help="fast variant's plateau_steps (default: GCMCParams.fast's)")
+    parser.add_argument("--plateau-steps", type=int, default=None,
+                        help="fast variant's plateau_steps (default: GCMCParams.fast's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write every run (candidate tables included) here")
     args = parser.parse_args(argv)
@@ -214,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         fast_changes["plateau_steps"] = args.plateau_steps
     fast_params = GCMCParams.fast(**fast_changes)
     compact = {k: v for k, v in fast_params.to_dict().items()
-               if (v != full_params.to_dict()[k] and k != "check_every") or (k == "plateau_steps" and fast_params.early_stop)}
+               if (v != full_params.to_dict()[k] and k != "check_every")
+               or (k == "plateau_steps" and fast_params.early_stop)}
     potential = load_potential(POTENTIAL)
     a, e_coh = lattice(potential)
     print(f"PCC-GCMC benchmark: {steps} steps per box, grid offsets {full_params.grid_offsets}, processes "
@@ -231,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             params = full_params if variant == "authors" else fast_params
             results[(variant, w)] = run_one(cluster, potential, params, w)
             row = results[(variant, w)]
-            print(f"  ran {name} {variant} on {w} process(es): {row['wall_s']:.1f} s, best {row['best_energy_per_atom']:.5f}",
-                  flush=True)
+            print(f"  ran {name} {variant} on {w} process(es): {row['wall_s']:.1f} s, "
+                  f"best {row['best_energy_per_atom']:.5f}", flush=True)
         print()
         print_table(name, [(v, results[(v, w)]) for v, w in order], e_coh)
         all_ok &= print_summary(name, results, args.workers, fast_params)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlip.snap import snap_column_count, train_snap  # noqa: E402
-from mlip.train import split  # noqa: E402
-from sampling.datasets import read_dataset  # noqa: E402
+from mlip.snap import snap_column_count, train_snap
+from mlip.train import split
+from sampling.datasets import read_dataset
 
 W_ALL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ml-defect-modeling" / "W-all.pckl.gzip"
 if not W_ALL.is_file():

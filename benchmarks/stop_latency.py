@@ -18,6 +18,8 @@ what `thermo 1` costs, and nothing more with both), so N = 1 (needed to react wi
 and more, where a step takes 0.5-3 s) costs that on every step.
 
     .venv/bin/python benchmarks/stop_latency.py [--sizes 4 10 25 40 80] [--atom-steps 4e6] [--repeats 3]
+    .venv/bin/python benchmarks/stop_latency.py --sizes 3 --atom-steps 2e4 --repeats 1 --halt-size 3 \
+        --halt-steps 50 --start-delay 0.05                                     # a smoke run (the test suite's)
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sampling.builders import bulk_crystal  # noqa: E402
 from md.engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped  # noqa: E402
 from md.potentials import load_potential  # noqa: E402
+from sampling.builders import bulk_crystal  # noqa: E402
 
 A0 = 3.165  # EAM Zhou W
 MD = ["velocity all create 300.0 4928459 dist gaussian", "fix integrate all nve"]
@@ -57,8 +59,8 @@ def latency(atoms, potential, command: str, delay: float, stop: Path, prepare: l
     created: dict[str, float] = {}
 
     def create() -> None:
+        created["at"] = time.perf_counter()  # before the file exists: a latency is never negative
         stop.touch()
-        created["at"] = time.perf_counter()
 
     with LammpsSystem(atoms, potential) as system:
         system.commands(prepare)
@@ -120,19 +122,23 @@ def overhead(atoms, potential, steps: int, repeats: int, stop: Path) -> dict:
     return {"bare_s": bare, "watched_s": watched, "overhead": watched / bare - 1.0, "steps": steps}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 10, 25, 40, 80],
                         help="cubic supercells of the 2-atom bcc cell (80: 1,024,000 atoms)")
     parser.add_argument("--atom-steps", type=float, default=4e6, help="atoms x MD steps of one overhead run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--halt-size", type=int, default=12, help="supercell of the fix-halt comparison")
+    parser.add_argument("--halt-steps", type=int, default=300, help="MD steps of each fix-halt comparison run")
+    parser.add_argument("--start-delay", type=float, default=1.0,
+                        help="s after 5 MD steps' time at which the stop file is made (the run is under way)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     potential = load_potential("W_zhou.eam.alloy")
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         stop = Path(directory) / "item.stop"
-        alternative = fix_halt_cost(potential, stop, 12, 300, args.repeats)
+        alternative = fix_halt_cost(potential, stop, args.halt_size, args.halt_steps, args.repeats)
         print(f"fix halt on is_file() every step ({alternative['atoms']} atoms): "
               f"{alternative['fix_halt_is_file_every_step'] * 100:+.1f} % per step; thermo every step: "
               f"{alternative['thermo_every_step'] * 100:+.1f} %", flush=True)
@@ -142,7 +148,7 @@ def main() -> None:
             n = len(atoms)
             per_step = step_time(atoms, potential, max(2, min(500, int(2e6 // n))))
             # the timer fires once the run is under way: set-up (neighbour lists, first forces) is ~3 steps
-            delay = 5 * per_step + 1.0
+            delay = 5 * per_step + args.start_delay
             md = latency(atoms, potential, "run 1000000000", delay, stop, MD)
             rattled = atoms.copy()
             rattled.rattle(0.2, seed=1)

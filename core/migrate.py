@@ -35,7 +35,8 @@ def alembic_config(url: str) -> Config:
 
 
 def sqlite_lock_path(database: str | Path) -> Path:
-    """The lock file of a SQLite database file's migrations: beside it, e.g. <data_dir>/.defect-genome.sqlite.migrate.lock."""
+    """The lock file of a SQLite database file's migrations: beside it, e.g.
+    <data_dir>/.defect-genome.sqlite.migrate.lock."""
     path = Path(database).absolute()
     return path.with_name(f".{path.name}.migrate.lock")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -55,7 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Status(enum.StrEnum):
@@ -244,7 +244,8 @@ class Label(Base):
     energy: Mapped[float | None] = mapped_column(Float, doc="eV")
     n_atoms: Mapped[int] = mapped_column(default=0)
     wall_time: Mapped[float | None] = mapped_column(Float, doc="s")
-    path: Mapped[str | None] = mapped_column(String(300), doc="result.json (energy, forces, stress), relative to the data directory")
+    path: Mapped[str | None] = mapped_column(String(300),
+                                             doc="result.json (energy, forces, stress), relative to the data directory")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -24,8 +24,10 @@ class LaunchProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: list[str] | None = Field(None, description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]")
-    pseudo_dir: str | None = Field(None, description="VASP POTCAR root / QE pseudo_dir on the machine that runs the job")
+    command: list[str] | None = Field(None,
+                                      description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]")
+    pseudo_dir: str | None = Field(None,
+                                   description="VASP POTCAR root / QE pseudo_dir on the machine that runs the job")
     modules: list[str] = Field(default_factory=list, description="`module load` lines of the Slurm batch script")
     extra_lines: list[str] = Field(default_factory=list, description="verbatim lines after the #SBATCH header")
 
@@ -53,7 +55,8 @@ class Settings(BaseSettings):
     launch_profiles: dict[str, LaunchProfile] = Field(
         default_factory=dict,
         description="named DFT launch profiles (JSON), e.g. {\"vasp64\": {\"command\": [\"mpirun\", \"-np\", \"64\", "
-        "\"vasp_std\"], \"pseudo_dir\": \"/apps/potpaw_PBE\"}}; specs from the API name one in labelling.launch_profile",
+        "\"vasp_std\"], \"pseudo_dir\": \"/apps/potpaw_PBE\"}}; specs from the API name one in "
+        "labelling.launch_profile",
     )
     allowed_server_dirs: list[Path] = Field(
         default_factory=list,

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import cast
 
 import ase
 import ase.io
@@ -41,4 +42,4 @@ class StructureStore:
 
     def read(self, relative: str) -> ase.Atoms:
         with open(self.path(relative)) as handle:
-            return ase.io.read(handle, format="extxyz")
+            return cast(ase.Atoms, ase.io.read(handle, format="extxyz"))  # no index: one image

@@ -1,8 +1,9 @@
 """DFT labelling: energies, forces and stresses of periodic configurations (stage 5).
 
 Pure science and engine plumbing (no DB, no Celery): settings and hashes (:mod:`.settings`),
-backends gpaw / vasp / espresso / lammps (reference potentials, :mod:`.reference`; eam its deprecated alias) (:mod:`.backends`), failure classes and the retry policy
-(:mod:`.failures`), local and Slurm launchers (:mod:`.submit`), ledger transitions (:mod:`.ledger`).
+backends gpaw / vasp / espresso / lammps (reference potentials, :mod:`.reference`; eam its deprecated alias)
+(:mod:`.backends`), failure classes and the retry policy (:mod:`.failures`), local and Slurm launchers
+(:mod:`.submit`), ledger transitions (:mod:`.ledger`).
 """
 
 from .backends import (
@@ -23,8 +24,8 @@ from .backends import (
 from .failures import FAILURE_CLASSES, RetryPolicy, classify_failure, next_settings
 from .ledger import JobRecord, JobState, JsonLedger, job_key, run_stage
 from .reference import (
-    ReferencePotentialError,
     ReferencePotential,
+    ReferencePotentialError,
     default_reference,
     reference_in_model_family,
     reference_options,
@@ -44,10 +45,45 @@ from .settings import (
 from .submit import LocalLauncher, SlurmLauncher, SlurmStatus
 
 __all__ = [
-    "BACKENDS", "Backend", "DFTSettings", "EamBackend", "EspressoBackend", "FAILURE_CLASSES", "GpawBackend",
-    "JobRecord", "JobState", "JsonLedger", "LabelError", "LabelResult", "LammpsBackend", "Launcher", "LocalLauncher",
-    "PAPER_KSPACING", "ParseError", "ReferencePotentialError", "ReferencePotential", "RetryPolicy", "RunOutcome", "SlurmLauncher", "SlurmStatus", "VaspBackend",
-    "classify_failure", "default_reference", "existing_result", "get_backend", "job_key", "kpoints_for", "label", "next_settings",
-    "production", "profile", "quick", "reference_in_model_family", "reference_options", "resolve_reference",
-    "run_stage", "settings_hash", "structure_hash",
+    "BACKENDS",
+    "FAILURE_CLASSES",
+    "PAPER_KSPACING",
+    "Backend",
+    "DFTSettings",
+    "EamBackend",
+    "EspressoBackend",
+    "GpawBackend",
+    "JobRecord",
+    "JobState",
+    "JsonLedger",
+    "LabelError",
+    "LabelResult",
+    "LammpsBackend",
+    "Launcher",
+    "LocalLauncher",
+    "ParseError",
+    "ReferencePotential",
+    "ReferencePotentialError",
+    "RetryPolicy",
+    "RunOutcome",
+    "SlurmLauncher",
+    "SlurmStatus",
+    "VaspBackend",
+    "classify_failure",
+    "default_reference",
+    "existing_result",
+    "get_backend",
+    "job_key",
+    "kpoints_for",
+    "label",
+    "next_settings",
+    "production",
+    "profile",
+    "quick",
+    "reference_in_model_family",
+    "reference_options",
+    "resolve_reference",
+    "run_stage",
+    "settings_hash",
+    "structure_hash",
 ]

@@ -27,9 +27,12 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 from .result import ERROR_FILE, JOB_FILE, RESULT_FILE, RUN_LOG, LabelResult, RunOutcome, write_json_atomic
 from .settings import RY_IN_EV, DFTSettings, settings_hash, structure_hash
@@ -371,7 +374,7 @@ class VaspBackend(_BaseBackend):
             forces = forces_out
         try:
             stress = np.asarray(calc.get_stress(), dtype=float)
-        except Exception:  # noqa: BLE001 - ISIF = 0 or a non-periodic run: no stress
+        except Exception:  # ISIF = 0 or a non-periodic run: no stress
             stress = None
         free = calc.results.get("free_energy", calc.results.get("energy"))
         converged, n_scf = vasp_scf_converged(workdir, settings)
@@ -408,12 +411,12 @@ def read_vasp_output(workdir: Path) -> tuple[Any, Any, Path]:
             continue
         try:
             steps = read(path, format=fmt, index=":")
-            if not steps:
+            if not isinstance(steps, list) or not steps:  # index=":" gives a list
                 raise ParseError("no ionic step")
             if steps[-1].calc is None or "forces" not in steps[-1].calc.results:
                 raise ParseError("no forces in the last ionic step")
             return steps[0], steps[-1], path
-        except Exception as error:  # noqa: BLE001 - garbled or truncated output
+        except Exception as error:  # garbled or truncated output
             errors.append(f"{path} unreadable: {type(error).__name__}: {error}")
     raise ParseError("vasp output unreadable: " + "; ".join(errors))
 
@@ -437,7 +440,8 @@ def match_atoms(output, reference, path: Path, tol: float = 1e-3) -> np.ndarray:
     order = np.argmin(distance, axis=1)
     worst = float(distance[np.arange(len(order)), order].max()) if len(order) else 0.0
     if worst > tol or len(set(order.tolist())) != len(order):
-        raise ParseError(f"{path}: its atoms do not match the job's atoms (off by {worst:.3g} A): output of another structure?")
+        raise ParseError(f"{path}: its atoms do not match the job's atoms (off by {worst:.3g} A): "
+                         "output of another structure?")
     return order
 
 
@@ -468,7 +472,8 @@ def vasp_kpoint_mesh(workdir: Path) -> tuple[int, int, int] | None:
         if path.is_file():
             match = re.search(pattern, path.read_text(errors="replace"))
             if match:
-                return tuple(int(k) for k in match.groups())  # type: ignore[return-value]
+                kx, ky, kz = (int(k) for k in match.groups())  # the pattern has three groups
+                return kx, ky, kz
     return None
 
 
@@ -523,8 +528,9 @@ class EspressoBackend(_BaseBackend):
     stdout = "espresso.pwo"
 
     def argv(self, settings: DFTSettings) -> list[str]:
-        base = list(settings.command) if settings.command else shlex.split(os.environ.get("DG_ESPRESSO_COMMAND", "pw.x"))
-        return base + ["-in", "espresso.pwi"]
+        base = (list(settings.command) if settings.command
+                else shlex.split(os.environ.get("DG_ESPRESSO_COMMAND", "pw.x")))
+        return [*base, "-in", "espresso.pwi"]
 
     @staticmethod
     def pseudo_dir(settings: DFTSettings) -> Path:
@@ -616,9 +622,9 @@ class EspressoBackend(_BaseBackend):
         try:
             from ase.io import read
 
-            atoms = read(path, format="espresso-out", index=-1)
+            atoms = cast("Atoms", read(path, format="espresso-out", index=-1))  # index=-1: one image
             forces_out = np.asarray(atoms.get_forces(), dtype=float)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise ParseError(f"{path} unreadable: {type(error).__name__}: {error}") from None
         forces = forces_out
         if job is not None:
@@ -630,7 +636,7 @@ class EspressoBackend(_BaseBackend):
                 forces[order] = forces_out
         try:
             stress = np.asarray(atoms.get_stress(), dtype=float)
-        except Exception:  # noqa: BLE001 - tstress off
+        except Exception:  # tstress off
             stress = None
         version = re.search(r"Program PWSCF v\.(\S+)", text)
         steps = re.findall(r"convergence has been achieved in\s+(\d+) iterations", text)
@@ -683,7 +689,8 @@ def existing_result(atoms, settings: DFTSettings, workdir: Path) -> LabelResult 
     return result if result.converged else None
 
 
-def label(atoms, settings: DFTSettings, workdir: Path, launcher: Launcher | None = None, *, reuse: bool = True) -> LabelResult:
+def label(atoms, settings: DFTSettings, workdir: Path, launcher: Launcher | None = None, *,
+          reuse: bool = True) -> LabelResult:
     """Write inputs, run, parse: the label of ``atoms`` with ``settings`` (work files in ``workdir``).
 
     With ``reuse`` a converged result already in ``workdir`` for the same structure and settings
@@ -709,7 +716,8 @@ def label(atoms, settings: DFTSettings, workdir: Path, launcher: Launcher | None
                 result.wall_time = outcome.wall_time
             return result
     failure = classify_failure(workdir, outcome, engine=settings.engine)
-    raise LabelError(f"{settings.engine} run in {workdir} failed: {failure} ({outcome.state})", failure, workdir, outcome)
+    raise LabelError(f"{settings.engine} run in {workdir} failed: {failure} ({outcome.state})", failure, workdir,
+                     outcome)
 
 
 def clean_workdir(workdir: Path) -> None:

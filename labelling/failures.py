@@ -26,8 +26,9 @@ from .settings import DFTSettings
 FAILURE_CLASSES = ("scf_not_converged", "walltime", "node_failure", "parse_error", "unknown")
 
 # engine default mixing (first retry halves/quarters these)
-_DEFAULT_BETA = {"gpaw": 0.05, "vasp": 0.4, "espresso": 0.7, "lammps": None, "eam": None}
-_DEFAULT_STEPS = {"gpaw": 333, "vasp": 60, "espresso": 100, "lammps": None, "eam": None}
+# engines with an SCF (lammps and eam have none)
+_DEFAULT_BETA = {"gpaw": 0.05, "vasp": 0.4, "espresso": 0.7}
+_DEFAULT_STEPS = {"gpaw": 333, "vasp": 60, "espresso": 100}
 
 # slurmstepd's lines in the job's output: "*** JOB 42 ON node01 CANCELLED AT ... DUE TO TIME LIMIT ***"
 _WALLTIME_TEXT = re.compile(r"DUE TO TIME LIMIT")
@@ -159,7 +160,7 @@ def _hours(walltime: str) -> float:
 
 
 def _format_hours(hours: float) -> str:
-    seconds = int(round(hours * 3600))
+    seconds = round(hours * 3600)
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 

@@ -139,7 +139,7 @@ def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str |
     n_scf = None
     try:
         n_scf = int(calc.get_number_of_iterations())
-    except Exception:  # noqa: BLE001 - optional information
+    except Exception:  # optional information
         pass
     return LabelResult(
         energy=free_energy,

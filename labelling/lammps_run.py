@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import sys
 import time
-
+from typing import TYPE_CHECKING
 
 from .result import LabelResult, run_job_main
 from .settings import DFTSettings
 
+if TYPE_CHECKING:
+    from .reference import ReferencePotential
+
 DEFAULT_POTENTIAL = "W_zhou.eam.alloy"
 
 
-def settings_reference(settings: DFTSettings):  # type: ignore[no-untyped-def]
+def settings_reference(settings: DFTSettings) -> ReferencePotential:
     """The :class:`labelling.reference.ReferencePotential` the settings label with."""
     from .reference import ReferencePotential, resolve_reference
 

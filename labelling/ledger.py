@@ -60,7 +60,7 @@ class JobRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
         data = dict(data)
         data["state"] = JobState(data["state"])
         data["failures"] = tuple(data.get("failures", ()))
@@ -100,7 +100,7 @@ def on_failure(record: JobRecord, failure: str, message: str | None = None,
     """Queue a retry with :func:`next_settings`, or mark the job failed for good."""
     settings = DFTSettings.from_dict(record.settings)
     retry = next_settings(settings, failure, record.attempts, policy)
-    base = dataclasses.replace(record, failure=failure, failures=record.failures + (failure,), message=message,
+    base = dataclasses.replace(record, failure=failure, failures=(*record.failures, failure), message=message,
                                job_id=None)
     if retry is None:
         return dataclasses.replace(base, state=JobState.FAILED)

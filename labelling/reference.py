@@ -12,16 +12,20 @@ A reference is named in a spec as ``labelling.reference`` (schema: :mod:`schemas
 
 :func:`resolve_reference` turns it into a :class:`ReferencePotential`: the LAMMPS lines with file *names*, the
 files' SHA-256 (both hashed into the label settings, so a changed file is a new label) and where the files
-are on this machine (not hashed). Safety: a pair style outside :data:`ALLOWED_PAIR_STYLES` is refused, and
-every pair_style / pair_coeff word must be a plain token (no ``$``, ``#``, ``&``, quotes, ``;``, newlines,
-no LAMMPS command words such as ``shell`` or ``include``), so a reference can never run a command.
+are on this machine (not hashed). An ``uploaded:`` reference is a file the server keeps: the service passes its
+resolver (``resolve_upload(reference, field) -> Path``, :func:`workers.stages.common.resolve_upload`); without
+one it is refused (this package knows nothing of the server's storage).
+
+Safety: a pair style outside :data:`ALLOWED_PAIR_STYLES` is refused, and every pair_style / pair_coeff word
+must be a plain token (no ``$``, ``#``, ``&``, quotes, ``;``, newlines, no LAMMPS command words such as
+``shell`` or ``include``), so a reference can never run a command.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,10 @@ from md.potentials import Potential, PotentialError, bundled_potentials_dir, loa
 __all__ = [
     "ALLOWED_PAIR_STYLES",
     "MODEL_FAMILY_STYLES",
-    "ReferencePotentialError",
+    "UPLOAD_PREFIX",
     "ReferencePotential",
+    "ReferencePotentialError",
+    "UploadResolver",
     "check_pair_coeff",
     "check_pair_style",
     "default_reference",
@@ -55,6 +61,10 @@ ALLOWED_PAIR_STYLES = frozenset({
     "hybrid/scaled", "rann", "agni", "uf3", "pod", "lcbop", "airebo", "rebo", "comb", "comb3", "tersoff/table",
 })
 _HYBRID = ("hybrid", "hybrid/overlay", "hybrid/scaled")
+#: How a spec names a file sent to the API: ``uploaded:<sha256>``.
+UPLOAD_PREFIX = "uploaded:"
+#: The service's ``(reference, field) -> Path`` for ``uploaded:<sha256>`` references; ValueError when there is none.
+UploadResolver = Callable[[str, str], Path]
 #: Words that other pair styles take as keywords in pair_style / pair_coeff lines.
 _STYLE_KEYWORDS = frozenset({"linear", "spline", "lookup", "bitmap", "shift", "NULL", "scale", "shift/smooth"})
 #: LAMMPS command words refused anywhere in a reference line (defence in depth: lines are single commands).
@@ -194,7 +204,7 @@ class ReferencePotential:
         return dict(self.paths)
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], paths: Mapping[str, str]) -> "ReferencePotential":
+    def from_record(cls, record: Mapping[str, Any], paths: Mapping[str, str]) -> ReferencePotential:
         files = dict(record.get("files", {}))
         missing = sorted(set(files) - set(paths))
         if missing:
@@ -374,7 +384,7 @@ def _snap_from_include(path: Path, field: str) -> ReferencePotential:
             coeff, param, elements = path.parent / words[3], path.parent / words[4], tuple(words[5:])
         elif style.split()[0] == "snap" and len(words) >= 4:
             coeff, param, elements = path.parent / words[2], path.parent / words[3], tuple(words[4:])
-    if coeff is None:
+    if coeff is None or param is None:  # both or neither
         raise ReferencePotentialError(f"{path.name}: no 'pair_coeff * * snap <coeff> <param> <elements>' line", field)
     if not coeff.is_file():
         raise ReferencePotentialError(f"{path.name} names {coeff.name}, which is not beside it", field)
@@ -407,11 +417,13 @@ def _general(pair_style: str, pair_coeff: Sequence[str], files: Mapping[str, Pat
     return ReferencePotential(name, kind, " ".join(style_words), tuple(coeffs), elements, paths, digests)
 
 
-def _resolve_file(reference: str, field: str) -> Path:
-    """A bundled name, a path, or uploaded:<sha256> -> the file."""
-    from workers.stages.common import UPLOAD_PREFIX, resolve_upload
-
+def _resolve_file(reference: str, field: str, resolve_upload: UploadResolver | None = None) -> Path:
+    """A bundled name, a path, or uploaded:<sha256> (through the service's ``resolve_upload``) -> the file."""
     if reference.startswith(UPLOAD_PREFIX):
+        if resolve_upload is None:
+            raise ReferencePotentialError(
+                f"{reference!r} is an uploaded file; uploaded files are resolved by the server (submit the spec "
+                "to the API, or give a bundled potential name or a path)", field)
         try:
             return resolve_upload(reference, field)
         except ValueError as exc:
@@ -428,23 +440,25 @@ def _resolve_file(reference: str, field: str) -> Path:
 
 
 def resolve_reference(reference: str | Mapping[str, Any] | Any, element: str | None = None,
-                      field: str = "labelling.reference") -> ReferencePotential:
+                      field: str = "labelling.reference",
+                      resolve_upload: UploadResolver | None = None) -> ReferencePotential:
     """The :class:`ReferencePotential` of a spec's ``labelling.reference`` (a string, the general form as a dict
     or :class:`schemas.reference.GeneralReference`); with ``element`` it must describe that element.
+    ``uploaded:<sha256>`` files are found by ``resolve_upload`` (the service's; without it they are refused).
     ReferencePotentialError (a ValueError) names ``field``."""
     if hasattr(reference, "model_dump"):
         reference = reference.model_dump()
     if isinstance(reference, Mapping):
         files = {}
         for i, token in enumerate(reference.get("files") or []):
-            files[str(token)] = _resolve_file(str(token), f"{field}.files.{i}")
+            files[str(token)] = _resolve_file(str(token), f"{field}.files.{i}", resolve_upload)
         elements = reference.get("elements") or ([element] if element else [])
         name = reference.get("name") or (Path(next(iter(files.values()))).name if files
                                          else str(reference["pair_style"]).split()[0])
         ref = _general(str(reference["pair_style"]), list(reference.get("pair_coeff") or []), files, elements,
                        name, "general", field)
     else:
-        path = _resolve_file(str(reference), field)
+        path = _resolve_file(str(reference), field, resolve_upload)
         lower = path.name.lower()
         try:
             if lower.endswith(".snap"):
@@ -516,10 +530,11 @@ def default_reference(model_family: str, element: str) -> str:
                      "in labelling.reference")
 
 
-def reference_in_model_family(reference: str | Mapping[str, Any] | ReferencePotential | Any, family: str) -> bool:
+def reference_in_model_family(reference: str | Mapping[str, Any] | ReferencePotential | Any, family: str,
+                              resolve_upload: UploadResolver | None = None) -> bool:
     """Whether the reference uses a pair style of the model family ``family`` (snap, mtp, ace, eam, meam): a
     SNAP model trained on SNAP labels (or an EAM on EAM labels) can reproduce its teacher exactly, so a study
-    refuses or warns."""
+    refuses or warns. An unresolved ``uploaded:`` reference needs ``resolve_upload`` (see :func:`resolve_reference`)."""
     styles = MODEL_FAMILY_STYLES.get(family.lower())
     if styles is None:
         return False
@@ -532,7 +547,7 @@ def reference_in_model_family(reference: str | Mapping[str, Any] | ReferencePote
                 return bool(styles & {"meam"})
             if lower.endswith((".eam", ".eam.alloy", ".eam.fs")):
                 return bool(styles & {"eam"})
-        reference = resolve_reference(reference)
+        reference = resolve_reference(reference, resolve_upload=resolve_upload)
     return bool(set(reference.pair_style.split()) & styles)
 
 

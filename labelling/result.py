@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ class LabelResult:
                 stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
             self.stress = stress.reshape(6)
         if self.kpts is not None:
-            self.kpts = tuple(int(k) for k in self.kpts)
+            kx, ky, kz = self.kpts
+            self.kpts = (int(kx), int(ky), int(kz))
 
     @property
     def efs_by(self) -> str:
@@ -74,7 +76,7 @@ class LabelResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LabelResult":
+    def from_dict(cls, data: dict[str, Any]) -> LabelResult:
         return cls(**data)
 
     def to_atoms(self, atoms, source: str = "labelling"):
@@ -118,7 +120,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def run_job_main(argv: list[str], engine: str, calculate, classify=None) -> int:  # type: ignore[no-untyped-def]
+def run_job_main(argv: list[str], engine: str, calculate: Callable[..., LabelResult],
+                 classify: Callable[[Exception], tuple[str, int]] | None = None) -> int:
     """The body of ``python -m labelling.<engine>_run WORKDIR``: job.json + atoms.json in, result.json out.
 
     ``calculate(atoms, settings, job, workdir) -> LabelResult``; ``classify(error) -> (failure class,
@@ -141,7 +144,7 @@ def run_job_main(argv: list[str], engine: str, calculate, classify=None) -> int:
     atoms = read(workdir / "atoms.json")
     try:
         result = calculate(atoms, settings, job, workdir)
-    except Exception as error:  # noqa: BLE001 - classified and reported
+    except Exception as error:  # classified and reported
         failure, code = classify(error) if classify else ("unknown", 1)
         write_json_atomic(
             workdir / ERROR_FILE,

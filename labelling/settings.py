@@ -30,17 +30,17 @@ the files lie (``reference_paths``), so the same bytes anywhere are the same lab
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
-ENGINES = ("gpaw", "vasp", "espresso", "lammps", "eam")
 Engine = Literal["gpaw", "vasp", "espresso", "lammps", "eam"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 #: Engines that label with a classical or ML reference potential through LAMMPS, not DFT ("eam" is the
 #: deprecated alias of "lammps" with the campaign's own potential).
 REFERENCE_ENGINES = ("lammps", "eam")
@@ -52,12 +52,16 @@ RY_IN_EV = 13.605693122994
 
 # Fields outside the hash: SCF algorithm knobs and run-time plumbing.
 _NOT_HASHED = frozenset(
-    {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime", "reference_paths"}
+    {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime",
+     "reference_paths"}
 )
 
+_KPOINTS = Annotated[int, Field(ge=1)]
+#: Slurm time limits as :func:`labelling.failures._hours` reads them: MM, MM:SS, HH:MM:SS, with an optional "D-".
+_WALLTIME = r"^(\d+-)?\d+(:\d+){0,2}$"
 
-@dataclass(frozen=True)
-class DFTSettings:
+
+class DFTSettings(BaseModel):
     """Settings of one DFT (or reference-potential) labelling job.
 
     ``engine_options`` holds engine-specific extras, hashed (e.g. VASP ``{"potcar": {"W": "W_pv"}}``,
@@ -70,54 +74,97 @@ class DFTSettings:
     Production: DFT engines, and ``lammps`` (distilling a trusted potential is a real use: its labels say so,
     ``EFS_by lammps:<name>``); the deprecated alias ``eam`` (the campaign's own potential, for tests and demos)
     is refused for production settings.
+
+    The field defaults are the paper's settings (:func:`production` without the production flag). A frozen value:
+    change it with :meth:`replace` (validated, like the constructor); ``model_copy(update=...)`` skips validation.
+
+    Numbers keep the type they were given: an integer cutoff (``ecut=400``) stays an int, as in the dataclass this
+    model replaced, because :func:`settings_hash` and :meth:`to_dict` write ``400`` and ``400.0`` differently and the
+    ledger's stored keys must not change.
     """
 
-    engine: Engine = "gpaw"
-    profile: str = "custom"
-    production: bool = False
-    xc: str = "PBE"
-    ecut: float = 520.0  # plane-wave cutoff, eV
-    kspacing: float = PAPER_KSPACING  # 1/A incl. 2*pi; used when kpts is None
-    kpts: tuple[int, int, int] | None = None  # explicit Monkhorst-Pack grid, overrides kspacing
-    gamma_centered: bool = False  # Monkhorst-Pack (False) or Gamma-centred (True) grid
-    smearing: Literal["fermi-dirac", "gaussian", "methfessel-paxton"] = "fermi-dirac"
-    sigma: float = 0.1  # smearing width, eV
-    scf_energy_tol: float = 1e-6  # change of the total energy between SCF steps, eV
-    spin_polarized: bool = False
-    compute_stress: bool = True
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    # --- not hashed: SCF algorithm knobs and run plumbing ---
-    mixing_beta: float | None = None  # None: engine default (GPAW 0.05 for PW metals, VASP 0.4, QE 0.7)
-    mixing_history: int | None = None
-    max_scf_steps: int | None = None  # None: engine default
-    command: tuple[str, ...] | None = None  # VASP/QE run command (argv), e.g. ("mpirun", "-np", "64", "vasp_std")
-    pseudo_dir: str | None = None  # VASP POTCAR root / QE pseudo_dir
-    walltime: str | None = None  # Slurm time limit for this job, "HH:MM:SS"
-    reference_paths: dict[str, str] | None = None  # lammps/eam: reference file name -> path on this machine
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"labelling.engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+    engine: Engine = Field(
+        "gpaw", description="labelling engine: gpaw, vasp, espresso (DFT), lammps (a reference potential, "
+        "engine_options['reference']) or eam (deprecated alias of lammps; refused when production)")
+    profile: str = Field("custom", description="the profile these settings come from (production, quick, custom); "
+                         "not hashed")
+    production: bool = Field(False, description="settings of a production training set (eam is refused then)")
+    xc: str = Field("PBE", description="exchange-correlation functional")
+    ecut: float = Field(520.0, gt=0, description="plane-wave cutoff, eV (the paper: 520)")
+    kspacing: float = Field(
+        PAPER_KSPACING, gt=0,
+        description="largest spacing between k-points, 1/A *including* the factor 2*pi (VASP's KSPACING; the "
+        "paper: 2*pi*0.03 = 0.1885); used when kpts is None")
+    kpts: tuple[_KPOINTS, _KPOINTS, _KPOINTS] | None = Field(
+        None, description="explicit k-point grid (three integers >= 1); overrides kspacing")
+    gamma_centered: bool = Field(False, description="Gamma-centred (true) or Monkhorst-Pack (false) grid")
+    smearing: Literal["fermi-dirac", "gaussian", "methfessel-paxton"] = Field(
+        "fermi-dirac", description="occupation smearing, the same in every engine")
+    sigma: float = Field(0.1, ge=0, description="smearing width, eV")
+    scf_energy_tol: float = Field(
+        1e-6, gt=0, description="SCF convergence: change of the total energy between SCF steps, eV (the paper: 1e-6)")
+    spin_polarized: bool = Field(False, description="spin-polarised calculation")
+    compute_stress: bool = Field(True, description="compute the stress tensor (eV/A^3)")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="engine-specific extras, hashed (POTCARs, pseudopotentials, GPAW setups, "
+        "the reference potential's record)")
+    # --- not hashed: SCF algorithm knobs and run plumbing ---
+    mixing_beta: float | None = Field(
+        None, gt=0, le=1, description="density mixing weight; None: the engine's default (GPAW 0.05 for PW "
+        "metals, VASP 0.4, QE 0.7); not hashed")
+    mixing_history: int | None = Field(None, ge=1, description="densities kept by the mixer; not hashed")
+    max_scf_steps: int | None = Field(None, ge=1, description="SCF step limit; None: the engine's default; "
+                                      "not hashed")
+    command: tuple[str, ...] | None = Field(
+        None, description="VASP/QE run command (argv), e.g. ('mpirun', '-np', '64', 'vasp_std'); not hashed")
+    pseudo_dir: str | None = Field(None, description="VASP POTCAR root / QE pseudo_dir; not hashed")
+    walltime: str | None = Field(
+        None, pattern=_WALLTIME, description="Slurm time limit of the job, HH:MM:SS (or D-HH:MM:SS); not hashed")
+    reference_paths: dict[str, str] | None = Field(
+        None, description="lammps/eam: the reference's file names -> paths on this machine; not hashed")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value: Any) -> Any:
+        if value not in ENGINES:
+            raise ValueError(f"labelling.engine must be one of {', '.join(ENGINES)}, not {value!r}")
+        return value
+
+    @field_validator("ecut", "kspacing", "sigma", "scf_energy_tol", "mixing_beta", mode="wrap")
+    @classmethod
+    def _integers_stay_integers(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Checked as a float (bounds, no inf/nan); an integer stays an int (see the class docstring)."""
+        checked = handler(value)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+        return checked
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_words(cls, value: Any) -> Any:
+        """Each word of the command as text (``("mpirun", "-np", 64)`` -> ``"64"``)."""
+        if isinstance(value, (list, tuple)):
+            return tuple(str(word) for word in value)
+        return value
+
+    @model_validator(mode="after")
+    def _eam_not_in_production(self) -> DFTSettings:
         if self.production and self.engine == "eam":
             raise ValueError(
                 "labelling.engine 'eam' is a classical reference labeller for tests and demos; "
                 "it is refused for specs marked production (labelling.production = true): use gpaw, vasp or "
                 "espresso, or engine 'lammps' with an explicit labelling.reference"
             )
-        if self.ecut <= 0 or self.sigma < 0 or self.scf_energy_tol <= 0 or self.kspacing <= 0:
-            raise ValueError("ecut, kspacing and scf_energy_tol must be > 0 and sigma >= 0")
-        if self.kpts is not None:
-            kpts = tuple(int(k) for k in self.kpts)
-            if len(kpts) != 3 or min(kpts) < 1:
-                raise ValueError(f"kpts must be three positive integers, not {self.kpts!r}")
-            object.__setattr__(self, "kpts", kpts)
-        if self.command is not None:
-            object.__setattr__(self, "command", tuple(str(c) for c in self.command))
+        return self
 
     # ------------------------------------------------------------------ helpers
 
-    def replace(self, **changes: Any) -> "DFTSettings":
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> DFTSettings:
+        """A copy with ``changes``, validated like the constructor (``model_copy(update=...)`` does not check)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self).model_validate({**values, **changes})
 
     def kpoints(self, atoms) -> tuple[int, int, int]:
         """The Monkhorst-Pack grid for ``atoms`` (explicit ``kpts`` or from ``kspacing``)."""
@@ -126,23 +173,19 @@ class DFTSettings:
         return kpoints_for(atoms.cell[:], self.kspacing, pbc=atoms.pbc)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """Every field in declaration order, values as given (deep copies), kpts and command as lists: the ledger's
+        stored settings and the input of :func:`settings_hash`."""
+        data = {name: copy.deepcopy(getattr(self, name)) for name in type(self).model_fields}
         data["kpts"] = list(self.kpts) if self.kpts is not None else None
         data["command"] = list(self.command) if self.command is not None else None
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DFTSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: dict[str, Any]) -> DFTSettings:
+        unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise ValueError(f"unknown DFT settings: {', '.join(unknown)}")
-        data = dict(data)
-        if data.get("kpts") is not None:
-            data["kpts"] = tuple(data["kpts"])
-        if data.get("command") is not None:
-            data["command"] = tuple(data["command"])
-        return cls(**data)
+        return cls.model_validate(data)
 
 
 def _canonical(value: Any) -> Any:
@@ -201,7 +244,7 @@ def kpoints_for(cell, spacing: float = PAPER_KSPACING, pbc=(True, True, True)) -
             continue
         n = 2.0 * math.pi * float(np.linalg.norm(reciprocal[i])) / spacing
         grid.append(max(1, math.ceil(n - 1e-9)))
-    return tuple(grid)  # type: ignore[return-value]
+    return grid[0], grid[1], grid[2]
 
 
 # --------------------------------------------------------------------------- profiles
@@ -209,22 +252,13 @@ def kpoints_for(cell, spacing: float = PAPER_KSPACING, pbc=(True, True, True)) -
 
 def production(engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
     """The paper's settings: PBE, 520 eV, SCF 1e-6 eV, k spacing 2*pi*0.03 1/A, FD 0.1 eV."""
-    base = DFTSettings(
-        engine=engine,
-        profile="production",
-        production=True,
-        ecut=520.0,
-        kspacing=PAPER_KSPACING,
-        scf_energy_tol=1e-6,
-        smearing="fermi-dirac",
-        sigma=0.1,
-    )
+    base = DFTSettings(engine=engine, profile="production", production=True)  # the field defaults are the paper's
     return base.replace(**changes) if changes else base
 
 
 def quick(engine: Engine = "gpaw", **changes: Any) -> DFTSettings:
-    """Laptop settings: 300 eV, SCF 1e-4 eV (VASP's default EDIFF), k spacing 2*pi*0.1 1/A (bcc W: 2 atoms 4x4x4, 16 atoms
-    2x2x2, 128 atoms Gamma), FD 0.1 eV; GPAW uses the setups with the fewest valence electrons (W: 6,
+    """Laptop settings: 300 eV, SCF 1e-4 eV (VASP's default EDIFF), k spacing 2*pi*0.1 1/A (bcc W: 2 atoms
+    4x4x4, 16 atoms 2x2x2, 128 atoms Gamma), FD 0.1 eV; GPAW uses the setups with the fewest valence electrons (W: 6,
     not 14).
 
     Measured on 2 cores (benchmarks/gpaw_quick.py): the 2*pi*0.05 mesh with the 14-electron W setup took

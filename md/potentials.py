@@ -12,19 +12,19 @@ import difflib
 import functools
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 __all__ = [
-    "PotentialError",
     "Potential",
+    "PotentialError",
     "bundled_potentials_dir",
-    "load_potential",
-    "check_element",
     "bundled_potentials_for",
+    "check_element",
+    "load_potential",
 ]
 
 PAIR_STYLES = ("eam", "eam/alloy", "eam/fs", "meam")
@@ -232,7 +232,7 @@ def _meam_potential(
         missing = [label for label in labels if label not in entries]
         if missing:
             raise PotentialError(f"{path} has no MEAM entries {', '.join(missing)}; it has {', '.join(entries)}")
-        return Potential(path.name, "meam", (path,), tuple(entries[l] for l in labels), tuple(labels))
+        return Potential(path.name, "meam", (path,), tuple(entries[label] for label in labels), tuple(labels))
 
     hinted_library, hinted_labels = _meam_usage_hint(path)
     if library is not None:

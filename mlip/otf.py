@@ -56,8 +56,8 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from schemas.campaign import OTFParams, SelectionParams
 
@@ -68,6 +68,12 @@ __all__ = ["Chosen", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRu
 # the parameters the campaign spec defines (default, bounds, units); OTFSettings reuses their definitions
 _SELECTION = SelectionParams.model_fields
 _OTF = OTFParams.model_fields
+
+
+def _schema_field(fields: dict[str, FieldInfo], name: str) -> Any:
+    """A copy of the schema's field ``name`` (default, bounds, description) to stand as an OTFSettings field's
+    default; typed Any, as pydantic's Field() is, since it stands for a value of the field's type."""
+    return copy.copy(fields[name])
 
 
 class OTFError(ValueError):
@@ -125,14 +131,14 @@ class OTFSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    gamma_select: float = copy.copy(_SELECTION["gamma_select"])
-    gamma_break: float = copy.copy(_SELECTION["gamma_break"])
-    check_every: int = copy.copy(_OTF["check_every"])
-    max_iterations: int = copy.copy(_OTF["max_iterations"])
+    gamma_select: float = _schema_field(_SELECTION, "gamma_select")
+    gamma_break: float = _schema_field(_SELECTION, "gamma_break")
+    check_every: int = _schema_field(_OTF, "check_every")
+    max_iterations: int = _schema_field(_OTF, "max_iterations")
     max_new: int | None = Field(_OTF["max_new"].default, ge=1, description=f"{_OTF['max_new'].description}; "
                                 "None: no cap")
     max_labels: int | None = Field(None, ge=0, description="most label jobs over all iterations; None: no cap")
-    cluster_radius: float = copy.copy(_SELECTION["cluster_radius"])
+    cluster_radius: float = _schema_field(_SELECTION, "cluster_radius")
     potential: str = Field("W_zhou.eam.alloy", description="the classical potential of PCC-GCMC")
     gcmc: Any = Field(None, description="PCC-GCMC parameters (GCMCParams or its dict); None: GCMCParams.fast()")
     train: dict[str, Any] = Field(default_factory=dict, description="train_mtp keywords")
@@ -179,7 +185,8 @@ class OTFRun:
     gamma_max: list[float]
     n_candidates: int  # atoms above gamma_select, summed over snapshots
     wall_time_s: float
-    gamma_histogram: dict[str, Any] | None = None  # every graded atom of every snapshot (selection.maxvol.log_histogram)
+    # every graded atom of every snapshot (selection.maxvol.log_histogram)
+    gamma_histogram: dict[str, Any] | None = None
     md_engine: str = "ase"  # where the MD ran: "ase" (motep's calculator) or "lammps" (a SNAP, mlip.snap_md)
 
     @property
@@ -212,7 +219,7 @@ class OTFIteration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OTFIteration":
+    def from_dict(cls, data: dict[str, Any]) -> OTFIteration:
         data = dict(data)
         data["runs"] = [OTFRun(**run) for run in data["runs"]]
         return cls(**data)
@@ -341,11 +348,12 @@ def grade_run(
     """
     from ase import units
     from ase.md.langevin import Langevin
+    from ase.md.md import MolecularDynamics
     from ase.md.nvtberendsen import NVTBerendsen
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    from selection.maxvol import log_histogram, merge_histograms
     from selection.grading import grade_atoms
+    from selection.maxvol import log_histogram, merge_histograms
 
     started = time.perf_counter()
     atoms = Atoms(target.atoms.numbers, positions=target.atoms.positions, cell=target.atoms.cell,
@@ -354,6 +362,7 @@ def grade_run(
     rng = np.random.default_rng(target.seed)
     thermalize_momenta(atoms, temperature_K=target.temperature, rng=rng)
     Stationary(atoms)
+    dynamics: MolecularDynamics
     if target.thermostat == "langevin":
         dynamics = Langevin(atoms, target.timestep * units.fs, temperature_K=target.temperature,
                             friction=target.friction / units.fs, fixcm=False, rng=rng)
@@ -520,7 +529,9 @@ def _refine(chosen: list[Chosen], workdir: Path, settings: OTFSettings, label_se
             continue
         labelled = result.to_atoms(cell, source=environment.origin)
         labelled.info["otf_gamma"] = environment.gamma
-        labelled.info["energy_per_atom_gcmc"] = float(rebuilt.best.energy_per_atom)
+        gcmc_energy = rebuilt.best.energy_per_atom
+        assert gcmc_energy is not None, "the best candidate was relaxed (pcc_gcmc.select_best)"
+        labelled.info["energy_per_atom_gcmc"] = float(gcmc_energy)
         added.append(labelled)
     return added, failures, timing, n_labels
 
@@ -599,7 +610,9 @@ def run_otf(
         last = index == settings.max_iterations or labels_left == 0
         chosen = select_new(active_set, collected, gamma_select=settings.gamma_select,
                             max_new=settings.max_new) if n_candidates else []
-        added, failures, retrained, rmse_record, n_labels = [], [], None, None, 0
+        added: list[Atoms] = []
+        failures: list[dict[str, Any]] = []
+        retrained, rmse_record, n_labels = None, None, 0
         if chosen and not last:
             added, failures, refine_timing, n_labels = _refine(chosen, folder, settings, label_settings,
                                                                label_launcher, labels_left)

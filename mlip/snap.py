@@ -87,9 +87,9 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.data import atomic_numbers
 from pydantic import ValidationError
 
-from selection.bases import bispectrum_count
 from md.potentials import Potential, PotentialError
 from schemas.training import SnapReference, SnapTrainingParams
+from selection.bases import bispectrum_count
 
 from .train import SIDE_CAR, TrainedModel, TrainingFailed, TrainingInputError, _check_set, _species_of, rmse
 
@@ -178,6 +178,7 @@ class _PairLines(Potential):
 
 def _row_potential(params: SnapTrainingParams, species: Sequence[str]) -> _PairLines:
     cut = repr(round(_cutoff(params, species) + 0.1, 6))
+    lines: tuple[str, ...]
     if params.reference is None:
         lines = (f"pair_style zero {cut}", "pair_coeff * *")
     else:
@@ -388,7 +389,7 @@ class _Sums:
     n_configurations: int = 0
     n_atoms: int = 0
 
-    def __add__(self, other: "_Sums") -> "_Sums":
+    def __add__(self, other: _Sums) -> _Sums:
         return _Sums(self.weighted + other.weighted, np.vstack([self.energy, other.energy]),
                      self.forces + other.forces, self.n_configurations + other.n_configurations,
                      self.n_atoms + other.n_atoms)
@@ -411,7 +412,8 @@ def _accumulate(job: dict[str, Any]) -> dict[str, Any]:
     e0 = job["e0"]
     n_cols = len(species) * (1 + snap_column_count(params.twojmax, params.quadratic))
     groups = job["groups"]
-    grams = [(_Gram(n_cols + 1), [], _ForceGram(n_cols + 1)) for _ in range(groups)]
+    grams: list[tuple[_Gram, list[np.ndarray], _ForceGram]] = [(_Gram(n_cols + 1), [], _ForceGram(n_cols + 1))
+                                                                for _ in range(groups)]
     counts = [[0, 0] for _ in range(groups)]
     sw_e = math.sqrt(params.energy_weight)
     lammps_s = gram_s = 0.0
@@ -676,7 +678,10 @@ def read_snap(coeff_path: str | os.PathLike, param_path: str | os.PathLike | Non
                                                f"{int(parameters['twojmax'])} (quadraticflag "
                                                f"{int(parameters.get('quadraticflag', 0))}) in {param.name} needs "
                                                f"{expected}")
-    elements, radii, weights, coefficients = [], [], [], []
+    elements: list[str] = []
+    radii: list[float] = []
+    weights: list[float] = []
+    coefficients: list[Any] = []
     position = 1
     for _ in range(types):
         try:
@@ -719,29 +724,34 @@ class SnapModel(TrainedModel):
         return read_snap(self.path, self.param_path, self.reference)
 
     @property
+    def param_file(self) -> Path:
+        """The ``.snapparam``: ``param_path``, by default the one beside the ``.snapcoeff`` (as :func:`read_snap`)."""
+        return Path(self.param_path) if self.param_path is not None else Path(self.path).with_suffix(".snapparam")
+
+    @property
     def pair_style(self) -> str:
         """``pair_style`` arguments that evaluate the model, e.g. ``hybrid/overlay zbl 4.0 4.8 snap``."""
         reference = SnapReference.model_validate(self.reference) if self.reference else None
-        return _model_lines(self.path, self.param_path, self.species, reference)[0]
+        return _model_lines(self.path, self.param_file, self.species, reference)[0]
 
     @property
     def pair_coeff(self) -> list[str]:
         """``pair_coeff`` lines (without the keyword, absolute file paths) that evaluate the model."""
         reference = SnapReference.model_validate(self.reference) if self.reference else None
-        return _model_lines(self.path.resolve(), Path(self.param_path).resolve(), self.species, reference)[1]
+        return _model_lines(self.path.resolve(), self.param_file.resolve(), self.species, reference)[1]
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data["param_path"] = Path(self.param_path).name if self.param_path else None
         data["include_path"] = Path(self.include_path).name if self.include_path else None
         data["pair_style"] = self.pair_style
-        data["pair_coeff"] = _model_lines(self.path.name, Path(self.param_path).name, self.species,
+        data["pair_coeff"] = _model_lines(self.path.name, self.param_file.name, self.species,
                                           SnapReference.model_validate(self.reference) if self.reference else None)[1]
         data["units"]["timings"] = "s"
         return data
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SnapModel":
+    def load(cls, path: str | os.PathLike) -> SnapModel:
         """From the ``.snapcoeff`` or its sidecar ``.snapcoeff.json``."""
         path = Path(path)
         meta = path if path.name.endswith(SIDE_CAR) else path.with_name(path.name + SIDE_CAR)
@@ -837,7 +847,7 @@ class SnapCalculator(Calculator):
     not for long MD (use the model's ``pair_style``/``pair_coeff`` lines in LAMMPS for that).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012  (an instance attribute in ASE)
 
     def __init__(self, model: SnapModel | SnapFiles | str | os.PathLike, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -845,6 +855,7 @@ class SnapCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None  # Calculator.calculate copied ``atoms`` into self.atoms
         unknown = sorted(set(self.atoms.get_chemical_symbols()) - set(self.files.elements))
         if unknown:
             raise TrainingInputError("atoms", f"has {', '.join(unknown)}, not in the model's elements "
@@ -915,17 +926,18 @@ def train_snap(
     if auto:
         if len(train) < 2:
             raise TrainingInputError("ridge", "ridge='auto' needs at least 2 training configurations to hold one out")
-        n_val = min(max(1, int(round(params.validation_fraction * len(train)))), len(train) - 1)
+        n_val = min(max(1, round(params.validation_fraction * len(train))), len(train) - 1)
         group[np.random.default_rng(params.seed).permutation(len(train))[:n_val]] = 1
     e0 = float(np.mean([atoms.get_potential_energy() / len(atoms) for atoms in train]))
     items = [_label_arrays(atoms) for atoms in train]
     chunks = _partition([len(atoms) + 10.0 for atoms in train], processes)
-    base = {"params": params.model_dump(mode="json"), "species": list(species), "e0": e0, "groups": 2 if auto else 1}
+    n_groups = 2 if auto else 1
+    base = {"params": params.model_dump(mode="json"), "species": list(species), "e0": e0, "groups": n_groups}
     jobs = [dict(base, items=[(items[i], int(group[i])) for i in chunk]) for chunk in chunks]
     rows_started = time.perf_counter()
     outputs = _run_jobs(_accumulate, jobs, processes)
     rows_s = time.perf_counter() - rows_started
-    groups = [sum((out["sums"][g] for out in outputs[1:]), outputs[0]["sums"][g]) for g in range(base["groups"])]
+    groups = [sum((out["sums"][g] for out in outputs[1:]), outputs[0]["sums"][g]) for g in range(n_groups)]
     lammps_cpu = sum(out["lammps_s"] for out in outputs)
     gram_cpu = sum(out["gram_s"] for out in outputs)
     del outputs
@@ -986,7 +998,7 @@ def train_snap(
     model.settings = {
         **params.model_dump(mode="json"),
         "species": list(species), "quadraticflag": int(params.quadratic), "bzeroflag": 0, "switchflag": 1,
-        "n_columns": int(len(coefficients)),
+        "n_columns": len(coefficients),
         "columns_per_element": 1 + snap_column_count(params.twojmax, params.quadratic),
         "ridge_used": ridge, "ridge_scan": scan, "validation_configurations": int(group.sum()),
         "condition_number": system.condition, "rank": system.rank + n_const, "final_loss": loss,

@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def has_labels(atoms: Atoms) -> bool:
     return "energy" in results and "forces" in results
 
 
-def combinations_of(datasets: Mapping[str, Sequence[Atoms]]) -> list[tuple[str, tuple[str, ...]]]:
+def combinations_of(datasets: Mapping[str, Collection[Any]]) -> list[tuple[str, tuple[str, ...]]]:
     """The combinations whose datasets are all given (non-empty)."""
     present = {k for k, v in datasets.items() if v}
     return [(name, parts) for name, parts in COMBINATIONS if set(parts) <= present]
@@ -92,7 +92,7 @@ def _boxed(atoms: Atoms) -> Atoms:
 
 def _split(n: int, fraction: float, seed: int, key: str) -> tuple[list[int], list[int]]:
     """(train, test) indices of a dataset: floor(fraction * n) test configurations, seeded per dataset key."""
-    n_test = int(math.floor(fraction * n + 1e-9))
+    n_test = math.floor(fraction * n + 1e-9)
     if n_test >= n:
         n_test = n - 1
     order = np.random.default_rng([int(seed), DATASETS.index(key) if key in DATASETS else 99]).permutation(n)
@@ -185,8 +185,8 @@ def run_study(datasets: Mapping[str, Sequence[Atoms]], reference: Any, params: S
     report = train_and_validate(data, labelled_suite, params, workdir, reference=resolved.name,
                                 reference_lammps=resolved.lammps_lines(), lattice_constant=a,
                                 write_suite=write_suite, notes=notes, timings=timings, reference_potential=teacher)
-    for key, count in labelled_here.items():
-        report.datasets[key]["labelled_here"] = count
+    for name, count in labelled_here.items():
+        report.datasets[name]["labelled_here"] = count
     report.reference_family_allowed = bool(reference_in_family)
     report.timings["total"] = time.perf_counter() - started_all
     return report
@@ -284,15 +284,16 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
             n_train, atoms_train = _sizes(train)
             n_test, atoms_test = _sizes(test)
             keep = ("energy_mev_per_atom", "forces_mev_per_A", "forces_norm_mev_per_A")
+            train_errors, test_errors = model.rmse["train"], model.rmse.get("test")
+            assert train_errors is not None  # train_snap measures the training set always
             models.append(StudyModel(
                 combination=combination, kind=kind, name=name, model_path=str(Path(model.path).resolve()),
-                param_path=str(Path(model.param_path).resolve()),
+                param_path=str(model.param_file.resolve()),
                 record_path=str(Path(str(model.path) + ".json").resolve()), lammps=_lines(model),
                 n_train_configurations=n_train, n_train_atoms=atoms_train, n_test_configurations=n_test,
                 n_test_atoms=atoms_test, ridge=float(model.settings["ridge_used"]),
-                train_rmse={k: float(model.rmse["train"][k]) for k in keep if k in model.rmse["train"]},
-                test_rmse=None if not model.rmse.get("test") else
-                {k: float(model.rmse["test"][k]) for k in keep if k in model.rmse["test"]},
+                train_rmse={k: float(train_errors[k]) for k in keep if k in train_errors},
+                test_rmse=None if not test_errors else {k: float(test_errors[k]) for k in keep if k in test_errors},
                 energy_offset_mev_per_atom=report.energy_offset_mev_per_atom, scenarios=report.scenarios,
                 wall_time_s=time.perf_counter() - started))
             if reference_properties is not None:
@@ -307,7 +308,7 @@ def train_and_validate(data: Mapping[str, Sequence[Atoms]], labelled_suite: Mapp
         tested = [m for m in models if m.combination == combination and m.test_rmse
                   and m.test_rmse.get("forces_mev_per_A") is not None]
         if len(tested) == len(params.kinds) > 1:
-            held_out_choice[combination] = min(tested, key=lambda m: m.test_rmse["forces_mev_per_A"]).kind
+            held_out_choice[combination] = min(tested, key=lambda m: (m.test_rmse or {})["forces_mev_per_A"]).kind
     timings["train and validate"] = time.perf_counter() - started_all
     timings.setdefault("total", sum(v for k, v in timings.items() if not k.startswith("model ")))
     return StudyReport(
@@ -327,7 +328,7 @@ def _model_properties(model, params: StudyParams, settings, reference: Mapping[s
     try:
         values = defect_properties(model.files().potential(), params.element, params.lattice, settings,
                                    ev_constants=reference["ev_constants"])
-    except Exception as error:  # noqa: BLE001 LammpsError, the lammps module's bare ones: a note, not a failure
+    except Exception as error:  # LammpsError, the lammps module's bare ones: a note, not a failure
         notes.append(f"properties of {Path(model.path).stem}: not computed ({type(error).__name__}: "
                      f"{str(error)[:200]})")
         values = None
@@ -350,10 +351,10 @@ def defect_force_ratios(models: Sequence[StudyModel], kinds: Sequence[str]) -> l
                 d, v = denominators.get(s.scenario), s.force_rmse_defect_mev_per_A
                 per[s.scenario] = None if d is None or v is None or d == 0 else v / d
             values = [v for v in per.values() if v is not None]
-            fig6 = [per.get(name) for name in FIG6_SCENARIOS]
+            fig6 = [v for v in (per.get(name) for name in FIG6_SCENARIOS) if v is not None]
             ratios.append(StudyRatio(kind=kind, numerator=numerator, per_scenario=per,
                                      mean=float(np.mean(values)) if values else None,
-                                     mean_fig6=None if None in fig6 else float(np.mean(fig6))))
+                                     mean_fig6=None if len(fig6) < len(FIG6_SCENARIOS) else float(np.mean(fig6))))
     return ratios
 
 

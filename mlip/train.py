@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,9 @@ from ase import Atoms
 from ase.data import atomic_numbers
 
 __all__ = [
-    "MTP_LEVELS",
     "MLIP3_EFS_COMMAND",
     "MLIP3_TRAIN_COMMAND",
+    "MTP_LEVELS",
     "TrainedModel",
     "TrainingFailed",
     "TrainingInputError",
@@ -149,19 +149,21 @@ def _multisets(level: int) -> list[tuple[tuple[int, int], ...]]:
     return found
 
 
-def _canonical(vertices: Sequence[tuple[int, int]], edges: dict[tuple[int, int], int]) -> tuple:
+def _canonical(vertices: Sequence[tuple[int, int]],
+               edges: dict[tuple[int, int], int]) -> tuple[tuple[int, int, int], ...]:
     """Smallest edge list over relabellings of identical moments (graph isomorphism, <= 4 vertices)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, vertex in enumerate(vertices):
         groups.setdefault(vertex, []).append(i)
     keys = sorted(groups)
-    best = None
+    best: tuple[tuple[int, int, int], ...] | None = None
     for perms in itertools.product(*[itertools.permutations(groups[k]) for k in keys]):
         mapping = {old: new for new, old in enumerate(itertools.chain.from_iterable(perms))}
         edge_list = tuple(sorted((min(mapping[a], mapping[b]), max(mapping[a], mapping[b]), count)
                                  for (a, b), count in edges.items()))
         if best is None or edge_list < best:
             best = edge_list
+    assert best is not None  # itertools.product yields at least one (possibly empty) permutation tuple
     return best
 
 
@@ -229,7 +231,8 @@ class _TimesBuilder:
     def basic(self, mu: int, m: tuple[int, int, int]) -> tuple[int, Fraction]:
         return self.index[(mu, *m)], Fraction(1)
 
-    def combine(self, terms: Sequence[tuple[tuple[int, Fraction], tuple[int, Fraction], Fraction]]) -> tuple[int, Fraction]:
+    def combine(self, terms: Sequence[tuple[tuple[int, Fraction], tuple[int, Fraction], Fraction]],
+                ) -> tuple[int, Fraction]:
         weights: dict[tuple[int, int], Fraction] = {}
         for (i, scale_i), (j, scale_j), weight in terms:
             key = (min(i, j), max(i, j))
@@ -254,7 +257,8 @@ def _fold_cost(vertices, edges, order) -> int | None:
     count = {}
     for a, b, c in edges:
         count[(a, b)] = count[(b, a)] = c
-    cost, sizes = 0, {}
+    cost = 0
+    sizes: dict[Any, int] = {}
     for pos, v in enumerate(order):
         if pos and not any(count.get((v, w), 0) for w in order[:pos]):
             return None  # fold only along edges: no outer products
@@ -314,7 +318,7 @@ def _realize(builder: _TimesBuilder, vertices, edges, order) -> tuple[int, Fract
     return comp[()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mtp_basis(level: int) -> tuple[tuple, tuple, tuple, int]:
     """(alpha_index_basic, alpha_index_times, alpha_moment_mapping, alpha_moments_count) of a level."""
     graphs = [(ms, g) for ms in _multisets(level) for g in _contraction_graphs(ms)]
@@ -452,7 +456,7 @@ def split(images: Sequence[Atoms], test_fraction: float = 0.1, seed: int = 0) ->
         raise TrainingInputError("images", "the set is empty")
     if not (isinstance(test_fraction, (int, float)) and 0.0 <= test_fraction < 1.0):
         raise TrainingInputError("test_fraction", f"must be in [0, 1), got {test_fraction!r}")
-    n_test = int(round(test_fraction * len(images)))
+    n_test = round(test_fraction * len(images))
     if n_test >= len(images):
         n_test = len(images) - 1
     chosen = set(np.random.default_rng(seed).permutation(len(images))[:n_test].tolist())
@@ -461,7 +465,8 @@ def split(images: Sequence[Atoms], test_fraction: float = 0.1, seed: int = 0) ->
     return train, test
 
 
-def rmse(images: Sequence[Atoms], energies_per_atom: Sequence[float], forces: Sequence[np.ndarray]) -> dict[str, float]:
+def rmse(images: Sequence[Atoms], energies_per_atom: Sequence[float] | np.ndarray,
+         forces: Sequence[np.ndarray]) -> dict[str, float]:
     """Errors of model predictions against the labels of ``images`` (meV/atom, meV/A).
 
     ``energies_per_atom`` (eV/atom) and ``forces`` (eV/A, one (n, 3) array per configuration) are the
@@ -525,7 +530,7 @@ class TrainedModel:
         return self.metadata_path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainedModel":
+    def load(cls, path: str | os.PathLike) -> TrainedModel:
         """From the model file (``pot.mtp``) or its sidecar (``pot.mtp.json``)."""
         path = Path(path)
         meta = path if path.name.endswith(SIDE_CAR) else path.with_name(path.name + SIDE_CAR)
@@ -595,7 +600,7 @@ def evaluate(model_path: str | os.PathLike, images: Sequence[Atoms], species: Se
 
 
 def _write_cfg_file(path: Path, images: Sequence[Atoms], species: Sequence[str]) -> None:
-    from sampling.mlip_formats import write_cfg
+    from formats.mtp import write_cfg
 
     with open(path, "w") as handle:
         write_cfg(handle, images, species)
@@ -784,7 +789,7 @@ def _mtp_worker(job_file: str) -> None:
     from motep.loss import LossFunction, LossSetting
     from motep.train.trainer import Trainer
 
-    from sampling.mlip_formats import read_cfg
+    from formats.mtp import read_cfg
 
     started = time.perf_counter()
     job = json.loads(Path(job_file).read_text())
@@ -809,7 +814,7 @@ def _mtp_worker(job_file: str) -> None:
     rng = np.random.default_rng(job["seed"])
     everything = ["species_coeffs", "moment_coeffs", "radial_coeffs"]
     linear = [{"method": "LLS", "optimized": ["species_coeffs", "moment_coeffs"]}]
-    steps = [{"method": "Level2MTP", "optimized": ["species_coeffs", "radial_coeffs"]}] + linear
+    steps: list[dict[str, Any]] = [{"method": "Level2MTP", "optimized": ["species_coeffs", "radial_coeffs"]}, *linear]
     if job["optimizer"] == "bfgs" and job["max_iter"] > 0:
         steps.append({"method": "minimize", "optimized": everything,
                       "kwargs": {"method": "BFGS", "jac": True, "options": {"maxiter": job["max_iter"]}}})
@@ -868,7 +873,7 @@ def parse_mlip_errors(text: str) -> dict[str, float]:
         if stripped.endswith(":") or stripped.startswith("Stresses"):
             section = None
             continue
-        if section is None or "=" not in stripped and not stripped.startswith("Errors checked"):
+        if section is None or ("=" not in stripped and not stripped.startswith("Errors checked")):
             continue
         if stripped.startswith("Errors checked for"):
             match = re.search(r"for\s+(\d+)", stripped)
@@ -955,7 +960,7 @@ def train_mlip3(
     errors: dict[str, dict[str, float] | None] = {"train": parse_mlip_errors(log.read_text(errors="replace")),
                                                   "test": None}
     if test:
-        from sampling.mlip_formats import read_cfg
+        from formats.mtp import read_cfg
 
         _write_cfg_file(workdir / "test.cfg", test, species)
         command = mlip3_command(efs_command, mlp=binary, potential=name, input="test.cfg", output="test_efs.cfg")
@@ -996,9 +1001,10 @@ def pacemaker_input(species: Sequence[str], *, cutoff: float = 5.0, n_functions:
         "potential": {
             "deltaSplineBins": 0.001,
             "elements": list(species),
-            "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled",
-                                   "fs_parameters": [1, 1, 1, 0.5, 1, 0.75, 1, 0.25, 1, 0.125, 1, 0.375, 1, 0.875, 1, 2],
-                                   "ndensity": 8}},
+            "embeddings": {"ALL": {
+                "npot": "FinnisSinclairShiftedScaled",
+                "fs_parameters": [1, 1, 1, 0.5, 1, 0.75, 1, 0.25, 1, 0.125, 1, 0.375, 1, 0.875, 1, 2],
+                "ndensity": 8}},
             "bonds": {"ALL": {"radbase": "SBessel", "radparameters": [5.25], "rcut": float(cutoff), "dcut": 0.01,
                               "NameOfCutoffFunction": "cos"}},
             "functions": {"number_of_functions_per_element": int(n_functions),

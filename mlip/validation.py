@@ -41,11 +41,19 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from sampling.builders import (bicrystal, bulk_crystal, dislocation_loop, polycrystal, single_crystal, slab)
 from md.potentials import Potential, PotentialError
+from sampling.builders import bicrystal, bulk_crystal, dislocation_loop, polycrystal, single_crystal, slab
 from sampling.protocols import execute, program_for
-from schemas.validation import (PARITY_POINTS, GammaSummary, ParitySample, PropertyComparison, PropertySettings,
-                                ScenarioErrors, ValidationReport, ValidationSuiteParams)
+from schemas.validation import (
+    PARITY_POINTS,
+    GammaSummary,
+    ParitySample,
+    PropertyComparison,
+    PropertySettings,
+    ScenarioErrors,
+    ValidationReport,
+    ValidationSuiteParams,
+)
 
 __all__ = [
     "SCENARIOS",
@@ -115,7 +123,9 @@ class Evaluator:
             work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
             work.calc = self.calculator
             return float(work.get_potential_energy()), np.array(work.get_forces(), dtype=float)
-        energy, forces = self.function(atoms)  # type: ignore[misc]
+        if self.function is None:
+            raise TypeError(f"evaluator {self.name}: no potential, calculator or function to evaluate with")
+        energy, forces = self.function(atoms)
         return float(energy), np.asarray(forces, dtype=float).reshape(len(atoms), 3)
 
 
@@ -140,7 +150,7 @@ def as_evaluator(thing: Any, name: str | None = None) -> Evaluator:
     if isinstance(thing, Calculator):
         return Evaluator(name or type(thing).__name__, "calculator", (), calculator=thing)
     if callable(thing):
-        return Evaluator(name or getattr(thing, "__name__", "function"), "function", (), function=thing)
+        return Evaluator(name or str(getattr(thing, "__name__", "function")), "function", (), function=thing)
     raise TypeError(f"cannot evaluate energies and forces with {type(thing).__name__}; give a Potential, a "
                     "SnapModel/SnapFiles, an ASE calculator or a function atoms -> (energy, forces)")
 
@@ -236,11 +246,11 @@ def load_model(path: str | os.PathLike, element: str | None = None, threads: int
 
 
 def _mtp_evaluator(path: Path, species: tuple[str, ...]) -> Evaluator:
+    import logging
+
     from motep.calculator import make_calculator
 
     from .train import _read_mtp
-
-    import logging
 
     data = _read_mtp(path, species)
     details: dict[str, Any] = {"path": str(path), "configurations_below_min_dist": 0}
@@ -394,69 +404,70 @@ def build_suite(params: ValidationSuiteParams, potential: Potential, element: st
         started = time.perf_counter()
         configs: list[Atoms] = []
         if scenario == "gb":
-            p = params.gb
-            for k, (axis, plane) in enumerate(p.boundaries):
+            gb = params.gb
+            for k, (axis, plane) in enumerate(gb.boundaries):
                 atoms = bicrystal(element, lattice, a, kind="symmetric_tilt", tilt_axis=axis, boundary_plane=plane,
-                                  min_lengths=p.min_lengths)
-                snaps = run("anneal", atoms, temperatures=list(p.temperatures),
-                            steps_per_temperature=p.steps_per_temperature, snapshot_every=p.steps_per_temperature,
+                                  min_lengths=gb.min_lengths)
+                snaps = run("anneal", atoms, temperatures=list(gb.temperatures),
+                            steps_per_temperature=gb.steps_per_temperature, snapshot_every=gb.steps_per_temperature,
                             seed=_seed(params.seed, scenario, k))
                 tag = "".join(str(v) for v in plane) + "[" + "".join(str(v) for v in axis) + "]"
-                for snap, temperature in zip(snaps[1:], p.temperatures):
+                for snap, temperature in zip(snaps[1:], gb.temperatures):
                     config = _configuration(snap, scenario, f"({tag}) {temperature:g} K", meta)
                     config.info["boundary_z"] = [0.0, float(atoms.cell[2, 2]) / 2.0]
                     configs.append(config)
         elif scenario == "compression":
-            p = params.compression
-            atoms = bulk_crystal(element, lattice, a, p.supercell)
-            total = int(round(p.max_strain / (p.strain_rate * dt * 1e-15)))
-            every = max(1, math.ceil(total / (p.snapshots - 1))) if p.snapshots > 1 else max(total, 1)
-            snaps = run("uniaxial", atoms, axis="z", mode="compression", strain_rate=p.strain_rate,
-                        max_strain=p.max_strain, temperature=p.temperature, snapshot_every=every,
-                        equilibration_steps=p.equilibration_steps, lateral="npt", seed=_seed(params.seed, scenario))
+            comp = params.compression
+            atoms = bulk_crystal(element, lattice, a, comp.supercell)
+            total = round(comp.max_strain / (comp.strain_rate * dt * 1e-15))
+            every = max(1, math.ceil(total / (comp.snapshots - 1))) if comp.snapshots > 1 else max(total, 1)
+            snaps = run("uniaxial", atoms, axis="z", mode="compression", strain_rate=comp.strain_rate,
+                        max_strain=comp.max_strain, temperature=comp.temperature, snapshot_every=every,
+                        equilibration_steps=comp.equilibration_steps, lateral="npt", seed=_seed(params.seed, scenario))
             configs = [_configuration(s, scenario, f"strain {s.atoms.info['strain']:.3f}", meta)
-                       for s in _pick(snaps, p.snapshots)]
+                       for s in _pick(snaps, comp.snapshots)]
         elif scenario == "polycrystal_2d":
-            p = params.polycrystal_2d
-            atoms = columnar_polycrystal(element, lattice, a, p.box_xy, p.z_periods, p.n_grains,
+            pc2 = params.polycrystal_2d
+            atoms = columnar_polycrystal(element, lattice, a, pc2.box_xy, pc2.z_periods, pc2.n_grains,
                                          seed=_seed(params.seed, scenario, "grains"))
-            every = max(1, p.steps // (p.snapshots - 1)) if p.snapshots > 1 else p.steps
-            snaps = run("anneal", atoms, temperatures=[p.temperature], steps_per_temperature=p.steps,
+            every = max(1, pc2.steps // (pc2.snapshots - 1)) if pc2.snapshots > 1 else pc2.steps
+            snaps = run("anneal", atoms, temperatures=[pc2.temperature], steps_per_temperature=pc2.steps,
                         snapshot_every=every, seed=_seed(params.seed, scenario))
-            configs = [_configuration(s, scenario, f"step {s.step}, {p.temperature:g} K", meta)
-                       for s in _pick(snaps, p.snapshots)]
+            configs = [_configuration(s, scenario, f"step {s.step}, {pc2.temperature:g} K", meta)
+                       for s in _pick(snaps, pc2.snapshots)]
         elif scenario == "polycrystal_3d":
-            p = params.polycrystal_3d
-            atoms = polycrystal(element, lattice, a, p.box, p.n_grains, seed=_seed(params.seed, scenario, "grains"))
-            snaps = run("anneal", atoms, temperatures=list(p.temperatures),
-                        steps_per_temperature=p.steps_per_temperature, snapshot_every=p.steps_per_temperature,
+            pc3 = params.polycrystal_3d
+            atoms = polycrystal(element, lattice, a, pc3.box, pc3.n_grains, seed=_seed(params.seed, scenario, "grains"))
+            snaps = run("anneal", atoms, temperatures=list(pc3.temperatures),
+                        steps_per_temperature=pc3.steps_per_temperature, snapshot_every=pc3.steps_per_temperature,
                         seed=_seed(params.seed, scenario))
-            configs = [_configuration(s, scenario, f"{t:g} K", meta) for s, t in zip(snaps[1:], p.temperatures)]
+            configs = [_configuration(s, scenario, f"{t:g} K", meta) for s, t in zip(snaps[1:], pc3.temperatures)]
         elif scenario == "crack":
-            p = params.crack
-            atoms = single_crystal(element, lattice, a, min_lengths=p.min_lengths)
-            snaps = run("crack_opening", atoms, crack_length=p.crack_length, normal="y", front="z",
-                        max_strain=p.max_strain, increments=p.increments, temperature=p.temperature,
+            crk = params.crack
+            atoms = single_crystal(element, lattice, a, min_lengths=crk.min_lengths)
+            snaps = run("crack_opening", atoms, crack_length=crk.crack_length, normal="y", front="z",
+                        max_strain=crk.max_strain, increments=crk.increments, temperature=crk.temperature,
                         seed=_seed(params.seed, scenario))
             configs = [_configuration(s, scenario, f"strain {s.atoms.info['strain']:.3f}", meta)
-                       for s in snaps[-p.snapshots:]]
+                       for s in snaps[-crk.snapshots:]]
         elif scenario == "loops":
-            p = params.loops
-            for k, family in enumerate(p.loops):
-                atoms = dislocation_loop(bulk_crystal(element, lattice, a, p.supercell), burgers=family,
-                                         radius=p.radius, nature="interstitial")
-                snaps = run("anneal", atoms, temperatures=[p.temperature], steps_per_temperature=p.steps,
-                            snapshot_every=p.steps, seed=_seed(params.seed, scenario, k))
+            lps = params.loops
+            for k, family in enumerate(lps.loops):
+                atoms = dislocation_loop(bulk_crystal(element, lattice, a, lps.supercell), burgers=family,
+                                         radius=lps.radius, nature="interstitial")
+                snaps = run("anneal", atoms, temperatures=[lps.temperature], steps_per_temperature=lps.steps,
+                            snapshot_every=lps.steps, seed=_seed(params.seed, scenario, k))
                 configs.append(_configuration(snaps[0], scenario, f"{family} loop relaxed", meta))
-                configs.append(_configuration(snaps[-1], scenario, f"{family} loop {p.temperature:g} K", meta))
+                configs.append(_configuration(snaps[-1], scenario, f"{family} loop {lps.temperature:g} K", meta))
         elif scenario == "nanoindent":
-            p = params.nanoindent
-            atoms = slab(element, lattice, a, normal=(0, 0, 1), thickness=p.thickness, lateral_min_lengths=p.lateral,
-                         vacuum=max(p.radius, 8.0))
-            speed_steps = int(round(p.depth / (p.speed * 1e-5 * dt)))
-            snaps = run("nanoindent", atoms, radius=p.radius, depth=p.depth, speed=p.speed,
-                        temperature=p.temperature, fixed_bottom=0.25 * p.thickness, snapshot_every=max(speed_steps, 1),
-                        equilibration_steps=p.equilibration_steps, seed=_seed(params.seed, scenario))
+            ind = params.nanoindent
+            atoms = slab(element, lattice, a, normal=(0, 0, 1), thickness=ind.thickness,
+                         lateral_min_lengths=ind.lateral, vacuum=max(ind.radius, 8.0))
+            speed_steps = round(ind.depth / (ind.speed * 1e-5 * dt))
+            snaps = run("nanoindent", atoms, radius=ind.radius, depth=ind.depth, speed=ind.speed,
+                        temperature=ind.temperature, fixed_bottom=0.25 * ind.thickness,
+                        snapshot_every=max(speed_steps, 1), equilibration_steps=ind.equilibration_steps,
+                        seed=_seed(params.seed, scenario))
             deepest = snaps[-1]
             configs = [_configuration(deepest, scenario, f"depth {deepest.atoms.info['indenter_depth']:.2f} A", meta)]
         else:  # pragma: no cover - the schema's Literal refuses it
@@ -534,9 +545,9 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
     offset = float(np.mean(all_de)) if all_de else 0.0
     results = []
     for scenario, data in per_scenario.items():
-        df = np.concatenate(data["df"])
+        df_all = np.concatenate(data["df"])
         mask = np.concatenate(data["defect"])
-        de = data["de"]
+        de_all = data["de"]
         gamma = None
         if data["gamma"]:
             summary = gamma_summary(np.concatenate(data["gamma"]))
@@ -545,14 +556,15 @@ def validate(model: Any, labelled: Mapping[str, Sequence[Atoms]], basis=None, ac
                                  fraction_above_2=summary["fraction_above_2"],
                                  fraction_above_10=summary["fraction_above_10"])
         results.append(ScenarioErrors(
-            scenario=scenario, n_configurations=len(de), n_atoms=int(len(df)), n_defect_atoms=int(mask.sum()),
+            scenario=scenario, n_configurations=len(de_all), n_atoms=len(df_all),
+            n_defect_atoms=int(mask.sum()),
             atoms_per_configuration=data["sizes"],
-            energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de**2)) * 1000.0),
-            energy_rmse_centred_mev_per_atom=float(np.sqrt(np.mean((de - offset) ** 2)) * 1000.0),
-            force_rmse_mev_per_A=float(np.sqrt(np.mean(df**2)) * 1000.0),
-            force_rmse_defect_mev_per_A=float(np.sqrt(np.mean(df[mask] ** 2)) * 1000.0) if mask.any() else None,
-            max_force_error_mev_per_A=float(np.linalg.norm(df, axis=1).max() * 1000.0),
-            gamma=gamma, parity=_parity(data["fr"], df, mask, data["er"], data["em"])))
+            energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de_all**2)) * 1000.0),
+            energy_rmse_centred_mev_per_atom=float(np.sqrt(np.mean((de_all - offset) ** 2)) * 1000.0),
+            force_rmse_mev_per_A=float(np.sqrt(np.mean(df_all**2)) * 1000.0),
+            force_rmse_defect_mev_per_A=float(np.sqrt(np.mean(df_all[mask] ** 2)) * 1000.0) if mask.any() else None,
+            max_force_error_mev_per_A=float(np.linalg.norm(df_all, axis=1).max() * 1000.0),
+            gamma=gamma, parity=_parity(data["fr"], df_all, mask, data["er"], data["em"])))
     info = first.info if first is not None else {}
     notes = []
     if evaluator.details.get("configurations_below_min_dist"):
@@ -573,7 +585,7 @@ def _parity(reference_forces: list[np.ndarray], df: np.ndarray, mask: np.ndarray
     rows = mask if mask.any() else np.ones(len(mask), dtype=bool)
     ref, model = reference[rows].ravel(), (reference + df)[rows].ravel()
     picks = np.unique(np.linspace(0, len(ref) - 1, min(PARITY_POINTS, len(ref))).round().astype(int))
-    return ParitySample(defect_atoms=bool(mask.any()), n_components=int(len(ref)),
+    return ParitySample(defect_atoms=bool(mask.any()), n_components=len(ref),
                         force_reference=[float(v) for v in ref[picks]], force_model=[float(v) for v in model[picks]],
                         energy_reference=[float(v) for v in energy_reference],
                         energy_model=[float(v) for v in energy_model])
@@ -625,16 +637,17 @@ def _nearest_distance(atoms: Atoms) -> float:
 class _EvaluatorCalculator(Calculator):
     """An :class:`Evaluator` as an ASE calculator (energy and forces), for ASE's optimisers."""
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces"]  # noqa: RUF012  (an instance attribute in ASE)
 
     def __init__(self, evaluator: Evaluator) -> None:
         super().__init__()
         self.evaluator = evaluator
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=None) -> None:  # type: ignore[override]
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None) -> None:
         from ase.calculators.calculator import all_changes
 
         super().calculate(atoms, properties, system_changes or all_changes)
+        assert self.atoms is not None  # Calculator.calculate copied ``atoms`` into self.atoms
         energy, forces = self.evaluator.energy_forces(self.atoms)
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
@@ -681,12 +694,16 @@ def energy_volume(potential: Any, element: str, lattice: str, constants: Sequenc
 
 
 def defect_properties(potential: Potential, element: str, lattice: str, settings: PropertySettings | None = None,
-                      ev_constants: Sequence[float] | None = None, threads: int = 1) -> dict[str, Any]:
+                      ev_constants: Sequence[float] | np.ndarray | None = None, threads: int = 1) -> dict[str, Any]:
     """Properties of a LAMMPS potential: a (A), E_coh (eV/atom), C11, C12, C44 (GPa), E_vac and E_sia_111 (eV,
     relaxed, constant volume, ``bulk_size``^3 cells), surface energies (100), (110) and the Sigma5 (310)[001] GB
     energy (J/m^2), and the energy per atom at ``ev_constants`` (default: a * (1 +/- ev_range))."""
-    from sampling.properties import (elastic_constants, interstitial_formation_energy, relax_lattice_constant,
-                                     vacancy_formation_energy)
+    from sampling.properties import (
+        elastic_constants,
+        interstitial_formation_energy,
+        relax_lattice_constant,
+        vacancy_formation_energy,
+    )
 
     settings = settings or PropertySettings()
     a, cohesive = relax_lattice_constant(potential, element, lattice, threads=threads)
@@ -715,7 +732,8 @@ def defect_properties(potential: Potential, element: str, lattice: str, settings
 
 
 def evaluator_properties(model: Any, element: str, lattice: str, settings: PropertySettings | None = None,
-                         a_guess: float = 3.16, ev_constants: Sequence[float] | None = None) -> dict[str, Any]:
+                         a_guess: float = 3.16,
+                         ev_constants: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
     """:func:`defect_properties` for a model LAMMPS cannot run (an MTP through motep): the same quantities from
     energies and forces alone. a and E_coh: the minimum of E(a) of a 2x2x2 cell (bounded scalar search, 1e-5 A);
     C11, C12, C44: second differences of the energy of that cell strained by +/-0.5 % (xx, isotropic, yz; no
@@ -939,8 +957,8 @@ def validate_command(model_path: str | os.PathLike, reference: str | None = None
     params.properties.enabled = bool(properties)
     basis = training = None
     if train is not None:
-        from selection.bases import SnapBasis
         from sampling.datasets import read_dataset
+        from selection.bases import SnapBasis
 
         try:
             training = read_dataset(train)

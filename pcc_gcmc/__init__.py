@@ -28,8 +28,8 @@ from .reconstruction import (
 __all__ = [
     "AUTHORS_OFFSETS",
     "WIDE_OFFSETS",
-    "GCMCParams",
     "CandidateResult",
+    "GCMCParams",
     "NoAdmissibleCandidateError",
     "Reconstruction",
     "ReconstructionError",

@@ -35,7 +35,8 @@ def lattice(potential: Potential | str = "W_zhou.eam.alloy", element: str = "W")
 def perfect_sphere_cluster(
     potential: Potential | str = "W_zhou.eam.alloy", radius: float = 8.0, a: float | None = None
 ) -> Any:
-    """A ``radius`` sphere of perfect bcc W around an atom (a selection.clusters.Cluster; ``.atoms`` flags the centre)."""
+    """A ``radius`` sphere of perfect bcc W around an atom (a selection.clusters.Cluster; ``.atoms`` flags the
+    centre)."""
     from ase.build import bulk
 
     from selection.clusters import cut_clusters
@@ -51,8 +52,8 @@ def screw_line_cluster(
     potential: Potential | str = "W_zhou.eam.alloy", radius: float = 8.0, a: float | None = None
 ) -> Atoms:
     """``radius`` around a relaxed 1/2<111> screw dislocation core in W, periodic along the line (z)."""
-    from sampling.builders import screw_dislocation
     from md.engine import LammpsSystem
+    from sampling.builders import screw_dislocation
 
     potential = _potential(potential)
     if a is None:

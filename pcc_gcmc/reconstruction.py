@@ -50,10 +50,11 @@ import itertools
 import math
 import multiprocessing
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -63,23 +64,23 @@ from md.potentials import Potential, PotentialError, check_element, load_potenti
 from .params import GCMCParams
 
 __all__ = [
-    "ReconstructionError",
-    "NoAdmissibleCandidateError",
     "CandidateResult",
+    "NoAdmissibleCandidateError",
     "Reconstruction",
-    "default_core_mask",
-    "prepare_payload",
+    "ReconstructionError",
+    "assemble",
     "candidate_boxes",
     "candidate_seed",
-    "plan",
-    "run_candidate",
-    "assemble",
-    "select_best",
-    "reconstruct",
+    "default_core_mask",
     "min_distance",
-    "time_breakdown",
-    "potential_to_dict",
+    "plan",
     "potential_from_dict",
+    "potential_to_dict",
+    "prepare_payload",
+    "reconstruct",
+    "run_candidate",
+    "select_best",
+    "time_breakdown",
 ]
 
 WALL_STIFFNESS = 1.0e4  # eV/A^3, K of the core wall: 0.02 A deep under a 4 eV/A push
@@ -93,7 +94,7 @@ class ReconstructionError(RuntimeError):
 class NoAdmissibleCandidateError(ReconstructionError):
     """No candidate finished with at most ``max_atoms`` atoms; ``candidates`` holds the table."""
 
-    def __init__(self, message: str, candidates: list["CandidateResult"]):
+    def __init__(self, message: str, candidates: list[CandidateResult]):
         super().__init__(message)
         self.candidates = candidates
 
@@ -167,13 +168,16 @@ class CandidateResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CandidateResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> CandidateResult:
         return cls(**dict(data))
 
     def to_atoms(self) -> Atoms:
         """The candidate's periodic cell with arrays core/inserted/seeded (only for status ok)."""
         if self.status != "ok" or self.positions is None:
             raise ReconstructionError(f"candidate {self.index} has no structure (status {self.status}: {self.message})")
+        if self.energy_per_atom is None or self.min_distance is None or self.box_final is None:
+            raise ReconstructionError(f"candidate {self.index} was not relaxed (stop_reason {self.stop_reason!r}): "
+                                      "no energy, distances or final box")
         atoms = Atoms(self.symbols, positions=np.array(self.positions), cell=np.array(self.cell), pbc=True)
         atoms.arrays["core"] = np.array(self.core, dtype=bool)
         atoms.arrays["inserted"] = np.array(self.inserted, dtype=bool)
@@ -258,7 +262,8 @@ def potential_from_dict(data: Mapping[str, Any]) -> Potential:
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         raise PotentialError(f"potential '{data['name']}': file(s) {', '.join(missing)} not found on this machine")
-    return Potential(data["name"], data["pair_style"], files, tuple(data["elements"]), tuple(data.get("meam_labels", ())))
+    return Potential(data["name"], data["pair_style"], files, tuple(data["elements"]),
+                     tuple(data.get("meam_labels", ())))
 
 
 def min_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
@@ -293,8 +298,11 @@ def _centre_index(atoms: Atoms) -> int:
     return int(np.argmin(np.linalg.norm(atoms.positions - centroid, axis=1)))
 
 
-def default_core_mask(cluster: Any, core_radius: float = 5.0) -> np.ndarray:
-    """Atoms within ``core_radius`` of the centre atom (``centre`` flag, else nearest the geometric centre)."""
+def default_core_mask(cluster: Any, core_radius: float | None = None) -> np.ndarray:
+    """Atoms within ``core_radius`` (None: GCMCParams' default) of the centre atom (``centre`` flag, else nearest
+    the geometric centre)."""
+    if core_radius is None:
+        core_radius = GCMCParams.model_fields["core_radius"].default
     atoms, _ = _cluster_atoms(cluster)
     periodic, period = _periods(atoms)
     d = _relative(atoms.positions, atoms.positions[_centre_index(atoms)], periodic, period)
@@ -449,7 +457,8 @@ def candidate_boxes(payload: Mapping[str, Any], params: GCMCParams | Mapping[str
         entry = {"box": [float(v) for v in box], "run": True, "reason": ""}
         expected = float(np.prod(box) * density)
         if np.any(box[free] < extent[free] + d_min):
-            entry.update(run=False, reason=f"box smaller than the core extent + {d_min:.2f} A: core would touch its image")
+            entry.update(run=False,
+                         reason=f"box smaller than the core extent + {d_min:.2f} A: core would touch its image")
         elif params.prune_factor is not None and expected > params.prune_factor * params.max_atoms:
             entry.update(run=False, reason=f"expected {expected:.0f} atoms > {params.prune_factor} x max_atoms")
         boxes.append(entry)
@@ -556,12 +565,12 @@ def _gcmc_counts(system: Any, fix_id: str) -> list[int]:
     import lammps
 
     return [
-        int(round(system.lmp.extract_fix(fix_id, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR, k)))
+        round(system.lmp.extract_fix(fix_id, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR, k))
         for k in range(6)
     ]
 
 
-def _run_gcmc(system: Any, params: GCMCParams, result: "CandidateResult") -> None:
+def _run_gcmc(system: Any, params: GCMCParams, result: CandidateResult) -> None:
     """``params.steps`` of GCMC/MD: one run, or chunks of ``params.gcmc_chunk`` steps with the stop checks.
 
     Fills ``steps_run``, ``stop_reason``, ``gcmc_trace`` and the GCMC counts of ``result``.
@@ -620,20 +629,20 @@ def run_candidate(
     says which run it is; its times include both runs.
     """
     params = GCMCParams.from_dict(params)
-    box = np.array(box, dtype=float)
+    lengths = np.array(box, dtype=float)
     seed = int(seed)
     if not 1 <= seed <= _MAX_LAMMPS_SEED + 1:
         raise ValueError(f"seed must be in 1..{_MAX_LAMMPS_SEED + 1}, got {seed}")
     stop = None if stop_file is None else Path(stop_file)
     if not params.protect_centre or params.core_wall != "retry":
-        return _run_box(cluster_payload, box, params, seed,
+        return _run_box(cluster_payload, lengths, params, seed,
                         wall=params.protect_centre and params.core_wall == "always", stop_file=stop)
-    result = _run_box(cluster_payload, box, params, seed, wall=False, stop_file=stop)
+    result = _run_box(cluster_payload, lengths, params, seed, wall=False, stop_file=stop)
     broken_centre = (result.status == "ok" and result.centre_environment_exact is False
                      and result.stop_reason != "over_cap" and result.n_atoms <= params.max_atoms)
     if not broken_centre:
         return result
-    walled = _run_box(cluster_payload, box, params, seed, wall=True, stop_file=stop)
+    walled = _run_box(cluster_payload, lengths, params, seed, wall=True, stop_file=stop)
     for name in ("time_s", "cpu_s", "time_setup_s", "time_gcmc_s", "time_minimize_s"):
         setattr(walled, name, getattr(walled, name) + getattr(result, name))
     return walled
@@ -674,7 +683,7 @@ def _run_box(
     element = cluster_payload["element"]
     free = ~np.array(cluster_payload.get("periodic", [False] * 3), dtype=bool)
     core_species = list(dict.fromkeys(symbols[:n_core]))
-    species = tuple(core_species) + (element,)
+    species = (*core_species, element)
     insert_type = len(species)
     n_initial = len(symbols)
     atoms = Atoms(symbols, positions=positions, cell=np.diag(box), pbc=True)
@@ -692,8 +701,8 @@ def _run_box(
                 system.watch_stop_file(stop_file)
             commands = [f"group core id 1:{n_core}"]
             for t, s in enumerate(core_species, start=1):
-                ids = [str(i + 1) for i in range(n_core) if symbols[i] == s]
-                commands += [f"group core_{t} id {' '.join(ids)}", f"set group core_{t} type {t}"]
+                type_ids = [str(i + 1) for i in range(n_core) if symbols[i] == s]
+                commands += [f"group core_{t} id {' '.join(type_ids)}", f"set group core_{t} type {t}"]
             commands += [
                 f"group mobile type {insert_type}",
                 "fix hold core setforce 0.0 0.0 0.0",
@@ -804,7 +813,8 @@ def _run_box(
     result.positions = positions.tolist()
     result.core, result.inserted, result.seeded = is_core.tolist(), is_inserted.tolist(), is_seeded.tolist()
     result.admissible = bool(
-        not over_cap and np.isfinite(result.energy_per_atom) and natoms <= params.max_atoms
+        not over_cap and result.energy_per_atom is not None  # (None exactly when over_cap)
+        and np.isfinite(result.energy_per_atom) and natoms <= params.max_atoms
         and result.centre_environment_exact
     )
     if over_cap:
@@ -813,7 +823,7 @@ def _run_box(
     elif natoms > params.max_atoms:
         result.message = f"{natoms} atoms > max_atoms {params.max_atoms}"
     elif not result.centre_environment_exact:
-        result.message = f"an atom other than the core's came within core_radius of the centre"
+        result.message = "an atom other than the core's came within core_radius of the centre"
     return finish()
 
 
@@ -886,12 +896,12 @@ def assemble(
 ) -> Reconstruction:
     """The :class:`Reconstruction` from the results of the grid entries that ran (in grid order)."""
     params = GCMCParams.from_dict(params)
-    results = [r if isinstance(r, CandidateResult) else CandidateResult.from_dict(r) for r in results]
+    finished = [r if isinstance(r, CandidateResult) else CandidateResult.from_dict(r) for r in results]
     ran = [entry for entry in grid if entry["run"]]
-    if len(ran) != len(results):
-        raise ValueError(f"{len(results)} results for {len(ran)} candidates that ran")
+    if len(ran) != len(finished):
+        raise ValueError(f"{len(finished)} results for {len(ran)} candidates that ran")
     candidates: list[CandidateResult] = []
-    iterator = iter(results)
+    iterator = iter(finished)
     for index, entry in enumerate(grid):
         if entry["run"]:
             candidate = next(iterator)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 from ase import Atoms
@@ -27,18 +28,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LATTICES",
-    "bulk_crystal",
-    "add_vacancies",
-    "single_crystal",
-    "polycrystal",
-    "slab",
-    "bicrystal",
-    "grain_boundary_positions",
-    "screw_dislocation",
-    "edge_dislocation",
     "add_interstitial",
-    "dislocation_loop",
+    "add_vacancies",
+    "bicrystal",
+    "bulk_crystal",
     "check_box_for_cutoff",
+    "dislocation_loop",
+    "edge_dislocation",
+    "grain_boundary_positions",
+    "polycrystal",
+    "screw_dislocation",
+    "single_crystal",
+    "slab",
 ]
 
 LATTICES = ("bcc", "fcc")
@@ -95,7 +96,8 @@ def _miller(name: str, vector: Sequence[float]) -> np.ndarray:
     if values.shape != (3,) or not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: expected three integers (a Miller direction such as (1, 1, 0)), got {vector!r}")
     if not np.allclose(values, np.rint(values)):
-        raise ValueError(f"{name}: Miller indices must be integers, got {vector!r}; e.g. use (1, 1, 2) for [0.5, 0.5, 1]")
+        raise ValueError(f"{name}: Miller indices must be integers, got {vector!r}; "
+                         "e.g. use (1, 1, 2) for [0.5, 0.5, 1]")
     ints = np.rint(values).astype(int)
     if not ints.any():
         raise ValueError(f"{name}: the zero vector is not a direction; give e.g. (0, 0, 1)")
@@ -193,7 +195,7 @@ def _tile(positions: np.ndarray, lengths: np.ndarray, repeats: Sequence[int]) ->
 
 def _lattice_ball(lattice: str, a: float, radius: float) -> np.ndarray:
     """Lattice sites (A, cubic frame, origin on a site) within ``radius`` of the origin."""
-    n = int(math.ceil(radius / a)) + 1
+    n = math.ceil(radius / a) + 1
     grid = np.arange(-n, n + 1, dtype=float)
     cells = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 1, 3)
     sites = (cells + _BASIS[lattice][None]).reshape(-1, 3) * a
@@ -296,7 +298,8 @@ def slab(
     else:
         x = _miller("x_direction", x_direction)
         if x @ n != 0:
-            raise ValueError(f"x_direction: {_fmt(x)} is not perpendicular to normal {_fmt(n)}; give an in-plane direction")
+            raise ValueError(f"x_direction: {_fmt(x)} is not perpendicular to normal {_fmt(n)}; "
+                             "give an in-plane direction")
     rows = np.array([x, _reduced(np.cross(n, x)), n])
     positions, lengths = _oriented_block(lattice, float(a), rows)
     lateral = _repeats(lateral_size, lateral_min_lengths, lengths[:2], (1, 1), ("lateral_size", "lateral_min_lengths"))
@@ -338,7 +341,8 @@ def polycrystal(
     if int(n_grains) != n_grains or n_grains < 1:
         raise ValueError(f"n_grains: must be a positive integer, got {n_grains!r}")
     if not 0 < overlap_fraction < 1:
-        raise ValueError(f"overlap_fraction: must be between 0 and 1 (of the nearest-neighbour distance), got {overlap_fraction!r}")
+        raise ValueError("overlap_fraction: must be between 0 and 1 (of the nearest-neighbour distance), "
+                         f"got {overlap_fraction!r}")
     if lengths.min() < 2 * a:
         raise ValueError(f"box: every length must be at least two lattice constants (2*{a} A), got {tuple(lengths)}")
     n_grains = int(n_grains)
@@ -426,12 +430,14 @@ def bicrystal(
         )
     if kind == "twin" and sorted(np.abs(n).tolist()) != sorted(_TWIN_PLANE_FAMILY[lattice]):
         family = "".join(str(i) for i in _TWIN_PLANE_FAMILY[lattice])
-        raise ValueError(f"boundary_plane: a {lattice} twin lies on a {{{family}}} plane, got {_fmt(n)}; use kind='symmetric_tilt'")
+        raise ValueError(f"boundary_plane: a {lattice} twin lies on a {{{family}}} plane, got {_fmt(n)}; "
+                         "use kind='symmetric_tilt'")
     shift = np.asarray(translation, dtype=float)
     if shift.shape != (3,) or not np.all(np.isfinite(shift)):
         raise ValueError(f"translation: expected three finite numbers (A), got {translation!r}")
     if not 0 < overlap_fraction < 1:
-        raise ValueError(f"overlap_fraction: must be between 0 and 1 (of the nearest-neighbour distance), got {overlap_fraction!r}")
+        raise ValueError("overlap_fraction: must be between 0 and 1 (of the nearest-neighbour distance), "
+                         f"got {overlap_fraction!r}")
 
     rows = np.array([t, _reduced(np.cross(n, t)), n])
     positions, periods = _oriented_block(lattice, float(a), rows)
@@ -651,7 +657,8 @@ def _local_cubic_frame(atoms: Atoms, index: int) -> tuple[str, float, np.ndarray
     lattice = "bcc" if first_shell == 8 else "fcc"
     second = vectors[np.abs(distances - ratio * nearest) < 0.05 * nearest]
     if len(second) < 4:
-        raise ValueError(f"atoms: atom {index} lacks the <100> second-neighbour shell; choose a site in perfect crystal")
+        raise ValueError(f"atoms: atom {index} lacks the <100> second-neighbour shell; "
+                         "choose a site in perfect crystal")
     axis_x = second[np.argmax(second[:, 0])]
     perpendicular = second[np.abs(second @ axis_x) < 0.1 * nearest**2]
     axis_y = perpendicular[np.argmax(perpendicular[:, 1])]
@@ -741,7 +748,7 @@ def _signed_permutations(values: tuple[float, float, float]) -> np.ndarray:
     return np.array(sorted(vectors), dtype=float)
 
 
-def _is_index(value: object) -> bool:
+def _is_index(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
@@ -767,7 +774,8 @@ _LOOP_BURGERS = {
 }
 
 
-def _disc_solid_angle_fraction(relative: np.ndarray, normal: np.ndarray, radius: float, segments: int = 96) -> np.ndarray:
+def _disc_solid_angle_fraction(relative: np.ndarray, normal: np.ndarray, radius: float,
+                               segments: int = 96) -> np.ndarray:
     """Solid angle of a disc (centre 0, ``normal``) seen from ``relative`` points, divided by 2 pi.
 
     +1 just above the disc (normal side), -1 just below, ~0 far away. Sum over a fan of
@@ -883,7 +891,7 @@ def dislocation_loop(
 # --------------------------------------------------------------------------- box size checks
 
 
-def _potential_cutoff(potential: "Potential") -> float:
+def _potential_cutoff(potential: Potential) -> float:
     """Cutoff (A) from the potential file: setfl/eam.fs line 5, funcfl line 3, MEAM ``rc`` (default 4.0)."""
     path = Path(potential.files[-1])
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -903,15 +911,15 @@ def _potential_cutoff(potential: "Potential") -> float:
     raise ValueError(f"cutoff: cannot read the cutoff of potential {potential.name} from {path}; pass it in A")
 
 
-def check_box_for_cutoff(atoms: Atoms, cutoff: "float | Potential") -> None:
+def check_box_for_cutoff(atoms: Atoms, cutoff: float | Potential) -> None:
     """Raise ValueError if a periodic direction of ``atoms`` is narrower than twice ``cutoff``.
 
     ``cutoff`` is in A or a Potential (its file's cutoff). The width along a cell
     vector is the distance between the opposite cell faces (the edge length for
     orthogonal cells). Below 2*cutoff an atom would see two images of one neighbour.
     """
-    if hasattr(cutoff, "files") and hasattr(cutoff, "pair_style"):
-        cutoff = _potential_cutoff(cutoff)  # type: ignore[arg-type]
+    if not isinstance(cutoff, (int, float)) and hasattr(cutoff, "files") and hasattr(cutoff, "pair_style"):
+        cutoff = _potential_cutoff(cutoff)
     if not (isinstance(cutoff, (int, float, np.floating)) and cutoff > 0):
         raise ValueError(f"cutoff: must be a positive distance in A or a Potential, got {cutoff!r}")
     cell = np.array(atoms.cell[:], dtype=float)

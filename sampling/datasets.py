@@ -1,10 +1,9 @@
 """Training datasets: reading user files, the generated basic dataset B, and a SOAP/PCA map.
 
-- :func:`read_dataset`: extended XYZ, MTP ``.cfg`` and pacemaker
-  ``.pckl.gzip`` (pandas DataFrame with ``ase_atoms``, ``energy``,
-  ``forces``, ``energy_corrected``) -> ``list[ase.Atoms]`` with energies and
-  forces (and stress when present) on a SinglePointCalculator and
-  ``info["source"]`` naming the file and entry.
+- :func:`read_dataset`: extended XYZ, MTP ``.cfg`` and pacemaker ``.pckl.gzip`` -> ``list[ase.Atoms]``
+  with energies and forces (and stress when present) on a SinglePointCalculator and ``info["source"]``
+  naming the file and entry: a thin use of :func:`formats.read` (the registry of the formats), which
+  new code calls directly.
 - :func:`basic_dataset`: the paper's "B" dataset from domain knowledge for one
   element (bulk under +-2 % strains, rattled bulk, vacancy, self-interstitial,
   low-index surfaces, a Sigma5 grain boundary), small cells (<= ~130 atoms),
@@ -16,161 +15,58 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
-from pathlib import Path
-from typing import BinaryIO, Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
 from ase.build import bcc100, bcc110, bcc111, bulk, fcc100, fcc110, fcc111
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
 
-from sampling.mlip_formats import read_cfg
+from formats import DatasetError, format_for, read
+
+if TYPE_CHECKING:
+    from md.potentials import Potential
 
 __all__ = [
     "DatasetError",
-    "FORMATS",
+    "basic_dataset",
     "detect_format",
     "read_dataset",
-    "basic_dataset",
     "soap_pca_map",
 ]
 
-FORMATS = ("extxyz", "cfg", "pacemaker")
-
-
-class DatasetError(ValueError):
-    """A dataset file cannot be read, or generation settings are invalid."""
+# DatasetError (a dataset file cannot be read, or generation settings are invalid) is formats.DatasetError
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def detect_format(name: str) -> str:
-    """Dataset format from a file name: ``.xyz``/``.extxyz`` -> extxyz, ``.cfg`` -> cfg, ``.pckl.gzip``/``.pkl.gz``/``.pckl`` -> pacemaker."""
-    lower = name.lower()
-    if lower.endswith((".xyz", ".extxyz")):
-        return "extxyz"
-    if lower.endswith(".cfg"):
-        return "cfg"
-    if lower.endswith((".pckl.gzip", ".pkl.gzip", ".pckl.gz", ".pkl.gz", ".pckl", ".pkl")):
-        return "pacemaker"
-    raise DatasetError(
-        f"cannot tell the format of {name!r} from its name; pass format= one of {', '.join(FORMATS)} "
-        "(extended XYZ, MTP .cfg, pacemaker .pckl.gzip)"
-    )
+    """Dataset format from a file name, as :func:`read_dataset` names it: ``.xyz``/``.extxyz`` -> extxyz,
+    ``.cfg`` -> cfg, ``.pckl.gzip``/``.pkl.gz``/``.pckl`` -> pacemaker (:func:`formats.format_for` gives
+    the registry's :class:`formats.Format`, ``mtp`` for ``.cfg``)."""
+    fmt = format_for(name, None, what="dataset format")
+    return "cfg" if fmt.name == "mtp" else fmt.name
 
 
 def read_dataset(
-    path_or_file: str | os.PathLike | TextIO | BinaryIO,
+    path_or_file: str | os.PathLike | IO[Any],
     format: str | None = None,
     species: Sequence[str] | None = None,
     allow_pickle: bool = True,
 ) -> list[Atoms]:
-    """Configurations of a dataset file (path or open file object).
+    """Configurations of a dataset file (path or open file object): :func:`formats.read`.
 
-    ``format``: ``extxyz``, ``cfg`` or ``pacemaker``; by default from the file
+    ``format``: ``extxyz``, ``cfg`` (or ``mtp``) or ``pacemaker``; by default from the file
     name. ``species``: element of each MTP type (``.cfg`` only; types are
     0-based). Text formats accept text or binary file objects; pacemaker
     pickles need a binary one. ``allow_pickle=False`` refuses pacemaker pickles (unpickling a file
-    runs whatever code it names: never do it for a file from someone else).
+    runs whatever code it names: never do it for a file from someone else); unlike :func:`formats.read`,
+    pickles are allowed by default here.
     """
-    name = None
-    if isinstance(path_or_file, (str, os.PathLike)):
-        name = str(path_or_file)
-        if not Path(name).is_file():
-            raise DatasetError(f"no dataset file at {name}")
-    else:
-        name = getattr(path_or_file, "name", None)
-        name = name if isinstance(name, str) else None
-    if format is None:
-        if name is None:
-            raise DatasetError(f"a file object without a name: pass format= one of {', '.join(FORMATS)}")
-        format = detect_format(name)
-    if format not in FORMATS:
-        raise DatasetError(f"unknown dataset format {format!r}; use one of {', '.join(FORMATS)}")
-    label = Path(name).name if name else format
-
-    if format == "pacemaker":
-        if not allow_pickle:
-            raise DatasetError(f"{label}: pacemaker pickles are not read from untrusted files (unpickling runs "
-                               "code); convert it with `defect-genome convert FILE.pckl.gzip FILE.extxyz` and use the "
-                               "extxyz (or an MTP .cfg)")
-        return _read_pacemaker(path_or_file, label)
-    if isinstance(path_or_file, (str, os.PathLike)):
-        with open(path_or_file, encoding="utf-8") as handle:
-            return _read_text(handle, format, species, label)
-    stream = path_or_file
-    if isinstance(stream.read(0), bytes):
-        stream = io.TextIOWrapper(stream, encoding="utf-8")  # type: ignore[arg-type]
-    return _read_text(stream, format, species, label)
-
-
-def _read_text(handle: TextIO, format: str, species: Sequence[str] | None, label: str) -> list[Atoms]:
-    if format == "cfg":
-        images = read_cfg(handle, species)
-    else:
-        from ase.io import read
-
-        try:
-            images = read(handle, index=":", format="extxyz")
-        except Exception as error:
-            raise DatasetError(f"{label}: not readable as extended XYZ: {error}") from error
-    for k, atoms in enumerate(images):
-        atoms.info.setdefault("source", f"{label}:{k}")
-    return list(images)
-
-
-def _read_pacemaker(path_or_file, label: str) -> list[Atoms]:
-    try:
-        import pandas as pd
-    except ImportError as error:  # pragma: no cover
-        raise DatasetError("reading pacemaker datasets needs pandas (pip install pandas)") from error
-    try:
-        if isinstance(path_or_file, (str, os.PathLike)):
-            compression = "gzip" if str(path_or_file).lower().endswith(("gz", "gzip")) else None
-            frame = pd.read_pickle(path_or_file, compression=compression)
-        else:
-            data = path_or_file.read()
-            if isinstance(data, str):
-                raise DatasetError(f"{label}: pacemaker pickles need a binary file object (open(..., 'rb'))")
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            frame = pd.read_pickle(io.BytesIO(data))
-    except DatasetError:
-        raise
-    except Exception as error:
-        raise DatasetError(f"{label}: not a pacemaker DataFrame pickle: {type(error).__name__}: {error}") from error
-    if not hasattr(frame, "columns") or "ase_atoms" not in frame.columns:
-        found = list(frame.columns) if hasattr(frame, "columns") else type(frame).__name__
-        raise DatasetError(f"{label}: a pacemaker dataset needs an 'ase_atoms' column; found {found}")
-    images = []
-    has = set(frame.columns)
-    for position, (index, row) in enumerate(frame.iterrows()):
-        atoms = row["ase_atoms"].copy()
-        results = {}
-        if "energy" in has and row["energy"] is not None and np.isfinite(row["energy"]):
-            results["energy"] = float(row["energy"])
-            results["free_energy"] = float(row["energy"])
-        if "forces" in has and row["forces"] is not None:
-            forces = np.asarray(row["forces"], dtype=float).reshape(-1, 3)
-            if len(forces) != len(atoms):
-                raise DatasetError(f"{label}, entry {index}: {len(forces)} forces for {len(atoms)} atoms")
-            results["forces"] = forces
-        if "stress" in has and row["stress"] is not None:
-            results["stress"] = np.asarray(row["stress"], dtype=float)
-        if results:
-            atoms.calc = SinglePointCalculator(atoms, **results)
-        for column in ("energy_corrected", "w_energy", "w_forces", "name"):
-            if column in has and row[column] is not None:
-                value = row[column]
-                atoms.info[column] = value.tolist() if isinstance(value, np.ndarray) else value
-        atoms.info.setdefault("source", f"{label}:{index}")
-        images.append(atoms)
-    return images
+    return read(path_or_file, format, allow_pickle=allow_pickle, species=species)
 
 
 # --------------------------------------------------------------------------- basic dataset B
@@ -296,7 +192,7 @@ def sigma5_grain_boundary(element: str, lattice: str, a: float, min_width: float
     return atoms
 
 
-def _relax(atoms: Atoms, potential, fix_cell: bool = True) -> Atoms:
+def _relax(atoms: Atoms, potential: Potential, fix_cell: bool = True) -> Atoms:
     from md.engine import LammpsSystem
 
     with LammpsSystem(atoms, potential) as system:
@@ -310,7 +206,7 @@ def basic_dataset(
     element: str,
     lattice: str,
     a: float,
-    potential=None,
+    potential: Potential | None = None,
     seed: int = 0,
     strains: Sequence[float] = (-0.02, -0.01, 0.01, 0.02),
     rattle: Sequence[float] = (0.05, 0.1),
@@ -367,7 +263,7 @@ def basic_dataset(
             add(cell, f"bulk-rattled-{sigma:.3f}")
 
     defects: list[tuple[Atoms, str]] = []
-    vacancy = _cubic_cell(element, lattice, a, 3 if lattice == "bcc" else 3)
+    vacancy = _cubic_cell(element, lattice, a, 3)
     del vacancy[int(np.argmin(np.linalg.norm(vacancy.positions - vacancy.cell.sum(axis=0) / 2.0, axis=1)))]
     defects.append((vacancy, "vacancy"))
     defects.append((_interstitial(element, lattice, a, 3), "interstitial"))

@@ -25,20 +25,24 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+if TYPE_CHECKING:
+    from ase import Atoms
+
 __all__ = [
-    "STRUCTURE_TYPES",
     "CNA_METHODS",
-    "cna_cutoff",
-    "defect_mask",
-    "count_structure_types",
+    "STRUCTURE_TYPES",
+    "adaptive_cna",
     "classify",
     "classify_atoms",
-    "adaptive_cna",
+    "cna_cutoff",
     "conventional_cna",
+    "count_structure_types",
+    "defect_mask",
     "estimate_lattice_constant",
 ]
 
@@ -119,7 +123,8 @@ def classify(
     raise ValueError(f"method must be one of {', '.join(CNA_METHODS)}, got {method!r}")
 
 
-def classify_atoms(atoms, lattice: str | None = None, method: str = "acna", a: float | None = None) -> np.ndarray:
+def classify_atoms(atoms: Atoms, lattice: str | None = None, method: str = "acna",
+                   a: float | None = None) -> np.ndarray:
     """:func:`classify` for an ``ase.Atoms``."""
     return classify(atoms.positions, atoms.cell[:], atoms.pbc, lattice=lattice, method=method, a=a)
 
@@ -156,9 +161,9 @@ def adaptive_cna(
 
         def test_bcc(rows: np.ndarray) -> None:
             if len(rows):
-                dd = d[rows]
+                dd = d[rows]  # noqa: B023  (called in this iteration only)
                 a_local = (dd[:, :8].sum(axis=1) / (math.sqrt(3.0) / 2.0) + dd[:, 8:14].sum(axis=1)) / 14.0
-                t[rows[_signature_14(v[rows, :14], _HALF_ONE_PLUS_SQRT2 * a_local)]] = BCC
+                t[rows[_signature_14(v[rows, :14], _HALF_ONE_PLUS_SQRT2 * a_local)]] = BCC  # noqa: B023  (called in this iteration)
 
         test_bcc(np.flatnonzero(bcc_first))
         rows = np.flatnonzero((have >= 12) & (t == OTHER))
@@ -182,7 +187,7 @@ def conventional_cna(
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive (A), got {cutoff!r}")
-    points, distances, vectors = _nearest_neighbours(positions, cell, pbc, k=15, min_radius=cutoff)
+    _points, distances, vectors = _nearest_neighbours(positions, cell, pbc, k=15, min_radius=cutoff)
     n = len(distances)
     types = np.full(n, OTHER, dtype=np.int32)
     count = (distances < cutoff).sum(axis=1)
@@ -297,11 +302,11 @@ def _complete_cell(cell: np.ndarray | None, pbc: np.ndarray) -> np.ndarray:
     return full
 
 
-def _with_images(wrapped: np.ndarray, frac: np.ndarray, full: np.ndarray, pbc: np.ndarray, skin: float):
+def _with_images(wrapped: np.ndarray, frac: np.ndarray, full: np.ndarray, pbc: np.ndarray, skin: float) -> np.ndarray:
     """Real points followed by the periodic images within ``skin`` (A) of the cell."""
     # Distance between the two faces normal to reciprocal vector i is 1/|recip_i|.
     reach = skin * np.linalg.norm(np.linalg.inv(full), axis=0)  # in fractional units, per direction
-    repeats = [int(math.ceil(reach[i])) if pbc[i] else 0 for i in range(3)]
+    repeats = [math.ceil(reach[i]) if pbc[i] else 0 for i in range(3)]
     blocks = [wrapped]
     for shift in itertools.product(*(range(-r, r + 1) for r in repeats)):
         if shift == (0, 0, 0):
@@ -353,7 +358,8 @@ def _nearest_neighbours(
         wrapped, frac, full, skin = pos, None, None, 0.0
 
     for _ in range(64):
-        points = _with_images(wrapped, frac, full, flags, skin) if flags.any() else wrapped
+        # frac and full are set exactly when some direction is periodic
+        points = _with_images(wrapped, frac, full, flags, skin) if frac is not None and full is not None else wrapped
         count = min(k + 1, len(points))
         distances, indices = cKDTree(points).query(wrapped, k=count)
         distances = distances.reshape(n, count)[:, 1:]

@@ -15,9 +15,11 @@ atoms in input order (by id), input frame, ``structure_type`` from
 ``c_structure_type`` and thermodynamics printed at full precision, built by
 :func:`sampling.protocols.make_snapshot` like the in-process path.
 
-    snapshots = run_external("uniaxial", atoms, potential, workdir="run1", element="W", lattice="bcc",
-                             lattice_constant=3.165, strain_rate=1e9, max_strain=0.05,
+    snapshots = run_external(UniaxialProtocol(strain_rate=1e9, max_strain=0.05), atoms, potential,
+                             workdir="run1", element="W", lattice="bcc", lattice_constant=3.165,
                              command=["mpirun", "-np", "64", "lmp"])
+
+(``protocol``: a :mod:`schemas.sampling` protocol model, or its name with the parameters as keywords.)
 
 On a cluster: :func:`write_external` on the login node, submit ``lmp -in in.lammps``
 in the directory, then :func:`read_external` (lazily, also while the run goes on).
@@ -33,8 +35,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -48,15 +51,16 @@ from md.engine import (
     boundary_command,
 )
 from md.potentials import Potential
-from .protocols import Program, Snapshot, SnapshotPoint, make_snapshot, program_for
+
+from .protocols import Program, ProtocolParams, Snapshot, SnapshotPoint, make_snapshot, program_for
 
 __all__ = [
     "default_command",
-    "write_input",
-    "write_external",
+    "launch_command",
     "read_external",
     "run_external",
-    "launch_command",
+    "write_external",
+    "write_input",
 ]
 
 INPUT = "in.lammps"
@@ -84,7 +88,8 @@ def launch_command(command: Sequence[str], threads: int = 1) -> list[str]:
     if isinstance(threads, bool) or int(threads) != threads or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     if isinstance(command, str) or not command:
-        raise ValueError(f"command must be a non-empty list of words, e.g. ['mpirun', '-np', '4', 'lmp'], got {command!r}")
+        raise ValueError("command must be a non-empty list of words, e.g. ['mpirun', '-np', '4', 'lmp'], "
+                         f"got {command!r}")
     # the run starts in its work directory: make relative paths of programs (".venv/bin/lmp") absolute
     words = [str(Path(word).resolve()) if "/" in str(word) and not Path(word).is_absolute() and Path(word).exists()
              else str(word) for word in command]
@@ -168,9 +173,13 @@ def write_input(program: Program, potential: Potential, workdir: str | os.PathLi
     return path
 
 
-def write_external(protocol: str, atoms: Atoms, potential: Potential, workdir: str | os.PathLike,
+def write_external(protocol: str | ProtocolParams, atoms: Atoms, potential: Potential, workdir: str | os.PathLike,
                    **params: Any) -> Path:
-    """Validate protocol ``protocol`` with ``params`` and write its standalone run into ``workdir``."""
+    """Write the standalone run of ``protocol`` into ``workdir``.
+
+    ``protocol``: a schemas.sampling protocol model, or a protocol name with its parameters among ``params``;
+    ``params`` also hold element, lattice and lattice_constant (:func:`sampling.protocols.program_for`).
+    """
     return write_input(program_for(protocol, atoms, potential, **params), potential, workdir)
 
 
@@ -272,7 +281,7 @@ def _lammps_error(workdir: Path) -> str:
     return " | ".join(tail) or f"no error message; see {workdir / LOG}"
 
 
-def _stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _stop(process: subprocess.Popen[bytes]) -> None:
     """End the run this module started: its whole process group (mpirun and its ranks)."""
     if process.poll() is not None:
         return
@@ -320,7 +329,7 @@ def _stream(workdir: Path, words: list[str], threads: int, poll_seconds: float) 
 
 
 def run_external(
-    protocol: str,
+    protocol: str | ProtocolParams,
     atoms: Atoms,
     potential: Potential,
     *,
@@ -332,8 +341,10 @@ def run_external(
 ) -> Iterator[Snapshot]:
     """Run protocol ``protocol`` as ``command -in in.lammps`` in ``workdir``, yielding its snapshots as they appear.
 
-    ``params`` are the protocol's keyword arguments (element, lattice, ...);
-    they are validated and the input is written before this returns. The
+    ``protocol`` is a schemas.sampling protocol model, or a protocol name with
+    its parameters among ``params``; ``params`` also hold element, lattice and
+    lattice_constant (:func:`sampling.protocols.program_for`). The input is
+    validated and written before this returns. The
     snapshots equal those of the in-process protocol (same atom order, frame,
     info); MD trajectories differ by round-off when the MPI decomposition
     differs. ``command`` defaults to :func:`default_command` (``mpirun -np 2

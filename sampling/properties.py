@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, reference_states
 
-from .builders import LATTICES, bulk_crystal
 from md.engine import LammpsSystem
 from md.potentials import Potential, check_element
 
+from .builders import LATTICES, bulk_crystal
+
 __all__ = [
-    "relax_lattice_constant",
-    "guess_lattice_constant",
-    "elastic_constants",
-    "vacancy_formation_energy",
-    "interstitial_formation_energy",
-    "characterize",
     "EV_PER_A3_TO_GPA",
+    "characterize",
+    "elastic_constants",
+    "guess_lattice_constant",
+    "interstitial_formation_energy",
+    "relax_lattice_constant",
+    "vacancy_formation_energy",
 ]
 
 _ATOMS_PER_CUBIC_CELL = {"bcc": 2, "fcc": 4}
@@ -34,7 +36,7 @@ _FORCE_TOLERANCE = 1e-6
 def guess_lattice_constant(element: str, lattice: str) -> float:
     """Cubic lattice constant from ASE's reference states, rescaled at equal volume per atom if needed."""
     state = reference_states[atomic_numbers[element]] or {}
-    symmetry, a = state.get("symmetry"), state.get("a")
+    symmetry, a = state.get("symmetry"), cast(float | None, state.get("a"))  # ASE's table: a in A, or absent
     if symmetry == lattice and a:
         return float(a)
     if symmetry in _ATOMS_PER_CUBIC_CELL and a:
@@ -62,7 +64,8 @@ def relax_lattice_constant(
     a = guess_lattice_constant(element, lattice) if a_guess is None else float(a_guess)
     atoms = bulk_crystal(element, lattice, a, (size, size, size))
     with LammpsSystem(atoms, potential, threads=threads) as system:
-        system.commands(["min_style cg", "min_modify line quadratic", "fix zero_pressure all box/relax iso 0.0 vmax 0.001"])
+        system.commands(["min_style cg", "min_modify line quadratic",
+                         "fix zero_pressure all box/relax iso 0.0 vmax 0.001"])
         # box/relax converges in stages (vmax limits each step); repeat until the box stops changing
         previous = None
         for _ in range(10):

@@ -1,10 +1,15 @@
 """Loading protocols that stream MD snapshots with their CNA classification.
 
-Every protocol is a generator ``name(atoms, potential, *, element, lattice,
-lattice_constant, <params>, seed, threads) -> Iterator[Snapshot]`` with a
-matching ``name_snapshot_count(...)`` (snapshots it yields, for done/total
-displays). Parameters are validated when the protocol is called (before any
-LAMMPS work); a bad one raises ValueError naming it.
+Every protocol is a generator ``name(atoms, potential, params, *, element, lattice,
+lattice_constant, threads) -> Iterator[Snapshot]`` with a matching
+``name_snapshot_count(params)`` (snapshots it yields, for done/total displays).
+``params`` is the protocol's model in :mod:`schemas.sampling` (e.g.
+:class:`~schemas.sampling.UniaxialProtocol`, a campaign spec's
+``spec.sampling.protocols[i]``): the one definition of every parameter, its
+default, bounds and units, validated by pydantic. :func:`parameters` builds one
+from keyword arguments (a bad one raises ValueError naming it, its bound and
+unit); the protocols check only what depends on the atoms (periodic axes, slab
+thickness, ...), before any LAMMPS work.
 
 Each protocol is written once, as a :class:`Program`: the LAMMPS commands of
 the run with :class:`SnapshotPoint` markers between them. A program runs either
@@ -13,7 +18,7 @@ through numpy, no files) or as a standalone LAMMPS input under ``mpirun``
 (:mod:`sampling.lammps_script`: dumps parsed back into the same snapshots).
 Both paths build their snapshots in :func:`make_snapshot`.
 
-Protocols (defaults follow the paper: 300 K, strain rates 1e8..1e9 1/s):
+Protocols (defaults, in schemas.sampling, follow the paper: 300 K, strain rates 1e8..1e9 1/s):
 
 - :func:`minimize`: 0 K relaxation (positions, optionally the box), 1 snapshot.
 - :func:`anneal`: Nose-Hoover MD over a temperature schedule.
@@ -29,42 +34,58 @@ Protocols (defaults follow the paper: 300 K, strain rates 1e8..1e9 1/s):
 
 from __future__ import annotations
 
-import inspect
 import math
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
+from pydantic import BaseModel, ValidationError
 
-from .defects import classify_atoms, cna_cutoff, count_structure_types, defect_mask
 from md.engine import LammpsSystem, Stopped, _lammps_frame
 from md.potentials import Potential, check_element
+from schemas.sampling import (
+    AnnealProtocol,
+    CrackOpeningProtocol,
+    MinimizeProtocol,
+    NanoindentProtocol,
+    ShearProtocol,
+    UniaxialProtocol,
+)
+
+from .defects import classify_atoms, cna_cutoff, count_structure_types, defect_mask
+
+# the parameters of one protocol run: its model in schemas.sampling
+ProtocolParams = (MinimizeProtocol | AnnealProtocol | UniaxialProtocol | ShearProtocol | NanoindentProtocol
+                  | CrackOpeningProtocol)
 
 __all__ = [
+    "PROTOCOLS",
+    "Program",
+    "ProtocolParams",
     "Snapshot",
     "SnapshotPoint",
-    "Program",
-    "PROTOCOLS",
     "Stopped",
-    "execute",
-    "make_snapshot",
-    "program_for",
-    "snapshot_count",
-    "derived_seed",
-    "minimize",
-    "minimize_snapshot_count",
     "anneal",
     "anneal_snapshot_count",
-    "uniaxial",
-    "uniaxial_snapshot_count",
-    "shear",
-    "shear_snapshot_count",
-    "nanoindent",
-    "nanoindent_snapshot_count",
     "crack_opening",
     "crack_opening_snapshot_count",
+    "derived_seed",
+    "execute",
+    "make_snapshot",
+    "minimize",
+    "minimize_snapshot_count",
+    "nanoindent",
+    "nanoindent_snapshot_count",
+    "parameters",
+    "program_for",
+    "shear",
+    "shear_snapshot_count",
+    "snapshot_count",
+    "uniaxial",
+    "uniaxial_snapshot_count",
 ]
 
 _NOSE_HOOVER_TDAMP_STEPS = 100
@@ -152,7 +173,7 @@ class Program:
     def commands(self) -> list[str]:
         return [item for item in self.items if isinstance(item, str)]
 
-    def check(self) -> "Program":
+    def check(self) -> Program:
         """Snapshot points must follow a run/minimize (energy, virial and computes are current there)."""
         previous = ""
         for position, item in enumerate(self.items):
@@ -222,7 +243,7 @@ def _snapshot(system: LammpsSystem, program: Program, point: SnapshotPoint) -> S
 
 
 def execute(program: Program, potential: Potential, threads: int = 1,
-            stop_file: str | Path | None = None) -> Iterator[Snapshot]:
+            stop_file: str | Path | None = None) -> Generator[Snapshot, None, None]:
     """Run ``program`` in this process, yielding its snapshots. Closing the generator early frees LAMMPS.
 
     With ``stop_file``, LAMMPS stops mid-run or mid-minimisation within a fraction of a second plus one MD
@@ -235,7 +256,8 @@ def execute(program: Program, potential: Potential, threads: int = 1,
     return _execute(program, potential, int(threads), None if stop_file is None else Path(stop_file))
 
 
-def _execute(program: Program, potential: Potential, threads: int, stop_file: Path | None = None) -> Iterator[Snapshot]:
+def _execute(program: Program, potential: Potential, threads: int,
+             stop_file: Path | None = None) -> Generator[Snapshot, None, None]:
     if stop_file is not None and stop_file.exists():
         raise Stopped(f"stop file {stop_file} exists: {program.protocol} not started")
     system = LammpsSystem(program.atoms, potential, threads=threads)
@@ -253,58 +275,58 @@ def _execute(program: Program, potential: Potential, threads: int, stop_file: Pa
         system.close()
 
 
-# =========================================================================== validation
+# =========================================================================== parameters
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
+def _unit(description: str | None) -> str:
+    """The unit of a schema field: its description after the last ', ' (schemas put units there), else ''."""
+    return description.rsplit(", ", 1)[1] if description and ", " in description else ""
 
 
-def _positive(name: str, value: Any, unit: str, hint: str = "") -> float:
-    number = _number(name, value)
-    if not number > 0:
-        raise ValueError(f"{name} must be > 0 {unit}, got {value!r}{hint}")
-    return number
+def _readable(error: ValidationError, model: type[BaseModel]) -> str:
+    """A pydantic error of a protocol model as one line naming each field, its bound and unit."""
+    bounds = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    messages = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        field = model.model_fields.get(str(item["loc"][0])) if item["loc"] else None
+        unit = _unit(field.description) if field is not None else ""
+        if item["type"] in bounds:
+            sign, key = bounds[item["type"]]
+            limit = item["ctx"][key]
+            limit = f"{limit:g}" if isinstance(limit, float) else limit
+            messages.append(f"{location} must be {sign} {limit}{' ' + unit if unit else ''}, "
+                            f"got {item['input']!r}")
+        elif location:
+            messages.append(f"{location}: {item['msg']}, got {item['input']!r}")
+        else:  # a model validator: the message names its fields
+            messages.append(str(item["msg"]).removeprefix("Value error, "))
+    return "; ".join(messages)
 
 
-def _non_negative(name: str, value: Any, unit: str, hint: str = "") -> float:
-    number = _number(name, value)
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0 {unit}, got {value!r}{hint}")
-    return number
-
-
-def _steps(name: str, value: Any, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or int(value) != value or value < (0 if allow_zero else 1):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {kind} integer number of MD steps, got {value!r}")
-    return int(value)
-
-
-def _choice(name: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
-    return str(value)
+def parameters(name: str, **fields: Any) -> ProtocolParams:
+    """The schema model of protocol ``name`` (schemas.sampling) from keyword ``fields``, the schema's defaults for
+    the rest. Validated strictly (Python types: no "yes" for True); a bad field raises ValueError naming it, its
+    bound and unit."""
+    model = _protocol(name).model
+    try:
+        return model.model_validate(fields, strict=True)
+    except ValidationError as error:
+        raise ValueError(f"{name}: {_readable(error, model)}") from None
 
 
 def _common(atoms: Atoms, potential: Potential, element: str, lattice: str, lattice_constant: float,
-            timestep_fs: float, seed: int) -> float:
-    """Checks shared by all protocols; returns the timestep in ps."""
+            timestep_fs: float) -> float:
+    """Checks of the run's context shared by all protocols (the parameters are the schema's); returns the timestep
+    in ps."""
     if not isinstance(atoms, Atoms) or len(atoms) == 0:
         raise ValueError(f"atoms must be a non-empty ase.Atoms, got {atoms!r}")
     check_element(potential, element)
-    _positive("lattice_constant", lattice_constant, "A")
+    if isinstance(lattice_constant, bool) or not isinstance(lattice_constant, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(lattice_constant) or not lattice_constant > 0:
+        raise ValueError(f"lattice_constant must be > 0 A, got {lattice_constant!r}")
     cna_cutoff(lattice, lattice_constant)  # ValueError naming the lattice
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if not isinstance(timestep_fs, (int, float)) or isinstance(timestep_fs, bool) or not timestep_fs > 0:
-        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs!r}")
     return float(timestep_fs) / 1000.0
 
 
@@ -435,39 +457,30 @@ def derived_seed(seed: int, index: int) -> int:
 # =========================================================================== minimize
 
 
-def minimize_snapshot_count() -> int:
+def minimize_snapshot_count(params: MinimizeProtocol) -> int:
     """Snapshots :func:`minimize` yields: one, the minimised configuration."""
     return 1
 
 
-def minimize(
-    atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    box_relax: bool = True,
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
+def minimize(atoms: Atoms, potential: Potential, params: MinimizeProtocol, *, element: str, lattice: str,
+             lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
     """Conjugate-gradient minimisation to 1e-6 eV/A; ONE snapshot, the minimised configuration (step 0).
 
     The unminimised input is not a snapshot: a built structure (overlapping
     atoms at a grain boundary, an unrelaxed core) is not a physical environment.
-    ``box_relax``: first relax the box to zero pressure along the periodic
+    ``params.box_relax``: first relax the box to zero pressure along the periodic
     directions (tilts too for a fully periodic triclinic cell), then the
-    positions alone at that box. ``seed`` is unused (no random numbers).
+    positions alone at that box. ``params.seed`` is unused (no random numbers).
     """
-    return execute(program_for("minimize", atoms, potential, **_arguments(locals())), potential, threads)
+    program = program_for(params, atoms, potential, element=element, lattice=lattice, lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _minimize_program(atoms, potential, *, element, lattice, lattice_constant, box_relax, seed) -> Program:  # type: ignore[no-untyped-def]
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, 1.0, seed)
-    if not isinstance(box_relax, (bool, np.bool_)):
-        raise ValueError(f"box_relax must be True or False, got {box_relax!r}")
+def _minimize_program(atoms: Atoms, potential: Potential, params: MinimizeProtocol, *, element: str, lattice: str,
+                      lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, 1.0)
     program = _program("minimize", atoms, element, lattice, lattice_constant, timestep_ps)
-    program.items += _box_relaxed_minimisation(atoms) if box_relax else [_MINIMIZE]
+    program.items += _box_relaxed_minimisation(atoms) if params.box_relax else [_MINIMIZE]
     program.items.append(SnapshotPoint(0, 0, 0.0))
     return program
 
@@ -475,41 +488,14 @@ def _minimize_program(atoms, potential, *, element, lattice, lattice_constant, b
 # =========================================================================== anneal
 
 
-def anneal_snapshot_count(temperatures: Sequence[float], steps_per_temperature: int, snapshot_every: int) -> int:
+def anneal_snapshot_count(params: AnnealProtocol) -> int:
     """Snapshots :func:`anneal` yields: one after minimisation, then one every ``snapshot_every`` MD steps."""
-    _validate_schedule(temperatures, steps_per_temperature, snapshot_every)
-    return 1 + (len(temperatures) * int(steps_per_temperature)) // int(snapshot_every)
+    return 1 + (len(params.temperatures) * params.steps_per_temperature) // params.snapshot_every
 
 
-def _validate_schedule(temperatures: Sequence[float], steps_per_temperature: int, snapshot_every: int) -> None:
-    if isinstance(temperatures, (str, bytes)) or not hasattr(temperatures, "__len__"):
-        raise ValueError(f"temperatures must be a list of temperatures in K, got {temperatures!r}")
-    if len(temperatures) == 0:
-        raise ValueError("temperatures is empty; give at least one temperature in K, e.g. [300.0]")
-    bad = [t for t in temperatures if not float(t) > 0]
-    if bad:
-        raise ValueError(f"temperatures must be > 0 K (use a minimisation for 0 K), got {bad}")
-    for name, value in (("steps_per_temperature", steps_per_temperature), ("snapshot_every", snapshot_every)):
-        if isinstance(value, bool) or int(value) != value or value <= 0:
-            raise ValueError(f"{name} must be a positive integer number of MD steps, got {value!r}")
-
-
-def anneal(
-    atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    temperatures: Sequence[float],
-    steps_per_temperature: int,
-    snapshot_every: int,
-    timestep_fs: float = 1.0,
-    ensemble: str = "nvt",
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
-    """Minimise, then run Nose-Hoover MD at each temperature in turn, yielding snapshots.
+def anneal(atoms: Atoms, potential: Potential, params: AnnealProtocol, *, element: str, lattice: str,
+           lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
+    """Minimise, then run Nose-Hoover MD at each of ``params.temperatures`` in turn, yielding snapshots.
 
     Snapshot 0 follows the minimisation (positions only for nvt; positions and
     box at zero pressure for npt); then one every ``snapshot_every`` MD steps,
@@ -518,17 +504,17 @@ def anneal(
     (``loop all``: drawn in atom-ID order), so the same inputs and thread
     count give identical snapshots. Closing the generator early frees LAMMPS.
     """
-    return execute(program_for("anneal", atoms, potential, **_arguments(locals())), potential, threads)
+    program = program_for(params, atoms, potential, element=element, lattice=lattice, lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _anneal_program(atoms, potential, *, element, lattice, lattice_constant, temperatures,  # type: ignore[no-untyped-def]
-                    steps_per_temperature, snapshot_every, timestep_fs, ensemble, seed) -> Program:
-    _validate_schedule(temperatures, steps_per_temperature, snapshot_every)
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
-    _choice("ensemble", ensemble, ("nvt", "npt"))
+def _anneal_program(atoms: Atoms, potential: Potential, params: AnnealProtocol, *, element: str, lattice: str,
+                    lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, params.timestep_fs)
+    ensemble, seed = params.ensemble, params.seed
     if ensemble == "npt" and not np.any(atoms.pbc):
         raise ValueError("ensemble 'npt' needs at least one periodic direction; use 'nvt' for clusters")
-    steps_per_temperature, snapshot_every = int(steps_per_temperature), int(snapshot_every)
+    steps_per_temperature, snapshot_every = params.steps_per_temperature, params.snapshot_every
     program = _program("anneal", atoms, element, lattice, lattice_constant, timestep_ps)
     program.thermo_every = snapshot_every
     coupled = _periodic_dofs(atoms)
@@ -542,7 +528,7 @@ def _anneal_program(atoms, potential, *, element, lattice, lattice_constant, tem
     program.items.append("reset_timestep 0")
 
     index, step = 0, 0
-    for stage, temperature in enumerate(temperatures):
+    for stage, temperature in enumerate(params.temperatures):
         temperature = float(temperature)
         thermostat = _thermostat(temperature, timestep_ps)
         program.items += [
@@ -565,46 +551,24 @@ def _anneal_program(atoms, potential, *, element, lattice, lattice_constant, tem
 # =========================================================================== uniaxial
 
 
-def _loading_steps(rate_name: str, rate: Any, amount_name: str, amount: Any, timestep_fs: Any,
-                   amount_unit: str = "") -> int:
-    """MD steps to reach ``amount`` (strain) at ``rate`` (1/s) with timestep_fs."""
-    rate = _positive(rate_name, rate, "1/s", " (the paper uses 1e8..1e9 1/s)")
-    amount = _positive(amount_name, amount, amount_unit)
-    timestep = _positive("timestep_fs", timestep_fs, "fs")
-    steps = int(round(amount / (rate * timestep * 1e-15)))
+def _loading_steps(rate_name: str, rate: float, amount_name: str, amount: float, timestep_fs: float) -> int:
+    """MD steps to reach ``amount`` (strain) at ``rate`` (1/s) with timestep_fs (all > 0: the schema's bounds)."""
+    steps = round(amount / (rate * timestep_fs * 1e-15))
     if steps < 1:
         raise ValueError(f"{amount_name} = {amount!r} is reached in less than one step at {rate_name} = "
-                         f"{rate!r} 1/s and timestep_fs = {timestep!r}; lower {rate_name}")
+                         f"{rate!r} 1/s and timestep_fs = {timestep_fs!r}; lower {rate_name}")
     return steps
 
 
-def uniaxial_snapshot_count(*, strain_rate: float = 1e9, max_strain: float = 0.05, snapshot_every: int = 500,
-                            timestep_fs: float = 1.0) -> int:
+def uniaxial_snapshot_count(params: UniaxialProtocol) -> int:
     """Snapshots :func:`uniaxial` yields: one at zero strain, then every ``snapshot_every`` steps and at the end."""
-    steps = _loading_steps("strain_rate", strain_rate, "max_strain", max_strain, timestep_fs)
-    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+    steps = _loading_steps("strain_rate", params.strain_rate, "max_strain", params.max_strain, params.timestep_fs)
+    return 1 + len(_snapshot_steps(steps, params.snapshot_every))
 
 
-def uniaxial(
-    atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    axis: str = "x",
-    mode: str = "tension",
-    strain_rate: float = 1e9,
-    max_strain: float = 0.05,
-    temperature: float = 300.0,
-    snapshot_every: int = 500,
-    timestep_fs: float = 1.0,
-    lateral: str = "npt",
-    equilibration_steps: int = 2000,
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
-    """Uniaxial tension or compression along ``axis`` at a constant engineering strain rate.
+def uniaxial(atoms: Atoms, potential: Potential, params: UniaxialProtocol, *, element: str, lattice: str,
+             lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
+    """Uniaxial tension or compression along ``params.axis`` at a constant engineering strain rate.
 
     Minimise (box at zero pressure along periodic axes), equilibrate
     ``equilibration_steps`` at ``temperature`` (NPT at zero pressure for
@@ -617,28 +581,22 @@ def uniaxial(
     ``atoms.info["strain"]`` is the applied engineering strain (negative in
     compression).
     """
-    return execute(program_for("uniaxial", atoms, potential, **_arguments(locals())), potential, threads)
+    program = program_for(params, atoms, potential, element=element, lattice=lattice, lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _uniaxial_program(atoms, potential, *, element, lattice, lattice_constant, axis, mode, strain_rate,  # type: ignore[no-untyped-def]
-                      max_strain, temperature, snapshot_every, timestep_fs, lateral, equilibration_steps,
-                      seed) -> Program:
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
-    _choice("axis", axis, _AXES)
-    _choice("mode", mode, ("tension", "compression"))
-    _choice("lateral", lateral, ("npt", "fixed"))
-    total = _loading_steps("strain_rate", strain_rate, "max_strain", max_strain, timestep_fs)
-    if mode == "compression" and max_strain >= 1:
-        raise ValueError(f"max_strain must be < 1 in compression, got {max_strain!r}")
-    temperature = _positive("temperature", temperature, "K", " (use minimize for 0 K)")
-    every = _steps("snapshot_every", snapshot_every)
-    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+def _uniaxial_program(atoms: Atoms, potential: Potential, params: UniaxialProtocol, *, element: str, lattice: str,
+                      lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, params.timestep_fs)
+    axis, mode, lateral, temperature, seed = params.axis, params.mode, params.lateral, params.temperature, params.seed
+    total = _loading_steps("strain_rate", params.strain_rate, "max_strain", params.max_strain, params.timestep_fs)
+    every, equilibration = params.snapshot_every, params.equilibration_steps
     if not atoms.pbc[_AXES.index(axis)]:
         raise ValueError(f"axis {axis!r} must be periodic to be strained (atoms.pbc = {atoms.pbc.tolist()})")
     _require_lammps_orientation(atoms, "uniaxial")
 
     sign = 1.0 if mode == "tension" else -1.0
-    rate_per_ps = sign * float(strain_rate) * _PER_SECOND_TO_PER_PS
+    rate_per_ps = sign * float(params.strain_rate) * _PER_SECOND_TO_PER_PS
     lateral_dofs = [a for a in _periodic_dofs(atoms, tilts=False) if a != axis] if lateral == "npt" else []
     thermostat = _thermostat(temperature, timestep_ps)
 
@@ -676,31 +634,15 @@ def _uniaxial_program(atoms, potential, *, element, lattice, lattice_constant, a
 _TILT_NORMAL = {"xy": "y", "xz": "z", "yz": "z"}  # LAMMPS tilt factor -> axis it is proportional to
 
 
-def shear_snapshot_count(*, shear_rate: float = 1e9, max_shear: float = 0.1, snapshot_every: int = 500,
-                         timestep_fs: float = 1.0) -> int:
+def shear_snapshot_count(params: ShearProtocol) -> int:
     """Snapshots :func:`shear` yields: one at zero shear, then every ``snapshot_every`` steps and at the end."""
-    steps = _loading_steps("shear_rate", shear_rate, "max_shear", max_shear, timestep_fs)
-    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+    steps = _loading_steps("shear_rate", params.shear_rate, "max_shear", params.max_shear, params.timestep_fs)
+    return 1 + len(_snapshot_steps(steps, params.snapshot_every))
 
 
-def shear(
-    atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    plane: str = "xy",
-    shear_rate: float = 1e9,
-    max_shear: float = 0.1,
-    temperature: float = 300.0,
-    snapshot_every: int = 500,
-    timestep_fs: float = 1.0,
-    equilibration_steps: int = 2000,
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
-    """Simple shear at a constant engineering shear rate (1/s) on the LAMMPS tilt factor ``plane``.
+def shear(atoms: Atoms, potential: Potential, params: ShearProtocol, *, element: str, lattice: str,
+          lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
+    """Simple shear at a constant engineering shear rate (1/s) on the LAMMPS tilt factor ``params.plane``.
 
     ``"xy"`` moves atoms along x in proportion to y (tilt xy = gamma * Ly);
     ``"xz"``: along x with z; ``"yz"``: along y with z. The box is made
@@ -710,22 +652,21 @@ def shear(
     shear strain, ``atoms.info["shear_strain"]``). Snapshot 0 is the
     equilibrated state, then one every ``snapshot_every`` steps and one at the end.
     """
-    return execute(program_for("shear", atoms, potential, **_arguments(locals())), potential, threads)
+    program = program_for(params, atoms, potential, element=element, lattice=lattice, lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _shear_program(atoms, potential, *, element, lattice, lattice_constant, plane, shear_rate, max_shear,  # type: ignore[no-untyped-def]
-                   temperature, snapshot_every, timestep_fs, equilibration_steps, seed) -> Program:
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
-    _choice("plane", plane, tuple(_TILT_NORMAL))
-    total = _loading_steps("shear_rate", shear_rate, "max_shear", max_shear, timestep_fs)
-    temperature = _positive("temperature", temperature, "K", " (use minimize for 0 K)")
-    every = _steps("snapshot_every", snapshot_every)
-    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+def _shear_program(atoms: Atoms, potential: Potential, params: ShearProtocol, *, element: str, lattice: str,
+                   lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, params.timestep_fs)
+    plane, temperature = params.plane, params.temperature
+    total = _loading_steps("shear_rate", params.shear_rate, "max_shear", params.max_shear, params.timestep_fs)
+    every, equilibration = params.snapshot_every, params.equilibration_steps
     if not all(atoms.pbc):
         raise ValueError(f"shear needs a fully periodic cell (atoms.pbc = {atoms.pbc.tolist()})")
     _require_lammps_orientation(atoms, "shear")
 
-    rate_per_ps = float(shear_rate) * _PER_SECOND_TO_PER_PS
+    rate_per_ps = float(params.shear_rate) * _PER_SECOND_TO_PER_PS
     program = _program("shear", atoms, element, lattice, lattice_constant, timestep_ps)
     program.thermo_every = every
     program.items.append("change_box all triclinic")
@@ -735,7 +676,7 @@ def _shear_program(atoms, potential, *, element, lattice, lattice_constant, plan
         program.items.append(SnapshotPoint(0, 0, 0.0, start))
     program.items += [
         "reset_timestep 0",
-        _velocities("mobile", temperature, seed, 0),
+        _velocities("mobile", temperature, params.seed, 0),
         f"fix integrate mobile nvt {_thermostat(temperature, timestep_ps)}",
     ]
     if equilibration:
@@ -750,43 +691,23 @@ def _shear_program(atoms, potential, *, element, lattice, lattice_constant, plan
 # =========================================================================== nanoindentation
 
 
-def _indent_steps(depth: Any, speed: Any, timestep_fs: Any) -> int:
-    depth = _positive("depth", depth, "A")
-    speed = _positive("speed", speed, "m/s", " (typical: 10..20 m/s)")
-    timestep = _positive("timestep_fs", timestep_fs, "fs")
-    steps = int(round(depth / (speed * _M_PER_S_TO_A_PER_PS * timestep * 1e-3)))
+def _indent_steps(depth: float, speed: float, timestep_fs: float) -> int:
+    """MD steps to indent ``depth`` A at ``speed`` m/s (all > 0: the schema's bounds)."""
+    steps = round(depth / (speed * _M_PER_S_TO_A_PER_PS * timestep_fs * 1e-3))
     if steps < 1:
         raise ValueError(f"depth = {depth!r} A is reached in less than one step at speed = {speed!r} m/s; "
                          "lower speed")
     return steps
 
 
-def nanoindent_snapshot_count(*, depth: float = 10.0, speed: float = 20.0, snapshot_every: int = 500,
-                              timestep_fs: float = 1.0) -> int:
+def nanoindent_snapshot_count(params: NanoindentProtocol) -> int:
     """Snapshots :func:`nanoindent` yields: one before contact, then every ``snapshot_every`` steps and at ``depth``."""
-    steps = _indent_steps(depth, speed, timestep_fs)
-    return 1 + len(_snapshot_steps(steps, _steps("snapshot_every", snapshot_every)))
+    steps = _indent_steps(params.depth, params.speed, params.timestep_fs)
+    return 1 + len(_snapshot_steps(steps, params.snapshot_every))
 
 
-def nanoindent(
-    slab_atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    radius: float = 25.0,
-    depth: float = 10.0,
-    speed: float = 20.0,
-    temperature: float = 300.0,
-    fixed_bottom: float = 5.0,
-    force_constant: float = 10.0,
-    snapshot_every: int = 500,
-    timestep_fs: float = 1.0,
-    equilibration_steps: int = 2000,
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
+def nanoindent(slab_atoms: Atoms, potential: Potential, params: NanoindentProtocol, *, element: str, lattice: str,
+               lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
     """Spherical indentation of the top (+z) surface of a slab at constant speed.
 
     ``slab_atoms`` must be non-periodic along z (a free surface; x and y are
@@ -801,29 +722,27 @@ def nanoindent(
     one at ``depth``. ``atoms.info``: ``indenter_depth`` (A below the initial
     top surface) and ``indenter_load`` (eV/A, z force of the atoms on the
     indenter, ``f_indent[3]``; 1 eV/A = 1.602 nN). The reported temperature
-    counts all atoms, the fixed ones included.
+    counts all atoms, the fixed ones included. (``params.structure`` is not
+    used: the slab is ``slab_atoms``.)
     """
-    arguments = _arguments(locals())
-    return execute(program_for("nanoindent", slab_atoms, potential, **arguments), potential, threads)
+    program = program_for(params, slab_atoms, potential, element=element, lattice=lattice,
+                          lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant, radius, depth, speed,  # type: ignore[no-untyped-def]
-                        temperature, fixed_bottom, force_constant, snapshot_every, timestep_fs,
-                        equilibration_steps, seed) -> Program:
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
+def _nanoindent_program(atoms: Atoms, potential: Potential, params: NanoindentProtocol, *, element: str, lattice: str,
+                        lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, params.timestep_fs)
     if atoms.pbc[2]:
         raise ValueError(
             "nanoindent needs a free top surface: slab_atoms.pbc must be False along z (the indentation axis), "
             f"got pbc = {atoms.pbc.tolist()}; e.g. slab.pbc = (True, True, False); slab.center(vacuum=10, axis=2)"
         )
     _require_lammps_orientation(atoms, "nanoindent")
-    radius = _positive("radius", radius, "A")
-    total = _indent_steps(depth, speed, timestep_fs)
-    temperature = _positive("temperature", temperature, "K")
-    fixed_bottom = _positive("fixed_bottom", fixed_bottom, "A", " (thickness of the bottom layer held fixed)")
-    force_constant = _positive("force_constant", force_constant, "eV/A^3")
-    every = _steps("snapshot_every", snapshot_every)
-    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
+    radius, depth, temperature = params.radius, params.depth, params.temperature
+    fixed_bottom, force_constant = params.fixed_bottom, params.force_constant
+    total = _indent_steps(depth, params.speed, params.timestep_fs)
+    every, equilibration = params.snapshot_every, params.equilibration_steps
     z = atoms.positions[:, 2]
     bottom, top = float(z.min()), float(z.max())
     if not fixed_bottom < top - bottom:
@@ -834,7 +753,7 @@ def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant,
 
     cell = np.array(atoms.cell[:], dtype=float)
     centre_x, centre_y = (0.5 * (cell[0] + cell[1]))[:2]
-    speed_per_step = float(speed) * _M_PER_S_TO_A_PER_PS * timestep_ps  # A per step
+    speed_per_step = float(params.speed) * _M_PER_S_TO_A_PER_PS * timestep_ps  # A per step
     thermostat = _thermostat(temperature, timestep_ps)
     program = _program("nanoindent", atoms, element, lattice, lattice_constant, timestep_ps)
     program.thermo_every = every
@@ -850,7 +769,7 @@ def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant,
         program.items.append(SnapshotPoint(0, 0, 0.0, start))
     program.items += [
         "reset_timestep 0",
-        _velocities("mobile", temperature, seed, 0),
+        _velocities("mobile", temperature, params.seed, 0),
         "velocity held set 0.0 0.0 0.0",
         f"fix integrate mobile nvt {thermostat}",
     ]
@@ -873,31 +792,13 @@ def _nanoindent_program(atoms, potential, *, element, lattice, lattice_constant,
 # =========================================================================== crack opening
 
 
-def crack_opening_snapshot_count(*, increments: int = 10) -> int:
+def crack_opening_snapshot_count(params: CrackOpeningProtocol) -> int:
     """Snapshots :func:`crack_opening` yields: the relaxed cracked crystal, then one per strain increment."""
-    return 1 + _steps("increments", increments)
+    return 1 + params.increments
 
 
-def crack_opening(
-    atoms: Atoms,
-    potential: Potential,
-    *,
-    element: str,
-    lattice: str,
-    lattice_constant: float,
-    crack_length: float,
-    normal: str = "y",
-    front: str = "z",
-    slit_width: float | None = None,
-    max_strain: float = 0.05,
-    increments: int = 10,
-    temperature: float = 0.0,
-    steps_per_increment: int = 1000,
-    equilibration_steps: int = 1000,
-    timestep_fs: float = 1.0,
-    seed: int = 12345,
-    threads: int = 1,
-) -> Iterator[Snapshot]:
+def crack_opening(atoms: Atoms, potential: Potential, params: CrackOpeningProtocol, *, element: str, lattice: str,
+                  lattice_constant: float, threads: int = 1) -> Iterator[Snapshot]:
     """Mode-I opening of a through-thickness slit crack by stepwise tensile strain normal to it.
 
     The crack is cut into a copy of ``atoms`` (orthogonal, periodic along
@@ -914,37 +815,31 @@ def crack_opening(
     ``steps_per_increment`` NVT steps (unused at 0 K). One snapshot per increment
     (``atoms.info["strain"]``; ``step`` is the increment at 0 K, the MD step otherwise).
     """
-    return execute(program_for("crack_opening", atoms, potential, **_arguments(locals())), potential, threads)
+    program = program_for(params, atoms, potential, element=element, lattice=lattice, lattice_constant=lattice_constant)
+    return execute(program, potential, threads)
 
 
-def _crack_opening_program(atoms, potential, *, element, lattice, lattice_constant, crack_length, normal,  # type: ignore[no-untyped-def]
-                           front, slit_width, max_strain, increments, temperature, steps_per_increment,
-                           equilibration_steps, timestep_fs, seed) -> Program:
-    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, timestep_fs, seed)
-    _choice("normal", normal, _AXES)
-    _choice("front", front, _AXES)
-    if front == normal:
-        raise ValueError(f"front must differ from normal (both {normal!r}): the crack front lies in the crack plane")
+def _crack_opening_program(atoms: Atoms, potential: Potential, params: CrackOpeningProtocol, *, element: str,
+                           lattice: str, lattice_constant: float) -> Program:
+    timestep_ps = _common(atoms, potential, element, lattice, lattice_constant, params.timestep_fs)
+    normal, front, crack_length = params.normal, params.front, params.crack_length
+    max_strain, increments, temperature = params.max_strain, params.increments, params.temperature
+    steps_per_increment, equilibration = params.steps_per_increment, params.equilibration_steps
     cell = np.array(atoms.cell[:], dtype=float)
     if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
-        raise ValueError(f"crack_opening needs an orthogonal cell (atoms.cell diagonal), got {np.round(cell, 4).tolist()}")
+        raise ValueError(f"crack_opening needs an orthogonal cell (atoms.cell diagonal), "
+                         f"got {np.round(cell, 4).tolist()}")
     n, f = _AXES.index(normal), _AXES.index(front)
     p = 3 - n - f  # crack propagation direction
     if not atoms.pbc[n]:
         raise ValueError(f"normal axis {normal!r} must be periodic to be strained (atoms.pbc = {atoms.pbc.tolist()})")
-    crack_length = _positive("crack_length", crack_length, "A")
     if not crack_length < cell[p, p]:
         raise ValueError(f"crack_length = {crack_length!r} A must be shorter than the cell along "
                          f"{_AXES[p]} ({cell[p, p]:.3f} A), or the crystal is cut in two")
-    slit_width = float(lattice_constant) if slit_width is None else _positive("slit_width", slit_width, "A")
+    slit_width = float(lattice_constant) if params.slit_width is None else params.slit_width
     if not slit_width < 0.5 * cell[n, n]:
         raise ValueError(f"slit_width = {slit_width!r} A must be less than half the cell along {normal} "
                          f"({0.5 * cell[n, n]:.3f} A)")
-    max_strain = _positive("max_strain", max_strain, "")
-    increments = _steps("increments", increments)
-    temperature = _non_negative("temperature", temperature, "K", " (0 K: minimise per increment)")
-    steps_per_increment = _steps("steps_per_increment", steps_per_increment, allow_zero=temperature == 0)
-    equilibration = _steps("equilibration_steps", equilibration_steps, allow_zero=True)
 
     centre = 0.5 * np.diag(cell)
     positions = atoms.positions
@@ -963,7 +858,7 @@ def _crack_opening_program(atoms, potential, *, element, lattice, lattice_consta
     if temperature > 0:
         program.items += [
             "reset_timestep 0",
-            _velocities("mobile", temperature, seed, 0),
+            _velocities("mobile", temperature, params.seed, 0),
             f"fix integrate mobile nvt {_thermostat(temperature, timestep_ps)}",
         ]
         if equilibration:
@@ -989,25 +884,24 @@ def _crack_opening_program(atoms, potential, *, element, lattice, lattice_consta
 
 @dataclass(frozen=True)
 class _Protocol:
+    model: type[ProtocolParams]  # the protocol's parameters: its model in schemas.sampling (the one definition)
     run: Callable[..., Iterator[Snapshot]]
     program: Callable[..., Program]
     count: Callable[..., int]
 
 
 PROTOCOLS: dict[str, _Protocol] = {
-    "minimize": _Protocol(minimize, _minimize_program, minimize_snapshot_count),
-    "anneal": _Protocol(anneal, _anneal_program, anneal_snapshot_count),
-    "uniaxial": _Protocol(uniaxial, _uniaxial_program, uniaxial_snapshot_count),
-    "shear": _Protocol(shear, _shear_program, shear_snapshot_count),
-    "nanoindent": _Protocol(nanoindent, _nanoindent_program, nanoindent_snapshot_count),
-    "crack_opening": _Protocol(crack_opening, _crack_opening_program, crack_opening_snapshot_count),
+    "minimize": _Protocol(MinimizeProtocol, minimize, _minimize_program, minimize_snapshot_count),
+    "anneal": _Protocol(AnnealProtocol, anneal, _anneal_program, anneal_snapshot_count),
+    "uniaxial": _Protocol(UniaxialProtocol, uniaxial, _uniaxial_program, uniaxial_snapshot_count),
+    "shear": _Protocol(ShearProtocol, shear, _shear_program, shear_snapshot_count),
+    "nanoindent": _Protocol(NanoindentProtocol, nanoindent, _nanoindent_program, nanoindent_snapshot_count),
+    "crack_opening": _Protocol(CrackOpeningProtocol, crack_opening, _crack_opening_program,
+                               crack_opening_snapshot_count),
 }
 
-
-def _arguments(local_variables: dict[str, Any]) -> dict[str, Any]:
-    """A protocol's keyword arguments (its locals at entry) without atoms, potential and threads."""
-    return {k: v for k, v in local_variables.items()
-            if k not in ("atoms", "slab_atoms", "potential", "threads", "arguments")}
+# keyword arguments of program_for/snapshot_count that describe the run, not the protocol's parameters
+_CONTEXT = ("element", "lattice", "lattice_constant", "threads")
 
 
 def _protocol(name: str) -> _Protocol:
@@ -1016,28 +910,35 @@ def _protocol(name: str) -> _Protocol:
     return PROTOCOLS[name]
 
 
-def program_for(name: str, atoms: Atoms, potential: Potential, **params: Any) -> Program:
-    """The validated :class:`Program` of protocol ``name`` with ``params`` (the protocol's defaults for the rest).
+def _params(protocol: str | ProtocolParams, fields: dict[str, Any]) -> ProtocolParams:
+    """The protocol's schema model: ``protocol`` itself, or built from its name and ``fields``."""
+    if isinstance(protocol, str):
+        return parameters(protocol, **fields)
+    kind = getattr(protocol, "kind", None)
+    if not isinstance(kind, str) or not isinstance(protocol, _protocol(kind).model):
+        raise ValueError(f"protocol must be a protocol name or a schemas.sampling protocol model, got {protocol!r}")
+    if fields:
+        raise ValueError(f"{kind}: give the parameters in the model, not as keywords ({', '.join(sorted(fields))})")
+    return protocol
 
-    ``threads`` may be among ``params`` (it does not change the program).
+
+def program_for(protocol: str | ProtocolParams, atoms: Atoms, potential: Potential, *, element: str, lattice: str,
+                lattice_constant: float, **fields: Any) -> Program:
+    """The validated :class:`Program` of ``protocol``: a schemas.sampling protocol model (e.g. a campaign
+    spec's ``spec.sampling.protocols[i]``), or a protocol name with its parameters as keyword ``fields``
+    (:func:`parameters`: the schema's defaults for the rest).
+
+    ``threads`` may be among ``fields`` (it does not change the program).
     """
-    protocol = _protocol(name)
-    signature = inspect.signature(protocol.run)
-    params = {k: v for k, v in params.items() if k != "threads"}
-    try:
-        bound = signature.bind(atoms, potential, **params)
-    except TypeError as error:
-        raise ValueError(f"{name}: {error}") from None
-    bound.apply_defaults()
-    arguments = _arguments(dict(bound.arguments))
-    return protocol.program(atoms, potential, **arguments).check()
+    fields.pop("threads", None)
+    params = _params(protocol, fields)
+    return _protocol(params.kind).program(atoms, potential, params, element=element, lattice=lattice,
+                                          lattice_constant=lattice_constant).check()
 
 
-def snapshot_count(name: str, **params: Any) -> int:
-    """Snapshots protocol ``name`` yields with ``params`` (any of the protocol's keyword arguments)."""
-    protocol = _protocol(name)
-    defaults = {k: p.default for k, p in inspect.signature(protocol.run).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    wanted = inspect.signature(protocol.count).parameters
-    arguments = {k: v for k, v in {**defaults, **params}.items() if k in wanted}
-    return protocol.count(**arguments)
+def snapshot_count(protocol: str | ProtocolParams, **fields: Any) -> int:
+    """Snapshots ``protocol`` yields: a schemas.sampling protocol model, or a protocol name with its parameters
+    as keyword ``fields`` (the schema's defaults for the rest; element, lattice, lattice_constant and threads
+    are ignored)."""
+    params = _params(protocol, {k: v for k, v in fields.items() if k not in _CONTEXT})
+    return _protocol(params.kind).count(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ase import Atoms
 
+from md.potentials import Potential
 from schemas.sampling import (
     BicrystalStructure,
     BulkStructure,
@@ -28,7 +29,6 @@ from .builders import (
     single_crystal,
     slab,
 )
-from md.potentials import Potential
 from .properties import elastic_constants
 
 

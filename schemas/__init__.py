@@ -12,8 +12,16 @@ from schemas.campaign import (
     load_spec_text,
     parse_spec,
 )
-
-from schemas.sampling import AnnealProtocol, SamplingParams
+from schemas.reconstruction import GCMCParams
+from schemas.sampling import (
+    AnnealProtocol,
+    CrackOpeningProtocol,
+    MinimizeProtocol,
+    NanoindentProtocol,
+    SamplingParams,
+    ShearProtocol,
+    UniaxialProtocol,
+)
 from schemas.study import StudyParams, StudyReport
 from schemas.training import SnapReference, SnapTrainingParams
 from schemas.validation import ValidationReport, ValidationSuiteParams, suite_params
@@ -22,17 +30,23 @@ __all__ = [
     "AnnealProtocol",
     "Budget",
     "CampaignSpec",
+    "CrackOpeningProtocol",
     "FieldError",
+    "GCMCParams",
     "LabellingParams",
+    "MinimizeProtocol",
+    "NanoindentProtocol",
     "ReconstructionParams",
     "RefinementParams",
     "SamplingParams",
     "SelectionParams",
+    "ShearProtocol",
     "SnapReference",
     "SnapTrainingParams",
     "SpecError",
     "StudyParams",
     "StudyReport",
+    "UniaxialProtocol",
     "ValidationReport",
     "ValidationSuiteParams",
     "load_spec_text",

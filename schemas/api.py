@@ -114,7 +114,8 @@ class ModelErrors(BaseModel):
 
 
 class TrainingPublic(BaseModel):
-    level: int = Field(description="MTP level")
+    model: str = Field("mtp", description="mtp or snap (refinement.training.model)")
+    level: int | None = Field(description="MTP level (None for a SNAP)")
     n_train: int
     n_test: int
     rmse: ModelErrors
@@ -131,6 +132,8 @@ class OTFRunPublic(BaseModel):
     snapshot_steps: list[int] = Field(description="MD steps of the graded snapshots")
     gamma_max: list[float] = Field(description="largest extrapolation grade of each graded snapshot")
     n_candidates: int = Field(description="atoms above gamma_select, summed over the snapshots")
+    md_engine: str = Field("ase", description="where the MD ran: ase (an MTP through motep's calculator) or lammps "
+                                              "(a SNAP, graded inside LAMMPS)")
 
 
 class OTFIterationPublic(BaseModel):
@@ -148,11 +151,14 @@ class OTFIterationPublic(BaseModel):
     rmse: ModelErrors | None = Field(description="the retrained model's errors; None when nothing was added")
     gamma_max: float = Field(description="largest gamma_max over the iteration's snapshots")
     wall_time_s: float
+    stopped: str | None = Field(None, description="why the loop stopped after this iteration (converged, "
+                                "nothing_added, max_iterations, budget); None: the next iteration followed")
 
 
 class SigmaHistogram(BaseModel):
     edges: list[float] = Field(description="log-spaced bin edges, eV/A")
-    counts: list[int] = Field(description="atoms per bin; below the first edge in the first, above the last in the last")
+    counts: list[int] = Field(description="atoms per bin; below the first edge in the first, above the last in the "
+                                          "last")
     n: int = Field(description="atoms counted")
     below: int
     above: int
@@ -229,7 +235,7 @@ class ValidationPublic(StudyReport):
     reference_lammps: list[str] = Field(description="the reference's pair_style / pair_coeff commands, files by "
                                                     "name")
     suite_path: str | None = Field(None, description="file name of the labelled suite (extxyz), when written")
-    models: list[StudyModelPublic]
+    models: list[StudyModelPublic]  # type: ignore[assignment]  # narrows StudyReport.models (pydantic validates it)
 
     @model_validator(mode="before")
     @classmethod

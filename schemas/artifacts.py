@@ -1,7 +1,4 @@
-"""Names of what a campaign stores, and one typed model per artifact kind.
-
-``StructureKind``: the stage a stored structure comes from (the ``structures.stage`` column); ``Dataset``: the
-training sets of the paper (B, C, P) and on-the-fly learning (OTF), each the labelled structures of one kind.
+"""One typed model per artifact kind (the names of structure kinds and datasets are in :mod:`schemas.names`).
 
 An artifact is a campaign's (kind, name) -> JSON document. Each kind has one model here, registered by its
 ``KIND``; :mod:`core.access` stores and loads them by type (``store_artifact(session, id, name, model)``,
@@ -11,41 +8,12 @@ Units are in the field descriptions.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.names import CAMPAIGN, Dataset, StructureKind  # noqa: F401 (re-exported for readers of artifacts)
 from schemas.study import StudyReport
-
-
-class StructureKind(StrEnum):
-    SAMPLING = "sampling"  # MD snapshots of the loadings (stage 1)
-    BASIC = "basic"  # dataset B: the domain-knowledge set (or the user's file)
-    CLUSTER = "cluster"  # spherical clusters cut around the selected atoms (stage 3)
-    CLUSTER_VACUUM = "cluster_vacuum"  # dataset C: those clusters in vacuum
-    PERIODIC = "periodic"  # dataset P: PCC-GCMC cells (stage 4)
-    VALIDATION = "validation"  # the study's validation configurations
-    OTF_CLUSTER = "otf_cluster"  # clusters cut by on-the-fly iterations
-    OTF = "otf"  # dataset OTF: the periodic cells on-the-fly learning added
-
-
-class Dataset(StrEnum):
-    B = "B"
-    C = "C"
-    P = "P"
-    OTF = "OTF"
-
-    @property
-    def structures(self) -> StructureKind:
-        """The kind of stored structure whose labelled members make up this dataset."""
-        return _DATASET_STRUCTURES[self]
-
-
-_DATASET_STRUCTURES = {Dataset.B: StructureKind.BASIC, Dataset.C: StructureKind.CLUSTER_VACUUM,
-                       Dataset.P: StructureKind.PERIODIC, Dataset.OTF: StructureKind.OTF}
-
-CAMPAIGN = "campaign"  # the name of a campaign-wide artifact (one per kind)
 
 
 class ArtifactModel(BaseModel):
@@ -73,7 +41,9 @@ class GammaHistogram(ArtifactModel):
 
     KIND: ClassVar[str] = "gamma_histogram"
     edges: list[float] = Field(description="bin edges, dimensionless gamma")
-    counts: list[int] = Field(description="atoms per bin; below the first edge in the first, above the last in the last")
+    counts: list[int] = Field(
+        description="atoms per bin; below the first edge in the first, above the last in the last"
+    )
     n: int = Field(description="atoms graded")
     gamma_max: float | None
     below: int = 0

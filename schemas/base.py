@@ -16,8 +16,8 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 def control_character(value: Any) -> str | None:
     """The first control character in ``value`` (a string, or lists/tuples of them), else None."""
     if isinstance(value, str):
-        found = CONTROL_CHARACTERS.search(value)
-        return found.group() if found else None
+        match = CONTROL_CHARACTERS.search(value)
+        return match.group() if match else None
     if isinstance(value, (list, tuple)):
         for item in value:
             found = control_character(item)

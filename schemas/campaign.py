@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from ase.data import chemical_symbols, reference_states
@@ -16,9 +16,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from schemas.base import Strict
 from schemas.limits import Limits, limit_errors
+from schemas.reconstruction import FAST_MC_MOVES, GCMCParams, spec_field
 from schemas.reference import REFERENCE_DESCRIPTION, REFERENCE_TAGS, ReferenceSpec
 from schemas.sampling import KIND_TAGS, SamplingParams, Structure
 from schemas.study import StudySettings
+from schemas.training import SnapTrainingParams
 
 Lattice = Literal["bcc", "fcc"]
 
@@ -63,23 +65,28 @@ class SelectionParams(Strict):
 
 
 class ReconstructionParams(Strict):
-    core_radius: float = Field(5.0, gt=0, description="radius of the fixed core (the MLIP cutoff), A")
-    max_atoms: int = Field(140, ge=2, description="most atoms in a reconstructed periodic cell")
-    grid: Literal["authors", "wide"] = Field("authors", description="box-size grid: 3x3x3 offsets or 1..10 A")
-    temperature: float = Field(100.0, gt=0, description="GCMC temperature, K")
-    mu: float = Field(0.1, description="GCMC chemical potential, eV")
-    steps: int = Field(2000, gt=0, description="MD/GCMC steps per box, 1 fs each")
-    exchanges: int = Field(10, ge=0, description="GCMC insertion/deletion attempts per invocation (every 10 steps)")
-    mc_moves: int | None = Field(
-        None, ge=0, description="GCMC translation attempts per invocation (every 10 steps); default 100 (authors), 10 (fast)"
+    """The campaign's PCC-GCMC parameters: fields of schemas.reconstruction.GCMCParams (same defaults and bounds),
+    plus ``protocol``; ``mc_moves`` None means the protocol's (GCMCParams.fast() for fast)."""
+
+    core_radius: float = spec_field("core_radius")
+    max_atoms: int = spec_field("max_atoms")
+    grid: Literal["authors", "wide"] = spec_field("grid")
+    temperature: float = spec_field("temperature")
+    mu: float = spec_field("mu")
+    steps: int = spec_field("steps", description="MD/GCMC steps per box, 1 fs each")
+    exchanges: int = spec_field("exchanges")
+    mc_moves: int | None = spec_field(
+        "mc_moves", default=None, description="GCMC translation attempts per invocation (every 10 steps); default "
+        f"{GCMCParams.model_fields['mc_moves'].default} (authors), {FAST_MC_MOVES} (fast)"
     )
     protocol: Literal["authors", "fast"] = Field(
         "authors",
-        description="authors: their published GCMC protocol on every box; fast: 10 MC translations per call, GCMC "
-        "stopped on a plateau of insertions or above max_atoms (measured 4x faster, best energy within 0.01 eV/atom)",
+        description=f"authors: their published GCMC protocol on every box; fast: {FAST_MC_MOVES} MC translations per "
+        "call, GCMC stopped on a plateau of insertions or above max_atoms (measured 4x faster, best energy within "
+        "0.01 eV/atom)",
     )
-    offsets: list[float] | None = Field(
-        None, min_length=1, max_length=20,
+    offsets: list[float] | None = spec_field(
+        "offsets", max_length=20,
         description="per-axis box offsets, A, overriding the grid's (e.g. [0.0] for one box per cluster); "
         "at most 20 (8,000 boxes per cluster)",
     )
@@ -114,7 +121,8 @@ class LabellingParams(Strict):
     )
     cutoff_ev: float | None = Field(None, gt=0, description="plane-wave cutoff, eV; default from the profile")
     kpoint_density: float | None = Field(
-        None, gt=0, description="Monkhorst-Pack k spacing incl. 2*pi, 1/A (paper: 2*pi*0.03 = 0.1885); default the profile's"
+        None, gt=0,
+        description="Monkhorst-Pack k spacing incl. 2*pi, 1/A (paper: 2*pi*0.03 = 0.1885); default the profile's",
     )
     pseudo_dir: str | None = Field(None, description="VASP: the POTCAR root (PBE); espresso: the pseudo_dir")
     command: list[str] | None = Field(
@@ -131,16 +139,26 @@ class LabellingParams(Strict):
 
 
 class TrainingParams(Strict):
+    model: Literal["mtp", "snap"] = Field(
+        "mtp", description="the campaign's model: mtp (motep; OTF MD in ASE with motep's calculator) or snap (the "
+        "settings in `snap`; OTF MD inside LAMMPS, graded there with compute sna/atom)"
+    )
+    snap: SnapTrainingParams = Field(
+        default_factory=SnapTrainingParams, description="the SNAP's settings (model: snap); seed and test_fraction "
+        "below apply to both"
+    )
     level: int = Field(8, ge=2, le=28, multiple_of=2, description="MTP level (MLIP's 02.mtp ... 28.mtp)")
     max_iter: int = Field(100, ge=0, description="iterations of the nonlinear optimiser (Levenberg-Marquardt)")
     min_dist: float = Field(2.0, gt=0, description="radial basis: smallest interatomic distance, A")
     max_dist: float = Field(5.0, gt=0, description="radial basis: cutoff, A (the paper's W MTPs: 5 A)")
     seed: int = Field(0, ge=0, description="random start of the fit; the test split uses it too")
     forces_weight: float = Field(
-        0.01, ge=0, allow_inf_nan=False, description="loss weight of forces against energy per atom (MLIP, the paper: 0.01)"
+        0.01, ge=0, allow_inf_nan=False,
+        description="loss weight of forces against energy per atom (MLIP, the paper: 0.01)",
     )
     stress_weight: float = Field(
-        0.001, ge=0, allow_inf_nan=False, description="loss weight of stress (MLIP's default 0.001; the paper's W MTPs: 0)"
+        0.001, ge=0, allow_inf_nan=False,
+        description="loss weight of stress (MLIP's default 0.001; the paper's W MTPs: 0)",
     )
     test_fraction: float = Field(
         0.1, ge=0, lt=1, description="share of the labelled configurations held out for the test RMSE"
@@ -154,7 +172,9 @@ class TrainingParams(Strict):
 
 
 class OTFTarget(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100, description="label of this run; default '<kind>-<index>'")
+    name: str | None = Field(
+        None, min_length=1, max_length=100, description="label of this run; default '<kind>-<index>'"
+    )
     structure: Structure = Field(..., description="the starting structure, as in sampling.protocols")
     temperature: float = Field(300.0, gt=0, description="MD temperature (Langevin), K")
     steps: int = Field(..., ge=1, description="MD steps with the MTP per iteration")
@@ -259,7 +279,9 @@ class CampaignSpec(Strict):
         if self.lattice_constant is not None:
             return self.lattice_constant
         state = reference_states[chemical_symbols.index(self.element)] or {}
-        return float(state.get("a", 3.5))
+        a = state.get("a", 3.5)
+        assert isinstance(a, float), f"ase's reference lattice constant of {self.element} is not a number: {a!r}"
+        return a
 
     def protocol_names(self) -> list[str]:
         return [p.name or f"{p.kind}-{i}" for i, p in enumerate(self.sampling.protocols)]
@@ -291,7 +313,7 @@ MAX_ERRORS = 100
 def _capped(errors: list[FieldError]) -> list[FieldError]:
     if len(errors) <= MAX_ERRORS:
         return errors
-    return errors[:MAX_ERRORS] + [FieldError("spec", f"... and {len(errors) - MAX_ERRORS} more errors")]
+    return [*errors[:MAX_ERRORS], FieldError("spec", f"... and {len(errors) - MAX_ERRORS} more errors")]
 
 
 def parse_spec(data: Any, limits: Limits | None = None) -> CampaignSpec:
@@ -314,7 +336,9 @@ def parse_spec(data: Any, limits: Limits | None = None) -> CampaignSpec:
     return spec
 
 
-def load_spec_text(text: str | bytes, fmt: Literal["yaml", "json"] = "yaml", limits: Limits | None = None) -> CampaignSpec:
+def load_spec_text(
+    text: str | bytes, fmt: Literal["yaml", "json"] = "yaml", limits: Limits | None = None
+) -> CampaignSpec:
     """Decode YAML or JSON text and validate it (``limits``: the server's, see parse_spec)."""
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
@@ -385,6 +409,9 @@ def _refinement_errors(spec: CampaignSpec) -> list[FieldError]:
                                              "section (training, otf) or stop after labelling")]
         return []
     errors = []
+    if refinement.ensemble is not None and refinement.training.model != "mtp":
+        errors.append(FieldError("refinement.ensemble", "the ensemble's force spread is of k MTPs; it needs "
+                                 "refinement.training.model: mtp (omit ensemble for a snap campaign)"))
     if spec.stop_after == "ensemble" and refinement.ensemble is None:
         errors.append(FieldError("stop_after", "'ensemble' needs refinement.ensemble (e.g. {k: 3})"))
     if spec.selection.gamma_break <= spec.selection.gamma_select:

@@ -6,13 +6,13 @@ One definition (used by :class:`schemas.campaign.LabellingParams`); the files ar
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from schemas.base import Strict
 
-__all__ = ["GeneralReference", "REFERENCE_DESCRIPTION", "REFERENCE_TAGS", "ReferenceSpec"]
+__all__ = ["REFERENCE_DESCRIPTION", "REFERENCE_TAGS", "GeneralReference", "ReferenceSpec"]
 
 #: Union tags of ReferenceSpec, left out of error paths (users did not write them).
 REFERENCE_TAGS = frozenset({"reference-file", "reference-lines"})
@@ -100,9 +100,7 @@ def _reference_kind(value: Any) -> str:
 
 #: ``labelling.reference``: a file reference (string) or the general form (mapping).
 ReferenceSpec = Annotated[
-    Union[
-        Annotated[str, Field(min_length=1, max_length=4096), Tag("reference-file")],
-        Annotated[GeneralReference, Tag("reference-lines")],
-    ],
+    Annotated[str, Field(min_length=1, max_length=4096), Tag("reference-file")]
+    | Annotated[GeneralReference, Tag("reference-lines")],
     Discriminator(_reference_kind),
 ]

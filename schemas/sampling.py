@@ -1,8 +1,9 @@
 """Sampling stage spec: the starting structures and the loading protocols (EIP-GS).
 
-Each protocol's fields are the keyword arguments of the function of the same `kind` in
-`sampling.protocols`; each structure's fields those of the builder in `sampling.builders`.
-Defaults follow the paper: 300 K, strain rates 1e8-1e9 1/s.
+Each protocol model is the one definition of its parameters (default, bounds, unit in the description):
+the function of the same `kind` in `sampling.protocols` takes it as its `params` argument
+(`uniaxial(atoms, potential, spec.sampling.protocols[i], element=..., ...)`); each structure's fields
+are those of the builder in `sampling.builders`. Defaults follow the paper: 300 K, strain rates 1e8-1e9 1/s.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ ENDLESS = 10**18
 
 def _steps(value: float) -> int:
     """MD steps of a run as an int; a run too long to count is ENDLESS."""
-    return int(round(value)) if value < ENDLESS else ENDLESS
+    return round(value) if value < ENDLESS else ENDLESS
 
 
 def _reduced(direction: tuple[int, ...]) -> tuple[int, ...]:
@@ -58,12 +59,12 @@ def lattice_period(direction: tuple[int, ...], lattice: str) -> float:
 def _in_plane_direction(normal: tuple[int, ...]) -> tuple[int, int, int]:
     """Shortest integer direction perpendicular to ``normal`` (sampling.builders._in_plane_direction)."""
     span = max(abs(v) for v in normal) + 1
-    best = None
+    best: tuple[tuple[int, ...], tuple[int, int, int]] | None = None
     for v in itertools.product(range(-span, span + 1), repeat=3):
         if any(v) and v[0] * normal[0] + v[1] * normal[1] + v[2] * normal[2] == 0:
             key = (v[0] ** 2 + v[1] ** 2 + v[2] ** 2, abs(v[2]), -v[0], -v[1], -v[2])
             if best is None or key < best[0]:
-                best = (key, v)
+                best = (key, (v[0], v[1], v[2]))
     return best[1] if best else (1, 0, 0)
 
 
@@ -248,7 +249,8 @@ class _Protocol(Strict):
         return 1
 
     def protocol_params(self) -> dict:
-        """Keyword arguments of the sampling.protocols function of this kind."""
+        """The protocol's parameters as keywords (``sampling.protocols.program_for(kind, ..., **these)`` and
+        ``snapshot_count(kind, **these)``); the protocol functions take the model itself."""
         return self.model_dump(exclude={"kind", "name", "structure"})
 
 
@@ -363,13 +365,25 @@ class CrackOpeningProtocol(_Protocol):
     )
     crack_length: Length = Field(30.0, description="slit length along the crack direction, A")
     normal: Literal["x", "y", "z"] = Field("y", description="crack-plane normal (loading axis)")
-    front: Literal["x", "y", "z"] = Field("z", description="crack-front direction")
+    front: Literal["x", "y", "z"] = Field("z", description="crack-front direction (differs from normal)")
+    slit_width: Length | None = Field(
+        None, description="thickness of the cut slit along the normal, default one lattice constant, A"
+    )
     max_strain: float = Field(0.05, gt=0, lt=1, description="final strain normal to the crack")
     increments: int = Field(10, ge=1, le=10_000, description="strain increments, one snapshot each")
     temperature: float = Field(0.0, ge=0, description="K; 0 minimises each increment instead of MD")
     steps_per_increment: int = Field(1000, ge=0, description="MD steps per increment (T > 0)")
     equilibration_steps: int = Field(1000, ge=0, description="MD steps before loading (T > 0)")
     timestep_fs: float = Field(1.0, gt=0, le=10, description="MD time step, fs")
+
+    @model_validator(mode="after")
+    def _crack_geometry(self) -> CrackOpeningProtocol:
+        if self.front == self.normal:
+            raise ValueError(f"front must differ from normal (both {self.normal!r}): the crack front lies in the "
+                             "crack plane")
+        if self.temperature > 0 and self.steps_per_increment == 0:
+            raise ValueError("steps_per_increment must be > 0 at temperature > 0 (each increment runs MD)")
+        return self
 
     def md_steps(self) -> int:
         return 0 if self.temperature == 0 else self.equilibration_steps + self.increments * self.steps_per_increment

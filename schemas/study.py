@@ -13,16 +13,17 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import Strict
+from schemas.names import Dataset
 from schemas.training import SnapTrainingParams
 from schemas.validation import PropertyComparison, ScenarioErrors, ValidationReport
 
-__all__ = ["DATASETS", "FIG6_SCENARIOS", "StudySettings", "StudyParams", "StudyModel", "StudyRatio", "StudyReport"]
+__all__ = ["DATASETS", "FIG6_SCENARIOS", "StudyModel", "StudyParams", "StudyRatio", "StudyReport", "StudySettings"]
 
 # the five scenarios of the paper's Fig. 6 (its central comparison); the suite adds Fig. 4's loops and nanoindentation
 FIG6_SCENARIOS = ("gb", "compression", "polycrystal_2d", "polycrystal_3d", "crack")
 
 # dataset keys of run_study: B basic, C vacuum clusters, P periodic PCC-GCMC cells, OTF on-the-fly additions
-DATASETS = ("B", "C", "P", "OTF")
+DATASETS = tuple(Dataset)
 
 
 def _default_snap() -> SnapTrainingParams:

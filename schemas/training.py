@@ -16,7 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from schemas.base import Strict
 
-__all__ = ["SnapReference", "SnapTrainingParams", "SNAP_TWOJMAX_RANGE", "DEFAULT_RIDGE_GRID"]
+__all__ = ["DEFAULT_RIDGE_GRID", "SNAP_TWOJMAX_RANGE", "SnapReference", "SnapTrainingParams"]
 
 # 2J = 2 (5 bispectrum components) to 12 (204; quadratic: 21,114 columns per element): beyond, compute snap's
 # cost (~2J^5 to 2J^7 per atom) and the quadratic Gram matrix (n^2 doubles) leave this machine's reach.
@@ -76,7 +76,7 @@ class SnapReference(Strict):
         return self.pair_style.split()[0]
 
     @classmethod
-    def zbl(cls, species: list[str] | tuple[str, ...], inner: float = 4.0, outer: float = 4.8) -> "SnapReference":
+    def zbl(cls, species: list[str] | tuple[str, ...], inner: float = 4.0, outer: float = 4.8) -> SnapReference:
         """ZBL between every pair of ``species`` (LAMMPS types 1..n in that order), switched off from
         ``inner`` to ``outer`` A: the shipped W SNAP's overlay is ``zbl(["W"], 4.0, 4.8)``."""
         from ase.data import atomic_numbers
@@ -142,7 +142,9 @@ class SnapTrainingParams(Strict):
     @field_validator("ridge")
     @classmethod
     def _ridge(cls, value: float | str) -> float | str:
-        if value != "auto" and not value >= 0:
+        # not >= 0 (rather than < 0) also rejects NaN
+        valid = value == "auto" if isinstance(value, str) else value >= 0
+        if not valid:
             raise ValueError(f"needs a number >= 0 or 'auto', got {value!r}")
         return value
 

@@ -19,7 +19,7 @@ and ``smoke`` (the same kinds, fewer and shorter, for tests).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,21 +27,21 @@ from schemas.base import Strict
 
 __all__ = [
     "SUITES",
-    "GbScenario",
     "CompressionScenario",
-    "Polycrystal2DScenario",
-    "Polycrystal3DScenario",
     "CrackScenario",
+    "GammaSummary",
+    "GbScenario",
     "LoopScenario",
     "NanoindentScenario",
+    "ParitySample",
+    "Polycrystal2DScenario",
+    "Polycrystal3DScenario",
+    "PropertyComparison",
     "PropertySettings",
+    "ScenarioErrors",
+    "ValidationReport",
     "ValidationSuiteParams",
     "suite_params",
-    "GammaSummary",
-    "ParitySample",
-    "ScenarioErrors",
-    "PropertyComparison",
-    "ValidationReport",
 ]
 
 SUITES = ("paper", "smoke")
@@ -166,7 +166,7 @@ class ValidationSuiteParams(Strict):
     properties: PropertySettings = Field(default_factory=PropertySettings)
 
 
-def suite_params(name: str, **overrides) -> ValidationSuiteParams:
+def suite_params(name: str, **overrides: Any) -> ValidationSuiteParams:
     """The ``paper`` or ``smoke`` preset; ``overrides`` replace top-level fields (e.g. ``seed=7``)."""
     if name == "paper":
         return ValidationSuiteParams(suite="paper", **overrides)

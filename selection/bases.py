@@ -21,10 +21,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -34,16 +34,16 @@ from md.engine import LammpsSystem
 from md.potentials import Potential
 
 __all__ = [
+    "AceBasis",
     "Basis",
     "BasisError",
-    "SnapBasis",
-    "MtpBasis",
-    "AceBasis",
     "Mlip3Basis",
     "Mlip3Error",
+    "MtpBasis",
+    "SnapBasis",
     "bispectrum_count",
-    "rows_for",
     "make_basis",
+    "rows_for",
 ]
 
 
@@ -459,7 +459,7 @@ class Mlip3Basis:
         self.select_add_command = tuple(select_add_command)
 
     def _run(self, template: Sequence[str], train: Sequence[Atoms], images: Sequence[Atoms]) -> list[Atoms]:
-        from sampling.mlip_formats import read_cfg, write_cfg
+        from formats.mtp import read_cfg, write_cfg
 
         with tempfile.TemporaryDirectory(prefix="dg-mlip3-") as tmp:
             paths = {k: os.path.join(tmp, f"{k}.cfg") for k in ("train", "input", "output")}

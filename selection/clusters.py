@@ -18,13 +18,13 @@ appear once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
 
-__all__ = ["Cluster", "cut_clusters", "sphere", "pad_vacuum"]
+__all__ = ["Cluster", "cut_clusters", "pad_vacuum", "sphere"]
 
 
 @dataclass
@@ -132,11 +132,11 @@ def sphere(atoms: Atoms, centre: np.ndarray, radius: float) -> tuple[np.ndarray,
                     vectors.append(displacement[inside])
     if not indices:
         return np.zeros(0, dtype=int), np.zeros((0, 3), dtype=int), np.zeros((0, 3))
-    indices = np.concatenate(indices)
-    shifts = np.rint(np.vstack(shifts)).astype(int)
-    vectors = np.vstack(vectors)
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], indices))
-    return indices[order], shifts[order], vectors[order]
+    all_indices = np.concatenate(indices)
+    all_shifts = np.rint(np.vstack(shifts)).astype(int)
+    all_vectors = np.vstack(vectors)
+    order = np.lexsort((all_shifts[:, 2], all_shifts[:, 1], all_shifts[:, 0], all_indices))
+    return all_indices[order], all_shifts[order], all_vectors[order]
 
 
 def _min_image(atoms: Atoms, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +153,7 @@ def _min_image(atoms: Atoms, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
                 vector = (d + shift) @ cell
                 if best is None or vector @ vector < best @ best:
                     best, best_shift = vector, shift
+    assert best is not None and best_shift is not None  # the loops run at least once (shift 0)
     return best, np.rint(best_shift).astype(int)
 
 
@@ -203,7 +204,7 @@ def cut_clusters(
         raise ValueError(f"merge_distance must be >= 0, got {merge_distance}")
     groups = _groups(atoms, centres, float(merge_distance)) if merge_distance > 0 else [[c] for c in centres]
     label = source if source is not None else atoms.info.get("source")
-    cell, _ = _full_cell(atoms)
+    _full_cell(atoms)  # raises for a periodic axis whose cell vector is zero
     clusters = []
     for group in groups:
         first = group[0]

@@ -6,7 +6,7 @@ and the campaign's selection stages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,8 @@ GAMMA_LEVELS = (1.0, 2.0, 10.0)  # MLIP-3: interpolation, reliable extrapolation
 
 def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001) -> ActiveSet:
     """The MaxVol active set of every atom of the training configurations."""
-    rows, labels = [], []
+    rows: list[np.ndarray] = []
+    labels: list[str] = []
     for index, atoms in enumerate(training):
         rows.append(basis.rows(atoms))
         labels.extend(f"train-{index}:atom-{atom}" for atom in range(len(atoms)))
@@ -53,14 +54,16 @@ def select_environments(
     rows: Sequence[np.ndarray],
     gamma: Sequence[np.ndarray],
     candidates: Sequence[np.ndarray] | None = None,
-    gamma_select: float = 2.0,
+    *,
+    gamma_select: float,
     max_new: int | None = None,
 ) -> Selection:
     """Greedy MaxVol selection among candidate atoms of several configurations.
 
     ``rows[k]``/``gamma[k]``: per-atom rows and grades of configuration k; ``candidates[k]``
     a boolean mask of atoms that may be selected (default all). Only candidates above
-    ``gamma_select`` are handed to select_add, which keeps the selection diverse.
+    ``gamma_select`` are handed to select_add, which keeps the selection diverse. ``gamma_select`` has no
+    default here: the campaign's is ``schemas.campaign.SelectionParams.gamma_select``.
     """
     pool_rows, owners = [], []
     for k, (config_rows, config_gamma) in enumerate(zip(rows, gamma, strict=True)):
@@ -84,7 +87,7 @@ def select_environments(
 
 def gamma_against_training_sets(
     basis: Basis,
-    training_sets: dict[str, Sequence[Atoms]],
+    training_sets: Mapping[str, Sequence[Atoms]],
     graded_rows: np.ndarray,
     tolerance: float = 1.001,
 ) -> dict[str, np.ndarray]:

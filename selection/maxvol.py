@@ -24,24 +24,25 @@ terminates.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 from scipy.linalg import qr
 
 __all__ = [
-    "RankDeficientError",
-    "MaxVolNotConvergedError",
+    "DEFAULT_GAMMA_EDGES",
     "ActiveSet",
+    "MaxVolNotConvergedError",
+    "RankDeficientError",
     "build_active_set",
     "grades",
-    "select_add",
-    "save",
     "load",
     "log_histogram",
     "merge_histograms",
-    "DEFAULT_GAMMA_EDGES",
+    "save",
+    "select_add",
 ]
 
 DEFAULT_TOLERANCE = 1.001
@@ -311,7 +312,7 @@ def grades(active_set: ActiveSet, rows: np.ndarray, chunk: int = _DEFAULT_CHUNK)
 def select_add(
     active_set: ActiveSet,
     candidate_rows: np.ndarray,
-    gamma_select: float = 2.0,
+    gamma_select: float,
     max_new: int | None = None,
     labels: Sequence[str] | None = None,
 ) -> tuple[ActiveSet, np.ndarray]:
@@ -442,7 +443,7 @@ def log_histogram(gammas: np.ndarray, bins: np.ndarray | int | None = None) -> d
     gammas = np.asarray(gammas, dtype=float).ravel()
     if bins is None:
         edges = DEFAULT_GAMMA_EDGES
-    elif np.isscalar(bins):
+    elif np.ndim(bins) == 0 and not isinstance(bins, np.ndarray):
         per_decade = int(bins)
         if per_decade < 1:
             raise ValueError(f"bins per decade must be >= 1, got {bins}")

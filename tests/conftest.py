@@ -13,10 +13,10 @@ from sqlalchemy.engine import make_url
 from support import POSTGRES_URL, REDIS_URL, reset_postgres
 
 
-
 def _admin_conninfo() -> str:
     url = make_url(POSTGRES_URL)
-    return f"host={url.host} port={url.port or 5432} user={url.username} password={url.password or ''} dbname={url.database}"
+    return (f"host={url.host} port={url.port or 5432} user={url.username} password={url.password or ''} "
+            f"dbname={url.database}")
 
 
 @pytest.fixture(scope="session")

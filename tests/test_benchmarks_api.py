@@ -37,12 +37,41 @@ def test_api_load_benchmark_runs(tmp_path):
             for p in ("p50", "p99"):
                 assert math.isfinite(results[f"{what}_{phase}_{p}"]) and results[f"{what}_{phase}_{p}"] > 0, out
     assert results["errors"] == 0 and results["large_answered"] == 2, out
-    assert "GET /health" in out and "ratio" in out
+    assert "request errors: 0" in out, out
+    answered = re.search(r"^load phase: 2 large specs \(20,000 atoms each\) submitted at once, "
+                         r"answered in ([0-9.]+) s: (\d+) in ([0-9.]+) s, (\d+) in ([0-9.]+) s$", out, re.M)
+    assert answered, out
+    assert answered.group(2) == answered.group(4) == "202", out  # large but allowed specs: accepted
+    phase = float(answered.group(1))
+    assert 0 < float(answered.group(3)) <= phase + 0.05 and 0 < float(answered.group(5)) <= phase + 0.05, out
+    for what, label in (("health", "GET /health"), ("campaign", "GET /api/v1/campaigns/{id}"),
+                        ("post", "POST small spec")):
+        row = re.search(rf"^{re.escape(label)} +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+)x, +([0-9.]+)x"
+                        rf"  \(n = (\d+), (\d+)\)$", out, re.M)
+        assert row, out
+        b50, b99, l50, l99, r50, r99 = map(float, row.groups()[:6])
+        assert int(row.group(7)) > 0 and int(row.group(8)) > 0, out  # samples in both phases
+        assert b50 <= b99 and l50 <= l99, out
+        assert abs(b50 - results[f"{what}_baseline_p50"]) <= 0.006 and abs(l99 - results[f"{what}_load_p99"]) <= 0.006
+        # the ratio load / baseline is printed from the same figures
+        assert abs(r50 - results[f"{what}_load_p50"] / results[f"{what}_baseline_p50"]) <= 0.006, out
+        assert abs(r99 - results[f"{what}_load_p99"] / results[f"{what}_baseline_p99"]) <= 0.006, out
 
 
 def test_api_latency_benchmark_runs():
+    """The benchmark's spec is a valid campaign spec (POST answers 2xx), and each printed ratio is its figures'."""
     out = _run("api_latency.py", "--structures", "10", "--requests", "10", "--posts", "2")
-    figures = [float(x) for x in re.findall(r"p(?:50|99)\s+([0-9.]+) ms", out)]
-    assert len(figures) == 6 and all(math.isfinite(x) and x > 0 for x in figures), out
-    rate = re.search(r"POST /api/v1/campaigns\s+([0-9.]+) campaigns/s", out)
-    assert rate and float(rate.group(1)) > 0, out
+    assert "PostgreSQL + Redis, 10 structures in the campaign, 10 sequential requests" in out, out
+    rows = re.findall(r"^GET (.+?) +p50 +([0-9.]+) ms  p99 +([0-9.]+) ms(?:  \(([0-9.]+)x baseline p50\))?$", out, re.M)
+    assert [row[0] for row in rows] == ["/health (baseline)", "/api/v1/campaigns/{id}", ".../structures?limit=100"]
+    health_p50 = float(rows[0][1])
+    for _what, p50, p99, ratio in rows:
+        assert math.isfinite(float(p50)) and 0 < float(p50) <= float(p99), out
+        if ratio:  # p50 / the baseline's p50, printed to 0.1 from the unrounded figures
+            assert abs(float(ratio) - float(p50) / health_p50) <= 0.06 + 0.01 * float(ratio), out
+    post = re.search(r"^POST /api/v1/campaigns +([0-9.]+) campaigns/s  \(([0-9.]+) ms each, ([0-9.]+)x baseline p50\)$",
+                     out, re.M)
+    assert post, out
+    rate, each, ratio = map(float, post.groups())
+    assert rate > 0 and abs(each - 1e3 / rate) <= 0.06 + 0.01 * each, out
+    assert abs(ratio - each / health_p50) <= 0.06 + 0.01 * ratio, out

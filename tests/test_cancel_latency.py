@@ -2,8 +2,8 @@
 
 End to end on the embedded executor (SQLite and PostgreSQL): app.services.cancel_campaign marks the
 campaign cancelled; the work item's lease heartbeat (workers/lease.py) sees it and creates the item's
-stop file; a watcher thread of the LAMMPS system sees it and ends the run (lmp.force_timeout); the stage runner turns that into
-Cancelled and the item ends. Measured: cancel -> the executor has finished the item.
+stop file; a watcher thread of the LAMMPS system sees it and ends the run (lmp.force_timeout); the stage runner
+turns that into Cancelled and the item ends. Measured: cancel -> the executor has finished the item.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from support import wait_for
 
 from app.auth import get_or_create_user
+from app.services import cancel_campaign, resume_campaign, submit_campaign
 from core.models import Campaign, Status, WorkItem
 from core.session import session_scope
-from app.services import cancel_campaign, resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers.dispatch import in_process
 from workers.lease import stop_file

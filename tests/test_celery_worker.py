@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import signal
 import subprocess
@@ -122,8 +123,8 @@ def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from core.models import Label, Status
     from app.services import submit_campaign
+    from core.models import Label, Status
     from schemas import parse_spec
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
@@ -147,7 +148,7 @@ def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker
                                                       task_name="dg.reconstruction.run_box").all()
             assert len(boxes) == 8
             intervals = sorted((b.started_at, b.finished_at) for b in boxes)
-            assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+            assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals))
             (cell,) = session.query(Structure).filter_by(campaign_id=campaign_id, stage="periodic").all()
             label = session.get(Label, cell.label_id)
             assert (label.state, label.attempts) == ("succeeded", 1)
@@ -168,8 +169,8 @@ def test_workers_with_two_pool_processes_on_every_queue_run_a_campaign(broker_en
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from core.models import Label, Status
     from app.services import submit_campaign
+    from core.models import Label, Status
     from schemas import parse_spec
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
@@ -288,8 +289,8 @@ def test_campaign_survives_workers_killed_at_random(broker_env, tmp_path):
     from support import write_bulk_training_set
 
     from app.auth import get_or_create_user
-    from core.models import Artifact, Campaign, Label
     from app.services import submit_campaign
+    from core.models import Artifact, Campaign, Label
     from schemas import parse_spec
 
     rng = random.Random(15)
@@ -365,7 +366,8 @@ def test_campaign_survives_workers_killed_at_random(broker_env, tmp_path):
                 killed = _group_pids(main)
                 os.kill(main, signal.SIGKILL)
                 _kill(workers[name])
-                workers[name] = _start_worker(env, logs[name], queues="md,select,gcmc,dft", concurrency=dict(slots)[name])
+                workers[name] = _start_worker(env, logs[name], queues="md,select,gcmc,dft",
+                                              concurrency=dict(slots)[name])
                 kills.append(f"main process {main} of worker {name} (running item {item_id}, {task})")
             last_kill = time.monotonic()
             time.sleep(0.2)

@@ -242,7 +242,8 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     assert finished_before and set(finished_before.values()) == {1}
 
     def job_logs(label_ids) -> dict[Path, int]:
-        keys = query(f"SELECT structure_hash, settings_sha256 FROM labels WHERE id IN ({','.join(map(str, label_ids))})")
+        ids = ",".join(map(str, label_ids))
+        keys = query(f"SELECT structure_hash, settings_sha256 FROM labels WHERE id IN ({ids})")
         return {log: log.stat().st_mtime_ns for s_hash, k_hash in keys
                 for log in [data / "labels" / f"{s_hash[:16]}-{k_hash[:12]}" / "run.log"]}
 
@@ -252,7 +253,8 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     result = resumed = _cli("resume", "1", "--no-progress", "--export", str(tmp_path / "export"), data_dir=data)
     assert result.returncode == 0, result.stderr
     assert "labels: succeeded" in result.stdout and "periodic cells (PCC-GCMC):" in result.stdout
-    labels = {label_id: (state, attempts) for label_id, state, attempts in query("SELECT id, state, attempts FROM labels")}
+    labels = {label_id: (state, attempts)
+              for label_id, state, attempts in query("SELECT id, state, attempts FROM labels")}
     cells, linked = query("SELECT COUNT(*), COUNT(label_id) FROM structures WHERE stage = 'periodic'")[0]
     assert cells == linked == len(labels) >= 2 and {state for state, _ in labels.values()} == {"succeeded"}
     # no finished job ran again: the ledger counts one attempt, and its run log was not written to
@@ -265,7 +267,8 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     from sampling.datasets import read_dataset
 
     energies = sorted(e for (e,) in query("SELECT energy FROM labels"))
-    for fmt, name, reader in (("mtp", "p.cfg", "cfg"), ("ace", "p.pckl.gzip", "pacemaker"), ("extxyz", "p.extxyz", "extxyz")):
+    for fmt, name, reader in (("mtp", "p.cfg", "cfg"), ("ace", "p.pckl.gzip", "pacemaker"),
+                              ("extxyz", "p.extxyz", "extxyz")):
         result = _cli("export", "1", "--format", fmt, "--datasets", "P", "--out", str(tmp_path / name), data_dir=data)
         assert result.returncode == 0, result.stderr
         images = read_dataset(tmp_path / name, format=reader, species=["W"])
@@ -282,3 +285,26 @@ def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(
     result = _cli("export", "1", "--format", "mtp", "--out", str(tmp_path / "b.cfg"), data_dir=data)
     assert result.returncode == 2 and "no energy and forces" in result.stderr
     assert not (tmp_path / "b.cfg").exists() and not list(tmp_path.glob(".b.cfg*"))
+
+
+def test_option_defaults_are_the_schema_defaults():
+    """Options that are spec parameters take their defaults from the schema models, so --help shows those."""
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from schemas import GCMCParams, SelectionParams
+
+    def defaults(command: str) -> dict:
+        return {parameter.name: parameter.default for parameter in main.commands[command].params}
+
+    selection, gcmc = SelectionParams.model_fields, GCMCParams.model_fields
+    select = defaults("select")
+    for option, field in (("gamma_select", "gamma_select"), ("max_new", "max_new"), ("radius", "cluster_radius"),
+                          ("candidates", "candidates"), ("basis", "basis"), ("twojmax", "twojmax"),
+                          ("cutoff", "snap_cutoff")):
+        assert select[option] == selection[field].default, option
+    reconstruct = defaults("reconstruct")
+    for name in ("max_atoms", "grid", "core_radius", "steps", "exchanges", "mc_moves"):
+        assert reconstruct[name] == gcmc[name].default, name
+    help_text = CliRunner().invoke(main, ["select", "--help"], terminal_width=200).output
+    assert f"[default: {selection['gamma_select'].default}]" in help_text

@@ -49,7 +49,7 @@ def _together(*commands: tuple[str, ...], data_dir: Path, database_url: str | No
     """Start the commands at once; assert each exits 0; their stdouts."""
     processes = [_start(*command, data_dir=data_dir, database_url=database_url) for command in commands]
     outputs = [process.communicate(timeout=120) for process in processes]
-    for command, process, (out, err) in zip(commands, processes, outputs):
+    for command, process, (_out, err) in zip(commands, processes, outputs):
         assert process.returncode == 0, f"{' '.join(command)} exited {process.returncode}:\n{err[-2000:]}"
     return [out for out, _ in outputs]
 
@@ -110,7 +110,7 @@ def test_get_or_create_user_from_many_sessions_at_once_gives_one_user(env):
         ids: list[int] = []
         errors: list[BaseException] = []
 
-        def create() -> None:
+        def create(barrier: threading.Barrier, name: str, ids: list[int], errors: list[BaseException]) -> None:
             try:
                 barrier.wait()
                 with session_scope() as session:
@@ -118,7 +118,7 @@ def test_get_or_create_user_from_many_sessions_at_once_gives_one_user(env):
             except BaseException as error:  # collected: the assertion below names it
                 errors.append(error)
 
-        threads = [threading.Thread(target=create) for _ in range(sessions)]
+        threads = [threading.Thread(target=create, args=(barrier, name, ids, errors)) for _ in range(sessions)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -15,11 +15,10 @@ import pytest
 from support import TINY_SPEC, open_page, wait_for, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
+from app.services import submit_campaign
 from core.models import Artifact, Campaign, Environment, Label, Structure
 from core.session import session_scope
-from app.services import submit_campaign
 from schemas import parse_spec
-
 
 
 def _submit(spec) -> int:
@@ -101,8 +100,8 @@ def _chart_series(page, chart: str) -> dict[str, list]:
 def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from core.storage import StructureStore
     from core.settings import get_settings
+    from core.storage import StructureStore
     from selection.maxvol import log_histogram
 
     started = time.monotonic()
@@ -249,7 +248,7 @@ def test_dashboard_in_headless_chromium_on_a_real_campaign(env, tokens, server, 
                 return (label.attempts, label.state, campaign_now.status.value) if label.attempts == 2 and \
                     label.state == "failed" and campaign_now.status.finished else None
 
-        attempts, state, status = wait_for(retried, 60, what="the retried label to run")
+        _attempts, _state, status = wait_for(retried, 60, what="the retried label to run")
         assert status == "succeeded"
         lap("retry ran")
         page.reload()

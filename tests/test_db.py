@@ -52,6 +52,5 @@ def test_a_snapshot_source_is_stored_once(env):
                formula="W2", n_atoms=2, pbc=[True] * 3, cell=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     with session_scope() as session:
         session.add(Structure(**row))
-    with pytest.raises(IntegrityError):
-        with session_scope() as session:
-            session.add(Structure(**row))
+    with pytest.raises(IntegrityError), session_scope() as session:
+        session.add(Structure(**row))

@@ -9,9 +9,9 @@ from datetime import timedelta
 from support import TINY_SPEC, wait_for, wait_for_campaign
 
 from app.auth import get_or_create_user
+from app.services import cancel_campaign, resume_campaign, submit_campaign
 from core.models import Campaign, Status, Structure, WorkItem, utcnow
 from core.session import session_scope
-from app.services import cancel_campaign, resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers import execute, lease
 from workers.dispatch import in_process

@@ -68,7 +68,8 @@ def test_a_minimisation_counts_atom_steps():
     protocol = spec.sampling.protocols[0]
     assert (protocol.md_steps(), protocol.minimization_steps()) == (0, 2 * MINIMIZE_MAX_ITERATIONS)
     message = _errors(_one_protocol(minimize, budget={"max_md_atom_steps": 10**8}))["budget.max_md_atom_steps"]
-    assert "2.56e+08 atom-steps" in message and "128,000 atoms x (0 MD steps + 2,000 minimisation iterations)" in message
+    assert "2.56e+08 atom-steps" in message
+    assert "128,000 atoms x (0 MD steps + 2,000 minimisation iterations)" in message
     fixed_box = _one_protocol(minimize | {"box_relax": False}, budget={"max_md_atom_steps": 10**8})
     assert "1.28e+08 atom-steps" in _errors(fixed_box)["budget.max_md_atom_steps"]
     # a quasi-static crack: one minimisation per strain increment, after the first
@@ -113,7 +114,8 @@ def test_minimisation_iterations_and_snapshots_are_those_of_the_lammps_programs(
         snapshots = sum(1 for item in program.items if isinstance(item, SnapshotPoint))
         assert protocol.minimization_steps() == minimizations * MINIMIZE_MAX_ITERATIONS, protocol
         assert protocol.md_steps() == runs, protocol
-        assert protocol.snapshots() == snapshots == snapshot_count(protocol.kind, **protocol.protocol_params()), protocol
+        expected = snapshot_count(protocol.kind, **protocol.protocol_params())
+        assert protocol.snapshots() == snapshots == expected, protocol
 
 
 @pytest.mark.parametrize("structure", [
@@ -157,7 +159,8 @@ def test_runs_that_would_never_end_are_refused_not_overflowed():
 def test_text_with_control_characters_and_non_finite_numbers_name_the_field():
     data = copy.deepcopy(TINY_SPEC) | {"name": "w\x00defects"}
     assert "U+0000" in _errors(data)["name"]
-    data = copy.deepcopy(TINY_SPEC) | {"labelling": {"launcher": "slurm", "slurm": {"extra_lines": ["#SBATCH -N1\nrm"]}}}
+    data = copy.deepcopy(TINY_SPEC) | {"labelling": {"launcher": "slurm",
+                                                     "slurm": {"extra_lines": ["#SBATCH -N1\nrm"]}}}
     assert "U+000A" in _errors(data)["labelling.slurm.extra_lines"]
     data = copy.deepcopy(TINY_SPEC)
     data["sampling"]["protocols"][0]["name"] = "bulk\x1b[2J"

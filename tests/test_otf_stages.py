@@ -202,7 +202,7 @@ def test_a_snap_campaign_runs_its_otf_md_inside_lammps_graded_there(env, tmp_pat
     active_set = maxvol.load(directory / "active_set.npz")
     graded = _load_snapshots(directory / "md-0.npz", "vacancy-900K")
     assert len(graded) >= 1  # a vacancy pair at 900 K reaches beyond bulk B for a 2J=4 SNAP
-    for snapshot, _rows, gamma in graded:
+    for snapshot, _, gamma in graded:
         _rows, again = grade_atoms(basis, active_set, snapshot)
         assert gamma == pytest.approx(again, rel=1e-8)
         index = run["snapshot_steps"].index(snapshot.info["step"])

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
+from app.services import resume_campaign, submit_campaign
 from core.models import Campaign, Status, Structure, WorkItem
 from core.session import session_scope
-from app.services import resume_campaign, submit_campaign
 from schemas import parse_spec
 from workers import execute
 from workers.dispatch import in_process
@@ -128,7 +129,8 @@ def test_server_start_resumes_work_of_a_dead_in_process_server(env):
 
     lost = []  # the tasks were queued in a process that died before running them
     with session_scope() as session:
-        campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), _one_protocol_spec(), lost.extend).id
+        campaign_id = submit_campaign(session, get_or_create_user(session, "alice"), _one_protocol_spec(),
+                                      lost.extend).id
     assert len(lost) == 1
     with TestClient(create_app()):
         campaign = _finished(campaign_id)
@@ -183,8 +185,8 @@ def test_reconstruction_stage_makes_periodic_cells_with_the_cluster_core(env, tm
     import numpy as np
 
     from core.models import Artifact
-    from core.storage import StructureStore
     from core.settings import get_settings
+    from core.storage import StructureStore
     from workers.stages.reconstruction import cluster_core
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
@@ -204,7 +206,7 @@ def test_reconstruction_stage_makes_periodic_cells_with_the_cluster_core(env, tm
         assert len(boxes) == 8 and {b.queue for b in boxes} == {"gcmc"}
         # the embedded default runs the boxes of a cluster side by side in its process pool
         intervals = sorted((b.started_at, b.finished_at) for b in boxes)
-        assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+        assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals))
 
         (cluster,) = session.query(Structure).filter_by(campaign_id=campaign.id, stage="cluster").all()
         (cell,) = session.query(Structure).filter_by(campaign_id=campaign.id, stage="periodic").all()

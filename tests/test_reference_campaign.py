@@ -10,9 +10,9 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
+from app.services import submit_campaign
 from core.models import Artifact, Campaign, Label, Structure
 from core.session import session_scope
-from app.services import submit_campaign
 from schemas import parse_spec
 
 
@@ -47,8 +47,8 @@ def test_campaign_labels_with_the_meam_reference_and_exports_say_so(env, tmp_pat
             stored = read_label(row.path)
             assert stored["extra"]["efs_by"] == "lammps:WL.meam"
         # the MEAM label, not the sampling EAM's energy: the same as labelling the cell by hand
-        from core.storage import StructureStore
         from core.settings import get_settings
+        from core.storage import StructureStore
 
         atoms = StructureStore(get_settings().data_dir).read(cells[0].path)
         by_hand = label(atoms, settings, tmp_path / "by-hand")
@@ -123,3 +123,36 @@ def test_network_specs_name_reference_files_only_by_reference(env, tmp_path, mon
     assert "labelling.reference.files.0" in errors(general)
     assert "outside" in errors(str(allowed / "W_2940_2017_2.snap"))["labelling.reference"]
     assert errors("Ta06A.snap")["labelling.reference"].startswith("the reference Ta06A.snap describes Ta")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_uploaded_reference_in_a_spec_sent_to_the_api(client, tokens, env):
+    """A reference potential sent to POST /api/v1/potentials and named 'uploaded:<sha256>' is accepted by the API
+    and labels through the server's resolver (labelling itself knows no upload storage): the same bytes under
+    the same name are the same label settings as the bundled file."""
+    from pathlib import Path
+
+    from labelling import quick, reference_options, resolve_reference, settings_hash
+    from md.potentials import bundled_potentials_dir
+    from workers.stages.labelling import dft_settings
+
+    headers = {"Authorization": f"Bearer {tokens['alice']}"}
+    payload = (bundled_potentials_dir() / "W_zhou.eam.alloy").read_bytes()
+    response = client.post("/api/v1/potentials", headers=headers, files={"file": ("W_zhou.eam.alloy", payload)})
+    assert response.status_code == 201, response.text
+    reference = response.json()["reference"]
+    assert reference.startswith("uploaded:")
+
+    body = copy.deepcopy(TINY_SPEC) | {"labelling": {"engine": "lammps", "reference": reference}}
+    response = client.post("/api/v1/campaigns", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    settings = dft_settings(parse_spec(body))
+    bundled = quick("lammps", **reference_options(resolve_reference("W_zhou.eam.alloy", "W")))
+    assert settings_hash(settings) == settings_hash(bundled)
+    stored = Path(settings.reference_paths["W_zhou.eam.alloy"])
+    assert stored.is_relative_to((Path(env["DG_DATA_DIR"]) / "uploads").resolve())
+
+    missing = copy.deepcopy(TINY_SPEC) | {"labelling": {"engine": "lammps", "reference": "uploaded:" + "0" * 64}}
+    response = client.post("/api/v1/campaigns", json=missing, headers=headers)
+    assert response.status_code == 422, response.text
+    assert {e["field"] for e in response.json()["detail"]} == {"labelling.reference"}

@@ -21,9 +21,9 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
+from app.services import submit_campaign
 from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
 from core.session import session_scope
-from app.services import submit_campaign
 from schemas import SpecError, parse_spec
 
 REFINEMENT = {
@@ -123,7 +123,8 @@ def test_training_otf_and_ensemble_stages_and_what_the_campaign_shows(env, token
         took = {s.stage: round((s.finished_at - s.started_at).total_seconds(), 1)
                 for s in session.query(StageRun).filter_by(campaign_id=campaign_id)}
         artifacts = {(a.kind, a.name): a.data for a in session.query(Artifact).filter_by(campaign_id=campaign_id)}
-        otf_cells = session.query(Structure).filter_by(campaign_id=campaign_id, stage="otf").order_by(Structure.id).all()
+        otf_cells = (session.query(Structure).filter_by(campaign_id=campaign_id, stage="otf")
+                     .order_by(Structure.id).all())
         otf_cells = [(c.id, c.info["iteration"], c.energy, session.get(Label, c.label_id)) for c in otf_cells]
         defect_atoms: dict[int, int] = {}  # per sampling snapshot
         for environment in session.query(Environment).join(Structure).filter(

@@ -109,7 +109,7 @@ def _alias_bomb() -> str:
     for level in "bcdefghi":
         previous = chr(ord(level) - 1)
         lines.append(f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 9) + "]")
-    return "\n".join(lines + ["name: *i", "element: *i", "sampling: {protocols: *i}"]) + "\n"
+    return "\n".join([*lines, "name: *i", "element: *i", "sampling: {protocols: *i}"]) + "\n"
 
 
 def test_malformed_specs_answer_422_naming_the_field(broker, client, tokens):

@@ -57,7 +57,8 @@ def test_pickle_upload_is_refused_and_never_unpickled(client, tokens, env, tmp_p
                            files={"file": ("train.extxyz", _payload(marker))})
     assert response.status_code == 422 and "pickle" in _fields(response)["file"]
     assert not marker.exists()
-    assert not (Path(env["DG_DATA_DIR"]) / "uploads").exists() or not any((Path(env["DG_DATA_DIR"]) / "uploads").iterdir())
+    uploads = Path(env["DG_DATA_DIR"]) / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
 
 
 def test_stored_pickle_referenced_by_a_campaign_is_refused_before_it_runs(client, tokens, env, tmp_path):
@@ -118,7 +119,8 @@ def test_commands_modules_and_batch_lines_in_a_spec_are_refused(client, tokens, 
     response = client.post("/api/v1/campaigns", json=spec, headers=_auth(tokens["bob"]))
     assert response.status_code == 422, response.text
     fields = _fields(response)
-    for field in ("labelling.command", "labelling.pseudo_dir", "labelling.slurm.modules", "labelling.slurm.extra_lines"):
+    for field in ("labelling.command", "labelling.pseudo_dir", "labelling.slurm.modules",
+                  "labelling.slurm.extra_lines"):
         assert "launch_profile" in fields[field], fields
     _no_server_path(response, env)
     # an account with a newline would add a line to the batch script
@@ -163,8 +165,8 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
                  "modules": ["espresso/7.2"], "extra_lines": ["#SBATCH --qos=normal"]}}))
     get_settings.cache_clear()
 
-    spec = copy.deepcopy(TINY_SPEC) | {"stop_after": None,
-                                       "labelling": {"engine": "espresso", "launch_profile": "qe-4", "launcher": "slurm"}}
+    spec = copy.deepcopy(TINY_SPEC) | {
+        "stop_after": None, "labelling": {"engine": "espresso", "launch_profile": "qe-4", "launcher": "slurm"}}
     parsed = parse_spec(spec)
     settings = dft_settings(parsed)
     assert settings.command == ("mpirun", "-np", "4", "pw.x") and settings.pseudo_dir == "/apps/pseudo"
@@ -188,10 +190,10 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
 def test_errors_of_failed_work_never_show_server_directories(client, tokens, env):
     """A worker's exception text (a LAMMPS or reader message) may name the data directory or the
     installation: the API and the dashboard show them by what they are."""
+    from app.auth import get_or_create_user
+    from app.services import submit_campaign
     from core.models import StageRun, Status
     from core.session import session_scope
-    from app.services import submit_campaign
-    from app.auth import get_or_create_user
     from schemas import parse_spec
 
     data_dir = env["DG_DATA_DIR"]

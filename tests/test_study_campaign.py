@@ -13,9 +13,9 @@ import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
 from app.auth import get_or_create_user
+from app.services import submit_campaign
 from core.models import Artifact, Campaign, Label, Structure
 from core.session import session_scope
-from app.services import submit_campaign
 from schemas import SpecError, StudyReport, parse_spec
 
 
@@ -76,8 +76,8 @@ def test_campaign_study_labels_through_the_ledger_and_validates_each_combination
         validation = session.query(Structure).filter_by(campaign_id=campaign_id, stage="validation").all()
         session_data = {"otf": session.query(Artifact).filter_by(campaign_id=campaign_id, kind="otf",
                                                                  name="campaign").one().data}
-        from core.storage import StructureStore
         from core.settings import get_settings
+        from core.storage import StructureStore
 
         store = StructureStore(get_settings().data_dir)
         suite = [(store.read(s.path), read_label(session.get(Label, s.label_id).path)) for s in validation]

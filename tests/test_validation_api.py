@@ -71,9 +71,9 @@ def study(tmp_path_factory) -> tuple[dict, Path, float]:
 def _store(study, owner: str = "alice", with_artifact: bool = True) -> tuple[int, dict]:
     """A campaign with a study section (created, not started) and, with_artifact, the report as its validation
     artifact, its paths moved into the campaign's directory as the stage's are."""
+    from core.access import put_artifact
     from core.settings import get_settings
     from workers.pipeline import create_campaign
-    from workers.stages.common import put_artifact
 
     data, workdir, _ = study
     spec = parse_spec(TINY_SPEC | {"stop_after": None, "study": {"kinds": ["linear"], "suite": "smoke"}})

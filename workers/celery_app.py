@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
@@ -56,7 +57,7 @@ _sweeper = None
 
 
 @worker_ready.connect
-def _start_sweeper(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _start_sweeper(**_kwargs: Any) -> None:
     global _sweeper
     from workers.sweeper import Sweeper
 
@@ -64,6 +65,6 @@ def _start_sweeper(**_kwargs) -> None:  # type: ignore[no-untyped-def]
 
 
 @worker_shutdown.connect
-def _stop_sweeper(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _stop_sweeper(**_kwargs: Any) -> None:
     if _sweeper is not None:
         _sweeper.stop()

@@ -170,7 +170,7 @@ def send(refs: Iterable[TaskRef]) -> None:
     refs = list(refs)
     if not refs:
         return
-    if settings.in_process:
+    if settings.in_process or settings.broker_url is None:  # in_process: no broker_url
         in_process.submit(refs)
     else:
         send_to_celery(refs, settings.broker_url)

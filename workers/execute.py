@@ -11,7 +11,7 @@ import logging
 import traceback
 from collections.abc import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from core.models import Campaign, Status, WorkItem, utcnow
 from core.session import session_scope
@@ -71,17 +71,19 @@ def _finish(item_id: int, owner: str, status: Status, error: str | None = None) 
             update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status.in_(ours))
             .values(**values).execution_options(synchronize_session=False)
         )
+        assert isinstance(result, CursorResult), "an UPDATE's result is a CursorResult"
         if result.rowcount == 1:
-            campaign_id = session.scalar(select(WorkItem.campaign_id).where(WorkItem.id == item_id))
+            campaign_id = session.scalars(select(WorkItem.campaign_id).where(WorkItem.id == item_id)).one()
             return pipeline.advance(session, campaign_id)
         released = session.execute(
             update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
             .values(lease_owner=None).execution_options(synchronize_session=False)
         )
+        assert isinstance(released, CursorResult), "an UPDATE's result is a CursorResult"
         if released.rowcount != 1:
             log.warning("work item %s: lease %s was taken over; this run's %s is dropped", item_id, owner, status)
             return []
-        item = session.get(WorkItem, item_id)
+        item = session.get_one(WorkItem, item_id)
         if item.status == Status.pending:  # resumed under our lease: its message found the lease held
             return [TaskRef(item.id, item.task_name, item.queue)]
         return []  # cancelled (its stop file stays until the item is claimed again)

@@ -20,8 +20,9 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Campaign, Status, WorkItem, utcnow
@@ -81,7 +82,7 @@ def expire_dead_local_leases(session: Session, *where: ColumnElement[bool]) -> N
     where every executor is a process of this machine; a reused pid only means waiting for the timeout."""
     held = session.execute(select(WorkItem.id, WorkItem.lease_owner).where(*where, WorkItem.lease_owner.is_not(None)))
     for item_id, owner in held.all():
-        if _gone_from_this_machine(owner):
+        if owner is not None and _gone_from_this_machine(owner):  # the query excludes None
             session.execute(
                 update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
                 .values(heartbeat_at=None).execution_options(synchronize_session=False)
@@ -102,7 +103,7 @@ def claim(item_id: int, owner: str) -> bool:
                     finished_at=None, attempts=WorkItem.attempts + 1)
             .execution_options(synchronize_session=False)
         )
-        claimed = result.rowcount == 1
+        claimed = cast(CursorResult[Any], result).rowcount == 1  # an UPDATE's result is a CursorResult
     if claimed:
         stop_file(item_id).unlink(missing_ok=True)
     return claimed
@@ -115,7 +116,7 @@ def renew(item_id: int, owner: str) -> bool:
             update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
             .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1
+        return cast(CursorResult[Any], result).rowcount == 1
 
 
 def cancelled(item_id: int) -> bool:
@@ -133,7 +134,8 @@ def release_dead(item_id: int, owner: str) -> None:
     rather than after the lease timeout; a running item goes back to pending."""
     with session_scope() as session:
         session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status == Status.running)
+            update(WorkItem)
+            .where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status == Status.running)
             .values(status=Status.pending, lease_owner=None, heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core.access import load_artifact
 from core.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
 from core.settings import get_settings
 from labelling.reference import ReferencePotentialError
@@ -24,15 +24,16 @@ from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
-from schemas.limits import Limits, effective, limit_errors, structure_message
-from core.access import load_artifact
 from schemas.artifacts import OTFIterationRecord
+from schemas.limits import Limits, effective, limit_errors, structure_message
+from schemas.names import StructureKind
+from schemas.sampling import Structure as StructureSpec
 from workers import lease
 from workers.stages import otf
 from workers.stages.common import PlannedItem, resolve_potential
 from workers.stages.labelling import dft_settings, label_structure, labelling_reference, plan_labels
 from workers.stages.reconstruction import assemble_cells, plan_boxes, run_box
-from workers.stages.refinement import ensemble_spread, train_model
+from workers.stages.refinement import ensemble_spread, refinement_of, train_model
 from workers.stages.sampling import TYPE_COUNTS, run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
 from workers.stages.study import build_validation_suite, run_validation_study
@@ -80,7 +81,7 @@ def _plan_one(_session: Session, _campaign_id: int, _spec: CampaignSpec) -> list
 def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> list[PlannedItem]:
     snapshots = session.execute(
         select(Structure.id, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
         .order_by(Structure.id)
     )
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
@@ -171,7 +172,7 @@ def check_spec(spec: CampaignSpec) -> None:
         raise SpecError([FieldError("potential", str(exc))]) from None
     errors = []
 
-    def build(structure, field: str) -> None:  # type: ignore[no-untyped-def]
+    def build(structure: StructureSpec, field: str) -> None:
         try:
             atoms = build_structure(structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
         except ValueError as exc:
@@ -200,7 +201,7 @@ def check_spec(spec: CampaignSpec) -> None:
         else:
             errors += _study_errors(spec)
     if "otf_md" in names:
-        for index, target in enumerate(spec.refinement.otf.targets):
+        for index, target in enumerate(refinement_of(spec).otf.targets):
             build(target.structure, f"refinement.otf.targets.{index}.structure")
     limit = bounds["max_snapshots"]
     if snapshots > limit.value:
@@ -261,7 +262,10 @@ def _refresh_progress(session: Session, stage_run: StageRun) -> None:
 def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[TaskRef]:
     stage, iteration = definition(stage_run.stage)
     spec = CampaignSpec.model_validate(campaign.spec)
-    planned = stage.plan(session, campaign.id, spec, iteration) if stage.loop else stage.plan(session, campaign.id, spec)
+    if stage.loop:
+        planned = stage.plan(session, campaign.id, spec, iteration)
+    else:
+        planned = stage.plan(session, campaign.id, spec)
     items = [
         WorkItem(
             campaign_id=campaign.id,
@@ -425,7 +429,7 @@ def summarize(session: Session, campaign_id: int) -> CampaignSummary:
             func.count(Structure.id),
             func.coalesce(func.sum(Structure.n_atoms), 0),
             func.coalesce(func.sum(Structure.n_candidates), 0),
-        ).where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+        ).where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
     ).one()
     summary = CampaignSummary(snapshots=int(snapshots), atoms=int(atoms), defect_atoms=int(defect_atoms))
     per_protocol = session.scalars(
@@ -435,10 +439,11 @@ def summarize(session: Session, campaign_id: int) -> CampaignSummary:
         for name, count in counts.items():
             summary.structure_types[name] = summary.structure_types.get(name, 0) + count
     summary.periodic_cells = session.scalar(
-        select(func.count(Structure.id)).where(Structure.campaign_id == campaign_id, Structure.stage == "periodic")
+        select(func.count(Structure.id))
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.PERIODIC)
     ) or 0
     summary.labels = dict(session.execute(
         select(Label.state, func.count(Structure.id)).join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "periodic").group_by(Label.state)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.PERIODIC).group_by(Label.state)
     ).all())
     return summary

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.models import Campaign, Status, WorkItem, utcnow
@@ -94,7 +95,8 @@ def sweep(*, resend_pending: bool, campaign_id: int | None = None) -> list[TaskR
     return refs
 
 
-def _lost_messages(session: Session, in_live_campaign, lapsed, now) -> list[TaskRef]:  # type: ignore[no-untyped-def]
+def _lost_messages(session: Session, in_live_campaign: ColumnElement[bool], lapsed: datetime,
+                   now: datetime) -> list[TaskRef]:
     """Pending items that waited longer than the lease timeout behind an empty queue; marked queued now."""
     waiting = (in_live_campaign, WorkItem.status == Status.pending, WorkItem.lease_owner.is_(None),
                func.coalesce(WorkItem.heartbeat_at, WorkItem.created_at) < lapsed)

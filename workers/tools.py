@@ -14,19 +14,22 @@ import numpy as np
 from ase import Atoms
 
 from core.settings import get_settings
-from selection.bases import Basis, Mlip3Basis, make_basis
-from selection.clusters import cut_clusters, pad_vacuum
 from sampling.datasets import read_dataset
 from sampling.defects import classify_atoms, defect_mask
+from schemas.campaign import SelectionParams
+from selection.bases import Basis, Mlip3Basis, make_basis
+from selection.clusters import cut_clusters, pad_vacuum
 from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
+
+_SELECTION = SelectionParams.model_fields  # the defaults of the campaign's selection section
 
 
 @dataclass(frozen=True)
 class BasisOptions:
-    name: str = "snap"
+    name: str = _SELECTION["basis"].default
     potential: Path | None = None  # .mtp for mtp, .yaml for ace, .almtp for mlip3
-    twojmax: int = 6
-    cutoff: float = 4.7  # SNAP pair cutoff, A
+    twojmax: int = _SELECTION["twojmax"].default
+    cutoff: float = _SELECTION["snap_cutoff"].default  # SNAP pair cutoff, A
     threads: int = 1
 
 
@@ -88,13 +91,17 @@ def select_files(
     out: Path,
     *,
     lattice: str,
-    gamma_select: float = 2.0,
-    max_new: int | None = 200,
-    radius: float = 8.0,
+    gamma_select: float,
+    max_new: int | None,
+    radius: float,
     vacuum: float = 0.0,
-    candidates: str = "defects",
+    candidates: str,
 ) -> dict:
-    """Select diverse high-gamma environments and write spherical clusters around them (extxyz)."""
+    """Select diverse high-gamma environments and write spherical clusters around them (extxyz).
+
+    ``gamma_select``, ``max_new``, ``radius`` (cluster_radius) and ``candidates`` have no defaults here: the
+    campaign's are those of ``schemas.campaign.SelectionParams`` (the CLI reads them from there).
+    """
     if candidates not in ("defects", "all"):
         raise ValueError("--candidates: choose 'defects' (atoms not in the perfect lattice) or 'all'")
     training = read_dataset(train)
@@ -112,7 +119,7 @@ def select_files(
     active_set = training_active_set(basis, training)
     graded = [grade_atoms(basis, active_set, atoms) for atoms in configurations]
     selection = select_environments(
-        active_set, [r for r, _ in graded], [g for _, g in graded], masks, gamma_select, max_new
+        active_set, [r for r, _ in graded], [g for _, g in graded], masks, gamma_select=gamma_select, max_new=max_new
     )
     clusters: list[Atoms] = []
     for k, atoms in enumerate(configurations):

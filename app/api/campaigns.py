@@ -14,20 +14,21 @@ from starlette.concurrency import run_in_threadpool
 
 from app import spec_checks
 from app.api.deps import (
+    PRINTABLE,
     CurrentUser,
     Limit,
     Offset,
     OwnedCampaign,
-    PRINTABLE,
     SessionDep,
     StructureId,
     responses,
 )
-from core.models import Artifact, Campaign, Structure, User
 from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
 from app.policy import check_network_spec, public_text
 from app.services import cancel_campaign, resume_campaign, server_limits, submit_campaign
+from core.models import Artifact, Campaign, Structure, User
 from core.settings import get_settings
+from formats import ExportName, format_for
 from mlip import ExportError
 from schemas import CampaignSpec, load_spec_text
 from schemas.api import (
@@ -42,9 +43,9 @@ from schemas.api import (
     TrainingPublic,
     ValidationPublic,
 )
+from schemas.artifacts import OTFIterationRecord, ValidationTable
 from workers.pipeline import summarize
 from workers.stages import refinement
-from workers.stages.study import VALIDATION
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 
@@ -100,7 +101,7 @@ async def create_campaign(request: Request, session: SessionDep, user: CurrentUs
     limit checks (arithmetic, no structure built) and the database run in the thread pool; the checks that
     build structures (pipeline.check_spec) in a process of app.spec_checks, under DG_SPEC_CHECK_TIMEOUT."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    fmt = "yaml" if content_type in YAML_TYPES else "json"
+    fmt: Literal["yaml", "json"] = "yaml" if content_type in YAML_TYPES else "json"
     body = await _read_spec(request, MAX_SPEC_BYTES[fmt])
     spec = await run_in_threadpool(load_spec_text, body, fmt, server_limits())
     await run_in_threadpool(check_network_spec, spec)
@@ -201,10 +202,11 @@ def training(campaign: OwnedCampaign, session: SessionDep) -> TrainingPublic:
 @router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic], responses=OWNED,
             summary="On-the-fly refinement: one entry per finished iteration")
 def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset = 0, limit: Limit = 100) -> Page:
-    query = select(Artifact).where(Artifact.campaign_id == campaign.id, Artifact.kind == refinement.OTF_ITERATION)
+    query = select(Artifact).where(Artifact.campaign_id == campaign.id, Artifact.kind == OTFIterationRecord.KIND)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Artifact.name).offset(offset).limit(limit)).all()
-    return Page(data=[OTFIterationPublic.model_validate(row.data) for row in rows], count=count)
+    return Page(data=[OTFIterationPublic.model_validate(OTFIterationRecord.model_validate(row.data).model_dump())
+                      for row in rows], count=count)
 
 
 @router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic, responses=OWNED,
@@ -217,7 +219,7 @@ def ensemble(campaign: OwnedCampaign, session: SessionDep) -> EnsemblePublic:
             summary="The B / B+C / B+P study: each SNAP's errors per validation scenario and the ratios against B")
 def validation(campaign: OwnedCampaign, session: SessionDep) -> ValidationPublic:
     return ValidationPublic.model_validate(
-        _campaign_artifact(session, campaign, VALIDATION, "validation study", section="study"))
+        _campaign_artifact(session, campaign, ValidationTable.KIND, "validation study", section="study"))
 
 
 @router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz",
@@ -243,20 +245,22 @@ def structure_file(structure_id: StructureId, session: SessionDep, user: Current
 def export(
     campaign: OwnedCampaign,
     session: SessionDep,
-    format: Annotated[Literal["mtp", "ace", "extxyz"], Query(description="mtp (.cfg), ace (.pckl.gzip), extxyz")],
+    format: Annotated[ExportName, Query(description="mtp (.cfg), ace (.pckl.gzip), extxyz")],
     datasets: Annotated[str, Query(max_length=200, description="comma-separated subset of B, C, P, OTF")] = "B,P",
     max_atoms: Annotated[int | None, Query(ge=1, description="drop configurations with more atoms")] = None,
     max_force: Annotated[float | None, Query(gt=0, description="drop configurations with a larger force, eV/A")] = None,
 ) -> StreamingResponse:
     # written to a spooled file first: a bad dataset is a 422 before any byte is sent
-    spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)
-    handle = spool if format == "ace" else io.TextIOWrapper(spool, encoding="utf-8", write_through=True)
+    # no `with`: the spool outlives this function, the response streams it
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
+    handle = spool if format_for(format).binary else io.TextIOWrapper(spool, encoding="utf-8", write_through=True)
     try:
         names = parse_datasets(datasets)
         count = export_campaign(session, campaign, format, handle, names,
                                 ExportFilters(max_atoms=max_atoms, max_force=max_force))
     except ExportError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": "datasets", "message": str(exc)}]) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            [{"field": "datasets", "message": str(exc)}]) from None
     if handle is not spool:
         handle.detach()
     spool.seek(0)

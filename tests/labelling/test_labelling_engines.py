@@ -46,7 +46,8 @@ def _potcar_dir(tmp_path, extra=()):
                *extra]
     for name, titel in entries:
         (root / name).mkdir(parents=True)
-        (root / name / "POTCAR").write_text(f"  {titel}\n 14.0000000000000000\n parameters from PSCTR are:\n   TITEL  = {titel}\n End of Dataset\n")
+        (root / name / "POTCAR").write_text(f"  {titel}\n 14.0000000000000000\n parameters from PSCTR are:\n"
+                                            f"   TITEL  = {titel}\n End of Dataset\n")
     return root
 
 
@@ -73,7 +74,7 @@ def test_vasp_inputs(tmp_path):
 def test_vasp_missing_potcar_is_clear(tmp_path, monkeypatch):
     atoms = bulk("Ta", "bcc", a=3.3)
     backend = VaspBackend()
-    with pytest.raises(FileNotFoundError, match="no POTCAR for Ta; tried .*potpaw_PBE/Ta/POTCAR"):
+    with pytest.raises(FileNotFoundError, match=r"no POTCAR for Ta; tried .*potpaw_PBE/Ta/POTCAR"):
         backend.write_inputs(atoms, quick("vasp", pseudo_dir=str(_potcar_dir(tmp_path))), tmp_path / "job")
     missing = tmp_path / "no-such-dir"
     with pytest.raises(FileNotFoundError, match=f"POTCAR directory {re.escape(str(missing))} .*does not exist"):
@@ -150,7 +151,8 @@ def test_vasp_parse_real_vasprun(tmp_path):
     assert result.energy_zero == pytest.approx(expected["zero"], abs=1e-8)
     np.testing.assert_allclose(result.forces, expected["forces"], rtol=0, atol=1e-8)  # no job.json: file order
     assert np.abs(result.forces).max() > 2.0
-    np.testing.assert_allclose(result.stress, _ase_stress(expected["stress_kb"]), rtol=1e-7, atol=1e-12)  # ASE units: CODATA 2014
+    # ASE units: CODATA 2014
+    np.testing.assert_allclose(result.stress, _ase_stress(expected["stress_kb"]), rtol=1e-7, atol=1e-12)
     assert result.engine == "vasp" and result.engine_version == expected["version"] == "6.3.0"
     assert result.converged and result.n_scf == expected["n_scf"] == 21 and result.kpts == (1, 1, 1)
     assert result.extra["parsed_from"] == "vasprun.xml" and result.settings_hash == ""
@@ -169,7 +171,8 @@ def test_vasp_parse_real_outcar(tmp_path):
     assert result.energy == pytest.approx(expected["free"], abs=1e-8)
     assert result.energy_zero == pytest.approx(expected["zero"], abs=1e-8)
     np.testing.assert_allclose(result.forces, expected["forces"], rtol=0, atol=1e-8)
-    np.testing.assert_allclose(result.stress, _ase_stress(expected["stress_kb"]), rtol=1e-7, atol=1e-12)  # ASE units: CODATA 2014
+    # ASE units: CODATA 2014
+    np.testing.assert_allclose(result.stress, _ase_stress(expected["stress_kb"]), rtol=1e-7, atol=1e-12)
     assert result.engine_version == expected["version"] == "6.3.0"
     assert result.converged and result.n_scf == expected["n_scf"] == 21 and result.kpts == (1, 1, 1)
     from_xml = VaspBackend().parse(_only(tmp_path / "x", "vasprun.xml"))
@@ -225,7 +228,8 @@ def test_vasp_unconverged_from_real_files(tmp_path):
     assert xml.count('<i type="int" name="NELM">   100</i>') == 2
     workdir = tmp_path / "nelm"
     workdir.mkdir()
-    (workdir / "vasprun.xml").write_text(xml.replace('<i type="int" name="NELM">   100</i>', '<i type="int" name="NELM">    21</i>'))
+    (workdir / "vasprun.xml").write_text(xml.replace('<i type="int" name="NELM">   100</i>',
+                                                     '<i type="int" name="NELM">    21</i>'))
     result = VaspBackend().parse(workdir)
     assert not result.converged and result.n_scf == 21
     assert classify_failure(workdir, completed, engine="vasp") == "scf_not_converged"
@@ -235,8 +239,10 @@ def test_vasp_unconverged_from_real_files(tmp_path):
     workdir.mkdir()
     assert "   NELM = 100\n" in outcar and "   NELM   =    100;" in outcar  # INCAR echo, parameter block
     assert outcar.count("aborting loop because EDIFF is reached") == 1
-    (workdir / "OUTCAR").write_text(outcar.replace("   NELM = 100\n", "   NELM = 21\n").replace("   NELM   =    100;", "   NELM   =     21;")
-                                    .replace("aborting loop because EDIFF is reached", "-------------------------------------"))
+    (workdir / "OUTCAR").write_text(outcar.replace("   NELM = 100\n", "   NELM = 21\n")
+                                    .replace("   NELM   =    100;", "   NELM   =     21;")
+                                    .replace("aborting loop because EDIFF is reached",
+                                             "-------------------------------------"))
     result = VaspBackend().parse(workdir)
     assert not result.converged and result.n_scf == 21
     assert classify_failure(workdir, completed, engine="vasp") == "scf_not_converged"
@@ -268,7 +274,8 @@ def test_vasp_truncated_and_garbled_output(tmp_path):
             (workdir / name).write_text(text)
         with pytest.raises(ParseError, match=re.escape(str(workdir / next(iter(files))))):
             VaspBackend().parse(workdir)
-        assert classify_failure(workdir, RunOutcome(returncode=0, state="COMPLETED"), engine="vasp") == "parse_error", case
+        outcome = RunOutcome(returncode=0, state="COMPLETED")
+        assert classify_failure(workdir, outcome, engine="vasp") == "parse_error", case
         assert classify_failure(workdir, RunOutcome(returncode=None, state="TIMEOUT"), engine="vasp") == "walltime"
 
     # through label(): the command leaves a garbled vasprun.xml -> LabelError(parse_error) naming it
@@ -335,7 +342,8 @@ def test_espresso_parse_recorded_output(tmp_path):
     assert result.energy == pytest.approx(expected["energy"], rel=1e-7) and expected["energy"] == -16.46350526 * RY_EV
     assert expected["forces"].shape == (4, 3) and np.abs(expected["forces"]).max() > 0.2
     np.testing.assert_allclose(result.forces, expected["forces"], rtol=0, atol=1e-7)
-    np.testing.assert_allclose(result.stress, expected["stress"], rtol=1e-6, atol=1e-12)  # Bohr**3: 2014 vs 2018 constants
+    # Bohr**3: 2014 vs 2018 constants
+    np.testing.assert_allclose(result.stress, expected["stress"], rtol=1e-6, atol=1e-12)
     assert -result.stress[:3].mean() * KBAR_PER_EV_A3 == pytest.approx(96.33, abs=0.01)  # P printed by pw.x
     assert result.engine_version == expected["version"] == "6.7MaX"
     assert result.converged and result.n_scf == expected["n_scf"] == 6 and result.settings_hash == ""
@@ -374,7 +382,8 @@ def test_espresso_bad_output_is_parse_error(tmp_path):
         source = tmp_path / f"{name}.pwo"
         source.write_text(content)
         # pw.x's stdout is espresso.pwo; `sh -c` ignores the appended "-in espresso.pwi" (they become $0 $1)
-        settings = quick("espresso", pseudo_dir=str(tmp_path / "pp"), kpts=(1, 1, 1), command=("sh", "-c", f"cat {source}"))
+        settings = quick("espresso", pseudo_dir=str(tmp_path / "pp"), kpts=(1, 1, 1),
+                         command=("sh", "-c", f"cat {source}"))
         with pytest.raises(LabelError) as info:
             label(bulk("Al", "fcc", a=4.04, cubic=True), settings, tmp_path / name)
         assert info.value.failure == "parse_error", name
@@ -458,7 +467,8 @@ def test_eam_label_matches_lammps_and_refused_in_production(tmp_path):
     plus, minus = atoms.copy(), atoms.copy()
     plus.positions[3, 2] += h
     minus.positions[3, 2] -= h
-    fd = -(label(plus, quick("eam"), tmp_path / "p").energy - label(minus, quick("eam"), tmp_path / "m").energy) / (2 * h)
+    fd = -(label(plus, quick("eam"), tmp_path / "p").energy
+           - label(minus, quick("eam"), tmp_path / "m").energy) / (2 * h)
     assert result.forces[3, 2] == pytest.approx(fd, rel=1e-4, abs=1e-6)
 
     with pytest.raises(ValueError, match=r"labelling\.engine.*production"):

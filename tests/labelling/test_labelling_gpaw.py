@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
+import gpaw  # built from source by scripts/setup.sh (scripts/install_gpaw.sh)
 import numpy as np
 import pytest
 from ase.build import bulk
 
-import gpaw  # noqa: E402  (scripts/setup.sh runs scripts/install_gpaw.sh)
-
-from labelling import LabelError, classify_failure, label, quick  # noqa: E402
-from labelling.backends import GpawBackend  # noqa: E402
+from labelling import LabelError, classify_failure, label, quick
+from labelling.backends import GpawBackend
 
 
 def w2():
@@ -87,7 +86,7 @@ def test_gpaw_forces_match_finite_differences_16_atoms(tmp_path):
     atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
     settings = quick("gpaw", ecut=300.0, kpts=(2, 2, 2), scf_energy_tol=1e-7)
     start = time.perf_counter()
-    result, rows = _fd_check(atoms, settings, tmp_path, [(0, 0), (5, 1), (11, 2)])
+    _result, rows = _fd_check(atoms, settings, tmp_path, [(0, 0), (5, 1), (11, 2)])
     print("analytic vs FD:", rows, f"{time.perf_counter() - start:.1f} s")
     for analytic, fd in rows:
         assert abs(analytic - fd) <= 0.02 * abs(fd) + 2e-3, (analytic, fd)

@@ -56,7 +56,8 @@ def test_vasp_inputs_for_reconstructed_cell(tmp_path):
     incar = dict(line.split(" = ", 1) for line in (job_dir / "INCAR").read_text().splitlines())
     assert float(incar["ENCUT"]) == 520.0 and float(incar["EDIFF"]) == 1e-6
     assert incar["ISMEAR"] == "-1" and float(incar["SIGMA"]) == 0.1  # Fermi-Dirac 0.1 eV
-    assert (incar["PREC"], incar["IBRION"], incar["NSW"], incar["ISIF"], incar["LREAL"]) == ("Accurate", "-1", "0", "2", ".FALSE.")
+    assert (incar["PREC"], incar["IBRION"], incar["NSW"], incar["ISIF"], incar["LREAL"]) == (
+        "Accurate", "-1", "0", "2", ".FALSE.")
     assert incar["ISPIN"] == "1" and "GGA" not in incar  # PBE is the POTCAR default
 
     mesh = expected_kpts(atoms.cell)

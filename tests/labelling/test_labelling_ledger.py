@@ -113,7 +113,8 @@ def test_transitions_and_scf_retry_in_stage(tmp_path):
         def run(self, argv, workdir, **kwargs):
             calls.append(json.loads((Path(workdir) / "job.json").read_text())["settings"])
             if len(calls) == 1:
-                write_json_atomic(Path(workdir) / ERROR_FILE, {"class": "scf_not_converged", "message": "Did not converge!"})
+                write_json_atomic(Path(workdir) / ERROR_FILE,
+                                  {"class": "scf_not_converged", "message": "Did not converge!"})
                 from labelling.result import RunOutcome
 
                 return RunOutcome(returncode=3, state="FAILED")

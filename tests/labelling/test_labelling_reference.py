@@ -15,8 +15,18 @@ import pytest
 from ase.build import bulk
 from support import TINY_SPEC
 
-from labelling import (LabelError, ReferencePotentialError, default_reference, label, production, quick,
-                       reference_in_model_family, reference_options, resolve_reference, settings_hash)
+from labelling import (
+    LabelError,
+    ReferencePotentialError,
+    default_reference,
+    label,
+    production,
+    quick,
+    reference_in_model_family,
+    reference_options,
+    resolve_reference,
+    settings_hash,
+)
 from md.potentials import bundled_potentials_dir
 from schemas import SpecError, parse_spec
 
@@ -219,3 +229,39 @@ def test_include_file_with_other_commands_is_refused(tmp_path):
     with pytest.raises(ReferencePotentialError, match="only 'variable NAME equal NUMBER'"):
         resolve_reference(str(tmp_path / "var.snap"), "W")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_uploaded_reference_is_resolved_by_the_server_only(tmp_path):
+    """labelling knows no upload storage: an 'uploaded:' reference goes through the resolver the service passes
+    (workers.stages.common.resolve_upload), and without one it is refused, naming the field."""
+    reference = "uploaded:" + "a" * 64
+    with pytest.raises(ReferencePotentialError) as error:
+        resolve_reference(reference, "W")
+    assert error.value.field == "labelling.reference" and "resolved by the server" in error.value.reason
+    general = {"pair_style": "eam/alloy", "pair_coeff": ["* * W_zhou.eam.alloy W"], "files": [reference]}
+    with pytest.raises(ReferencePotentialError) as error:
+        resolve_reference(general, "W")
+    assert error.value.field == "labelling.reference.files.0" and "resolved by the server" in error.value.reason
+
+    stored = tmp_path / "uploads" / "W_zhou.eam.alloy"
+    stored.parent.mkdir(parents=True)
+    shutil.copy(POTENTIALS / "W_zhou.eam.alloy", stored)
+    asked = []
+
+    def resolver(ref: str, field: str):
+        asked.append((ref, field))
+        return stored
+
+    uploaded = resolve_reference(reference, "W", resolve_upload=resolver)
+    assert asked == [(reference, "labelling.reference")]
+    # the same bytes under the same name: the same hashed record (and label) as the bundled file
+    assert uploaded.record() == resolve_reference("W_zhou.eam.alloy", "W").record()
+    assert uploaded.path_map() == {"W_zhou.eam.alloy": str(stored)}
+    assert not reference_in_model_family(reference, "snap", resolve_upload=resolver)
+
+    def missing(ref: str, field: str):
+        raise ValueError(f"{field}: no uploaded file {ref}; upload it with POST /api/v1/files first")
+
+    with pytest.raises(ReferencePotentialError) as error:
+        resolve_reference(reference, "W", field="potential", resolve_upload=missing)
+    assert error.value.field == "potential" and error.value.reason.startswith("no uploaded file")

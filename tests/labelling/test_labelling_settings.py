@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk
+from pydantic import ValidationError
 
 from labelling import (
     PAPER_KSPACING,
@@ -71,10 +73,63 @@ def test_settings_hash_stable_and_sensitive():
 def test_settings_round_trip_and_validation():
     s = quick("vasp", kpts=[3, 3, 3], command=["mpirun", "vasp_std"], engine_options={"potcar": {"W": "W_pv"}})
     assert DFTSettings.from_dict(s.to_dict()) == s
-    with pytest.raises(ValueError, match="labelling.engine"):
+    with pytest.raises(ValueError, match=r"labelling\.engine"):
         DFTSettings(engine="castep")
     with pytest.raises(ValueError, match="unknown DFT settings"):
         DFTSettings.from_dict({"encut": 400})
+
+
+# The ledger's keys: settings_hash of settings built before DFTSettings became a pydantic model. A change here
+# recomputes every stored DFT label, so these numbers must never change.
+PINNED_HASHES = {
+    ("production", "gpaw"): "426a32e32cab48d810d26c67b42d1a44d38f5d69c4d68f7e552db41d6c3b3cac",
+    ("quick", "gpaw"): "e9df4f1e7cae4ca09ffcb8d9c7729db217188bccebc2f5d097dd8601276e3743",
+    ("production", "vasp"): "000a66b1fac5e0c695088fc803cef0dd36897ce89fb8287e860eef468ac2af67",
+    ("quick", "vasp"): "f87e8d00f4cbeebc5f69d64da511a9010a8771b1f7095c0e7f5ba1e994374812",
+    ("production", "espresso"): "952eb2af46ee2635f68cc6a5d40b568478c3e2c9254a2ceba4bd224ad7dbd570",
+    ("quick", "espresso"): "4baae2460a999717b7c0464aa2bf72de4fa6b98c03970f515ab5522b75d76ff5",
+    ("quick", "eam"): "edf8f01dbd586a48040a36f7406bf6e2001d423a5e6b1cfcbb20396a6e3ebe54",
+}
+
+
+def test_settings_hashes_of_stored_labels_do_not_change():
+    for (name, engine), expected in PINNED_HASHES.items():
+        assert settings_hash(profile(name, engine)) == expected, (name, engine)
+    # an integer stays an integer (the hash writes 350, not 350.0), as the ledger rows were written
+    ints = quick("gpaw", ecut=350, sigma=0, scf_energy_tol=1e-5)
+    assert settings_hash(ints) == "46c9390dd8249d1bab1f2795e053bac384dbb03bf7c738e864f6a382a5d2e0b1"
+    assert '"ecut": 350, ' in json.dumps(ints.to_dict()) and type(ints.sigma) is int
+    vasp = production("vasp", engine_options={"potcar": {"W": "W_pv"}}, command=("mpirun", "-np", 64, "vasp_std"),
+                      pseudo_dir="/opt/potcars", walltime="12:00:00")
+    assert settings_hash(vasp) == "cb8404b08543b49b246079f3aa157eb9c86ded2e530727e4ad1df9086d29decf"
+    assert vasp.to_dict()["command"] == ["mpirun", "-np", "64", "vasp_std"]
+    assert DFTSettings.from_dict(json.loads(json.dumps(ints.to_dict()))).to_dict() == ints.to_dict()
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"ecut": 0}, "ecut"), ({"ecut": -520.0}, "ecut"), ({"kspacing": 0.0}, "kspacing"), ({"sigma": -0.1}, "sigma"),
+    ({"sigma": float("nan")}, "sigma"), ({"scf_energy_tol": 0}, "scf_energy_tol"), ({"kpts": (4, 0, 4)}, "kpts"),
+    ({"kpts": (4, 4)}, "kpts"), ({"kpts": (4.5, 4, 4)}, "kpts"), ({"smearing": "cold"}, "smearing"),
+    ({"mixing_beta": 1.5}, "mixing_beta"), ({"max_scf_steps": 0}, "max_scf_steps"),
+    ({"walltime": "two hours"}, "walltime"), ({"command": "vasp_std"}, "command"), ({"encut": 400}, "encut"),
+])
+def test_invalid_settings_name_the_field(changes, field):
+    for make in (lambda: DFTSettings(**changes), lambda: quick("vasp", **changes),
+                 lambda: production("gpaw").replace(**changes)):
+        with pytest.raises(ValidationError) as error:
+            make()
+        assert [e["loc"][0] for e in error.value.errors()] == [field], error.value
+
+
+def test_settings_are_a_frozen_model_with_documented_fields():
+    s = quick("gpaw", kpts=[3, 3, 3])
+    assert s.kpts == (3, 3, 3) and s.replace(ecut=400.0).ecut == 400.0 and s.ecut == 300.0
+    with pytest.raises(ValidationError):
+        s.ecut = 400.0  # type: ignore[misc]
+    for name in ("ecut", "sigma", "scf_energy_tol"):
+        assert "eV" in (DFTSettings.model_fields[name].description or ""), name
+    assert "2*pi" in (DFTSettings.model_fields["kspacing"].description or "")
+    assert next_settings(production("vasp", walltime="1-00:00:00"), "walltime", 1).walltime == "48:00:00"
 
 
 def test_unknown_engine_and_profile_are_clear():
@@ -108,7 +163,8 @@ def test_classify_from_scheduler_state_and_texts(tmp_path):
     assert classify_failure(None, RunOutcome(None, "NODE_FAIL")) == "node_failure"
     # slurmstepd's own lines in the job output (format of Slurm 22.05)
     walltime = "slurmstepd: error: *** JOB 1234 ON node017 CANCELLED AT 2025-03-02T11:20:03 DUE TO TIME LIMIT ***\n"
-    node = "slurmstepd: error: *** JOB 1235 ON node018 CANCELLED AT 2025-03-02T11:20:03 DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***\n"
+    node = ("slurmstepd: error: *** JOB 1235 ON node018 CANCELLED AT 2025-03-02T11:20:03 DUE TO NODE FAILURE, "
+            "SEE SLURMCTLD LOG FOR DETAILS ***\n")
     (tmp_path / "run.log").write_text(walltime)
     assert classify_failure(tmp_path, RunOutcome(15, "CANCELLED")) == "walltime"
     (tmp_path / "run.log").write_text(node)

@@ -8,8 +8,6 @@ sacct parsing is tested on recorded output in Slurm's `-P -n` format.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -53,7 +51,8 @@ SCONTROL_COMPLETED = (
     "BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:02 TimeLimit=00:01:00 TimeMin=N/A Partition=debug "
     "NodeList=vm BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 Command=/tmp/sj/j.sh WorkDir=/tmp/sj\n"
 )
-SCONTROL_NODE_FAIL = "JobId=7 JobName=wrap UserId=root(0) JobState=NODE_FAIL Reason=NodeDown Dependency=(null) ExitCode=0:15\n"
+SCONTROL_NODE_FAIL = ("JobId=7 JobName=wrap UserId=root(0) JobState=NODE_FAIL Reason=NodeDown Dependency=(null) "
+                      "ExitCode=0:15\n")
 
 
 def test_batch_script_from_settings(tmp_path):

@@ -12,11 +12,17 @@ from ase.build import bulk
 from ase.calculators.eam import EAM
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlip.ensemble import (DEFAULT_SIGMA_EDGES, ensemble_report, force_spread, predict_forces, sigma_histogram,
-                           train_ensemble)
+from md.potentials import load_potential
+from mlip.ensemble import (
+    DEFAULT_SIGMA_EDGES,
+    ensemble_report,
+    force_spread,
+    predict_forces,
+    sigma_histogram,
+    train_ensemble,
+)
 from mlip.train import TrainingInputError
 from selection.maxvol import merge_histograms
-from md.potentials import load_potential
 
 A = 3.165
 
@@ -104,7 +110,7 @@ def test_histogram_counts_every_atom_on_log_bins(members):
 
 
 def test_report_counts_only_the_masked_atoms(members):
-    perfect, vacancy, rattled = _structures()
+    perfect, vacancy, _rattled = _structures()
     lengths = vacancy.cell.lengths()
     near = np.linalg.norm(vacancy.positions - np.round(vacancy.positions / lengths) * lengths, axis=1) < 2.9
     report = ensemble_report(members, [perfect, vacancy], masks=[np.ones(len(perfect), bool), near])

@@ -11,9 +11,9 @@ from ase.build import bulk
 from ase.calculators.eam import EAM
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from md.potentials import load_potential
 from mlip import ExportError, write_dataset
 from sampling.datasets import read_dataset
-from md.potentials import load_potential
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ml-defect-modeling"
 if not REFERENCE.is_dir():
@@ -134,7 +134,7 @@ def test_bad_input_is_named(labelled):
 
 
 def test_cfg_with_a_type_beyond_the_species_is_refused(labelled):
-    from sampling.mlip_formats import CfgFormatError
+    from formats.mtp import CfgFormatError
 
     text = _write(labelled[:1], "mtp").getvalue().replace("\n          1    0 ", "\n          1    3 ", 1)
     text = text.replace("       1    0 ", "       1    3 ", 1)

@@ -16,9 +16,19 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlip import (SnapCalculator, SnapModel, SnapReference, SnapTrainingParams, TrainingInputError, evaluate_snap,
-                  read_snap, rmse, snap_rows, train_snap)
 from md.potentials import bundled_potentials_dir, load_potential
+from mlip import (
+    SnapCalculator,
+    SnapModel,
+    SnapReference,
+    SnapTrainingParams,
+    TrainingInputError,
+    evaluate_snap,
+    read_snap,
+    rmse,
+    snap_rows,
+    train_snap,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference" / "ml-defect-modeling"
@@ -101,7 +111,7 @@ def test_rows_reproduce_pair_style_snap_in_a_rotated_cell():
 def test_written_models_reproduce_the_fit_in_lammps(tmp_path, quadratic):
     """Every written model (.snapcoeff/.snapparam read by pair_style snap) gives the fit's own predicted
     energies and forces to 1e-6 on the training configurations: periodic, triclinic, a vacancy, a cluster."""
-    train = _eam_labels(_w_cells(5, seed=1) + [_cluster()])
+    train = _eam_labels([*_w_cells(5, seed=1), _cluster()])
     reference = W_ZBL if quadratic else None
     model = train_snap(train, workdir=tmp_path, twojmax=6, quadratic=quadratic, ridge=1e-9 if quadratic else 0.0,
                        reference=reference, stress_weight=0.001, name="W")
@@ -242,7 +252,7 @@ def test_bad_input_names_the_field(tmp_path):
     assert error.value.field == "species" and "Mo" in str(error.value)
     unlabelled = bulk("W", "bcc", a=3.17, cubic=True)
     with pytest.raises(TrainingInputError) as error:
-        train_snap(w + [unlabelled], workdir=tmp_path)
+        train_snap([*w, unlabelled], workdir=tmp_path)
     assert error.value.field == "train" and "label" in str(error.value)
     for field, value in (("twojmax", 30), ("twojmax", 1), ("rfac0", 1.5), ("forces_weight", -1.0),
                          ("energy_weight", 0.0), ("rmin0", 5.0), ("ridge", -1.0), ("ridge", "best")):

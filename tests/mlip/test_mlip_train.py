@@ -207,11 +207,11 @@ def test_written_potential_reads_back_in_motep_and_the_selection_basis(trained, 
 def test_split_is_deterministic_and_disjoint(small_set):
     train, test = split(small_set, test_fraction=0.1, seed=7)
     assert (len(train), len(test)) == (36, 4)
-    again_train, again_test = split(small_set, test_fraction=0.1, seed=7)
+    _again_train, again_test = split(small_set, test_fraction=0.1, seed=7)
     assert [id(a) for a in again_test] == [id(a) for a in test]
     assert {id(a) for a in train} | {id(a) for a in test} == {id(a) for a in small_set}
     assert not {id(a) for a in train} & {id(a) for a in test}
-    other_train, other_test = split(small_set, test_fraction=0.1, seed=8)
+    _other_train, other_test = split(small_set, test_fraction=0.1, seed=8)
     assert [id(a) for a in other_test] != [id(a) for a in test]
     assert split(small_set, test_fraction=0.0)[1] == []
 
@@ -357,7 +357,7 @@ def test_ace_settings_and_availability(small_set, tmp_path):
 
     if importlib.util.find_spec("tensorpotential") is not None:  # pragma: no cover - not on these machines
         pytest.skip("pacemaker's TensorFlow backend is installed: ACE fitting is exercised elsewhere")
-    with pytest.raises(TrainingUnavailable, match="tensorpotential|not installed"):
+    with pytest.raises(TrainingUnavailable, match=r"tensorpotential|not installed"):
         train_ace(small_set[:4], workdir=tmp_path)
 
 

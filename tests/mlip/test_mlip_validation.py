@@ -15,11 +15,18 @@ import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 from click.testing import CliRunner
 
-from mlip import train_snap
-from mlip.validation import (SCENARIOS, build_suite, label_configurations, load_model, load_reference, run_validation,
-                             validate)
-from sampling.builders import bulk_crystal
 from md.potentials import bundled_potentials_dir, load_potential
+from mlip import train_snap
+from mlip.validation import (
+    SCENARIOS,
+    build_suite,
+    label_configurations,
+    load_model,
+    load_reference,
+    run_validation,
+    validate,
+)
+from sampling.builders import bulk_crystal
 from sampling.properties import relax_lattice_constant
 from schemas.validation import ValidationReport, suite_params
 
@@ -198,9 +205,9 @@ def test_gamma_summary_with_a_snap_basis(snap_model, labelled):
 
 
 def test_cli_round_trip_prints_the_table_and_writes_json(snap_model, tmp_path):
-    from app.cli import main
-
     from ase.io import write
+
+    from app.cli import main
 
     model, train = snap_model
     out = tmp_path / "report.json"

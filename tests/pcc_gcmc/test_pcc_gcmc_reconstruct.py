@@ -19,11 +19,19 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from pcc_gcmc import (CandidateResult, GCMCParams, NoAdmissibleCandidateError, assemble, default_core_mask, plan,
-                      reconstruct, run_candidate)
+from md.potentials import load_potential
+from pcc_gcmc import (
+    CandidateResult,
+    GCMCParams,
+    NoAdmissibleCandidateError,
+    assemble,
+    default_core_mask,
+    plan,
+    reconstruct,
+    run_candidate,
+)
 from pcc_gcmc.cli_support import reconstruct_file
 from pcc_gcmc.examples import perfect_sphere_cluster, screw_line_cluster
-from md.potentials import load_potential
 from sampling.properties import relax_lattice_constant
 
 QUICK = {"steps": 200, "exchanges": 100, "mc_moves": 20}
@@ -196,7 +204,7 @@ def test_candidate_records_where_the_time_goes_and_chunks_are_the_single_run(sph
         assert result.status == "ok" and result.steps_run == 60 and result.stop_reason == ""
         parts = (result.time_setup_s, result.time_gcmc_s, result.time_minimize_s)
         assert all(part > 0 for part in parts) and sum(parts) <= result.time_s
-        assert 0 < result.cpu_s
+        assert result.cpu_s > 0
         row = json.loads(json.dumps(result.to_dict(structure=True)))  # what a Celery task returns
         assert CandidateResult.from_dict(row) == result
         assert {"time_setup_s", "time_gcmc_s", "time_minimize_s", "cpu_s"} <= set(result.to_dict())
@@ -231,8 +239,9 @@ def test_fast_variant_keeps_the_best_energy_of_the_full_grid(sphere_cluster, pot
     assert len(full.candidates) == len(fast.candidates) == 8
     e_full, e_fast = full.best.energy_per_atom, fast.best.energy_per_atom
     timing_full, timing_fast = full.info["timing"], fast.info["timing"]
-    print(f"\nsmall grid: full {e_full:.5f} eV/atom, {timing_full['steps_run']} steps, cpu {timing_full['cpu_s']:.1f} s; "
-          f"fast {e_fast:.5f}, {timing_fast['steps_run']} steps, cpu {timing_fast['cpu_s']:.1f} s")
+    print(f"\nsmall grid: full {e_full:.5f} eV/atom, {timing_full['steps_run']} steps, "
+          f"cpu {timing_full['cpu_s']:.1f} s; fast {e_fast:.5f}, {timing_fast['steps_run']} steps, "
+          f"cpu {timing_fast['cpu_s']:.1f} s")
     assert e_full <= e_coh + 0.01  # the perfect 54-atom crystal
     assert e_fast - e_full <= 0.01
     assert timing_fast["steps_run"] < timing_full["steps_run"]

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from pcc_gcmc import GCMCParams, plan, run_candidate
-from pcc_gcmc.examples import perfect_sphere_cluster
 from md.engine import Stopped
 from md.potentials import load_potential
+from pcc_gcmc import GCMCParams, plan, run_candidate
+from pcc_gcmc.examples import perfect_sphere_cluster
 
 A0 = 3.1648  # EAM-Zhou W at zero pressure
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from md.potentials import PotentialError
 from pcc_gcmc import (
     AUTHORS_OFFSETS,
     CandidateResult,
@@ -22,7 +23,6 @@ from pcc_gcmc import (
     time_breakdown,
 )
 from selection.clusters import cut_clusters
-from md.potentials import PotentialError
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_params_round_trip_and_schema_compatibility():
     assert from_schema == GCMCParams()
     # the campaign's protocol "fast" (mc_moves None there: the fast variant's 10)
     assert GCMCParams.from_dict(ReconstructionParams(protocol="fast")) == GCMCParams.fast()
-    assert GCMCParams.from_dict({"protocol": "fast", "mc_moves": 100, "steps": 400}) == GCMCParams.fast(mc_moves=100, steps=400)
+    assert (GCMCParams.from_dict({"protocol": "fast", "mc_moves": 100, "steps": 400})
+            == GCMCParams.fast(mc_moves=100, steps=400))
     with pytest.raises(ValueError, match="protocol"):
         GCMCParams.from_dict({"protocol": "turbo"})
     with pytest.raises(ValueError, match="unknown PCC-GCMC parameters bogus"):
@@ -62,7 +63,7 @@ def test_params_round_trip_and_schema_compatibility():
         GCMCParams(grid="coarse")
     with pytest.raises(ValueError, match="core_wall: must be one of retry, always, never"):
         GCMCParams(core_wall="sometimes")
-    with pytest.raises(ValueError, match="wall_width: must be > 0 .*core_wall 'never'"):
+    with pytest.raises(ValueError, match=r"wall_width: must be > 0 .*core_wall 'never'"):
         GCMCParams(wall_width=0.0)
 
 
@@ -75,7 +76,7 @@ def test_core_is_the_5A_sphere_of_the_centre(w_cluster):
 
 def test_authors_grid_and_distinct_reproducible_seeds(w_cluster):
     params = GCMCParams(seed=11)
-    payload, grid, base = plan(w_cluster, None, "W_zhou.eam.alloy", params)
+    _payload, grid, base = plan(w_cluster, None, "W_zhou.eam.alloy", params)
     assert base == 11 and len(grid) == 27 and all(g["run"] for g in grid)
     boxes = np.array([g["box"] for g in grid])
     start = boxes.max(axis=0)
@@ -148,7 +149,8 @@ def test_speed_up_options_default_to_the_authors_protocol_and_validate():
     assert GCMCParams(grid="wide").prune_factor == 1.15
     fast = GCMCParams.fast()
     assert fast.early_stop and fast.stop_over_cap and fast.gcmc_chunk == 100
-    assert (fast.steps, fast.exchanges, fast.temperature, fast.mu, fast.min_ftol) == (p.steps, p.exchanges, p.temperature, p.mu, p.min_ftol)
+    assert ((fast.steps, fast.exchanges, fast.temperature, fast.mu, fast.min_ftol)
+            == (p.steps, p.exchanges, p.temperature, p.mu, p.min_ftol))
     assert fast.mc_moves == 10 and fast.plateau_steps == 500 and GCMCParams.fast(steps=300).plateau_steps == 75
     assert GCMCParams.from_dict(json.loads(json.dumps(fast.to_dict()))) == fast
     assert GCMCParams(early_stop=True).gcmc_chunk == 100 and GCMCParams(check_every=30).gcmc_chunk == 30
@@ -173,7 +175,8 @@ def test_candidate_rows_without_the_timing_fields_still_load():
     old = {"box": [13.0, 13.0, 13.0], "seed": 3, "status": "ok", "n_atoms": 128, "energy_per_atom": -8.76,
            "admissible": True, "time_s": 40.0}  # a row written before the time breakdown existed
     row = CandidateResult.from_dict(old)
-    assert (row.time_gcmc_s, row.time_minimize_s, row.steps_run, row.stop_reason, row.gcmc_trace) == (0.0, 0.0, 0, "", None)
+    assert ((row.time_gcmc_s, row.time_minimize_s, row.steps_run, row.stop_reason, row.gcmc_trace)
+            == (0.0, 0.0, 0, "", None))
     assert CandidateResult.from_dict(json.loads(json.dumps(row.to_dict(structure=True)))) == row
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bcc100, bulk
 
+from formats.mtp import read_cfg
 from selection import maxvol as mv
 from selection.bases import (
     AceBasis,
@@ -20,7 +21,6 @@ from selection.bases import (
     make_basis,
     rows_for,
 )
-from sampling.mlip_formats import read_cfg
 
 A_W = 3.165
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ml-defect-modeling"
@@ -152,7 +152,7 @@ UNTRAINED_MTP = """MTP
 version = 1.1.0
 potential_name = MTP1m
 species_count = 1
-potential_tag = 
+potential_tag =\x20
 radial_basis_type = RBChebyshev
 \tmin_dist = 1.9
 \tmax_dist = 5
@@ -243,7 +243,7 @@ def test_ace_training_gamma_and_reference_active_set(ace):
 
     assert ace.n_features == 72
     training = basic_dataset("W", "bcc", A_W, seed=1)
-    rows, owners = rows_for(ace, training)
+    rows, _owners = rows_for(ace, training)
     active = mv.build_active_set(rows)
     assert mv.grades(active, rows).max() <= 1.001
 
@@ -348,8 +348,8 @@ def test_candidates_graded_against_b_b_plus_c_and_b_plus_p(snap, snap_active):
     graded = snap.rows(vacancy)[neighbours]
     cluster = cut_clusters(vacancy, [int(np.flatnonzero(neighbours)[0])], radius=8.0)[0].atoms
     training = _training_bulk()
-    gammas = gamma_against_training_sets(snap, {"B": training, "B+C": training + [cluster],
-                                                "B+P": training + [vacancy]}, graded)
+    gammas = gamma_against_training_sets(snap, {"B": training, "B+C": [*training, cluster],
+                                                "B+P": [*training, vacancy]}, graded)
     np.testing.assert_allclose(gammas["B"], mv.grades(active, graded), rtol=1e-9)  # the same active set
     assert gammas["B"].min() > 2.0
     assert gammas["B+P"].max() <= 1.001  # every neighbour's environment is in P

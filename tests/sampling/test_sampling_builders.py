@@ -8,6 +8,7 @@ import pytest
 from ase.neighborlist import neighbor_list
 from scipy.spatial import cKDTree
 
+from md.engine import LammpsSystem
 from sampling.builders import (
     add_interstitial,
     bicrystal,
@@ -22,7 +23,6 @@ from sampling.builders import (
     slab,
 )
 from sampling.defects import cna_cutoff, defect_mask
-from md.engine import LammpsSystem
 
 A_W = 3.16519  # relaxed W_zhou.eam.alloy lattice constant (A)
 E_COH_W = -8.75999  # its bcc energy per atom (eV)
@@ -60,7 +60,8 @@ def test_single_crystal_orientations_have_bulk_density_and_perfect_neighbours():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(orientation=((1, 1, 0), (1, 0, 0), (0, 0, 1))), r"orientation: x=\[1,1,0\] and y=\[1,0,0\] are not orthogonal"),
+        (dict(orientation=((1, 1, 0), (1, 0, 0), (0, 0, 1))),
+         r"orientation: x=\[1,1,0\] and y=\[1,0,0\] are not orthogonal"),
         (dict(orientation=((1, 0, 0), (0, 1, 0), (0, 0, -1))), r"left-handed; use z=\[0,0,1\]"),
         (dict(orientation=((0.5, 0, 0), (0, 1, 0), (0, 0, 1))), "orientation x: Miller indices must be integers"),
         (dict(orientation=((0, 0, 0), (0, 1, 0), (0, 0, 1))), "orientation x: the zero vector"),
@@ -352,7 +353,8 @@ def test_loop_rejects_bad_input():
 
 def test_box_must_hold_twice_the_cutoff(w_zhou):
     small = bulk_crystal("W", "bcc", A_W, (2, 6, 6))
-    message = r"box length along x is 6.33 A, smaller than twice the potential cutoff 2\*7.89\d* A; use a larger supercell"
+    message = (r"box length along x is 6.33 A, smaller than twice the potential cutoff 2\*7.89\d* A; "
+               r"use a larger supercell")
     with pytest.raises(ValueError, match=message):
         check_box_for_cutoff(small, w_zhou)  # cutoff 7.8925 A from the setfl header
     with pytest.raises(ValueError, match=r"along x is 6.33 A, smaller than twice the potential cutoff 2\*5.5 A"):

@@ -58,7 +58,7 @@ def test_distances_inside_a_cluster_match_the_crystal():
     crystal = bulk("W", "bcc", a=A_W, cubic=True).repeat(3)
     crystal.rattle(0.05, seed=2)
     cluster = cut_clusters(crystal, [0], radius=6.0)[0]
-    indices, shifts, vectors = sphere(crystal, crystal.positions[0], 6.0)
+    indices, _shifts, vectors = sphere(crystal, crystal.positions[0], 6.0)
     np.testing.assert_array_equal(indices, cluster.source_indices)
     np.testing.assert_allclose(vectors, cluster.atoms.positions)
 

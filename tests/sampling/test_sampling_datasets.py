@@ -9,8 +9,8 @@ import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from formats.mtp import CfgFormatError, read_cfg, write_cfg
 from sampling.datasets import DatasetError, basic_dataset, detect_format, read_dataset, soap_pca_map
-from sampling.mlip_formats import CfgFormatError, read_cfg, write_cfg
 
 A_W = 3.165
 W_ALL = Path("/work/shared/reference/ml-defect-modeling/W-all.pckl.gzip")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from sampling.builders import bulk_crystal, polycrystal, slab
 from md.potentials import load_potential
+from sampling.builders import bulk_crystal, polycrystal, slab
 from sampling.protocols import anneal, nanoindent, uniaxial
+from schemas.sampling import AnnealProtocol, NanoindentProtocol, UniaxialProtocol
 
 A_W = 3.1648  # A, EAM-Zhou W
 
@@ -43,17 +44,19 @@ def _bcc_fraction(snapshot) -> float:
 
 def test_perfect_crystal_at_300k_stays_bcc(w_zhou):
     atoms = bulk_crystal("W", "bcc", A_W, (6, 6, 6))
-    snapshots = list(anneal(atoms, w_zhou, element="W", lattice="bcc", lattice_constant=A_W, temperatures=[300.0],
-                            steps_per_temperature=600, snapshot_every=200, threads=1))
+    snapshots = list(anneal(atoms, w_zhou,
+                            AnnealProtocol(temperatures=[300.0], steps_per_temperature=600, snapshot_every=200),
+                            element="W", lattice="bcc", lattice_constant=A_W, threads=1))
     assert all(_bcc_fraction(s) > 0.99 for s in snapshots)
 
 
 def _pulled_polycrystal(w_zhou, box: float, n_grains: int, strain_rate: float, equilibration: int, threads: int):
     atoms = polycrystal("W", "bcc", A_W, (box, box, box), n_grains, seed=4)
     boundary = _boundary_atoms(atoms)
-    snapshots = list(uniaxial(atoms, w_zhou, element="W", lattice="bcc", lattice_constant=A_W, axis="x",
-                              mode="tension", strain_rate=strain_rate, max_strain=0.05, temperature=300.0,
-                              equilibration_steps=equilibration, snapshot_every=250, threads=threads))
+    params = UniaxialProtocol(axis="x", mode="tension", strain_rate=strain_rate, max_strain=0.05, temperature=300.0,
+                              equilibration_steps=equilibration, snapshot_every=250)
+    snapshots = list(uniaxial(atoms, w_zhou, params, element="W", lattice="bcc", lattice_constant=A_W,
+                              threads=threads))
     return atoms, boundary, snapshots
 
 
@@ -98,9 +101,9 @@ def test_paper_sized_polycrystal_pulled_to_five_percent(w_zhou):
 def test_nanoindentation_makes_candidates_below_the_surface(w_zhou):
     atoms = slab("W", "bcc", A_W, normal=(0, 0, 1), thickness=19.0, lateral_min_lengths=(32.0, 32.0), vacuum=10.0)
     top = atoms.positions[:, 2].max()
-    snapshots = list(nanoindent(atoms, w_zhou, element="W", lattice="bcc", lattice_constant=A_W, radius=12.0,
-                                depth=5.0, speed=250.0, temperature=300.0, fixed_bottom=4.0,
-                                equilibration_steps=300, snapshot_every=500, threads=1))
+    params = NanoindentProtocol(radius=12.0, depth=5.0, speed=250.0, temperature=300.0, fixed_bottom=4.0,
+                                equilibration_steps=300, snapshot_every=500)
+    snapshots = list(nanoindent(atoms, w_zhou, params, element="W", lattice="bcc", lattice_constant=A_W, threads=1))
     first, last = snapshots[0], snapshots[-1]
 
     def subsurface(snapshot) -> int:

@@ -9,6 +9,7 @@ from ase.build import bulk
 from ase.cluster import Icosahedron
 from ase.neighborlist import neighbor_list
 
+from md.engine import LammpsSystem
 from sampling.builders import bulk_crystal
 from sampling.defects import (
     adaptive_cna,
@@ -20,7 +21,6 @@ from sampling.defects import (
     defect_mask,
     estimate_lattice_constant,
 )
-from md.engine import LammpsSystem
 
 A0_W = 3.164849
 A0_CU = 3.615
@@ -89,7 +89,8 @@ def test_thermal_snapshots_acna_at_least_as_good_as_cna(md_snapshots):
     # one depends on the snapshot: vibrations alone are what a fixed cutoff at the right a handles
     # well). At 2500 K conventional CNA loses atoms whose shell count leaves 14; a-CNA does not.
     # Measured here (a-CNA / CNA, 432 atoms x 3 snapshots): 300 K 1 / 1; 1500 K 1 / 1; 2500 K 0.988 / 0.973;
-    # 432 atoms after 800 steps: 1500 K 0.9992 / 1; 1024 atoms x 8 snapshots: 1500 K 1.0000 / 0.9993, 2500 K 0.9880 / 0.9760, NPT 2500 K 0.975 / 0.943.
+    # 432 atoms after 800 steps: 1500 K 0.9992 / 1; 1024 atoms x 8 snapshots: 1500 K 1.0000 / 0.9993,
+    # 2500 K 0.9880 / 0.9760, NPT 2500 K 0.975 / 0.943.
     assert fractions[300.0] == (1.0, 1.0)
     assert min(fractions[1500.0]) > 0.995 and fractions[1500.0][0] >= fractions[1500.0][1] - 0.002
     assert fractions[2500.0][0] > 0.98 and fractions[2500.0][0] - fractions[2500.0][1] > 0.005

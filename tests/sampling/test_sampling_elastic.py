@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ase.calculators.eam import EAM
 
-from sampling.builders import bulk_crystal
 from md.potentials import load_potential
+from sampling.builders import bulk_crystal
 from sampling.properties import (
     EV_PER_A3_TO_GPA,
     characterize,

@@ -4,7 +4,6 @@ from ase.build import bulk
 from ase.calculators.eam import EAM
 from ase.neighborlist import neighbor_list
 
-from sampling.builders import add_vacancies, bulk_crystal
 from md.engine import (
     LammpsError,
     LammpsSystem,
@@ -13,6 +12,7 @@ from md.engine import (
     open_lammps,
 )
 from md.potentials import PotentialError
+from sampling.builders import add_vacancies, bulk_crystal
 
 
 def test_mpi_loading_is_idempotent_and_version_is_known():

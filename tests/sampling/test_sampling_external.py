@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sampling.builders import add_vacancies, bulk_crystal
 from md.engine import LammpsError
+from sampling.builders import add_vacancies, bulk_crystal
 from sampling.lammps_script import (
     DUMP_DIR,
     INPUT,
@@ -23,9 +23,28 @@ from sampling.protocols import (
     anneal_snapshot_count,
     minimize,
     nanoindent,
+    parameters,
     uniaxial,
     uniaxial_snapshot_count,
 )
+from schemas.sampling import AnnealProtocol, UniaxialProtocol
+
+_CONTEXT = ("element", "lattice", "lattice_constant")
+
+
+def in_process_run(protocol, atoms, potential, **params):
+    """The in-process protocol with the keyword ``params`` of run_external: the schema model and the context."""
+    context = {key: params.pop(key) for key in _CONTEXT}
+    return protocol(atoms, potential, parameters(protocol.__name__, **params), **context)
+
+
+def anneal_count(temperatures, steps_per_temperature, snapshot_every):
+    return anneal_snapshot_count(AnnealProtocol(temperatures=temperatures, steps_per_temperature=steps_per_temperature,
+                                                snapshot_every=snapshot_every))
+
+
+def uniaxial_count(**params):
+    return uniaxial_snapshot_count(UniaxialProtocol(**params))
 
 A0 = 3.165
 GPA = 160.21766
@@ -56,9 +75,9 @@ def test_serial_lmp_reproduces_the_in_process_anneal_bit_for_bit(w_zhou, tmp_pat
     atoms.rattle(0.05, seed=1)
     atoms.positions[0] += atoms.cell[0]  # outside the cell: LAMMPS wraps it, the snapshots must not
     params = dict(temperatures=[300.0, 600.0], steps_per_temperature=100, snapshot_every=50, **W)
-    in_process = list(anneal(atoms, w_zhou, **params))
+    in_process = list(in_process_run(anneal, atoms, w_zhou, **params))
     external = list(run_external("anneal", atoms, w_zhou, workdir=tmp_path / "run", command=[LMP], **params))
-    assert len(external) == anneal_snapshot_count([300.0, 600.0], 100, 50) == 5
+    assert len(external) == anneal_count([300.0, 600.0], 100, 50) == 5
     assert_identical(in_process, external)
     assert np.abs(external[0].atoms.positions[0] - atoms.positions[0]).max() < 0.5
     # the input is standalone: potential copied, dumps with id type x y z ... c_structure_type
@@ -74,7 +93,7 @@ def test_serial_lmp_rotated_triclinic_cell_comes_back_in_the_input_frame(w_zhou,
     atoms = bulk("W", "bcc", a=3.17).repeat((3, 3, 3))  # primitive cell: LAMMPS needs a rotated frame
     atoms.rattle(0.05, seed=5)
     for box_relax in (False, True):
-        in_process = list(minimize(atoms, w_zhou, box_relax=box_relax, **W))
+        in_process = list(in_process_run(minimize, atoms, w_zhou, box_relax=box_relax, **W))
         external = list(run_external("minimize", atoms, w_zhou, workdir=tmp_path / str(box_relax),
                                      command=[LMP], box_relax=box_relax, **W))
         # a triclinic box does not round-trip write_data/read_data to the last bit: round-off only
@@ -94,7 +113,7 @@ def test_serial_lmp_nanoindent_carries_the_indenter_load(w_zhou, tmp_path):
     slab.center(vacuum=8.0, axis=2)
     params = dict(radius=6.0, depth=1.5, speed=300.0, timestep_fs=2.0, snapshot_every=125,
                   equilibration_steps=50, fixed_bottom=3.5, **W)
-    in_process = list(nanoindent(slab, w_zhou, **params))
+    in_process = list(in_process_run(nanoindent, slab, w_zhou, **params))
     external = list(run_external("nanoindent", slab, w_zhou, workdir=tmp_path, command=[LMP], **params))
     assert [s.atoms.info["indenter_load"] for s in external][-1] > 1.0
     assert_identical(in_process, external)
@@ -103,9 +122,9 @@ def test_serial_lmp_nanoindent_carries_the_indenter_load(w_zhou, tmp_path):
 def test_mpirun_two_ranks_anneal_agrees_with_in_process(w_zhou, tmp_path):
     atoms = add_vacancies(bulk_crystal("W", "bcc", A0, (5, 5, 5)), 1, seed=4)
     params = dict(temperatures=[300.0], steps_per_temperature=200, snapshot_every=100, **W)
-    in_process = list(anneal(atoms, w_zhou, **params))
+    in_process = list(in_process_run(anneal, atoms, w_zhou, **params))
     external = list(run_external("anneal", atoms, w_zhou, workdir=tmp_path, command=MPIRUN_2, **params))
-    assert len(external) == len(in_process) == anneal_snapshot_count([300.0], 200, 100) == 3
+    assert len(external) == len(in_process) == anneal_count([300.0], 200, 100) == 3
     natoms = len(atoms)
     for a, b in zip(in_process, external):
         assert len(b.atoms) == natoms and a.step == b.step
@@ -126,10 +145,10 @@ def test_mpirun_two_ranks_anneal_agrees_with_in_process(w_zhou, tmp_path):
 def test_mpirun_two_ranks_uniaxial_agrees_with_in_process(w_zhou, tmp_path):
     atoms = bulk_crystal("W", "bcc", A0, (4, 4, 4))
     params = dict(strain_rate=5e10, max_strain=0.03, snapshot_every=200, equilibration_steps=200, **W)
-    in_process = list(uniaxial(atoms, w_zhou, **params))
+    in_process = list(in_process_run(uniaxial, atoms, w_zhou, **params))
     external = list(run_external("uniaxial", atoms, w_zhou, workdir=tmp_path, command=MPIRUN_2, threads=1,
                                  **params))
-    count = uniaxial_snapshot_count(strain_rate=5e10, max_strain=0.03, snapshot_every=200)
+    count = uniaxial_count(strain_rate=5e10, max_strain=0.03, snapshot_every=200)
     assert len(external) == len(in_process) == count == 4
     for a, b in zip(in_process, external):
         assert len(b.atoms) == len(atoms) and a.step == b.step
@@ -148,8 +167,8 @@ def test_write_then_read_external_is_the_cluster_workflow(w_zhou, tmp_path):
     assert list(read_external(tmp_path)) == []  # nothing run yet
     subprocess.run(launch_command([LMP]), cwd=path.parent, check=True, timeout=60)
     snapshots = list(read_external(tmp_path))
-    assert len(snapshots) == uniaxial_snapshot_count(strain_rate=1e10, max_strain=0.002, snapshot_every=100)
-    assert_identical(list(uniaxial(atoms, w_zhou, **params)), snapshots)
+    assert len(snapshots) == uniaxial_count(strain_rate=1e10, max_strain=0.002, snapshot_every=100)
+    assert_identical(list(in_process_run(uniaxial, atoms, w_zhou, **params)), snapshots)
 
 
 def test_closing_early_stops_the_run(w_zhou, tmp_path):

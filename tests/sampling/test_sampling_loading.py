@@ -1,10 +1,10 @@
 """Loading protocols (minimize, uniaxial, shear, nanoindent, crack_opening) with real LAMMPS on small W cells."""
 
 import inspect
+import itertools
 
 import numpy as np
 import pytest
-from ase.neighborlist import neighbor_list
 
 from sampling import protocols
 from sampling.builders import bulk_crystal
@@ -21,6 +21,13 @@ from sampling.protocols import (
     snapshot_count,
     uniaxial,
     uniaxial_snapshot_count,
+)
+from schemas.sampling import (
+    CrackOpeningProtocol,
+    MinimizeProtocol,
+    NanoindentProtocol,
+    ShearProtocol,
+    UniaxialProtocol,
 )
 
 A0 = 3.165  # W Zhou, rounded
@@ -57,14 +64,14 @@ def check_snapshots(snapshots, natoms, protocol, expected_count):
 def test_minimize_relaxes_box_and_yields_one_snapshot(w_zhou):
     atoms = bulk_crystal("W", "bcc", 3.18, (4, 4, 4))  # too large
     atoms.rattle(0.05, seed=3)
-    snapshots = list(minimize(atoms, w_zhou, **W))
-    check_snapshots(snapshots, len(atoms), "minimize", minimize_snapshot_count())
+    snapshots = list(minimize(atoms, w_zhou, MinimizeProtocol(), **W))
+    check_snapshots(snapshots, len(atoms), "minimize", minimize_snapshot_count(MinimizeProtocol()))
     relaxed = snapshots[0].atoms
     assert relaxed.cell[0, 0] == pytest.approx(4 * A0_RELAXED, abs=2e-3)
     assert relaxed.info["energy"] / len(atoms) == pytest.approx(-8.760, abs=1e-3)
     assert np.abs(relaxed.info["stress"]).max() < 1e-4 and snapshots[0].counts["bcc"] == len(atoms)
 
-    fixed_box = next(minimize(atoms, w_zhou, box_relax=False, **W)).atoms
+    fixed_box = next(minimize(atoms, w_zhou, MinimizeProtocol(box_relax=False), **W)).atoms
     assert np.array_equal(fixed_box.cell[:], atoms.cell[:])
     assert np.all(fixed_box.info["stress"][:3] > 0.01)  # stretched box: tensile (ASE sign: positive)
 
@@ -75,8 +82,8 @@ def test_minimize_relaxes_box_and_yields_one_snapshot(w_zhou):
 @pytest.mark.parametrize("mode, sign", [("tension", 1.0), ("compression", -1.0)])
 def test_uniaxial_stress_follows_strain_and_box_reaches_max_strain(w_zhou, mode, sign):
     atoms = bulk_crystal("W", "bcc", A0, (4, 4, 4))
-    snapshots = list(uniaxial(atoms, w_zhou, mode=mode, axis="x", **W, **FAST_UNIAXIAL))
-    count = uniaxial_snapshot_count(strain_rate=5e10, max_strain=0.03, snapshot_every=200)
+    snapshots = list(uniaxial(atoms, w_zhou, UniaxialProtocol(mode=mode, axis="x", **FAST_UNIAXIAL), **W))
+    count = uniaxial_snapshot_count(UniaxialProtocol(strain_rate=5e10, max_strain=0.03, snapshot_every=200))
     assert count == snapshot_count("uniaxial", mode=mode, **FAST_UNIAXIAL) == 4  # 600 loading steps
     check_snapshots(snapshots, len(atoms), "uniaxial", count)
     assert [s.step for s in snapshots] == [0, 200, 400, 600]
@@ -99,7 +106,7 @@ def test_uniaxial_stress_follows_strain_and_box_reaches_max_strain(w_zhou, mode,
 
 def test_uniaxial_fixed_lateral_box_and_other_axis(w_zhou):
     atoms = bulk_crystal("W", "bcc", A0, (3, 3, 4))
-    snapshots = list(uniaxial(atoms, w_zhou, axis="z", lateral="fixed", **W, **FAST_UNIAXIAL))
+    snapshots = list(uniaxial(atoms, w_zhou, UniaxialProtocol(axis="z", lateral="fixed", **FAST_UNIAXIAL), **W))
     first, last = snapshots[0].atoms, snapshots[-1].atoms
     assert last.cell[2, 2] / first.cell[2, 2] == pytest.approx(1.03, rel=1e-9)
     assert last.cell[0, 0] == first.cell[0, 0] and last.cell[1, 1] == first.cell[1, 1]
@@ -113,9 +120,9 @@ def test_uniaxial_fixed_lateral_box_and_other_axis(w_zhou):
 @pytest.mark.parametrize("plane, row, column, voigt", [("xy", 1, 0, 5), ("yz", 2, 1, 3)])
 def test_shear_tilts_the_box_and_shear_stress_grows(w_zhou, plane, row, column, voigt):
     atoms = bulk_crystal("W", "bcc", A0, (4, 4, 4))
-    snapshots = list(shear(atoms, w_zhou, plane=plane, shear_rate=5e10, max_shear=0.03, snapshot_every=200,
-                           equilibration_steps=200, **W))
-    count = shear_snapshot_count(shear_rate=5e10, max_shear=0.03, snapshot_every=200)
+    params = ShearProtocol(plane=plane, shear_rate=5e10, max_shear=0.03, snapshot_every=200, equilibration_steps=200)
+    snapshots = list(shear(atoms, w_zhou, params, **W))
+    count = shear_snapshot_count(ShearProtocol(shear_rate=5e10, max_shear=0.03, snapshot_every=200))
     check_snapshots(snapshots, len(atoms), "shear", count)
     gammas = [s.atoms.info["shear_strain"] for s in snapshots]
     assert gammas == pytest.approx([0.0, 0.01, 0.02, 0.03])
@@ -134,8 +141,8 @@ def test_nanoindent_load_grows_with_depth_and_damage_appears_under_the_tip(w_zho
     slab = w_slab((6, 6, 5))
     options = dict(radius=8.0, depth=3.0, speed=200.0, timestep_fs=2.0, snapshot_every=250,
                    equilibration_steps=200, fixed_bottom=3.5)
-    snapshots = list(nanoindent(slab, w_zhou, **W, **options))
-    count = nanoindent_snapshot_count(depth=3.0, speed=200.0, timestep_fs=2.0, snapshot_every=250)
+    snapshots = list(nanoindent(slab, w_zhou, NanoindentProtocol(**options), **W))
+    count = nanoindent_snapshot_count(NanoindentProtocol(depth=3.0, speed=200.0, timestep_fs=2.0, snapshot_every=250))
     check_snapshots(snapshots, len(slab), "nanoindent", count)
     assert count == 4  # 3 A at 2 A/ps and 2 fs: 750 steps
     depths = [s.atoms.info["indenter_depth"] for s in snapshots]
@@ -158,7 +165,7 @@ def test_nanoindent_load_grows_with_depth_and_damage_appears_under_the_tip(w_zho
 
 def test_nanoindent_needs_a_free_surface_along_z(w_zhou):
     with pytest.raises(ValueError, match="pbc"):
-        nanoindent(bulk_crystal("W", "bcc", A0, (4, 4, 4)), w_zhou, **W)
+        nanoindent(bulk_crystal("W", "bcc", A0, (4, 4, 4)), w_zhou, NanoindentProtocol(), **W)
 
 
 # ------------------------------------------------------------------ crack
@@ -166,8 +173,9 @@ def test_nanoindent_needs_a_free_surface_along_z(w_zhou):
 
 def test_crack_opening_defects_include_faces_and_grow(w_zhou):
     atoms = bulk_crystal("W", "bcc", A0, (10, 6, 2))
-    snapshots = list(crack_opening(atoms, w_zhou, crack_length=12.0, max_strain=0.08, increments=4, **W))
-    count = crack_opening_snapshot_count(increments=4)
+    params = CrackOpeningProtocol(crack_length=12.0, max_strain=0.08, increments=4)
+    snapshots = list(crack_opening(atoms, w_zhou, params, **W))
+    count = crack_opening_snapshot_count(CrackOpeningProtocol(increments=4))
     natoms = len(snapshots[0].atoms)
     assert natoms < len(atoms)  # the slit was cut out
     check_snapshots(snapshots, natoms, "crack_opening", count)
@@ -187,14 +195,15 @@ def test_crack_opening_defects_include_faces_and_grow(w_zhou):
     for snapshot in snapshots:
         assert set(np.flatnonzero(face)) <= set(snapshot.defect_indices)
     defect_counts = [len(s.defect_indices) for s in snapshots]
-    assert defect_counts[-1] > defect_counts[0] and all(b >= a for a, b in zip(defect_counts, defect_counts[1:]))
+    assert defect_counts[-1] > defect_counts[0] and all(b >= a for a, b in itertools.pairwise(defect_counts))
 
 
 def test_crack_at_temperature_runs_md_per_increment(w_zhou):
     atoms = bulk_crystal("W", "bcc", A0, (8, 6, 2))
-    snapshots = list(crack_opening(atoms, w_zhou, crack_length=10.0, max_strain=0.04, increments=2,
-                                   temperature=300.0, steps_per_increment=100, equilibration_steps=100, **W))
-    assert len(snapshots) == crack_opening_snapshot_count(increments=2) == 3
+    params = CrackOpeningProtocol(crack_length=10.0, max_strain=0.04, increments=2, temperature=300.0,
+                                  steps_per_increment=100, equilibration_steps=100)
+    snapshots = list(crack_opening(atoms, w_zhou, params, **W))
+    assert len(snapshots) == crack_opening_snapshot_count(CrackOpeningProtocol(increments=2)) == 3
     assert [s.step for s in snapshots] == [0, 100, 200]
     assert snapshots[-1].atoms.info["temperature"] > 100.0
 
@@ -208,7 +217,7 @@ def test_snapshot_count_defaults_match_protocol_defaults():
         for parameter in count.values():
             assert parameter.name in run, (name, parameter.name)
             assert parameter.default == run[parameter.name].default, (name, parameter.name)
-    assert snapshot_count("uniaxial") == uniaxial_snapshot_count() == 1 + 100  # 50000 steps / 500
+    assert snapshot_count("uniaxial") == uniaxial_snapshot_count(UniaxialProtocol()) == 1 + 100  # 50000 steps / 500
     assert snapshot_count("nanoindent", depth=5.0, speed=10.0) == 1 + 100  # 5 A at 0.1 A/ps: 50000 steps
 
 
@@ -228,8 +237,9 @@ def test_programs_take_snapshots_only_after_runs(w_zhou):
 
 
 def test_closing_a_loading_protocol_early_frees_lammps(w_zhou):
-    generator = uniaxial(bulk_crystal("W", "bcc", A0, (3, 3, 3)), w_zhou, **W, strain_rate=1e9,
-                         max_strain=0.05, snapshot_every=10, equilibration_steps=10)
+    generator = uniaxial(bulk_crystal("W", "bcc", A0, (3, 3, 3)), w_zhou,
+                         UniaxialProtocol(strain_rate=1e9, max_strain=0.05, snapshot_every=10, equilibration_steps=10),
+                         **W)
     next(generator)
     next(generator)
     system = generator.gi_frame.f_locals["system"]
@@ -290,14 +300,33 @@ def test_bad_parameters_are_named(w_zhou, name, overrides, message):
     params.update(overrides)
     target.positions += (0.4, 0.4, 0.0)  # no atom at the centre: a tiny slit cuts nothing
     target.wrap()
+    context = {key: params.pop(key) for key in ("element", "lattice", "lattice_constant", "threads") if key in params}
     with pytest.raises(ValueError, match=message):
-        getattr(protocols, name)(target, w_zhou, **params)  # raised at the call, before any LAMMPS work
+        # the schema model (protocols.parameters: keywords, readable errors), then the protocol:
+        # raised at the call, before any LAMMPS work
+        getattr(protocols, name)(target, w_zhou, protocols.parameters(name, **params), **context)
 
 
 def test_uniaxial_axis_must_be_periodic_and_cell_in_lammps_orientation(w_zhou):
     with pytest.raises(ValueError, match="axis 'z' must be periodic"):
-        uniaxial(w_slab((3, 3, 3)), w_zhou, axis="z", **W)
+        uniaxial(w_slab((3, 3, 3)), w_zhou, UniaxialProtocol(axis="z"), **W)
     rotated = bulk_crystal("W", "bcc", A0, (3, 3, 3))
     rotated.rotate(30, "z", rotate_cell=True)
     with pytest.raises(ValueError, match="LAMMPS orientation"):
-        uniaxial(rotated, w_zhou, **W)
+        uniaxial(rotated, w_zhou, UniaxialProtocol(), **W)
+
+
+def test_protocols_take_the_schema_model_and_keywords_give_the_same_program(w_zhou):
+    from schemas import parse_spec  # noqa: F401  (the spec's protocols are these models)
+
+    atoms = bulk_crystal("W", "bcc", A0, (3, 3, 3))
+    model = UniaxialProtocol(strain_rate=5e10, max_strain=0.03, snapshot_every=200, equilibration_steps=0)
+    by_model = protocols.program_for(model, atoms, w_zhou, **W)
+    by_name = protocols.program_for("uniaxial", atoms, w_zhou, **W, strain_rate=5e10, max_strain=0.03,
+                                    snapshot_every=200, equilibration_steps=0)
+    assert by_model.items == by_name.items
+    assert protocols.snapshot_count(model) == snapshot_count("uniaxial", **model.protocol_params()) == model.snapshots()
+    with pytest.raises(ValueError, match="in the model"):
+        protocols.program_for(model, atoms, w_zhou, **W, max_strain=0.01)
+    with pytest.raises(ValueError, match="strain_rate must be > 0 1/s"):
+        protocols.parameters("uniaxial", strain_rate=-1.0)

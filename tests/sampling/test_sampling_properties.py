@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from sampling.builders import add_vacancies, bulk_crystal
-from sampling.defects import STRUCTURE_TYPES, cna_cutoff, count_structure_types, defect_mask
 from md.engine import LammpsSystem
 from md.potentials import PotentialError, load_potential
+from sampling.builders import add_vacancies, bulk_crystal
+from sampling.defects import STRUCTURE_TYPES, cna_cutoff, count_structure_types, defect_mask
 from sampling.properties import relax_lattice_constant
 
 
@@ -28,7 +28,7 @@ def test_fcc_lattice_constant_from_guess_far_away():
 
 
 def test_relaxation_refuses_the_wrong_element(w_zhou):
-    with pytest.raises(PotentialError, match="Fe_mm.eam.fs"):
+    with pytest.raises(PotentialError, match=r"Fe_mm\.eam\.fs"):
         relax_lattice_constant(w_zhou, "Fe", "bcc")
     with pytest.raises(ValueError, match="lattice"):
         relax_lattice_constant(w_zhou, "W", "hcp")

@@ -3,7 +3,8 @@ import pytest
 from ase.neighborlist import neighbor_list
 
 from sampling.builders import add_vacancies, bulk_crystal
-from sampling.protocols import Snapshot, anneal, anneal_snapshot_count
+from sampling.protocols import Snapshot, anneal, anneal_snapshot_count, parameters
+from schemas.sampling import AnnealProtocol
 
 A0 = 3.165  # W Zhou, rounded: CNA cutoff and starting structures
 A0_RELAXED = 3.164849  # zero pressure (relax_lattice_constant)
@@ -13,13 +14,19 @@ def run_anneal(atoms, potential, **overrides):
     options = dict(element="W", lattice="bcc", lattice_constant=A0, temperatures=[300.0],
                    steps_per_temperature=300, snapshot_every=100)
     options.update(overrides)
-    return list(anneal(atoms, potential, **options))
+    context = {key: options.pop(key) for key in ("element", "lattice", "lattice_constant", "threads") if key in options}
+    return list(anneal(atoms, potential, parameters("anneal", **options), **context))
+
+
+def count(temperatures, steps_per_temperature, snapshot_every):
+    return anneal_snapshot_count(AnnealProtocol(temperatures=temperatures, steps_per_temperature=steps_per_temperature,
+                                                snapshot_every=snapshot_every))
 
 
 def test_perfect_bcc_stays_bcc_at_300k(w_zhou):
     atoms = bulk_crystal("W", "bcc", A0_RELAXED, (6, 6, 6))
     snapshots = run_anneal(atoms, w_zhou, temperatures=[300.0], steps_per_temperature=600, snapshot_every=100)
-    assert len(snapshots) == anneal_snapshot_count([300.0], 600, 100) == 7
+    assert len(snapshots) == count([300.0], 600, 100) == 7
     assert [s.step for s in snapshots] == [0, 100, 200, 300, 400, 500, 600]
     for snapshot in snapshots:
         assert isinstance(snapshot, Snapshot)
@@ -49,8 +56,9 @@ def test_vacancy_defect_atoms_are_its_14_neighbours(w_zhou):
     neighbours = np.where(neighbours > vacancy, neighbours - 1, neighbours)  # indices in atoms
     assert len(neighbours) == 14  # 8 first + 6 second neighbours
 
-    minimised = next(anneal(atoms, w_zhou, element="W", lattice="bcc", lattice_constant=A0,
-                            temperatures=[300.0], steps_per_temperature=10, snapshot_every=10))
+    minimised = next(anneal(atoms, w_zhou, AnnealProtocol(temperatures=[300.0], steps_per_temperature=10,
+                                                          snapshot_every=10),
+                            element="W", lattice="bcc", lattice_constant=A0))
     assert np.array_equal(minimised.defect_indices, neighbours)
     # 13 neighbours instead of 14: LAMMPS cna/atom calls them 5 ("other"), not 0 ("unknown")
     assert minimised.counts == {"unknown": 0, "fcc": 0, "hcp": 0, "bcc": 235, "ico": 0, "other": 14}
@@ -65,7 +73,7 @@ def test_same_seed_same_snapshots_and_other_seed_differs(w_zhou):
     one = run_anneal(atoms, w_zhou, seed=7, **kwargs)
     two = run_anneal(atoms, w_zhou, seed=7, **kwargs)
     other = run_anneal(atoms, w_zhou, seed=8, **kwargs)
-    assert len(one) == len(two) == anneal_snapshot_count([300.0, 600.0], 100, 50) == 5
+    assert len(one) == len(two) == count([300.0, 600.0], 100, 50) == 5
     for a, b in zip(one, two):
         assert np.array_equal(a.atoms.positions, b.atoms.positions)
         assert a.atoms.info["energy"] == b.atoms.info["energy"]
@@ -80,7 +88,7 @@ def test_same_seed_reproducible_with_two_threads(w_zhou):
 
 
 def test_snapshot_count_with_uneven_stages(w_zhou):
-    assert anneal_snapshot_count([300.0, 500.0], 150, 100) == 4
+    assert count([300.0, 500.0], 150, 100) == 4
     snapshots = run_anneal(bulk_crystal("W", "bcc", A0, (3, 3, 3)), w_zhou,
                            temperatures=[300.0, 500.0], steps_per_temperature=150, snapshot_every=100)
     assert [s.step for s in snapshots] == [0, 100, 200, 300]
@@ -96,8 +104,9 @@ def test_npt_relaxes_box_towards_zero_pressure(w_zhou):
 
 
 def test_closing_early_frees_lammps(w_zhou):
-    generator = anneal(bulk_crystal("W", "bcc", A0, (3, 3, 3)), w_zhou, element="W", lattice="bcc",
-                       lattice_constant=A0, temperatures=[300.0], steps_per_temperature=1000, snapshot_every=10)
+    generator = anneal(bulk_crystal("W", "bcc", A0, (3, 3, 3)), w_zhou,
+                       AnnealProtocol(temperatures=[300.0], steps_per_temperature=1000, snapshot_every=10),
+                       element="W", lattice="bcc", lattice_constant=A0)
     next(generator)
     next(generator)
     system = generator.gi_frame.f_locals["system"]

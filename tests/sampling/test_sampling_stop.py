@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sampling.builders import add_vacancies, bulk_crystal
 from md.engine import STOP_POLL_INTERVAL_S, LammpsSystem, Stopped
+from sampling.builders import add_vacancies, bulk_crystal
 from sampling.protocols import _MINIMIZE, execute, program_for
 
 A0 = 3.165

@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from core.models import Artifact, Campaign, Status, Structure, WorkItem, utcnow
+from core.models import Campaign, Status, WorkItem, utcnow
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
+from labelling.reference import UPLOAD_PREFIX
 from md.potentials import Potential, PotentialError, load_potential
 from schemas import CampaignSpec
 from workers.lease import held_owner
 
-UPLOAD_PREFIX = "uploaded:"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -70,11 +67,11 @@ def resolve_data_file(reference: str, field: str) -> Path:
 def read_training_set(reference: str, field: str = "selection.training_set") -> list[Atoms]:
     """Dataset B of a spec. Uploaded files are never unpickled (a pickle can run code): pacemaker
     pickles are read only from paths, i.e. from the command line or the operator's allowed dirs."""
-    from sampling.datasets import DatasetError, read_dataset
+    from formats import DatasetError, read
 
     path = resolve_data_file(reference, field)
     try:
-        return read_dataset(path, allow_pickle=not reference.startswith(UPLOAD_PREFIX))
+        return read(path, allow_pickle=not reference.startswith(UPLOAD_PREFIX))
     except DatasetError as exc:
         raise ValueError(f"{field}: {exc}") from None
 
@@ -129,7 +126,7 @@ def load_item(item_id: int) -> tuple[int, CampaignSpec, dict]:
     with session_scope() as session:
         item = session.get(WorkItem, item_id)
         assert item is not None
-        campaign = session.get(Campaign, item.campaign_id)
+        campaign = session.get_one(Campaign, item.campaign_id)
         return item.campaign_id, CampaignSpec.model_validate(campaign.spec), dict(item.params)
 
 

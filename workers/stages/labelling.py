@@ -17,24 +17,35 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.access import put_artifact
 from core.models import Label, Structure
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import LaunchProfile, get_settings
-from labelling import (DFTSettings, JobRecord, JobState, LabelError, SlurmLauncher, job_key, label, profile,
-                       reference_options, resolve_reference)
+from core.storage import StructureStore
+from labelling import (
+    DFTSettings,
+    JobRecord,
+    JobState,
+    LabelError,
+    SlurmLauncher,
+    job_key,
+    label,
+    profile,
+    reference_options,
+    resolve_reference,
+)
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
 from labelling.reference import ReferencePotential
 from labelling.result import LabelResult, write_json_atomic
 from labelling.settings import REFERENCE_ENGINES
 from mlip import ExportError, check_labelled
 from schemas import CampaignSpec
-from workers.stages.common import PlannedItem, load_item, read_training_set
-from core.access import put_artifact
+from schemas.names import StructureKind
+from workers.stages.common import PlannedItem, load_item, read_training_set, resolve_upload
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +93,9 @@ def labelling_reference(spec: CampaignSpec) -> ReferencePotential:
     """The potential engine lammps labels with: labelling.reference, else the campaign's own potential (also for
     eam, the deprecated alias); a ReferencePotentialError names the field."""
     if spec.labelling.reference is not None:
-        return resolve_reference(spec.labelling.reference, spec.element, field="labelling.reference")
-    return resolve_reference(spec.potential, spec.element, field="potential")
+        return resolve_reference(spec.labelling.reference, spec.element, field="labelling.reference",
+                                 resolve_upload=resolve_upload)
+    return resolve_reference(spec.potential, spec.element, field="potential", resolve_upload=resolve_upload)
 
 
 def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:
@@ -126,17 +138,17 @@ def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[
     """One item per periodic cell (and per B structure when the campaign labels B; with a study, per vacuum
     cluster of C and per validation configuration), at most budget.max_dft_jobs in that order (the rest are
     reported, not run)."""
-    def stored(stage: str) -> list:
-        return session.execute(
+    def stored(stage: str) -> list[Row[int, str]]:
+        return list(session.execute(
             select(Structure.id, Structure.source)
             .where(Structure.campaign_id == campaign_id, Structure.stage == stage)
             .order_by(Structure.id)
-        ).all()
+        ).all())
 
-    cells = stored("periodic")
-    basic = stored("basic") if basic_set_labelled_by_campaign(spec) else []
-    clusters = stored("cluster_vacuum") if spec.study is not None else []
-    validation = stored("validation") if spec.study is not None else []
+    cells = stored(StructureKind.PERIODIC)
+    basic = stored(StructureKind.BASIC) if basic_set_labelled_by_campaign(spec) else []
+    clusters = stored(StructureKind.CLUSTER_VACUUM) if spec.study is not None else []
+    validation = stored(StructureKind.VALIDATION) if spec.study is not None else []
     jobs = cells + basic + clusters + validation
     cap = spec.budget.max_dft_jobs
     plan = {"cells": len(cells), "basic": len(basic), "clusters": len(clusters), "validation": len(validation),
@@ -165,9 +177,9 @@ def _record(row: Label) -> JobRecord:
     )
 
 
-def _save(label_id: int, record: JobRecord, **fields) -> None:  # type: ignore[no-untyped-def]
+def _save(label_id: int, record: JobRecord, **fields: object) -> None:
     with session_scope() as session:
-        row = session.get(Label, label_id, with_for_update=True)
+        row = session.get_one(Label, label_id, with_for_update=True)
         row.state, row.attempts, row.settings = record.state.value, record.attempts, record.settings
         row.failure, row.failures, row.job_id = record.failure, list(record.failures), record.job_id
         row.result_settings_sha256, row.error = record.result_hash, record.message
@@ -175,7 +187,7 @@ def _save(label_id: int, record: JobRecord, **fields) -> None:  # type: ignore[n
             setattr(row, name, value)
 
 
-def _ledger_row(atoms, settings: DFTSettings, structure_id: int) -> int:  # type: ignore[no-untyped-def]
+def _ledger_row(atoms: Atoms, settings: DFTSettings, structure_id: int) -> int:
     """The ledger row of this (structure, settings), created queued if new; its id."""
     structure_hash, settings_hash = job_key(atoms, settings)
     lookup = select(Label.id).where(Label.structure_hash == structure_hash, Label.settings_sha256 == settings_hash)
@@ -211,14 +223,15 @@ def label_structure(item_id: int) -> None:
     structure_id = int(params["structure_id"])
     store = StructureStore(get_settings().data_dir)
     with session_scope() as session:
-        atoms = store.read(session.get(Structure, structure_id).path)
+        atoms = store.read(session.get_one(Structure, structure_id).path)
     settings = dft_settings(spec)
     launcher = launcher_for(spec)
     label_id = _ledger_row(atoms, settings, structure_id)
     with session_scope() as session:
-        record = _record(session.get(Label, label_id))
+        record = _record(session.get_one(Label, label_id))
     workdir = job_directory(record.structure_hash, record.settings_hash)
-    if record.state in (JobState.SUBMITTED, JobState.RUNNING) and _slurm_job_alive(launcher, workdir):
+    if (launcher is not None and record.state in (JobState.SUBMITTED, JobState.RUNNING)
+            and _slurm_job_alive(launcher, workdir)):
         launcher.wait((workdir / "slurm_job_id").read_text().strip())  # then label() below reuses its result
         record = dataclasses.replace(record, state=JobState.QUEUED)
     record = on_resume(record)  # a job left submitted by a dead worker is queued again; finished ones stay
@@ -236,7 +249,7 @@ def label_structure(item_id: int) -> None:
             continue
         except (ValueError, OSError) as error:  # inputs cannot be written (e.g. POTCAR missing): no retry
             record = dataclasses.replace(
-                record, state=JobState.FAILED, failure=INPUT_ERROR, failures=record.failures + (INPUT_ERROR,),
+                record, state=JobState.FAILED, failure=INPUT_ERROR, failures=(*record.failures, INPUT_ERROR),
                 message=f"{type(error).__name__}: {error}", job_id=None,
             )
             _save(label_id, record)
@@ -246,9 +259,9 @@ def label_structure(item_id: int) -> None:
         _save(label_id, record, energy=result.energy, engine_version=result.engine_version,
               wall_time=result.wall_time, path=str((workdir / LABEL_FILE).relative_to(get_settings().data_dir)))
     with session_scope() as session:
-        structure = session.get(Structure, structure_id)
+        structure = session.get_one(Structure, structure_id)
         structure.label_id = label_id
-        row = session.get(Label, label_id)
+        row = session.get_one(Label, label_id)
         if row.state == JobState.SUCCEEDED.value:
             structure.energy = row.energy
 
@@ -259,7 +272,7 @@ def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> in
     any other label; a row that had succeeded already is kept. Returns the row's id."""
     label_id = _ledger_row(labelled, settings, structure_id)
     with session_scope() as session:
-        row = session.get(Label, label_id, with_for_update=True)
+        row = session.get_one(Label, label_id, with_for_update=True)
         if row.state == JobState.SUCCEEDED.value:
             return label_id
         calc = labelled.calc.results
@@ -269,7 +282,8 @@ def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> in
             from labelling.lammps_run import DEFAULT_POTENTIAL
 
             record = settings.engine_options.get("reference") or {}
-            engine_version = record.get("name") or Path(settings.engine_options.get("potential", DEFAULT_POTENTIAL)).name
+            engine_version = (record.get("name")
+                              or Path(settings.engine_options.get("potential", DEFAULT_POTENTIAL)).name)
             extra = {"efs_by": f"lammps:{engine_version}", "reference": engine_version,
                      "reference_files": record.get("files", {})}
         result = LabelResult(energy=calc["energy"], forces=calc["forces"], stress=calc.get("stress"),
@@ -304,6 +318,7 @@ def labelled_structures(session: Session, campaign_id: int, stage: str, source_p
     images = []
     for structure_path, source, label_path, engine, version in rows:
         atoms = store.read(structure_path)
+        assert label_path is not None, "a succeeded label has its result file"
         stored = read_label(label_path)
         results = {"energy": stored["energy"], "free_energy": stored["energy"], "forces": np.array(stored["forces"])}
         if stored.get("stress") is not None:
@@ -321,7 +336,7 @@ def labelled_basic_set(session: Session, campaign_id: int, spec: CampaignSpec) -
     read once."""
     users_set = _users_basic_set(spec)
     if _campaign_labels(spec, users_set):
-        return labelled_structures(session, campaign_id, "basic")
+        return labelled_structures(session, campaign_id, StructureKind.BASIC)
     if users_set is None:
         raise ValueError("selection.training_set: dataset B was generated and has no labels")
     return users_set

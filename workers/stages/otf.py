@@ -36,6 +36,7 @@ from ase import Atoms
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.access import load_artifact, load_artifacts, put_artifact, put_structure, store_artifact
 from core.models import Artifact, Label, StageRun, Structure, WorkItem
 from core.session import session_scope
 from core.settings import get_settings
@@ -51,22 +52,26 @@ from mlip.otf import (
     select_new,
     stop_reason,
 )
+from mlip.trainers import Trainer
 from schemas import CampaignSpec
-from selection import maxvol
-from workers.stages.common import PlannedItem, campaign_dir, load_item, report_progress
-from core.access import load_artifact, load_artifacts, put_artifact, put_structure, store_artifact
 from schemas.artifacts import OTFIterationRecord, OTFRunArtifact, OTFRunRecord, OTFSelection
+from schemas.names import StructureKind
+from selection import maxvol
+from selection.bases import Basis
+from selection.maxvol import ActiveSet
+from workers.stages.common import PlannedItem, campaign_dir, load_item, report_progress
 from workers.stages.labelling import labelled_structures
 from workers.stages.reconstruction import assemble_plans, box_items, gcmc_params, plan_cluster, plans
 from workers.stages.refinement import (
     CAMPAIGN,
     OTF,
+    initial_model,
     labels_left,
     otf_target,
     potential_reference,
-    training_sets,
-    initial_model,
+    refinement_of,
     trainer_for,
+    training_sets,
 )
 
 STEPS = ("otf_md", "otf_selection", "otf_boxes", "otf_cells", "otf_labelling", "otf_training")
@@ -124,12 +129,12 @@ def training_set(session: Session, campaign_id: int, spec: CampaignSpec, iterati
     by the iterations before it, in the order they were stored."""
     train, test = training_sets(session, campaign_id, spec)
     for earlier in range(1, iteration):
-        train += labelled_structures(session, campaign_id, "otf", source_prefix=_prefix(earlier))
+        train += labelled_structures(session, campaign_id, StructureKind.OTF, source_prefix=_prefix(earlier))
     return train, test
 
 
 def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iteration: int, species: list[str],
-                trainer):
+                trainer: Trainer) -> tuple[Basis, ActiveSet]:
     """(basis, active set) of the iteration's model over its training set, computed once and kept on disk
     (several MD items may ask at once: each writes the same bytes, the last rename wins)."""
     model, train = session_data
@@ -149,7 +154,7 @@ def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iterat
 
 
 def plan_md(_session: Session, _campaign_id: int, spec: CampaignSpec, iteration: int) -> list[PlannedItem]:
-    otf = spec.refinement.otf
+    otf = refinement_of(spec).otf
     return [PlannedItem(key=name, params={"iteration": iteration, "target": index}, progress_total=target.steps)
             for index, (name, target) in enumerate(zip(otf.target_names(), otf.targets, strict=True))]
 
@@ -171,7 +176,7 @@ def plan_labels(session: Session, campaign_id: int, _spec: CampaignSpec, iterati
     """One label per cell of the iteration, in selection order, at most what the budget leaves."""
     cells = session.execute(
         select(Structure.id, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "otf",
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
                Structure.source.startswith(_prefix(iteration)))
         .order_by(Structure.id)
     ).all()
@@ -196,10 +201,10 @@ def _save_snapshots(path: Path, collected: list[tuple[Atoms, np.ndarray, np.ndar
     arrays: dict[str, np.ndarray] = {"n": np.array(len(collected))}
     for k, (snapshot, rows, gamma) in enumerate(collected):
         arrays |= {f"numbers_{k}": snapshot.numbers, f"positions_{k}": snapshot.positions,
-                   f"cell_{k}": snapshot.cell.array, f"pbc_{k}": snapshot.pbc, f"step_{k}": np.array(snapshot.info["step"]),
-                   f"rows_{k}": rows, f"gamma_{k}": gamma}
+                   f"cell_{k}": snapshot.cell.array, f"pbc_{k}": snapshot.pbc,
+                   f"step_{k}": np.array(snapshot.info["step"]), f"rows_{k}": rows, f"gamma_{k}": gamma}
     partial = path.with_suffix(f".{os.getpid()}.partial.npz")
-    np.savez(partial, **arrays)
+    np.savez(partial, allow_pickle=False, **arrays)  # numbers only (np.load below reads without pickle)
     partial.replace(path)
 
 
@@ -230,7 +235,8 @@ def run_md(item_id: int) -> None:
     trainer = trainer_for(spec)
     basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element], trainer)
     run, collected = trainer.md(target, model, basis, active_set, gamma_select=spec.selection.gamma_select,
-                                gamma_break=spec.selection.gamma_break, check_every=spec.refinement.otf.check_every,
+                                gamma_break=spec.selection.gamma_break,
+                                check_every=refinement_of(spec).otf.check_every,
                                 on_check=lambda step: report_progress(item_id, campaign_id, done=step))
     _save_snapshots(iteration_dir(campaign_id, iteration) / f"md-{index}.npz", collected)
     with session_scope() as session:
@@ -240,7 +246,7 @@ def run_md(item_id: int) -> None:
 
 def _runs(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> list[OTFRun]:
     records = []
-    for name in spec.refinement.otf.target_names():
+    for name in refinement_of(spec).otf.target_names():
         stored = load_artifact(session, campaign_id, OTFRunArtifact, f"{_tag(iteration)}/{name}")
         if stored is None:
             raise RuntimeError(f"otf iteration {iteration}: the MD run of target {name} is not stored")
@@ -253,7 +259,7 @@ def select_and_cut(item_id: int) -> None:
     campaign_id, spec, params = load_item(item_id)
     iteration = int(params["iteration"])
     started = time.perf_counter()
-    otf = spec.refinement.otf
+    otf = refinement_of(spec).otf
     with session_scope() as session:
         runs = _runs(session, campaign_id, spec, iteration)
         model = model_path(session, campaign_id, spec, iteration)
@@ -275,13 +281,13 @@ def select_and_cut(item_id: int) -> None:
             for number, environment in enumerate(chosen):
                 cluster = cut_cluster(environment, spec.selection.cluster_radius)
                 source = f"{_prefix(iteration)}cluster-{number}"
-                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage="otf_cluster",
+                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage=StructureKind.OTF_CLUSTER,
                                            source=source, info=_origin(environment, iteration))
                 plan_cluster(session, campaign_id, source, cluster_id, cluster, None, potential, params_gcmc)
                 clusters.append(source)
         store_artifact(session, campaign_id, _tag(iteration), OTFSelection(
             n_candidates=n_candidates, selected=[c.record() for c in chosen], clusters=clusters,
-            origins=[_origin(c, iteration) for c in chosen], labels_left=max(0, budget), last=last,
+            origins=[_origin(c, iteration) for c in chosen] if clusters else [], labels_left=max(0, budget), last=last,
             wall_time_s=time.perf_counter() - started,
         ))
 
@@ -299,7 +305,7 @@ def assemble_cells(item_id: int) -> None:
         selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
         info = dict(zip(selection.clusters, selection.origins, strict=True)) if selection else {}
         summary = assemble_plans(session, store, campaign_id, plans(session, campaign_id, _prefix(iteration)),
-                                 stage="otf", info=info)
+                                 stage=StructureKind.OTF, info=info)
         put_artifact(session, campaign_id, CELLS, _tag(iteration), summary)
 
 
@@ -307,27 +313,29 @@ def retrain_and_record(item_id: int) -> None:
     """The iteration's end: the MTP retrained on the new labelled cells, its record, the stop rule."""
     campaign_id, spec, params = load_item(item_id)
     iteration = int(params["iteration"])
-    otf = spec.refinement.otf
+    otf = refinement_of(spec).otf
     started = time.perf_counter()
     with session_scope() as session:
         runs = _runs(session, campaign_id, spec, iteration)
         selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
         if selection is None:
             raise RuntimeError(f"otf iteration {iteration}: its selection is not stored")
-        cells = _artifact(session, campaign_id, CELLS, _tag(iteration)) or {"structure_ids": {}, "not_reconstructed": {}}
+        cells = (_artifact(session, campaign_id, CELLS, _tag(iteration))
+                 or {"structure_ids": {}, "not_reconstructed": {}})
         model = model_path(session, campaign_id, spec, iteration)
         train, test = training_set(session, campaign_id, spec, iteration)
-        added = labelled_structures(session, campaign_id, "otf", source_prefix=_prefix(iteration))
+        added = labelled_structures(session, campaign_id, StructureKind.OTF, source_prefix=_prefix(iteration))
         labels = {source: {"state": state, "attempts": attempts, "error": error}
                   for source, state, attempts, error in session.execute(
                       select(Structure.source, Label.state, Label.attempts, Label.error)
                       .join(Label, Structure.label_id == Label.id)
-                      .where(Structure.campaign_id == campaign_id, Structure.stage == "otf",
+                      .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
                              Structure.source.startswith(_prefix(iteration))))}
         added_ids = [sid for sid, in session.execute(
             select(Structure.id).join(Label, Structure.label_id == Label.id)
-            .where(Structure.campaign_id == campaign_id, Structure.stage == "otf", Label.state == "succeeded",
-                   Structure.source.startswith(_prefix(iteration))).order_by(Structure.id))]
+            .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
+                   Label.state == "succeeded", Structure.source.startswith(_prefix(iteration)))
+            .order_by(Structure.id))]
         n_labels = int(session.scalar(
             select(func.count(WorkItem.id)).join(StageRun)
             .where(StageRun.campaign_id == campaign_id, StageRun.stage == f"otf_labelling.{iteration}")) or 0)

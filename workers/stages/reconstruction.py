@@ -12,28 +12,40 @@ candidate environments against the active sets of B, B+C and B+P (the paper's Fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.access import put_artifact, put_structure, store_artifact, stored_structures
 from core.models import Artifact, Structure
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
-from pcc_gcmc import GCMCParams, NoAdmissibleCandidateError, ReconstructionError, assemble, plan, run_candidate
+from core.storage import StructureStore
+from md.engine import Stopped
+from md.potentials import Potential, PotentialError
+from pcc_gcmc import (
+    CandidateResult,
+    GCMCParams,
+    NoAdmissibleCandidateError,
+    ReconstructionError,
+    assemble,
+    plan,
+    run_candidate,
+)
+from sampling.datasets import soap_pca_map
+from schemas import CampaignSpec
+from schemas.artifacts import CandidateTable
+from schemas.names import Dataset, StructureKind
 from selection import maxvol
 from selection.bases import BasisError
-from sampling.datasets import soap_pca_map
-from md.engine import Stopped
-from md.potentials import PotentialError
+from selection.clusters import Cluster
 from selection.grading import gamma_against_training_sets
-from schemas import CampaignSpec
 from workers.lease import stop_file
 from workers.stages.common import Cancelled, PlannedItem, campaign_dir, load_item, resolve_potential
-from core.access import put_artifact, put_structure, store_artifact, stored_structures
-from schemas.artifacts import CandidateTable
 from workers.stages.selection import campaign_basis
 
 log = logging.getLogger(__name__)
@@ -61,8 +73,8 @@ def cluster_core(atoms: Atoms, core_radius: float) -> np.ndarray:
     return (distances <= core_radius * (1 + 1e-12)).any(axis=1)
 
 
-def plan_cluster(session: Session, campaign_id: int, source: str, cluster_id: int, cluster, core_mask,
-                 potential, params: GCMCParams) -> list[PlannedItem]:
+def plan_cluster(session: Session, campaign_id: int, source: str, cluster_id: int, cluster: Atoms | Cluster,
+                 core_mask: np.ndarray | None, potential: Potential | str, params: GCMCParams) -> list[PlannedItem]:
     """The PCC-GCMC plan of one cluster stored as an artifact named ``source``; one item per box that can run.
 
     A cluster that cannot be set up (e.g. its core holds more than max_atoms atoms) is recorded with the
@@ -75,7 +87,8 @@ def plan_cluster(session: Session, campaign_id: int, source: str, cluster_id: in
         put_artifact(session, campaign_id, PLAN, source, {**record, "error": str(exc)})
         log.warning("cluster %s cannot be reconstructed: %s", source, exc)
         return []
-    put_artifact(session, campaign_id, PLAN, source, {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
+    put_artifact(session, campaign_id, PLAN, source,
+                 {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
     return box_items(source, grid)
 
 
@@ -100,7 +113,7 @@ def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[P
     potential = resolve_potential(spec.potential)
     clusters = session.execute(
         select(Structure.id, Structure.path, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "cluster")
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.CLUSTER)
         .order_by(Structure.id)
     ).all()
     items: list[PlannedItem] = []
@@ -143,7 +156,7 @@ def run_box(item_id: int) -> None:
         put_artifact(session, campaign_id, CANDIDATE, name, result.to_dict(structure=True))
 
 
-def _cluster_table(candidates, plan_record: dict) -> dict:
+def _cluster_table(candidates: Sequence[CandidateResult], plan_record: dict) -> dict:
     return {
         "cluster_id": plan_record["cluster_id"],
         "core_extent": plan_record["payload"]["core_extent"],
@@ -160,7 +173,7 @@ def assemble_plans(session: Session, store: StructureStore, campaign_id: int, pl
     are dropped. ``info``: extra structure info per cluster source. Returns the summary."""
     names = [f"{source}/{index}" for source, record in planned if "grid" in record
              for index, entry in enumerate(record["grid"]) if entry["run"]]
-    candidates = dict(session.execute(
+    candidates: dict[str, dict[str, Any]] = dict(session.execute(
         select(Artifact.name, Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
                                                    Artifact.name.in_(names))
     ).all()) if names else {}
@@ -215,11 +228,11 @@ def assemble_cells(item_id: int) -> None:
     with session_scope() as session:
         planned = [(source, record) for source, record in plans(session, campaign_id)
                    if not source.startswith(OTF_PREFIX)]
-        summary = assemble_plans(session, store, campaign_id, planned, stage="periodic")
+        summary = assemble_plans(session, store, campaign_id, planned, stage=StructureKind.PERIODIC)
         summary.pop("structure_ids")
         put_artifact(session, campaign_id, "reconstruction", CAMPAIGN, summary)
         maps = {name: stored_structures(session, store, campaign_id, stage)
-                for name, stage in (("B", "basic"), ("C", "cluster_vacuum"), ("P", "periodic"))}
+                for name, stage in ((d.value, d.structures) for d in (Dataset.B, Dataset.C, Dataset.P))}
         put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
                      soap_pca_map({k: v for k, v in maps.items() if v}, max_atoms_per_dataset=2000))
         put_artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN, _gamma_by_dataset(campaign_id, spec, maps))

@@ -4,8 +4,9 @@ Stage ``training`` fits one MTP (motep) on the campaign's labelled configuration
 labelled file, else B as the labelling stage labelled it) and the PCC-GCMC cells P, with a seeded share
 held out for the test RMSE; the model stays in the campaign's directory. On-the-fly learning from that
 model runs as stages of its own, one set per iteration (:mod:`workers.stages.otf`); its labelled new cells
-are ``otf`` structures with ledger rows (dataset OTF of the exports). Stage ``ensemble`` trains k MTPs on the final set (B + P + OTF) and stores the
-histogram of their force spread sigma_F over the defect atoms of the sampling snapshots.
+are ``otf`` structures with ledger rows (dataset OTF of the exports). Stage ``ensemble`` trains k MTPs on the
+final set (B + P + OTF) and stores the histogram of their force spread sigma_F over the defect atoms of the
+sampling snapshots.
 
 Units: RMSE in meV/atom and meV/A (:func:`mlip.train.rmse`), sigma_F in eV/A.
 """
@@ -13,36 +14,46 @@ Units: RMSE in meV/atom and meV/A (:func:`mlip.train.rmse`), sigma_F in eV/A.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import numpy as np
 from ase import Atoms
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.access import put_artifact
 from core.models import Artifact, Environment, StageRun, Structure, WorkItem
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
+from core.storage import StructureStore
 from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble
 from mlip.trainers import MtpTrainer, SnapTrainer, Trainer
 from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
+from schemas.campaign import EnsembleParams, RefinementParams
+from schemas.names import StructureKind
 from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file, resolve_potential
-from core.access import put_artifact
 from workers.stages.labelling import labelled_basic_set, labelled_structures
 
-TRAINING = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
-OTF = "otf"
+TRAINING: Final = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
+OTF: Final = "otf"
 ENSEMBLE = "ensemble"
 CAMPAIGN = "campaign"
+
+
+def refinement_of(spec: CampaignSpec) -> RefinementParams:
+    """The spec's refinement section: the refinement stages are planned only for a spec that has one
+    (workers.pipeline.stages_for)."""
+    if spec.refinement is None:
+        raise ValueError("the campaign spec has no refinement section: no training, OTF or ensemble stage runs")
+    return spec.refinement
 
 
 def trainer_for(spec: CampaignSpec) -> Trainer:
     """The trainer of the campaign's model (refinement.training.model), shared by the first model and every
     OTF retraining."""
-    training = spec.refinement.training
+    training = refinement_of(spec).training
     if training.model == "snap":
         return SnapTrainer(training.snap, species=[spec.element])
     return MtpTrainer(training_settings(spec) | {"species": [spec.element]})
@@ -50,7 +61,7 @@ def trainer_for(spec: CampaignSpec) -> Trainer:
 
 def training_settings(spec: CampaignSpec) -> dict[str, Any]:
     """Keyword arguments of mlip.train_mtp shared by the first model, every OTF retraining and the ensemble."""
-    training = spec.refinement.training
+    training = refinement_of(spec).training
     return {"level": training.level, "max_iter": training.max_iter, "min_dist": training.min_dist,
             "max_dist": training.max_dist, "seed": training.seed, "forces_weight": training.forces_weight,
             "stress_weight": training.stress_weight}
@@ -58,17 +69,19 @@ def training_settings(spec: CampaignSpec) -> dict[str, Any]:
 
 def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tuple[list[Atoms], list[Atoms]]:
     """(train, test): the labelled configurations of B and P, a seeded test_fraction held out."""
-    images = labelled_basic_set(session, campaign_id, spec) + labelled_structures(session, campaign_id, "periodic")
+    images = (labelled_basic_set(session, campaign_id, spec)
+              + labelled_structures(session, campaign_id, StructureKind.PERIODIC))
     if not images:
         raise ValueError("refinement.training: no labelled configuration to train on (no label of B or P "
                          "succeeded; see the campaign's label table)")
-    training = spec.refinement.training
+    training = refinement_of(spec).training
     return split(images, training.test_fraction, training.seed)
 
 
-def final_model(session: Session, campaign_id: int) -> tuple[str, Path] | None:
+def final_model(session: Session, campaign_id: int) -> tuple[Literal["otf", "mtp_training"], Path] | None:
     """The campaign's own MTP as refinement left it: (stage, absolute path), OTF's last model when OTF ran."""
-    for kind, key in ((OTF, "model_path"), (TRAINING, "path")):
+    stages: tuple[tuple[Literal["otf", "mtp_training"], str], ...] = ((OTF, "model_path"), (TRAINING, "path"))
+    for kind, key in stages:
         data = session.scalars(select(Artifact.data).where(
             Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == CAMPAIGN)).one_or_none()
         if data and data.get(key):
@@ -115,7 +128,7 @@ def otf_target(spec: CampaignSpec, index: int) -> MDTarget:
     """MD target ``index`` of the spec with its structure built as the sampling stage builds it."""
     potential = resolve_potential(spec.potential)
     a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
-    otf = spec.refinement.otf
+    otf = refinement_of(spec).otf
     target = otf.targets[index]
     return MDTarget(build_structure(target.structure, spec.element, spec.lattice, a, potential),
                     temperature=target.temperature, steps=target.steps, name=otf.target_names()[index],
@@ -135,12 +148,12 @@ def _snapshots_with_defects(session: Session, campaign_id: int) -> list[tuple[in
     """(id, path, source, defect atom indices) of every sampling snapshot with defect atoms."""
     snapshots = session.execute(
         select(Structure.id, Structure.path, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling").order_by(Structure.id)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING).order_by(Structure.id)
     ).all()
     defects: dict[int, list[int]] = {}
     for structure_id, atom_index in session.execute(
         select(Environment.structure_id, Environment.atom_index).join(Structure)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
     ):
         defects.setdefault(structure_id, []).append(int(atom_index))
     return [(sid, path, source, sorted(defects[sid])) for sid, path, source in snapshots if sid in defects]
@@ -150,14 +163,18 @@ def ensemble_spread(item_id: int) -> None:
     """k MTPs on B + P + OTF; the histogram of their sigma_F over the sampling snapshots' defect atoms."""
     campaign_id, spec, _ = load_item(item_id)
     store = StructureStore(get_settings().data_dir)
-    k = spec.refinement.ensemble.k
+    ensemble: EnsembleParams | None = refinement_of(spec).ensemble
+    if ensemble is None:
+        raise ValueError("the spec has no refinement.ensemble: the ensemble stage does not run")
+    k = ensemble.k
     settings = training_settings(spec)
     seed = settings.pop("seed")
     with session_scope() as session:
         train, test = training_sets(session, campaign_id, spec)
-        train += labelled_structures(session, campaign_id, "otf")
+        train += labelled_structures(session, campaign_id, StructureKind.OTF)
         with_defects = _snapshots_with_defects(session, campaign_id)
-    spread = np.linspace(0, len(with_defects) - 1, spec.refinement.ensemble.max_snapshots) if with_defects else []
+    spread: np.ndarray | list[float] = (np.linspace(0, len(with_defects) - 1, ensemble.max_snapshots)
+                                        if with_defects else [])
     snapshots = [with_defects[i] for i in np.unique(np.round(spread).astype(int))]
     models = train_ensemble(train, k, campaign_dir(campaign_id) / "ensemble", seeds=[seed + n for n in range(k)],
                             test=test or None, species=[spec.element], **settings)

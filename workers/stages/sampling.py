@@ -7,16 +7,18 @@ import logging
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.models import Artifact, Campaign, Environment, Structure, WorkItem
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
+from core.storage import StructureStore
 from sampling.defects import STRUCTURE_TYPES
 from sampling.properties import relax_lattice_constant
 from sampling.protocols import Snapshot, Stopped, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
+from schemas.names import StructureKind
 from workers.lease import stop_file
 from workers.stages.common import Cancelled, report_progress, resolve_potential
 
@@ -30,10 +32,11 @@ def run_protocol(item_id: int) -> None:
         assert item is not None
         campaign_id, key = item.campaign_id, item.key
         index = int(item.params["protocol_index"])
-        spec = CampaignSpec.model_validate(session.get(Campaign, campaign_id).spec)  # type: ignore[union-attr]
+        spec = CampaignSpec.model_validate(session.get_one(Campaign, campaign_id).spec)
         stored = set(
             session.scalars(
-                select(Structure.source).where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+                select(Structure.source)
+                .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
             )
         )
     protocol = spec.sampling.protocols[index]  # the schema model: the protocol's parameters
@@ -84,7 +87,7 @@ def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapsh
                 campaign_id=campaign_id,
                 sha256=sha256,
                 path=path,
-                stage="sampling",
+                stage=StructureKind.SAMPLING,
                 source=source,
                 formula=atoms.get_chemical_formula(),
                 n_atoms=len(atoms),
@@ -113,7 +116,7 @@ def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapsh
 TYPE_COUNTS = "structure_type_counts"
 
 
-def _add_type_counts(session, campaign_id: int, protocol: str, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def _add_type_counts(session: Session, campaign_id: int, protocol: str, counts: dict[str, int]) -> None:
     """Running per-protocol totals, in the snapshot's own transaction so a re-run cannot count twice."""
     artifact = session.scalars(
         select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == TYPE_COUNTS,

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
-from core.models import Artifact, Campaign, Environment, Structure, WorkItem
+from core.access import load_artifacts, put_artifact, put_structure, store_artifact, stored_structures
+from core.models import Environment, Structure
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
+from core.storage import StructureStore
+from sampling.datasets import basic_dataset, soap_pca_map
+from sampling.properties import relax_lattice_constant
+from schemas import CampaignSpec
+from schemas.artifacts import GammaHistogram, SelectionSummary
+from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis, make_basis
 from selection.clusters import cut_clusters, pad_vacuum
-from sampling.datasets import basic_dataset, soap_pca_map
-from sampling.properties import relax_lattice_constant
 from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
-from schemas import CampaignSpec
 from workers.stages.common import (
     campaign_dir,
     load_item,
@@ -29,8 +30,6 @@ from workers.stages.common import (
     resolve_data_file,
     resolve_potential,
 )
-from core.access import load_artifacts, put_artifact, put_structure, store_artifact, stored_structures
-from schemas.artifacts import GammaHistogram, SelectionSummary
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,8 @@ def campaign_basis(spec: CampaignSpec, species: list[str]) -> Basis:
     if selection.basis == "snap":
         return make_basis("snap", elements=species, twojmax=selection.twojmax, cutoff=selection.snap_cutoff,
                           threads=get_settings().lammps_threads or spec.sampling.threads)
+    if selection.basis_potential is None:  # the schema requires it for mtp and ace
+        raise ValueError(f"selection.basis_potential: the {selection.basis} basis needs its potential file")
     path = resolve_data_file(selection.basis_potential, "selection.basis_potential")
     if selection.basis == "mtp":
         return make_basis("mtp", mtp_file=path, species=tuple(species))
@@ -70,7 +71,7 @@ def build_active_set(item_id: int) -> None:
     with session_scope() as session:
         for index, atoms in enumerate(training):
             atoms.calc = None  # labels of a user's set stay in its own file; B is stored as geometry
-            put_structure(session, store, campaign_id, atoms, stage="basic", source=f"basic/{index}",
+            put_structure(session, store, campaign_id, atoms, stage=StructureKind.BASIC, source=f"basic/{index}",
                            info={"origin": str(atoms.info.get("source", ""))})
         put_artifact(session, campaign_id, "active_set", CAMPAIGN, {
             "basis": basis.describe(), "m": active_set.size, "training_configurations": len(training),
@@ -86,7 +87,7 @@ def grade_snapshot(item_id: int) -> None:
     settings = get_settings()
     store = StructureStore(settings.data_dir)
     with session_scope() as session:
-        structure = session.get(Structure, structure_id)
+        structure = session.get_one(Structure, structure_id)
         atoms = store.read(structure.path)
         source = structure.source
         candidates = np.array(
@@ -114,7 +115,7 @@ def grade_snapshot(item_id: int) -> None:
                 .where(Environment.structure_id == structure_id, Environment.atom_index == int(atom_index))
                 .values(gamma=float(gamma[atom_index]))
             )
-        structure = session.get(Structure, structure_id)
+        structure = session.get_one(Structure, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
         store_artifact(session, campaign_id, source, GammaHistogram(**maxvol.log_histogram(gamma)))
 
@@ -157,7 +158,7 @@ def select_and_cut(item_id: int) -> None:
     with session_scope() as session:
         snapshots = session.execute(
             select(Structure.id, Structure.path, Structure.source)
-            .where(Structure.campaign_id == campaign_id, Structure.stage == "sampling")
+            .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
             .order_by(Structure.id)
         ).all()
     rows, gammas, owners = [], [], []
@@ -195,10 +196,10 @@ def select_and_cut(item_id: int) -> None:
                 info = {"centres": cluster.centre_indices, "radius": cluster.radius,
                         "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}
                 cluster_source = f"{source}/cluster-{number}"
-                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage="cluster",
+                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage=StructureKind.CLUSTER,
                                             source=cluster_source, parent_id=structure_id, info=info)
                 padded = pad_vacuum(cluster.atoms, spec.selection.vacuum)
-                put_structure(session, store, campaign_id, padded, stage="cluster_vacuum",
+                put_structure(session, store, campaign_id, padded, stage=StructureKind.CLUSTER_VACUUM,
                                source=f"{cluster_source}/vacuum", parent_id=cluster_id, info=info)
                 clusters_b.append(padded)
         basic = stored_structures(session, store, campaign_id, "basic")

@@ -14,23 +14,26 @@ artifact and ``<campaign dir>/study/study.json``.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Literal
 
 from ase import Atoms
 from sqlalchemy import select
 
+from core.access import put_artifact, put_structure, store_artifact
 from core.models import Artifact
 from core.session import session_scope
-from core.storage import StructureStore
 from core.settings import get_settings
+from core.storage import StructureStore
 from labelling.settings import REFERENCE_ENGINES
+from md.potentials import Potential
 from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
 from mlip.validation import load_model, validate
-from md.potentials import Potential
 from schemas import CampaignSpec
-from schemas.study import StudyParams
-from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file
-from core.access import put_artifact, put_structure, store_artifact
 from schemas.artifacts import ValidationTable
+from schemas.names import StructureKind
+from schemas.study import StudyParams
+from schemas.validation import ValidationReport
+from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file
 from workers.stages.labelling import labelled_basic_set, labelled_structures, labelling_reference
 from workers.stages.refinement import final_model
 
@@ -42,6 +45,8 @@ STUDY_DIR = "study"
 
 def study_params(spec: CampaignSpec) -> StudyParams:
     """The spec's study section with what the campaign gives: element, lattice, sampling potential."""
+    if spec.study is None:
+        raise ValueError("the campaign spec has no study section: no study stage runs")
     potential = spec.potential
     if potential.startswith(UPLOAD_PREFIX):
         potential = str(resolve_data_file(potential, "potential"))
@@ -66,7 +71,8 @@ def build_validation_suite(item_id: int) -> None:
         put_artifact(session, campaign_id, SUITE, CAMPAIGN, {
             "lattice_constant": a, "seed": study_suite_params(params).seed, "suite": params.suite,
             "scenarios": {s: {"configurations": len(v), "atoms": sum(len(x) for x in v),
-                              "defect_atoms": int(sum(x.arrays["defect"].sum() for x in v))} for s, v in configs.items()},
+                              "defect_atoms": int(sum(x.arrays["defect"].sum() for x in v))}
+                          for s, v in configs.items()},
             "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}})
 
 
@@ -92,9 +98,9 @@ def run_validation_study(item_id: int) -> None:
     params = study_params(spec)
     with session_scope() as session:
         data = {"B": labelled_basic_set(session, campaign_id, spec),
-                "C": labelled_structures(session, campaign_id, "cluster_vacuum"),
-                "P": labelled_structures(session, campaign_id, "periodic"),
-                "OTF": labelled_structures(session, campaign_id, "otf") if spec.refinement else []}
+                "C": labelled_structures(session, campaign_id, StructureKind.CLUSTER_VACUUM),
+                "P": labelled_structures(session, campaign_id, StructureKind.PERIODIC),
+                "OTF": labelled_structures(session, campaign_id, StructureKind.OTF) if spec.refinement else []}
         suite = _suite(labelled_structures(session, campaign_id, VALIDATION))
     if not suite:
         raise ValueError("study: no validation configuration has a label (see the campaign's label table)")
@@ -114,7 +120,9 @@ def run_validation_study(item_id: int) -> None:
         store_artifact(session, campaign_id, CAMPAIGN, ValidationTable.model_validate(report.model_dump()))
 
 
-def _validate_campaign_model(campaign_id: int, spec: CampaignSpec, suite: dict[str, list[Atoms]]):
+def _validate_campaign_model(
+    campaign_id: int, spec: CampaignSpec, suite: dict[str, list[Atoms]]
+) -> tuple[Literal["otf", "mtp_training"], ValidationReport]:
     """The campaign's refined MTP on the study's labelled suite (the ``defect-genome validate`` code)."""
     with session_scope() as session:
         found = final_model(session, campaign_id)

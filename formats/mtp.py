@@ -1,4 +1,5 @@
-"""MLIP (MTP) ``.cfg`` configuration files: reader and writer on text file objects.
+"""MLIP (MTP) ``.cfg`` configuration files: reader and writer on text file objects (format ``mtp`` of
+:data:`formats.FORMATS`).
 
 Layout (MLIP-2/3, see DESIGN.md section 3)::
 
@@ -34,7 +35,8 @@ On reading, energy/forces/stress become an ASE SinglePointCalculator;
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence, TextIO
+from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 import numpy as np
 from ase import Atoms
