@@ -267,7 +267,7 @@ def label_structure(item_id: int) -> None:
 
 
 def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> int:
-    """Enter a label computed outside this stage (the OTF loop labels its cells itself) into the ledger:
+    """Enter a label computed outside the labelling stages (e.g. by mlip.run_otf in a notebook) into the ledger:
     its row succeeded with the result in the job directory, so exports and other campaigns read it as
     any other label; a row that had succeeded already is kept. Returns the row's id."""
     label_id = _ledger_row(labelled, settings, structure_id)
