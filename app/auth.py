@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.access import get_user_by_name, user_by_name, user_for_token_digest
 from core.models import ApiToken, User
 
 LOCAL_USER = "local"
@@ -22,7 +22,7 @@ def get_or_create_user(session: Session, name: str) -> User:
     """The user called ``name``, created if there is none; safe when another process creates it at the same
     time (two `defect-genome run` starting at once): the insert runs in a savepoint, and when it collides
     with the other process's row (IntegrityError) that row is read instead."""
-    user = session.scalars(select(User).where(User.name == name)).one_or_none()
+    user = user_by_name(session, name)
     if user is not None:
         return user
     try:
@@ -30,7 +30,7 @@ def get_or_create_user(session: Session, name: str) -> User:
             user = User(name=name)
             session.add(user)
     except IntegrityError:
-        user = session.scalars(select(User).where(User.name == name)).one()
+        user = get_user_by_name(session, name)
     return user
 
 
@@ -43,5 +43,4 @@ def create_token(session: Session, user_name: str, label: str = "") -> str:
 
 
 def user_for_token(session: Session, token: str) -> User | None:
-    row = session.scalars(select(ApiToken).where(ApiToken.token_sha256 == _digest(token))).one_or_none()
-    return row.user if row else None
+    return user_for_token_digest(session, _digest(token))

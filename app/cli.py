@@ -84,7 +84,8 @@ def _run_campaign(spec: CampaignSpec, progress: bool) -> tuple[int, bool]:
 
     from app.auth import LOCAL_USER, get_or_create_user
     from app.services import submit_campaign
-    from core.models import Campaign, Status
+    from core import access
+    from core.models import Status
     from core.session import session_scope
     from workers.dispatch import in_process
 
@@ -102,13 +103,13 @@ def _run_campaign(spec: CampaignSpec, progress: bool) -> tuple[int, bool]:
         from app.services import cancel_campaign
 
         with session_scope() as session:
-            cancel_campaign(session, session.get_one(Campaign, campaign_id))
+            cancel_campaign(session, access.get_campaign(session, campaign_id))
         in_process.wait(timeout=60)
         console.print(f"cancelled; resume with: defect-genome resume {campaign_id}")
         sys.exit(130)
 
     with session_scope() as session:
-        campaign = session.get_one(Campaign, campaign_id)
+        campaign = access.get_campaign(session, campaign_id)
         _print_summary(session, campaign, url)
         return campaign_id, campaign.status == Status.succeeded
 
@@ -143,19 +144,16 @@ def study(spec_file: Path, out: Path, progress: bool) -> None:
     campaign_id, succeeded = _run_campaign(spec, progress)
     if not succeeded:
         sys.exit(1)
-    from sqlalchemy import select
-
-    from core.models import Artifact, Campaign
+    from core import access
     from core.session import session_scope
     from mlip.study import study_table, write_study_json
     from schemas import StudyReport
     from schemas.artifacts import CAMPAIGN, ValidationTable
 
     with session_scope() as session:
-        report = StudyReport.model_validate(session.scalars(select(Artifact.data).where(
-            Artifact.campaign_id == campaign_id, Artifact.kind == ValidationTable.KIND, Artifact.name == CAMPAIGN
-        )).one())
-        stages = [(s.stage, s.started_at, s.finished_at) for s in session.get_one(Campaign, campaign_id).stages]
+        report = StudyReport.model_validate(
+            access.get_artifact_data(session, campaign_id, ValidationTable.KIND, CAMPAIGN))
+        stages = [(s.stage, s.started_at, s.finished_at) for s in access.get_campaign(session, campaign_id).stages]
     out_console = Console(soft_wrap=True)
     out_console.print(study_table(report), highlight=False, markup=False)
     out_console.print("\nwall time per stage (s): " + ", ".join(
@@ -173,19 +171,20 @@ def resume(campaign_id: int, progress: bool, export_dir: Path | None) -> None:
     """Resume a campaign of the embedded default in this process: only unfinished work runs."""
     url = _prepare_database()
     from app.services import resume_campaign
-    from core.models import Campaign, Status
+    from core import access
+    from core.models import Status
     from core.session import session_scope
     from workers.dispatch import in_process
 
     with session_scope() as session:
-        campaign = session.get(Campaign, campaign_id)
+        campaign = access.find_campaign(session, campaign_id)
         if campaign is None:
             console.print(f"[red]error[/red]: no campaign {campaign_id} in {url}")
             sys.exit(2)
         resume_campaign(session, campaign, dispatch=in_process.submit)
     _follow(campaign_id, progress)
     with session_scope() as session:
-        campaign = session.get_one(Campaign, campaign_id)
+        campaign = access.get_campaign(session, campaign_id)
         _print_summary(session, campaign, url)
         succeeded = campaign.status == Status.succeeded
     if succeeded and export_dir is not None:
@@ -207,7 +206,7 @@ def _follow(campaign_id: int, show: bool) -> None:
 
 
 def _poll(campaign_id: int, show: bool) -> None:
-    from core.models import Campaign
+    from core import access
     from core.session import session_scope
 
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -215,7 +214,7 @@ def _poll(campaign_id: int, show: bool) -> None:
         tasks: dict[str, TaskID] = {}
         while True:
             with session_scope() as session:
-                campaign = session.get_one(Campaign, campaign_id)
+                campaign = access.get_campaign(session, campaign_id)
                 for stage in campaign.stages:
                     if stage.stage not in tasks:
                         tasks[stage.stage] = bars.add_task(stage.stage, total=None)
@@ -252,15 +251,11 @@ def _print_summary(session: Session, campaign: Campaign, url: str) -> None:
         if summary.labels.get("succeeded"):
             out.print(f"  export the labelled cells: defect-genome export {campaign.id} --format mtp --datasets P "
                       "--out train.cfg   (or --format ace / extxyz)", highlight=False)
-    from sqlalchemy import func, select
+    from core import access
 
-    from core.models import Structure
-
-    per_stage = session.execute(
-        select(Structure.stage, func.count()).where(Structure.campaign_id == campaign.id).group_by(Structure.stage)
-    ).all()
+    per_stage = access.structure_counts_by_stage(session, campaign.id)
     if per_stage:
-        out.print("  structures: " + ", ".join(f"{stage} {count}" for stage, count in sorted(per_stage)),
+        out.print("  structures: " + ", ".join(f"{stage} {count}" for stage, count in sorted(per_stage.items())),
                   highlight=False)
     settings = get_settings()
     out.print(f"  database: {url}", highlight=False)
@@ -442,12 +437,12 @@ def _write_export(session: Session, campaign: Campaign, fmt: str, out: Path, dat
 
 def _export_all(campaign_id: int, directory: Path) -> None:
     """`run --export DIR`: the labelled periodic cells (P) in every format, the paths printed."""
-    from core.models import Campaign
+    from core import access
     from core.session import session_scope
     from mlip import ExportError
 
     with session_scope() as session:
-        campaign = session.get_one(Campaign, campaign_id)
+        campaign = access.get_campaign(session, campaign_id)
         for fmt, name in EXPORT_FILES.items():
             out = directory / name
             try:
@@ -473,7 +468,7 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
     """Write the labelled training set of a campaign (B = your training file, P = PCC-GCMC cells)."""
     url = _prepare_database()
     from app.exports import ExportFilters, parse_datasets
-    from core.models import Campaign
+    from core import access
     from core.session import session_scope
 
     def write() -> dict:
@@ -485,7 +480,7 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
             except ValueError:
                 raise ValueError(f"--reference-energy: {entry!r} is not ELEMENT=eV, e.g. W=-4.57") from None
         with session_scope() as session:
-            campaign = session.get(Campaign, campaign_id)
+            campaign = access.find_campaign(session, campaign_id)
             if campaign is None:
                 raise ValueError(f"no campaign {campaign_id} in {url}")
             chosen = parse_datasets(datasets)

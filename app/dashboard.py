@@ -17,13 +17,24 @@ from typing import Any, TypeVar
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.policy import public_text
-from core.access import load_artifact, load_artifacts
-from core.models import Artifact, Campaign, Environment, Label, StageRun, Structure, WorkItem
-from schemas.artifacts import CandidateTable, GammaHistogram, OTFIterationRecord, ValidationTable
+from core import access
+from core.access import load_artifact, load_artifacts, store_artifact
+from core.models import Campaign, Structure
+from schemas.artifacts import (
+    CandidateTable,
+    DashboardCache,
+    EnsembleRecord,
+    GammaByDataset,
+    GammaHistogram,
+    OTFIterationRecord,
+    OTFSummary,
+    SoapPCA,
+    TrainingRecord,
+    ValidationTable,
+)
 from schemas.names import StructureKind
 
 T = TypeVar("T")
@@ -33,8 +44,8 @@ LABELS_PER_PAGE = 25
 ATOMS_PER_PAGE = 200
 MAX_POINTS = 2000  # points of a series (gamma_max per snapshot) sent to the browser
 
-GAMMA_BY_DATASET = "gamma_by_dataset"
-SOAP_PCA = "soap_pca"
+GAMMA_BY_DATASET = GammaByDataset.KIND
+SOAP_PCA = SoapPCA.KIND
 CAMPAIGN_ARTIFACT = "campaign"
 LABEL_TASK = "dg.labelling.label_structure"
 
@@ -60,45 +71,26 @@ def paging(page: int, per_page: int, count: int) -> Paging:
     return Paging(page=min(max(1, page), pages), per_page=per_page, count=count)
 
 
-def _count(session: Session, query: Select) -> int:
-    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
-
-
 # --------------------------------------------------------------------------- campaign list
 
 
 def campaign_page(session: Session, owner_id: int, page: int = 1,
                   per_page: int = CAMPAIGNS_PER_PAGE) -> tuple[list[dict[str, Any]], Paging]:
     """One page of the owner's campaigns (newest first) with status, current stage, counts, last activity."""
-    owned = select(Campaign).where(Campaign.owner_id == owner_id)
-    pager = paging(page, per_page, _count(session, owned))
-    campaigns = session.scalars(owned.order_by(Campaign.id.desc()).offset(pager.offset).limit(per_page)).all()
+    pager = paging(page, per_page, access.count_campaigns(session, owner_id))
+    campaigns = access.campaigns_of(session, owner_id, pager.offset, per_page)
     ids = [c.id for c in campaigns]
     if not ids:
         return [], pager
     structures: dict[int, dict[str, int]] = {}
-    for campaign_id, stage, count in session.execute(
-        select(Structure.campaign_id, Structure.stage, func.count(Structure.id))
-        .where(Structure.campaign_id.in_(ids)).group_by(Structure.campaign_id, Structure.stage)
-    ):
+    for campaign_id, stage, count in access.structure_counts_by_campaign(session, ids):
         structures.setdefault(campaign_id, {})[stage] = int(count)
     labels: dict[int, dict[str, int]] = {}
-    for campaign_id, state, count in session.execute(
-        select(Structure.campaign_id, Label.state, func.count(Label.id))
-        .join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id.in_(ids)).group_by(Structure.campaign_id, Label.state)
-    ):
+    for campaign_id, state, count in access.label_states_by_campaign(session, ids):
         labels.setdefault(campaign_id, {})[state] = int(count)
-    item_activity = dict(session.execute(
-        select(WorkItem.campaign_id,
-               func.max(func.coalesce(WorkItem.finished_at, WorkItem.heartbeat_at, WorkItem.started_at)))
-        .where(WorkItem.campaign_id.in_(ids)).group_by(WorkItem.campaign_id)
-    ).all())
+    item_activity = access.last_item_activity(session, ids)
     current: dict[int, str] = {}
-    for campaign_id, stage, status in session.execute(
-        select(StageRun.campaign_id, StageRun.stage, StageRun.status)
-        .where(StageRun.campaign_id.in_(ids)).order_by(StageRun.campaign_id, StageRun.position)
-    ):
+    for campaign_id, stage, status in access.stage_statuses(session, ids):
         if campaign_id not in current and status.value != "succeeded":
             current[campaign_id] = stage
     rows = []
@@ -131,9 +123,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
     """Status of the campaign and of each stage (work items summed), for the live refresh."""
-    stages = session.scalars(
-        select(StageRun).where(StageRun.campaign_id == campaign.id).order_by(StageRun.position)
-    ).all()
+    stages = access.stage_runs(session, campaign.id)
     items = {
         stage_id: dict(counts) for stage_id, counts in _item_counts(session, campaign.id).items()
     }
@@ -160,16 +150,10 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
 def _item_counts(session: Session, campaign_id: int) -> dict[int, dict[str, int]]:
     """Work items per stage and status; a running item whose lease lapsed (its process is gone, the
     sweeper will queue it again) counts as "stale", not "running"."""
-    from workers.lease import lapsed_before, lease_lapsed
+    from workers.lease import lapsed_before
 
-    state = case(
-        (and_(WorkItem.status == "running", lease_lapsed(lapsed_before())), "stale"), else_=WorkItem.status
-    ).label("state")
     counts: dict[int, dict[str, int]] = {}
-    for stage_id, status, count in session.execute(
-        select(WorkItem.stage_run_id, state, func.count(WorkItem.id))
-        .where(WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage_run_id, "state")
-    ):
+    for stage_id, status, count in access.work_item_counts(session, campaign_id, lapsed_before()):
         counts.setdefault(stage_id, {})[str(status)] = int(count)
     return counts
 
@@ -181,12 +165,6 @@ def item_summary(counts: dict[str, int]) -> str:
 
 
 # --------------------------------------------------------------------------- gamma
-
-
-def _artifact(session: Session, campaign_id: int, kind: str, name: str) -> dict[str, Any] | None:
-    return session.scalars(
-        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)
-    ).one_or_none()
 
 
 def default_gamma_edges() -> list[float]:
@@ -206,26 +184,17 @@ def _environment_histogram(session: Session, campaign_id: int, selected_only: bo
     from sqlalchemy.exc import OperationalError
 
     edges = default_gamma_edges()
-    gamma = Environment.gamma
-    where = [Structure.campaign_id == campaign_id, gamma.is_not(None)]
-    if selected_only:
-        where.append(Environment.selected.is_(True))
-    joined = select().select_from(Environment).join(Structure, Environment.structure_id == Structure.id).where(*where)
     n_bins = len(edges) - 1
     per_decade = round(n_bins / math.log10(edges[-1] / edges[0]))
     counts = [0] * n_bins
     try:
-        floored = case((gamma < edges[0], edges[0]), else_=gamma)  # below the first edge: the first bin
-        number = func.floor((func.log10(floored) - math.log10(edges[0])) * per_decade)
-        rows = session.execute(joined.add_columns(number.label("bin"), func.count(), func.max(gamma))
-                               .group_by(number)).all()
+        rows = access.environment_gamma_bins(session, campaign_id, selected_only, edges[0], per_decade)
         gamma_max = max((float(r[2]) for r in rows), default=None)
         for number_value, count, _ in rows:
             counts[min(max(int(number_value), 0), n_bins - 1)] += int(count)
     except OperationalError:  # no log10 in this SQLite build
         session.rollback()
-        below_edges = [func.sum(case((gamma < e, 1), else_=0)) for e in edges]
-        row = session.execute(joined.add_columns(func.count(gamma), func.max(gamma), *below_edges)).one()
+        row = access.environment_gamma_below(session, campaign_id, selected_only, edges)
         gamma_max, below_edge = row[1], [int(v or 0) for v in row[2:]]
         counts = [below_edge[i + 1] - below_edge[i] for i in range(n_bins)]
         counts[0] += below_edge[0]
@@ -239,16 +208,13 @@ def _environment_histogram(session: Session, campaign_id: int, selected_only: bo
 
 # ---- cache of the aggregates over a campaign's rows: valid while the stages that write them stay as they were
 
-CACHE_KIND = "dashboard_cache"
+CACHE_KIND = DashboardCache.KIND
 _CACHE_STAGES = ("sampling", "grading", "selection")
 
 
 def _cache_key(session: Session, campaign_id: int) -> str | None:
     """Finish times of the stages that write gamma (None while any of them is unfinished: no caching)."""
-    rows = session.execute(
-        select(StageRun.stage, StageRun.status, StageRun.finished_at)
-        .where(StageRun.campaign_id == campaign_id, StageRun.stage.in_(_CACHE_STAGES)).order_by(StageRun.position)
-    ).all()
+    rows = access.stage_run_states(session, campaign_id, _CACHE_STAGES)
     if len(rows) < len(_CACHE_STAGES):
         return None
     finished: list[str] = []
@@ -268,21 +234,14 @@ def cached(session: Session, campaign_id: int, name: str, compute: Callable[[], 
 
     key = _cache_key(session, campaign_id)
     if key is not None:
-        stored = _artifact(session, campaign_id, CACHE_KIND, name)
-        if stored is not None and stored.get("key") == key:
-            return stored["value"]
+        stored = load_artifact(session, campaign_id, DashboardCache, name)
+        if stored is not None and stored.key == key:
+            return stored.value
     value = compute()
     if key is not None:
         with session_factory()() as writer:
             try:
-                row = writer.scalars(select(Artifact).where(
-                    Artifact.campaign_id == campaign_id, Artifact.kind == CACHE_KIND, Artifact.name == name)
-                ).one_or_none()
-                if row is None:
-                    writer.add(Artifact(campaign_id=campaign_id, kind=CACHE_KIND, name=name,
-                                        data={"key": key, "value": value}))
-                else:
-                    row.data = {"key": key, "value": value}
+                store_artifact(writer, campaign_id, name, DashboardCache(key=key, value=value))
                 writer.commit()
             except IntegrityError:  # another request stored it first
                 writer.rollback()
@@ -335,10 +294,11 @@ def training_set_histograms(session: Session, campaign_id: int) -> dict[str, Any
     Stored by the reconstruction stage (one pass, binned on the shared edges): ``{"histograms": {name:
     histogram}, "error": None}``; ``error`` says why the basis could not grade them; both empty before.
     """
-    stored = _artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN_ARTIFACT) or {}
-    histograms = {name: {**stored[name], "label": f"candidates vs. {TRAINING_SET_LABELS[name]}"}
-                  for name in TRAINING_SET_LABELS if name in stored}
-    return {"histograms": histograms, "error": public_text(stored.get("error"))}
+    stored = load_artifact(session, campaign_id, GammaByDataset, CAMPAIGN_ARTIFACT)
+    graded = stored.histograms() if stored else {}
+    histograms = {name: {**graded[name].model_dump(), "label": f"candidates vs. {TRAINING_SET_LABELS[name]}"}
+                  for name in TRAINING_SET_LABELS if name in graded}
+    return {"histograms": histograms, "error": public_text(stored.error if stored else None)}
 
 
 def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:
@@ -358,12 +318,7 @@ def gamma_max_series(session: Session, campaign_id: int, max_points: int = MAX_P
 
 
 def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> dict[str, Any]:
-    value = Structure.info["gamma_max"].as_float()
-    rows = session.execute(
-        select(Structure.id, Structure.source, value)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING, value.is_not(None))
-        .order_by(Structure.id)
-    ).all()
+    rows = access.structure_gamma_max(session, campaign_id, StructureKind.SAMPLING)
     n = len(rows)
     if n <= max_points:
         return {"n": n, "reduced": False, "index": list(range(n)), "gamma_max": [float(r[2]) for r in rows],
@@ -386,10 +341,7 @@ def _gamma_max_series(session: Session, campaign_id: int, max_points: int) -> di
 
 
 def cluster_names(session: Session, campaign_id: int) -> list[str]:
-    return list(session.scalars(
-        select(Artifact.name).where(Artifact.campaign_id == campaign_id, Artifact.kind == CandidateTable.KIND)
-        .order_by(Artifact.id)
-    ))
+    return access.artifact_names(session, campaign_id, CandidateTable.KIND)
 
 
 def box_grid(session: Session, campaign_id: int, cluster: str) -> dict[str, Any] | None:
@@ -423,11 +375,11 @@ def box_grid(session: Session, campaign_id: int, cluster: str) -> dict[str, Any]
 
 def soap_pca(session: Session, campaign_id: int) -> dict[str, Any] | None:
     """The SOAP PCA map of datasets B, C, P and a per-dataset summary (the chart's text alternative)."""
-    data = _artifact(session, campaign_id, SOAP_PCA, CAMPAIGN_ARTIFACT)
+    data = load_artifact(session, campaign_id, SoapPCA, CAMPAIGN_ARTIFACT)
     if data is None:
         return None
     summary = []
-    for name, points in data["points"].items():
+    for name, points in data.points.items():
         array = np.asarray(points, dtype=float).reshape(-1, 2) if points else np.zeros((0, 2))
         summary.append({
             "dataset": name, "n": len(array),
@@ -436,29 +388,19 @@ def soap_pca(session: Session, campaign_id: int) -> dict[str, Any] | None:
             "pc1_min": float(array[:, 0].min()) if len(array) else None,
             "pc1_max": float(array[:, 0].max()) if len(array) else None,
         })
-    return {"points": data["points"], "explained_variance_ratio": data.get("explained_variance_ratio", []),
-            "summary": summary}
+    return {"points": data.points, "explained_variance_ratio": data.explained_variance_ratio, "summary": summary}
 
 
 # --------------------------------------------------------------------------- labels
 
 
-def campaign_labels_query(campaign_id: int) -> Select:
-    """Ledger rows of a campaign: linked to one of its structures, or first asked for by one."""
-    structures = select(Structure.id).where(Structure.campaign_id == campaign_id)
-    linked = select(Structure.label_id).where(Structure.campaign_id == campaign_id, Structure.label_id.is_not(None))
-    return select(Label).where(or_(Label.id.in_(linked), Label.structure_id.in_(structures)))
-
-
 def label_page(session: Session, campaign_id: int, page: int = 1,
                per_page: int = LABELS_PER_PAGE) -> tuple[list[dict[str, Any]], Paging, dict[str, int]]:
-    query = campaign_labels_query(campaign_id)
-    pager = paging(page, per_page, _count(session, query))
-    rows = session.scalars(query.order_by(Label.id).offset(pager.offset).limit(per_page)).all()
-    states = dict(session.execute(
-        select(Label.state, func.count()).where(Label.id.in_(query.with_only_columns(Label.id)))
-        .group_by(Label.state)
-    ).all())
+    """One page of the campaign's ledger rows (linked to one of its structures, or first asked for by one)
+    and the count per state."""
+    pager = paging(page, per_page, access.count_labels_of(session, campaign_id))
+    rows = access.labels_of(session, campaign_id, pager.offset, per_page)
+    states = access.label_states_of(session, campaign_id)
     return [
         {"id": r.id, "structure_id": r.structure_id, "engine": r.engine, "state": r.state, "attempts": r.attempts,
          "failure": r.failure, "failures": list(r.failures or []), "error": public_text(r.error), "energy": r.energy,
@@ -489,10 +431,7 @@ def structure_colours(session: Session, structure: Structure, atoms: Atoms) -> d
         source = "file"
     else:
         source = "environments"
-        for atom_index, value in session.execute(
-            select(Environment.atom_index, Environment.gamma)
-            .where(Environment.structure_id == structure.id, Environment.gamma.is_not(None))
-        ):
+        for atom_index, value in access.environment_gammas(session, structure.id):
             if 0 <= atom_index < n:
                 assert value is not None, "the query keeps graded environments only"
                 gamma[atom_index] = float(value)
@@ -507,17 +446,9 @@ STRUCTURES_PER_PAGE = 25
 def structure_page(session: Session, campaign_id: int, page: int = 1, stage: str | None = None,
                    per_page: int = STRUCTURES_PER_PAGE) -> tuple[list[dict[str, Any]], Paging, dict[str, int]]:
     """One page of a campaign's structures (optionally of one stage) and the count per stage."""
-    query = select(Structure.id, Structure.stage, Structure.source, Structure.n_atoms, Structure.n_candidates,
-                   Structure.info["gamma_max"].as_float(), Structure.label_id
-                   ).where(Structure.campaign_id == campaign_id)
-    if stage:
-        query = query.where(Structure.stage == stage)
-    stages = dict(session.execute(
-        select(Structure.stage, func.count(Structure.id)).where(Structure.campaign_id == campaign_id)
-        .group_by(Structure.stage)
-    ).all())
+    stages = access.structure_counts_by_stage(session, campaign_id)
     pager = paging(page, per_page, int(stages.get(stage, 0)) if stage else sum(stages.values()))
-    rows = session.execute(query.order_by(Structure.id).offset(pager.offset).limit(per_page)).all()
+    rows = access.structure_rows(session, campaign_id, stage, pager.offset, per_page)
     return [
         {"id": r[0], "stage": r[1], "source": r[2], "n_atoms": r[3], "n_candidates": r[4], "gamma_max": r[5],
          "label_id": r[6]}
@@ -532,16 +463,15 @@ def refinement_results(session: Session, campaign_id: int) -> dict[str, Any] | N
     """What the refinement stages stored: the first MTP's errors, one record per finished OTF iteration,
     the loop's summary, gamma_max of every OTF run per graded snapshot (:func:`otf_gamma_series`) and the
     ensemble's sigma_F histogram; None when there is none of them (no refinement section, or not run yet)."""
-    from workers.stages import refinement
-
-    training = _artifact(session, campaign_id, refinement.TRAINING, CAMPAIGN_ARTIFACT)
+    training = load_artifact(session, campaign_id, TrainingRecord, CAMPAIGN_ARTIFACT)
     iterations = [it.model_dump() for _name, it in load_artifacts(session, campaign_id, OTFIterationRecord)]
-    ensemble = _artifact(session, campaign_id, refinement.ENSEMBLE, CAMPAIGN_ARTIFACT)
+    ensemble = load_artifact(session, campaign_id, EnsembleRecord, CAMPAIGN_ARTIFACT)
     if training is None and not iterations and ensemble is None:
         return None
-    return {"training": training, "iterations": iterations,
-            "summary": _artifact(session, campaign_id, refinement.OTF, CAMPAIGN_ARTIFACT),
-            "series": otf_gamma_series(iterations), "ensemble": ensemble}
+    summary = load_artifact(session, campaign_id, OTFSummary, CAMPAIGN_ARTIFACT)
+    return {"training": training.model_dump() if training else None, "iterations": iterations,
+            "summary": summary.model_dump() if summary else None,
+            "series": otf_gamma_series(iterations), "ensemble": ensemble.model_dump() if ensemble else None}
 
 
 def otf_gamma_series(iterations: list[dict[str, Any]]) -> dict[str, Any]:

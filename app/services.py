@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Campaign, Label, Status, Structure, User, WorkItem
+from core import access
+from core.models import Campaign, Label, Status, User
 from core.settings import get_settings
 from schemas import CampaignSpec, FieldError, SpecError
 from schemas.limits import Limits, effective_budget, limit_errors
@@ -64,9 +64,7 @@ def recover_interrupted(session: Session, dispatch: Dispatch = send) -> list[int
     sweeper (workers/sweeper.py) sends lost work again. Items under a lease that has not lapsed yet are
     left to the sweeper too (pipeline.resume).
     """
-    campaigns = session.scalars(
-        select(Campaign).where(Campaign.status.in_((Status.pending, Status.running)))
-    ).all()
+    campaigns = access.campaigns_in_progress(session)
     for campaign in campaigns:
         resume_campaign(session, campaign, dispatch)
     return [campaign.id for campaign in campaigns]
@@ -91,12 +89,10 @@ def retry_label(session: Session, campaign: Campaign, label_id: int, dispatch: D
     labelling work items of this campaign whose cell uses the row run again (the campaign is running
     until they finish). Commits, then enqueues.
     """
-    label = session.get(Label, label_id, with_for_update=True)
-    cells = set(session.scalars(
-        select(Structure.id).where(Structure.campaign_id == campaign.id, Structure.label_id == label_id)
-    ))
-    if label is not None and label.structure_id is not None and session.scalar(
-        select(Structure.campaign_id).where(Structure.id == label.structure_id)
+    label = access.find_label(session, label_id, for_update=True)
+    cells = access.cells_using_label(session, campaign.id, label_id)
+    if label is not None and label.structure_id is not None and access.campaign_of_structure(
+        session, label.structure_id
     ) == campaign.id:
         cells.add(label.structure_id)
     if label is None or not cells:
@@ -106,9 +102,7 @@ def retry_label(session: Session, campaign: Campaign, label_id: int, dispatch: D
     if campaign.status == Status.cancelled:
         raise ConflictError(f"campaign {campaign.id} is cancelled; resume it before retrying its labels")
     items = [
-        item for item in session.scalars(
-            select(WorkItem).where(WorkItem.campaign_id == campaign.id, WorkItem.task_name == LABEL_TASK)
-        )
+        item for item in access.work_items_of_task(session, campaign.id, LABEL_TASK)
         if int(item.params.get("structure_id", -1)) in cells
     ]
     if not items:

@@ -30,7 +30,8 @@ from app import dashboard
 from app.api.deps import PRINTABLE, CampaignId, LabelId, QueryText, SessionDep, StructureId, get_owned_campaign
 from app.auth import user_for_token
 from app.services import ConflictError, NotFoundError, retry_label
-from core.models import Campaign, Structure, User
+from core import access
+from core.models import Campaign, User
 from core.settings import get_settings
 from core.storage import StructureStore
 from formats import EXPORT_NAMES, format_for
@@ -300,10 +301,10 @@ def export(session: SessionDep, user: UiUser, campaign_id: CampaignId,
 @router.get("/structures/{structure_id}", response_class=HTMLResponse)
 def structure_page(request: Request, session: SessionDep, user: UiUser, structure_id: StructureId,
                    page: Page = 1) -> HTMLResponse:
-    structure = session.get(Structure, structure_id)
-    campaign = session.get(Campaign, structure.campaign_id) if structure else None
-    if structure is None or campaign is None or campaign.owner_id != user.id:
+    owned = access.get_structure_for_owner(session, structure_id, user.id)
+    if owned is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"structure {structure_id} not found")
+    structure, campaign = owned
     atoms = StructureStore(get_settings().data_dir).read(structure.path)
     colours = dashboard.structure_colours(session, structure, atoms)
     symbols = atoms.get_chemical_symbols()

@@ -1,4 +1,4 @@
-"""MTP training time against set size (motep, through mlip.train), and the W-all 90/10 figures.
+"""MTP training time against set size (motep, through mlip.motep_trainer), and the W-all 90/10 figures.
 
     .venv/bin/python benchmarks/mtp_training.py                       # sizes 50 100 200 400, level 8
     .venv/bin/python benchmarks/mtp_training.py --sizes 25 50 --iters 3
@@ -26,7 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlip.train import evaluate, mtp_basis_counts, split, train_mtp
+from mlip.motep_trainer import train_mtp
+from mlip.mtp_basis import mtp_basis_counts
+from mlip.train import evaluate, split
 from sampling.datasets import read_dataset
 
 W_ALL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ml-defect-modeling" / "W-all.pckl.gzip"

@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         basis = snap_basis(model)
         active_set = training_active_set(basis, train)
         cell = vacancy_cell(args.size)
-        lammps_target = MDTarget(cell, args.temperature, args.steps, name="vacancy", seed=1)
-        ase_target = MDTarget(cell, args.temperature, args.ase_steps, name="vacancy", seed=1)
+        lammps_target = MDTarget(cell, args.temperature, args.steps, name="vacancy", seed=1, timestep=2.0)
+        ase_target = MDTarget(cell, args.temperature, args.ase_steps, name="vacancy", seed=1, timestep=2.0)
 
         def graded():
             run, _ = run_graded_snap(lammps_target, model, basis, active_set, gamma_select=2.0, gamma_break=1e300,

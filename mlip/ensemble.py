@@ -10,7 +10,7 @@ quadrature:
 does not say which; ``ddof=1`` is accepted), so sigma_F = sqrt(mean_k |F_k - <F>|^2): the RMS distance of
 the members' force vectors from their mean. Units eV/A.
 
-The members differ only in ``seed`` (:func:`mlip.train.train_mtp`: the random start of motep's
+The members differ only in ``seed`` (:func:`mlip.motep_trainer.train_mtp`: the random start of motep's
 initialisation); forces come from motep's ASE calculator (:func:`mlip.train.evaluate`).
 :func:`sigma_histogram` bins sigma_F on log-spaced edges (as the gamma histograms,
 :func:`selection.maxvol.log_histogram`), JSON-ready for the dashboard; histograms with the default edges
@@ -37,10 +37,11 @@ def train_ensemble(train: Sequence[Atoms], k: int, workdir: str | os.PathLike, *
                    **train_kwargs):
     """Train ``k`` MTPs on ``train`` with seeds ``seeds`` (default 0..k-1) in ``workdir/member-NN``.
 
-    ``train_kwargs`` go to :func:`mlip.train.train_mtp` (level, max_iter, test, ...). Returns the
+    ``train_kwargs`` go to :func:`mlip.motep_trainer.train_mtp` (level, max_iter, test, ...). Returns the
     :class:`mlip.train.TrainedModel` of every member.
     """
-    from .train import TrainingInputError, train_mtp
+    from .motep_trainer import train_mtp
+    from .train import TrainingInputError
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise TrainingInputError("k", f"an ensemble needs an integer k >= 2 members, got {k!r}")

@@ -11,7 +11,7 @@ One iteration (:func:`run_otf`):
    energy with respect to the linear MTP coefficients, the moments of the trained radial functions),
    the active set is :func:`selection.grading.training_active_set` over every atom of the current
    training set, grades come from :func:`selection.grading.grade_atoms` (``maxvol.grades``). The MTP
-   basis works with models trained by :func:`mlip.train.train_mtp` (legacy-layout files), so the
+   basis works with models trained by :func:`mlip.motep_trainer.train_mtp` (legacy-layout files), so the
    project's default SNAP basis is not used here; since the moments depend on the radial
    coefficients, the active set is rebuilt after every retraining. A snapshot whose gamma_max exceeds
    ``gamma_break`` stops its run (the paper's gamma_break = 10); atoms above ``gamma_select`` (2) are
@@ -24,7 +24,7 @@ One iteration (:func:`run_otf`):
    selected atom's environment within ``gcmc.core_radius`` fixed (:func:`pcc_gcmc.reconstruct`),
    labelled with :func:`labelling.label` (DFT, or the ``eam`` reference labeller for tests and demos)
    under the ledger's retry policy (:func:`labelling.ledger.run_attempts`).
-5. **Retrain** :func:`mlip.train.train_mtp` on the old set + the new labelled cells (same settings).
+5. **Retrain** :func:`mlip.motep_trainer.train_mtp` on the old set + the new labelled cells (same settings).
 
 The loop stops when an iteration adds nothing (``stopped = "converged"`` when no atom exceeded
 gamma_select, ``"nothing_added"`` when every reconstruction or label failed) or after
@@ -52,17 +52,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from schemas.campaign import OTFParams, SelectionParams
+from schemas.campaign import OTFParams, OTFTarget, SelectionParams
 
-__all__ = ["Chosen", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings", "active_set_of",
-           "added_record", "cut_cluster", "grade_run", "retrain", "run_otf", "select_new", "stop_reason"]
+if TYPE_CHECKING:  # mlip.trainers imports this module
+    from .trainers import LearningTrainer, Trainer
+
+__all__ = ["Chosen", "GradedRun", "MDTarget", "OTFError", "OTFIteration", "OTFResult", "OTFRun", "OTFSettings",
+           "active_set_of", "added_record", "cut_cluster", "grade_run", "retrain", "run_otf", "select_new",
+           "stop_reason", "write_json"]
 
 
 # the parameters the campaign spec defines (default, bounds, units); OTFSettings reuses their definitions
@@ -84,37 +88,55 @@ class OTFError(ValueError):
         self.field = field_name
 
 
-@dataclass
-class MDTarget:
+_TARGET = OTFTarget.model_fields
+
+
+class MDTarget(BaseModel):
     """One production condition: MD of ``atoms`` at ``temperature`` K for ``steps`` steps of ``timestep`` fs.
 
-    ``thermostat``: ``"langevin"`` (friction ``friction`` in 1/fs) or ``"berendsen"`` (NVT, time
-    constant ``taut`` fs). Velocities start from a Maxwell-Boltzmann distribution of ``seed``.
+    ``temperature``, ``steps``, ``timestep`` (the spec's ``timestep_fs``) and ``seed`` keep the campaign spec's
+    definitions (:class:`schemas.campaign.OTFTarget`: default, bounds, units). ``thermostat``: ``"langevin"``
+    (friction ``friction`` in 1/fs) or ``"berendsen"`` (NVT, time constant ``taut`` fs). Velocities start from a
+    Maxwell-Boltzmann distribution of ``seed``. Positional arguments: atoms, temperature, steps. Bad values raise
+    :class:`OTFError` (field ``targets``).
     """
 
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+
     atoms: Atoms
-    temperature: float
-    steps: int
+    temperature: float = _schema_field(_TARGET, "temperature")
+    steps: int = _schema_field(_TARGET, "steps")
     name: str = "md"
-    timestep: float = 2.0
-    thermostat: str = "langevin"
-    friction: float = 0.01
-    taut: float = 100.0
-    seed: int = 0
+    # the spec's default and units; its cap (10 fs) is a campaign's, a script may take longer steps
+    timestep: float = Field(_TARGET["timestep_fs"].default, gt=0, description=_TARGET["timestep_fs"].description)
+    thermostat: Literal["langevin", "berendsen"] = "langevin"
+    friction: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    taut: float = Field(100.0, gt=0, description="Berendsen time constant, fs")
+    seed: int = _schema_field(_TARGET, "seed")
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.atoms, Atoms) or len(self.atoms) == 0:
-            raise OTFError("targets", f"{self.name}: atoms must be a non-empty ase.Atoms")
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise OTFError("targets", f"{self.name}: temperature must be positive (K), got {self.temperature!r}")
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
-            raise OTFError("targets", f"{self.name}: steps must be a positive integer, got {self.steps!r}")
-        if not self.timestep > 0:
-            raise OTFError("targets", f"{self.name}: timestep must be positive (fs), got {self.timestep!r}")
-        if self.thermostat not in ("langevin", "berendsen"):
-            raise OTFError("targets", f"{self.name}: thermostat must be 'langevin' or 'berendsen', "
-                                      f"got {self.thermostat!r}")
+    def __init__(self, *args: Any, **data: Any) -> None:
+        data |= dict(zip(("atoms", "temperature", "steps"), args, strict=False))
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "target"
+            raise OTFError("targets", f"{data.get('name', 'md')}: {where}: "
+                                      f"{error['msg'].removeprefix('Value error, ')}") from None
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"steps must be a positive integer, got {value!r}")
+        return value
+
+    @field_validator("atoms")
+    @classmethod
+    def _atoms(cls, value: Atoms) -> Atoms:
+        if len(value) == 0:
+            raise ValueError("atoms must be a non-empty ase.Atoms")
+        return value
 
 
 class OTFSettings(BaseModel):
@@ -122,8 +144,9 @@ class OTFSettings(BaseModel):
     gamma_select, gamma_break and cluster_radius of ``SelectionParams``, check_every, max_iterations and max_new
     of ``OTFParams``. Bad values raise :class:`OTFError` naming the field.
 
-    ``train``: keyword arguments of :func:`mlip.train.train_mtp` (level, max_iter, seed, ...), used for
-    the initial model and every retraining (or ``trainer``: a :class:`mlip.trainers.Trainer`, e.g. a SNAP's).
+    ``train``: keyword arguments of :func:`mlip.motep_trainer.train_mtp` (level, max_iter, seed, ...), used for
+    the initial model and every retraining (or ``trainer``: a :class:`mlip.trainers.LearningTrainer`, e.g. a
+    SNAP's).
     ``max_labels``: most label jobs over all iterations (None: no cap), e.g. what is left of a campaign's DFT
     budget. ``gcmc``: :class:`pcc_gcmc.GCMCParams` or a dict (None: ``GCMCParams.fast()``). ``potential``: the
     classical potential of PCC-GCMC.
@@ -143,7 +166,7 @@ class OTFSettings(BaseModel):
     gcmc: Any = Field(None, description="PCC-GCMC parameters (GCMCParams or its dict); None: GCMCParams.fast()")
     train: dict[str, Any] = Field(default_factory=dict, description="train_mtp keywords")
     species: tuple[str, ...] | None = None
-    trainer: Any = Field(None, description="a mlip.trainers.Trainer; None: an MTP with `train`")
+    trainer: Any = Field(None, description="a mlip.trainers.LearningTrainer; None: an MTP with `train`")
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -292,7 +315,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as JSON (numpy numbers and arrays, paths as plain values) through a temporary file and a rename."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
     os.replace(tmp, path)
@@ -326,6 +350,70 @@ def _calculator(model_path: Path, species: Sequence[str], engine: str = "cext"):
 # --------------------------------------------------------------------------- one MD run
 
 
+class GradedRun:
+    """The bookkeeping of one graded MD run, shared by :func:`grade_run` (ASE) and
+    :func:`mlip.snap_md.run_graded_snap` (LAMMPS): the steps done, gamma_max and the histogram of every graded
+    snapshot, the snapshots holding atoms above ``gamma_select``, the stop rule (gamma_break, the last step) and
+    the :class:`OTFRun` record. The engine sets ``stopped = "unstable"`` itself and advances ``steps_done``."""
+
+    def __init__(self, target: MDTarget, *, gamma_select: float, gamma_break: float, md_engine: str,
+                 started: float | None = None) -> None:
+        self.target = target
+        self.gamma_select = gamma_select
+        self.gamma_break = gamma_break
+        self.md_engine = md_engine
+        self.started = time.perf_counter() if started is None else started
+        self.steps_done = 0
+        self.stopped = "completed"
+        self.snapshot_steps: list[int] = []
+        self.maxima: list[float] = []
+        self.histograms: list[dict[str, Any]] = []
+        self.collected: list[tuple[Atoms, np.ndarray, np.ndarray]] = []
+        self.n_candidates = 0
+
+    def label(self, snapshot: Atoms, gamma: np.ndarray) -> Atoms:
+        """``snapshot`` with its grades (``arrays["gamma"]``), ``info["step"]`` and ``info["source"]``."""
+        snapshot.arrays["gamma"] = gamma.copy()
+        snapshot.info["step"] = self.steps_done
+        snapshot.info["source"] = f"otf:{self.target.name}:step-{self.steps_done}"
+        return snapshot
+
+    def record(self, gamma: np.ndarray) -> bool:
+        """One graded snapshot at ``steps_done``; True when it holds atoms above gamma_select (counted): the
+        caller then keeps it (:meth:`keep`)."""
+        from selection.maxvol import log_histogram
+
+        self.snapshot_steps.append(self.steps_done)
+        self.maxima.append(float(gamma.max()))
+        self.histograms.append(log_histogram(gamma))
+        above = gamma > self.gamma_select
+        self.n_candidates += int(above.sum())
+        return bool(above.any())
+
+    def keep(self, snapshot: Atoms, rows: np.ndarray, gamma: np.ndarray) -> None:
+        """A graded snapshot with atoms above gamma_select (labelled by :meth:`label`), its rows and grades."""
+        self.collected.append((snapshot, rows, gamma))
+
+    def next_chunk(self, gamma: np.ndarray, check_every: int) -> int:
+        """MD steps to the next check; 0 when the run stops here (gamma_max above gamma_break, or done)."""
+        if gamma.max() > self.gamma_break:
+            self.stopped = "gamma_break"
+            return 0
+        if self.steps_done >= self.target.steps:
+            return 0
+        return min(int(check_every), int(self.target.steps) - self.steps_done)
+
+    def result(self) -> tuple[OTFRun, list[tuple[Atoms, np.ndarray, np.ndarray]]]:
+        from selection.maxvol import merge_histograms
+
+        run = OTFRun(target=self.target.name, steps_requested=int(self.target.steps), steps_done=self.steps_done,
+                     stopped=self.stopped, snapshot_steps=self.snapshot_steps, gamma_max=self.maxima,
+                     n_candidates=self.n_candidates, wall_time_s=time.perf_counter() - self.started,
+                     gamma_histogram=merge_histograms(self.histograms) if self.histograms else None,
+                     md_engine=self.md_engine)
+        return run, self.collected
+
+
 def grade_run(
     target: MDTarget,
     model_path: str | os.PathLike,
@@ -353,7 +441,6 @@ def grade_run(
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     from selection.grading import grade_atoms
-    from selection.maxvol import log_histogram, merge_histograms
 
     started = time.perf_counter()
     atoms = Atoms(target.atoms.numbers, positions=target.atoms.positions, cell=target.atoms.cell,
@@ -369,52 +456,33 @@ def grade_run(
     else:
         dynamics = NVTBerendsen(atoms, target.timestep * units.fs, temperature_K=target.temperature,
                                 taut=target.taut * units.fs)
-    steps_done, stopped = 0, "completed"
-    snapshot_steps: list[int] = []
-    maxima: list[float] = []
-    collected: list[tuple[Atoms, np.ndarray, np.ndarray]] = []
-    n_candidates = 0
-    histograms = []
+    book = GradedRun(target, gamma_select=gamma_select, gamma_break=gamma_break, md_engine="ase", started=started)
     while True:
         energy = atoms.get_potential_energy()
         if not (np.isfinite(energy) and np.all(np.isfinite(atoms.positions))):
-            stopped = "unstable"
+            book.stopped = "unstable"
             break
         rows, gamma = grade_atoms(basis, active_set, atoms)
-        snapshot_steps.append(steps_done)
-        maxima.append(float(gamma.max()))
-        histograms.append(log_histogram(gamma))
-        above = gamma > gamma_select
-        if above.any():
-            snapshot = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-            snapshot.arrays["gamma"] = gamma.copy()
-            snapshot.info["step"] = steps_done
-            snapshot.info["source"] = f"otf:{target.name}:step-{steps_done}"
-            collected.append((snapshot, rows, gamma))
-            n_candidates += int(above.sum())
+        if book.record(gamma):
+            book.keep(book.label(Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc),
+                                 gamma), rows, gamma)
         if on_check is not None:
-            on_check(steps_done)
-        if gamma.max() > gamma_break:
-            stopped = "gamma_break"
+            on_check(book.steps_done)
+        chunk = book.next_chunk(gamma, check_every)
+        if not chunk:
             break
-        if steps_done >= target.steps:
-            break
-        chunk = min(int(check_every), target.steps - steps_done)
         dynamics.run(chunk)
-        steps_done += chunk
-    run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
-                 snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
-                 wall_time_s=time.perf_counter() - started,
-                 gamma_histogram=merge_histograms(histograms) if histograms else None, md_engine="ase")
-    return run, collected
+        book.steps_done += chunk
+    return book.result()
 
 
 # --------------------------------------------------------------------------- the steps of one iteration
 
 
-def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str], trainer=None):
+def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str],
+                  trainer: LearningTrainer | None = None):
     """(basis, active set) of the model at ``model_path`` over ``training``: the grading reference of its MD.
-    ``trainer``: the model's :class:`mlip.trainers.Trainer` (default an MTP's)."""
+    ``trainer``: the model's :class:`mlip.trainers.LearningTrainer` (default an MTP's)."""
     from selection.grading import training_active_set
 
     from .trainers import MtpTrainer
@@ -463,7 +531,7 @@ def cut_cluster(chosen: Chosen, radius: float):
     return cut_clusters(chosen.snapshot, [chosen.atom], radius=radius, source=chosen.snapshot.info["source"])[0]
 
 
-def retrain(trainer, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path):
+def retrain(trainer: Trainer, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path):
     """A model on ``train`` by ``trainer`` (:class:`mlip.trainers.Trainer`) in ``workdir``."""
     model = trainer.train(list(train), list(test) if test else None, Path(workdir))
     model.settings["labels_sha1"] = _labels_hash(train)
@@ -632,7 +700,7 @@ def run_otf(
             rmse=rmse_record, gamma_max=max(max(run.gamma_max) for run in runs),
             wall_time_s=time.perf_counter() - started, timing=timing, n_labels=n_labels,
         )
-        _write_json(workdir / f"iteration-{index:03d}.json", record.to_dict())
+        write_json(workdir / f"iteration-{index:03d}.json", record.to_dict())
         iterations.append(record)
         if on_iteration is not None:
             on_iteration(record, added)

@@ -56,7 +56,7 @@ from ase import Atoms
 
 from schemas.campaign import SelectionParams
 
-from .otf import MDTarget, OTFRun
+from .otf import GradedRun, MDTarget, OTFRun
 
 __all__ = ["GradedSnapshot", "run_graded_snap", "snap_basis"]
 
@@ -231,7 +231,7 @@ def run_graded_snap(
     """
     from md.engine import LammpsError, LammpsSystem
     from md.potentials import Potential
-    from selection.maxvol import grades, log_histogram, merge_histograms
+    from selection.maxvol import grades
 
     from .snap import _PairLines
 
@@ -247,12 +247,7 @@ def run_graded_snap(
     if not np.all(work.pbc):
         raise ValueError(f"target {target.name!r}: MD needs a periodic cell (pbc {work.pbc.tolist()})")
 
-    steps_done, stopped = 0, "completed"
-    snapshot_steps: list[int] = []
-    maxima: list[float] = []
-    collected: list[tuple[Atoms, np.ndarray, np.ndarray]] = []
-    n_candidates = 0
-    histograms = []
+    book = GradedRun(target, gamma_select=gamma_select, gamma_break=gamma_break, md_engine="lammps", started=started)
     width = basis.n_bispectrum
     with LammpsSystem(work, potential, threads=threads, species=species) as system:
         if stop_file is not None:
@@ -267,7 +262,7 @@ def run_graded_snap(
             energy = system.potential_energy()
             positions = system.positions()
             if not (np.isfinite(energy) and np.all(np.isfinite(positions))):
-                stopped = "unstable"
+                book.stopped = "unstable"
                 break
             rows = system.per_atom_compute(_COMPUTE_ID, width)
             if basis.constant:
@@ -277,27 +272,17 @@ def run_graded_snap(
                 _compare_rows(rows, basis.rows(snapshot), basis)
             first = False
             gamma = grades(active_set, rows)
-            snapshot_steps.append(steps_done)
-            maxima.append(float(gamma.max()))
-            histograms.append(log_histogram(gamma))
-            snapshot.arrays["gamma"] = gamma.copy()
-            snapshot.info["step"] = steps_done
-            snapshot.info["source"] = f"otf:{target.name}:step-{steps_done}"
+            book.label(snapshot, gamma)
             if on_snapshot is not None:
-                on_snapshot(GradedSnapshot(step=steps_done, atoms=snapshot, energy=float(energy),
+                on_snapshot(GradedSnapshot(step=book.steps_done, atoms=snapshot, energy=float(energy),
                                            forces=system.forces() if pure_forces else None,
                                            temperature=system.temperature(),
                                            rows=rows, gamma=gamma))
-            above = gamma > gamma_select
-            if above.any():
-                collected.append((snapshot, rows, gamma))
-                n_candidates += int(above.sum())
-            if gamma.max() > gamma_break:
-                stopped = "gamma_break"
+            if book.record(gamma):
+                book.keep(snapshot, rows, gamma)
+            chunk = book.next_chunk(gamma, check_every)
+            if not chunk:
                 break
-            if steps_done >= target.steps:
-                break
-            chunk = min(int(check_every), int(target.steps) - steps_done)
             if first_chunk:
                 _thermostat(system, target)
                 pure_forces = target.thermostat != "langevin"  # fix langevin adds its forces to f
@@ -307,18 +292,14 @@ def run_graded_snap(
             except LammpsError as error:
                 if not any(word in str(error).lower() for word in _UNSTABLE_MESSAGES):
                     raise
-                stopped = "unstable"
+                book.stopped = "unstable"
                 try:
-                    steps_done = _step(system)
+                    book.steps_done = _step(system)
                 except Exception:  # the instance may be unusable after the error
                     pass
                 break
-            steps_done += chunk
-    run = OTFRun(target=target.name, steps_requested=int(target.steps), steps_done=steps_done, stopped=stopped,
-                 snapshot_steps=snapshot_steps, gamma_max=maxima, n_candidates=n_candidates,
-                 wall_time_s=time.perf_counter() - started,
-                 gamma_histogram=merge_histograms(histograms) if histograms else None, md_engine="lammps")
-    return run, collected
+            book.steps_done += chunk
+    return book.result()
 
 
 def _compare_rows(inside: np.ndarray, reference: np.ndarray, basis) -> None:

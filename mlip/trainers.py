@@ -1,18 +1,25 @@
-"""Trainers behind one contract, as the labelling backends are: what on-the-fly learning needs of a model kind.
+"""Trainers behind one contract, as the labelling backends are: every model kind trains the same way, and the
+kinds on-the-fly learning can run also grade and run MD.
 
-A :class:`Trainer` holds its settings (the recipe, built once) and takes the data per call:
+A :class:`Trainer` holds its settings (the recipe, built once) and takes the data per call; ``kind`` names it
+(:data:`TRAINERS` maps each kind to its class) and ``model_file`` is the model's file name in its work directory:
 
 - ``train(train, test, workdir)`` -> :class:`mlip.train.TrainedModel` (its ``path`` is the model file, its
-  ``rmse`` the train/test errors in meV/atom and meV/A);
+  ``rmse`` the train/test errors in meV/atom and meV/A). An engine that is not installed raises
+  :class:`mlip.train.TrainingUnavailable` before anything runs.
+
+A :class:`LearningTrainer` (what on-the-fly learning needs, :mod:`mlip.otf`) adds:
+
 - ``basis(model_path, species)`` -> the linear basis whose rows grade the model's extrapolation (gamma);
 - ``md(target, model_path, basis, active_set, gamma_select=, gamma_break=, check_every=, on_check=)`` ->
   (:class:`mlip.otf.OTFRun`, graded snapshots above gamma_select), with the stop rules of
   :func:`mlip.otf.grade_run`.
 
-``mtp``: motep (:func:`mlip.train.train_mtp`), graded with the MTP's own basis (motep's Jacobian rows), MD
-in ASE with motep's calculator. ``snap``: :func:`mlip.snap.train_snap`, graded with the bispectrum basis of
-the model's settings, MD inside LAMMPS (:func:`mlip.snap_md.run_graded_snap`). The MLIP-3 and pacemaker
-command lines (:func:`mlip.train.train_mlip3`, :func:`mlip.train.train_ace`) train only: they have no MD
+Learning trainers: ``mtp``, motep (:func:`mlip.motep_trainer.train_mtp`), graded with the MTP's own basis
+(motep's Jacobian rows), MD in ASE with motep's calculator; ``snap``, :func:`mlip.snap.train_snap`, graded
+with the bispectrum basis of the model's settings, MD inside LAMMPS (:func:`mlip.snap_md.run_graded_snap`).
+Trainers only: ``mlip3``, MLIP-3's ``mlp train`` (:func:`mlip.mlip3.train_mlip3`, the binary of
+``DG_MLP_BINARY``), and ``ace``, pacemaker (:func:`mlip.pacemaker.train_ace`); they have no MD or grading
 step here.
 """
 
@@ -32,16 +39,22 @@ from schemas.training import SnapTrainingParams
 from .otf import MDTarget, OTFRun, grade_run
 from .train import TrainedModel
 
-__all__ = ["MtpTrainer", "SnapTrainer", "Trainer"]
+__all__ = ["TRAINERS", "AceTrainer", "LearningTrainer", "Mlip3Trainer", "MtpTrainer", "SnapTrainer", "Trainer"]
 
 Graded = list[tuple[Atoms, np.ndarray, np.ndarray]]
 
 
 class Trainer(Protocol):
+    """Trains a model of its ``kind`` on labelled configurations."""
+
     kind: str
     model_file: str  # the model's file name in its work directory
 
     def train(self, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path) -> TrainedModel: ...
+
+
+class LearningTrainer(Trainer, Protocol):
+    """A trainer whose models on-the-fly learning can grade (``basis``) and run MD with (``md``)."""
 
     def basis(self, model_path: str | os.PathLike, species: Sequence[str]) -> Any: ...
 
@@ -52,14 +65,16 @@ class Trainer(Protocol):
 
 @dataclass
 class MtpTrainer:
-    """A moment tensor potential: ``settings`` are :func:`mlip.train.train_mtp`'s keywords (level, max_iter, ...)."""
+    """A moment tensor potential by motep: ``settings`` are :func:`mlip.motep_trainer.train_mtp`'s keywords
+    (level, max_iter, ...)."""
 
     settings: dict[str, Any] = field(default_factory=dict)
     kind: str = "mtp"
     model_file: str = "pot.mtp"
 
     def train(self, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path) -> TrainedModel:
-        from .train import _species_of, train_mtp
+        from .motep_trainer import train_mtp
+        from .train import _species_of
 
         species = list(_species_of(list(train), self.settings.get("species")))
         settings = {k: v for k, v in self.settings.items() if k != "species"}
@@ -111,3 +126,37 @@ class SnapTrainer:
         progress = None if on_check is None else (lambda graded: on_check(int(graded.step)))
         return run_graded_snap(target, SnapModel.load(model_path), basis, active_set, gamma_select=gamma_select,
                                gamma_break=gamma_break, check_every=check_every, on_snapshot=progress)
+
+
+@dataclass
+class Mlip3Trainer:
+    """An MTP by MLIP-3's ``mlp train``: ``settings`` are :func:`mlip.mlip3.train_mlip3`'s keywords (level,
+    max_iter, mlp, ...; the binary from ``DG_MLP_BINARY`` when ``mlp`` is not given). No MD or grading here."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    kind: str = "mlip3"
+    model_file: str = "pot.almtp"
+
+    def train(self, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path) -> TrainedModel:
+        from .mlip3 import train_mlip3
+
+        return train_mlip3(list(train), test=list(test) if test else None, workdir=workdir, name=self.model_file,
+                           **self.settings)
+
+
+@dataclass
+class AceTrainer:
+    """An ACE potential by pacemaker: ``settings`` are :func:`mlip.pacemaker.train_ace`'s keywords (cutoff,
+    n_functions, max_iter, ...). pacemaker names its model ``output_potential.yaml``. No MD or grading here."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    kind: str = "ace"
+    model_file: str = field(default="output_potential.yaml", init=False)  # pacemaker's fixed output name
+
+    def train(self, train: Sequence[Atoms], test: Sequence[Atoms] | None, workdir: Path) -> TrainedModel:
+        from .pacemaker import train_ace
+
+        return train_ace(list(train), test=list(test) if test else None, workdir=workdir, **self.settings)
+
+
+TRAINERS: dict[str, type[Trainer]] = {"mtp": MtpTrainer, "snap": SnapTrainer, "mlip3": Mlip3Trainer, "ace": AceTrainer}

@@ -117,6 +117,9 @@ def test_killed_worker_resumes_and_stores_no_snapshot_twice(broker_env, tmp_path
             _kill(worker)
 
 
+# 1.5 min; in the default suite tests/test_otf_stages.py checks the same queues (gcmc boxes side by side,
+# labels on dft only)
+@pytest.mark.slow
 def test_boxes_fan_out_over_gcmc_workers_and_labels_run_on_the_dft_worker(broker_env, tmp_path):
     """The production shape of stages 4 and 5: PCC-GCMC boxes on two `gcmc` worker processes at once,
     labels only on a worker that consumes `dft` (as on an HPC node)."""
@@ -174,10 +177,11 @@ def test_workers_with_two_pool_processes_on_every_queue_run_a_campaign(broker_en
     from schemas import parse_spec
 
     write_bulk_training_set(tmp_path / "bulk.extxyz", n_rattled=4)
+    # two clusters of one box each: items on every queue, side by side in both pool processes
     spec = parse_spec(copy.deepcopy(TINY_SPEC) | {
         "stop_after": "labelling",
         "selection": {"training_set": str(tmp_path / "bulk.extxyz"), "max_new": 2},
-        "reconstruction": {"steps": 100, "exchanges": 50, "mc_moves": 20, "offsets": [-0.5, 0.0]},
+        "reconstruction": {"steps": 100, "exchanges": 50, "mc_moves": 20, "offsets": [-0.5]},
         "labelling": {"engine": "eam"},
     })
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
@@ -277,6 +281,8 @@ def _group_pids(pgid: int) -> set[int]:
 CHAOS_LEASE_TIMEOUT = 10  # s
 
 
+# 2 min; the default suite kills workers in test_killed_worker_resumes_... and tests/test_otf_stages.py
+@pytest.mark.slow
 def test_campaign_survives_workers_killed_at_random(broker_env, tmp_path):
     """Three workers on every queue (one with two pool processes), five SIGKILLs chosen by a seeded RNG:
     a pool process running an item, or the main process of the worker running one (then the whole worker

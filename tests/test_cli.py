@@ -195,6 +195,9 @@ def test_reconstruct_refuses_a_periodic_structure(tmp_path):
     assert result.returncode == 2 and "periodic" in result.stderr and "Traceback" not in result.stderr
 
 
+# 1.5 min; the default suite's small version is
+# tests/labelling/test_labelling_ledger.py::test_stage_killed_and_resumed_never_reruns_a_succeeded_job
+@pytest.mark.slow
 def test_labelling_killed_half_way_resumes_without_running_a_finished_job_again(tmp_path):
     """`run` SIGKILLed while labels are being computed; `resume` runs only the unfinished jobs."""
     import signal

@@ -70,19 +70,6 @@ def test_campaign_labels_with_the_meam_reference_and_exports_say_so(env, tmp_pat
 
     assert len(read_dataset(io.BytesIO(packed.getvalue()), format="pacemaker")) == len(cells)
 
-    # a label computed outside the stage (as the OTF loop does) keeps its labeller in the ledger
-    from workers.stages.labelling import store_label
-
-    moved = atoms.copy()
-    moved.rattle(0.02, seed=1)
-    labelled = label(moved, settings, tmp_path / "otf").to_atoms(moved)
-    assert labelled.info["label_engine"] == "lammps:WL.meam"
-    label_id = store_label(labelled, settings, cells[0].id)
-    with session_scope() as session:
-        row = session.get(Label, label_id)
-        assert (row.state, row.engine, row.engine_version) == ("succeeded", "lammps", "WL.meam")
-        assert read_label(row.path)["extra"]["efs_by"] == "lammps:WL.meam"
-
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_network_specs_name_reference_files_only_by_reference(env, tmp_path, monkeypatch):

@@ -71,8 +71,9 @@ def study(tmp_path_factory) -> tuple[dict, Path, float]:
 def _store(study, owner: str = "alice", with_artifact: bool = True) -> tuple[int, dict]:
     """A campaign with a study section (created, not started) and, with_artifact, the report as its validation
     artifact, its paths moved into the campaign's directory as the stage's are."""
-    from core.access import put_artifact
+    from core.access import store_artifact
     from core.settings import get_settings
+    from schemas.artifacts import ValidationTable
     from workers.pipeline import create_campaign
 
     data, workdir, _ = study
@@ -83,7 +84,7 @@ def _store(study, owner: str = "alice", with_artifact: bool = True) -> tuple[int
         stored = json.loads(json.dumps(data).replace(
             str(workdir), str(get_settings().data_dir / "campaigns" / str(campaign.id) / "study")))
         if with_artifact:
-            put_artifact(session, campaign.id, "validation", "campaign", stored)
+            store_artifact(session, campaign.id, "campaign", ValidationTable.model_validate(stored))
         return campaign.id, stored
 
 

@@ -11,9 +11,8 @@ import logging
 import traceback
 from collections.abc import Callable
 
-from sqlalchemy import CursorResult, select, update
-
-from core.models import Campaign, Status, WorkItem, utcnow
+from core import access
+from core.models import Status, WorkItem, utcnow
 from core.session import session_scope
 from workers import lease, pipeline
 from workers.pipeline import TaskRef
@@ -32,21 +31,15 @@ def _claim(item_id: int, owner: str) -> str | None:
     """Take the item's lease for `owner`; return its task name, or None when there is nothing to do here
     (finished, held by a live process, or its campaign stopped)."""
     with session_scope() as session:
-        item = session.get(WorkItem, item_id)
+        item = access.find_work_item(session, item_id)
         if item is None or item.status.finished:
             return None
         task_name = item.task_name
-        campaign = session.get(Campaign, item.campaign_id)
+        campaign = access.find_campaign(session, item.campaign_id)
         if campaign is None or campaign.status in (Status.cancelled, Status.failed):
             # nothing more runs for a stopped campaign; an item a live process holds is left to it
             now = utcnow()
-            session.execute(
-                update(WorkItem)
-                .where(WorkItem.id == item_id, WorkItem.status.in_((Status.pending, Status.running)),
-                       lease.lease_lapsed(lease.lapsed_before(now)))
-                .values(status=Status.cancelled, finished_at=now, lease_owner=None)
-                .execution_options(synchronize_session=False)
-            )
+            access.cancel_unleased_item(session, item_id, now, lease.lapsed_before(now))
             return None
     return task_name if lease.claim(item_id, owner) else None
 
@@ -67,23 +60,13 @@ def _finish(item_id: int, owner: str, status: Status, error: str | None = None) 
     ours = (Status.running, Status.pending) if status == Status.succeeded else (Status.running,)
     with session_scope() as session:
         # compare-and-set as the claim: only the lease holder's word counts
-        result = session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status.in_(ours))
-            .values(**values).execution_options(synchronize_session=False)
-        )
-        assert isinstance(result, CursorResult), "an UPDATE's result is a CursorResult"
-        if result.rowcount == 1:
-            campaign_id = session.scalars(select(WorkItem.campaign_id).where(WorkItem.id == item_id)).one()
+        if access.finish_leased_item(session, item_id, owner, ours, values):
+            campaign_id = access.campaign_id_of_item(session, item_id)
             return pipeline.advance(session, campaign_id)
-        released = session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
-            .values(lease_owner=None).execution_options(synchronize_session=False)
-        )
-        assert isinstance(released, CursorResult), "an UPDATE's result is a CursorResult"
-        if released.rowcount != 1:
+        if not access.release_lease(session, item_id, owner):
             log.warning("work item %s: lease %s was taken over; this run's %s is dropped", item_id, owner, status)
             return []
-        item = session.get_one(WorkItem, item_id)
+        item = access.get_work_item(session, item_id)
         if item.status == Status.pending:  # resumed under our lease: its message found the lease held
             return [TaskRef(item.id, item.task_name, item.queue)]
         return []  # cancelled (its stop file stays until the item is claimed again)

@@ -18,14 +18,14 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Campaign, Status, WorkItem, utcnow
+from core import access
+from core.models import Status, utcnow
 from core.session import session_scope
 from core.settings import get_settings
 
@@ -56,11 +56,6 @@ def beat_interval() -> float:
     return get_settings().lease_timeout / 4
 
 
-def lease_lapsed(lapsed: datetime) -> ColumnElement[bool]:
-    """SQL: nobody holds the item's lease (no owner, never beat, or the last beat is older than `lapsed`)."""
-    return or_(WorkItem.lease_owner.is_(None), WorkItem.heartbeat_at.is_(None), WorkItem.heartbeat_at < lapsed)
-
-
 def _gone_from_this_machine(owner: str) -> bool:
     """The lease's process ran on this machine and no longer exists."""
     host, _, rest = owner.partition(":")
@@ -76,17 +71,14 @@ def _gone_from_this_machine(owner: str) -> bool:
     return False
 
 
-def expire_dead_local_leases(session: Session, *where: ColumnElement[bool]) -> None:
-    """Embedded default: leases of processes of this machine that are gone (a killed `run`, a server that
-    died) lapse now rather than after the lease timeout, so `resume` at once runs what they held. Only
-    where every executor is a process of this machine; a reused pid only means waiting for the timeout."""
-    held = session.execute(select(WorkItem.id, WorkItem.lease_owner).where(*where, WorkItem.lease_owner.is_not(None)))
-    for item_id, owner in held.all():
+def expire_dead_local_leases(session: Session, stage_run_ids: Sequence[int]) -> None:
+    """Embedded default: leases (of items of ``stage_run_ids``) of processes of this machine that are gone (a
+    killed `run`, a server that died) lapse now rather than after the lease timeout, so `resume` at once runs
+    what they held. Only where every executor is a process of this machine; a reused pid only means waiting
+    for the timeout."""
+    for item_id, owner in access.held_leases(session, stage_run_ids):
         if owner is not None and _gone_from_this_machine(owner):  # the query excludes None
-            session.execute(
-                update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
-                .values(heartbeat_at=None).execution_options(synchronize_session=False)
-            )
+            access.expire_lease(session, item_id, owner)
 
 
 def claim(item_id: int, owner: str) -> bool:
@@ -95,15 +87,7 @@ def claim(item_id: int, owner: str) -> bool:
     whether it was ours. A stop file a cancelled earlier run left is removed."""
     now = utcnow()
     with session_scope() as session:
-        result = session.execute(
-            update(WorkItem)
-            .where(WorkItem.id == item_id, WorkItem.status.in_((Status.pending, Status.running)),
-                   lease_lapsed(lapsed_before(now)))
-            .values(status=Status.running, lease_owner=owner, heartbeat_at=now, started_at=now,
-                    finished_at=None, attempts=WorkItem.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        claimed = cast(CursorResult[Any], result).rowcount == 1  # an UPDATE's result is a CursorResult
+        claimed = access.claim_item(session, item_id, owner, now, lapsed_before(now))
     if claimed:
         stop_file(item_id).unlink(missing_ok=True)
     return claimed
@@ -112,20 +96,13 @@ def claim(item_id: int, owner: str) -> bool:
 def renew(item_id: int, owner: str) -> bool:
     """Renew the lease; False when `owner` no longer holds it (the item was taken over after a lapse)."""
     with session_scope() as session:
-        result = session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
-            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
-        )
-        return cast(CursorResult[Any], result).rowcount == 1
+        return access.renew_lease(session, item_id, owner, utcnow())
 
 
 def cancelled(item_id: int) -> bool:
     """The item or its campaign was cancelled."""
     with session_scope() as session:
-        row = session.execute(
-            select(WorkItem.status, Campaign.status).join(Campaign, WorkItem.campaign_id == Campaign.id)
-            .where(WorkItem.id == item_id)
-        ).one_or_none()
+        row = access.item_and_campaign_status(session, item_id)
     return row is None or Status.cancelled in row
 
 
@@ -133,16 +110,7 @@ def release_dead(item_id: int, owner: str) -> None:
     """The process that held `owner`'s lease died (the in-process pool saw it): free the item at once
     rather than after the lease timeout; a running item goes back to pending."""
     with session_scope() as session:
-        session.execute(
-            update(WorkItem)
-            .where(WorkItem.id == item_id, WorkItem.lease_owner == owner, WorkItem.status == Status.running)
-            .values(status=Status.pending, lease_owner=None, heartbeat_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
-            .values(lease_owner=None).execution_options(synchronize_session=False)
-        )
+        access.release_dead_lease(session, item_id, owner, utcnow())
 
 
 # Leases this process holds: item id -> owner (report_progress checks the item is still ours).

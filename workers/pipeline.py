@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.access import load_artifact
-from core.models import Artifact, Campaign, Label, StageRun, Status, Structure, User, WorkItem, utcnow
+from core import access
+from core.access import load_artifact, load_artifacts
+from core.models import Campaign, StageRun, Status, User, WorkItem, utcnow
 from core.settings import get_settings
 from labelling.reference import ReferencePotentialError
 from labelling.settings import REFERENCE_ENGINES
@@ -24,7 +24,7 @@ from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
-from schemas.artifacts import OTFIterationRecord
+from schemas.artifacts import OTFIterationRecord, StructureTypeCounts
 from schemas.limits import Limits, effective, limit_errors, structure_message
 from schemas.names import StructureKind
 from schemas.sampling import Structure as StructureSpec
@@ -34,7 +34,7 @@ from workers.stages.common import PlannedItem, resolve_potential
 from workers.stages.labelling import dft_settings, label_structure, labelling_reference, plan_labels
 from workers.stages.reconstruction import assemble_cells, plan_boxes, run_box
 from workers.stages.refinement import ensemble_spread, refinement_of, train_model
-from workers.stages.sampling import TYPE_COUNTS, run_protocol
+from workers.stages.sampling import run_protocol
 from workers.stages.selection import build_active_set, grade_snapshot, select_and_cut
 from workers.stages.study import build_validation_suite, run_validation_study
 
@@ -79,11 +79,7 @@ def _plan_one(_session: Session, _campaign_id: int, _spec: CampaignSpec) -> list
 
 
 def _plan_grading(session: Session, campaign_id: int, _spec: CampaignSpec) -> list[PlannedItem]:
-    snapshots = session.execute(
-        select(Structure.id, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
-        .order_by(Structure.id)
-    )
+    snapshots = access.structure_sources(session, campaign_id, StructureKind.SAMPLING)
     return [PlannedItem(key=source, params={"structure_id": sid}, progress_total=1) for sid, source in snapshots]
 
 
@@ -248,15 +244,11 @@ def create_campaign(session: Session, owner: User, spec: CampaignSpec) -> Campai
 def _lock_campaign(session: Session, campaign_id: int) -> Campaign | None:
     # Row lock on PostgreSQL so two finishing items cannot both plan the next stage;
     # SQLite serialises writers anyway.
-    return session.scalars(select(Campaign).where(Campaign.id == campaign_id).with_for_update()).one_or_none()
+    return access.lock_campaign(session, campaign_id)
 
 
 def _refresh_progress(session: Session, stage_run: StageRun) -> None:
-    done, total = session.execute(
-        select(func.coalesce(func.sum(WorkItem.progress_done), 0), func.coalesce(func.sum(WorkItem.progress_total), 0))
-        .where(WorkItem.stage_run_id == stage_run.id)
-    ).one()
-    stage_run.progress_done, stage_run.progress_total = int(done), int(total)
+    stage_run.progress_done, stage_run.progress_total = access.stage_progress(session, stage_run.id)
 
 
 def _plan(session: Session, campaign: Campaign, stage_run: StageRun) -> list[TaskRef]:
@@ -358,11 +350,7 @@ def cancel(session: Session, campaign: Campaign) -> None:
     for stage_run in campaign.stages:
         if stage_run.status in unfinished:
             stage_run.status, stage_run.finished_at = Status.cancelled, now
-    session.execute(
-        update(WorkItem)
-        .where(WorkItem.campaign_id == campaign.id, WorkItem.status.in_(unfinished))
-        .values(status=Status.cancelled, finished_at=now)
-    )
+    access.cancel_unfinished_items(session, campaign.id, now)
     campaign.status, campaign.finished_at = Status.cancelled, now
 
 
@@ -380,21 +368,11 @@ def resume(session: Session, campaign: Campaign) -> list[TaskRef]:
     now = utcnow()
     open_stages = [stage_run for stage_run in campaign.stages if stage_run.status != Status.succeeded]
     stage_ids = [stage_run.id for stage_run in open_stages]
-    in_open_stages = WorkItem.stage_run_id.in_(stage_ids)
     if get_settings().in_process:
-        lease.expire_dead_local_leases(session, in_open_stages)
-    reset = session.execute(
-        update(WorkItem)
-        .where(in_open_stages, WorkItem.status != Status.succeeded, lease.lease_lapsed(lease.lapsed_before(now)))
-        .values(status=Status.pending, error=None, finished_at=None, lease_owner=None, heartbeat_at=now)
-        .returning(WorkItem.id, WorkItem.task_name, WorkItem.queue)
-        .execution_options(synchronize_session=False)
-    ).all()
-    session.execute(  # what is left cancelled holds a live lease: pending, sent again by its holder
-        update(WorkItem).where(in_open_stages, WorkItem.status == Status.cancelled)
-        .values(status=Status.pending, error=None, finished_at=None)
-        .execution_options(synchronize_session=False)
-    )
+        lease.expire_dead_local_leases(session, stage_ids)
+    reset = access.reset_lapsed_items(session, stage_ids, lease.lapsed_before(now), now)
+    # what is left cancelled holds a live lease: pending, sent again by its holder
+    access.reopen_cancelled_items(session, stage_ids)
     for stage_run in open_stages:
         for item in stage_run.items:
             session.expire(item)
@@ -407,7 +385,7 @@ def resume(session: Session, campaign: Campaign) -> list[TaskRef]:
 
 
 def pending_tasks(session: Session, item_ids: Iterable[int]) -> list[TaskRef]:
-    rows = session.scalars(select(WorkItem).where(WorkItem.id.in_(list(item_ids)))).all()
+    rows = access.work_items(session, item_ids)
     return [TaskRef(item.id, item.task_name, item.queue) for item in rows]
 
 
@@ -424,26 +402,11 @@ class CampaignSummary:
 def summarize(session: Session, campaign_id: int) -> CampaignSummary:
     """Counts over the stored sampling snapshots (atoms and defect atoms summed over snapshots),
     the reconstructed periodic cells and the states of their labels."""
-    snapshots, atoms, defect_atoms = session.execute(
-        select(
-            func.count(Structure.id),
-            func.coalesce(func.sum(Structure.n_atoms), 0),
-            func.coalesce(func.sum(Structure.n_candidates), 0),
-        ).where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
-    ).one()
+    snapshots, atoms, defect_atoms = access.stage_totals(session, campaign_id, StructureKind.SAMPLING)
     summary = CampaignSummary(snapshots=int(snapshots), atoms=int(atoms), defect_atoms=int(defect_atoms))
-    per_protocol = session.scalars(
-        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == TYPE_COUNTS)
-    )
-    for counts in per_protocol:
-        for name, count in counts.items():
+    for _protocol, stored in load_artifacts(session, campaign_id, StructureTypeCounts):
+        for name, count in stored.counts().items():
             summary.structure_types[name] = summary.structure_types.get(name, 0) + count
-    summary.periodic_cells = session.scalar(
-        select(func.count(Structure.id))
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.PERIODIC)
-    ) or 0
-    summary.labels = dict(session.execute(
-        select(Label.state, func.count(Structure.id)).join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.PERIODIC).group_by(Label.state)
-    ).all())
+    summary.periodic_cells = access.count_structures(session, campaign_id, StructureKind.PERIODIC)
+    summary.labels = access.label_states_of_stage(session, campaign_id, StructureKind.PERIODIC)
     return summary

@@ -23,10 +23,10 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from core.models import Campaign, Status, WorkItem, utcnow
+from core import access
+from core.models import utcnow
 from core.session import session_scope
 from core.settings import get_settings
 from workers import lease
@@ -40,11 +40,7 @@ ADVISORY_LOCK_KEY = 0x64670001  # "dg" + 1: the sweeper's PostgreSQL advisory lo
 
 def _lock(session: Session) -> bool:
     """Be the only sweeper until this transaction ends; False when another one is sweeping now."""
-    if session.get_bind().dialect.name == "postgresql":
-        return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}))
-    # SQLite: a write that changes nothing takes the database's write lock; another sweeper waits for it
-    session.execute(text("UPDATE work_items SET id = id WHERE 0 = 1"))
-    return True
+    return access.try_sweeper_lock(session, ADVISORY_LOCK_KEY)
 
 
 def queue_sizes(queues: set[str]) -> dict[str, int]:
@@ -70,49 +66,29 @@ def sweep(*, resend_pending: bool, campaign_id: int | None = None) -> list[TaskR
     """One pass (see the module doc); sends the items it requeued and returns them."""
     now = utcnow()
     lapsed = lease.lapsed_before(now)
-    campaigns = select(Campaign.id).where(Campaign.status.in_((Status.pending, Status.running)))
-    if campaign_id is not None:
-        campaigns = campaigns.where(Campaign.id == campaign_id)
-    in_live_campaign = WorkItem.campaign_id.in_(campaigns.scalar_subquery())
     with session_scope() as session:
         if not _lock(session):
             return []
-        lost_runs = session.execute(
-            update(WorkItem)
-            .where(in_live_campaign, lease.lease_lapsed(lapsed),
-                   or_(WorkItem.status == Status.running,
-                       and_(WorkItem.status == Status.pending, WorkItem.lease_owner.is_not(None))))
-            .values(status=Status.pending, lease_owner=None, heartbeat_at=now)
-            .returning(WorkItem.id, WorkItem.task_name, WorkItem.queue)
-            .execution_options(synchronize_session=False)
-        ).all()
+        lost_runs = access.requeue_lost_runs(session, campaign_id, lapsed, now)
         refs = [TaskRef(*row) for row in sorted(lost_runs)]
         if resend_pending:
-            refs += _lost_messages(session, in_live_campaign, lapsed, now)
+            refs += _lost_messages(session, campaign_id, lapsed, now)
     if refs:
         log.warning("lease sweeper: sending again work items %s", [ref.item_id for ref in refs])
         send(refs)
     return refs
 
 
-def _lost_messages(session: Session, in_live_campaign: ColumnElement[bool], lapsed: datetime,
-                   now: datetime) -> list[TaskRef]:
-    """Pending items that waited longer than the lease timeout behind an empty queue; marked queued now."""
-    waiting = (in_live_campaign, WorkItem.status == Status.pending, WorkItem.lease_owner.is_(None),
-               func.coalesce(WorkItem.heartbeat_at, WorkItem.created_at) < lapsed)
-    queues = set(session.scalars(select(WorkItem.queue).where(*waiting).distinct()))
+def _lost_messages(session: Session, campaign_id: int | None, lapsed: datetime, now: datetime) -> list[TaskRef]:
+    """Pending items (of live campaigns, of ``campaign_id`` when given) that waited longer than the lease
+    timeout behind an empty queue; marked queued now."""
+    queues = access.waiting_queues(session, campaign_id, lapsed)
     if not queues:
         return []
     empty = [name for name, size in queue_sizes(queues).items() if size == 0]
-    refs = [TaskRef(*row) for row in session.execute(
-        select(WorkItem.id, WorkItem.task_name, WorkItem.queue).where(*waiting, WorkItem.queue.in_(empty))
-        .order_by(WorkItem.id)
-    )]
+    refs = [TaskRef(*row) for row in access.waiting_items(session, campaign_id, lapsed, empty)]
     if refs:
-        session.execute(
-            update(WorkItem).where(WorkItem.id.in_([ref.item_id for ref in refs]), WorkItem.status == Status.pending)
-            .values(heartbeat_at=now).execution_options(synchronize_session=False)
-        )
+        access.mark_items_sent(session, [ref.item_id for ref in refs], now)
     return refs
 
 

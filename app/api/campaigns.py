@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +25,9 @@ from app.api.deps import (
 from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
 from app.policy import check_network_spec, public_text
 from app.services import cancel_campaign, resume_campaign, server_limits, submit_campaign
-from core.models import Artifact, Campaign, Structure, User
+from core import access
+from core.access import load_artifact
+from core.models import Campaign, User
 from core.settings import get_settings
 from formats import ExportName, format_for
 from mlip import ExportError
@@ -43,11 +44,18 @@ from schemas.api import (
     TrainingPublic,
     ValidationPublic,
 )
-from schemas.artifacts import OTFIterationRecord, ValidationTable
+from schemas.artifacts import (
+    CAMPAIGN,
+    ArtifactModel,
+    EnsembleRecord,
+    OTFIterationRecord,
+    TrainingRecord,
+    ValidationTable,
+)
 from workers.pipeline import summarize
-from workers.stages import refinement
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
+A = TypeVar("A", bound=ArtifactModel)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -139,9 +147,7 @@ def _submit(session: Session, user: User, spec: CampaignSpec) -> CampaignCreated
 
 @router.get("/campaigns", response_model=Page[CampaignListItem], responses=responses(401, 422))
 def list_campaigns(session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 100) -> Page:
-    owned = select(Campaign).where(Campaign.owner_id == user.id)
-    count = session.scalar(select(func.count()).select_from(owned.subquery())) or 0
-    rows = session.scalars(owned.order_by(Campaign.id.desc()).offset(offset).limit(limit)).all()
+    rows, count = access.list_campaigns(session, user.id, offset, limit)
     return Page(data=[CampaignListItem.model_validate(c) for c in rows], count=count)
 
 
@@ -173,38 +179,31 @@ def list_structures(
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> Page:
-    query = select(Structure).where(Structure.campaign_id == campaign.id)
-    if stage is not None:
-        query = query.where(Structure.stage == stage)
-    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Structure.id).offset(offset).limit(limit)).all()
+    rows, count = access.list_structures(session, campaign.id, stage, offset, limit)
     return Page(data=[StructurePublic.model_validate(s) for s in rows], count=count)
 
 
-def _campaign_artifact(session: SessionDep, campaign: Campaign, kind: str, what: str,
-                         section: str = "refinement") -> dict:
-    """The campaign-wide artifact ``kind`` of an optional stage; a 404 names the spec ``section`` it needs."""
-    data = session.scalars(select(Artifact.data).where(
-        Artifact.campaign_id == campaign.id, Artifact.kind == kind, Artifact.name == refinement.CAMPAIGN)
-    ).one_or_none()
-    if data is None:
+def _campaign_artifact(session: SessionDep, campaign: Campaign, model: type[A], what: str,
+                       section: str = "refinement") -> dict[str, Any]:
+    """The campaign-wide artifact of ``model``'s kind of an optional stage, as its document; a 404 names the spec
+    ``section`` it needs."""
+    stored = load_artifact(session, campaign.id, model, CAMPAIGN)
+    if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign.id} has no {what} yet (it needs a "
                                                        f"{section} section in its spec and the stage to finish)")
-    return data
+    return stored.model_dump()
 
 
 @router.get("/campaigns/{campaign_id}/training", response_model=TrainingPublic, responses=OWNED,
             summary="The first MTP of the refinement: train/test RMSE")
 def training(campaign: OwnedCampaign, session: SessionDep) -> TrainingPublic:
-    return TrainingPublic.model_validate(_campaign_artifact(session, campaign, refinement.TRAINING, "trained MTP"))
+    return TrainingPublic.model_validate(_campaign_artifact(session, campaign, TrainingRecord, "trained MTP"))
 
 
 @router.get("/campaigns/{campaign_id}/otf", response_model=Page[OTFIterationPublic], responses=OWNED,
             summary="On-the-fly refinement: one entry per finished iteration")
 def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset = 0, limit: Limit = 100) -> Page:
-    query = select(Artifact).where(Artifact.campaign_id == campaign.id, Artifact.kind == OTFIterationRecord.KIND)
-    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Artifact.name).offset(offset).limit(limit)).all()
+    rows, count = access.list_artifacts(session, campaign.id, OTFIterationRecord.KIND, offset, limit)
     return Page(data=[OTFIterationPublic.model_validate(OTFIterationRecord.model_validate(row.data).model_dump())
                       for row in rows], count=count)
 
@@ -212,23 +211,23 @@ def otf_iterations(campaign: OwnedCampaign, session: SessionDep, offset: Offset 
 @router.get("/campaigns/{campaign_id}/ensemble", response_model=EnsemblePublic, responses=OWNED,
             summary="Ensemble force spread sigma_F over the sampling snapshots' defect atoms (histogram)")
 def ensemble(campaign: OwnedCampaign, session: SessionDep) -> EnsemblePublic:
-    return EnsemblePublic.model_validate(_campaign_artifact(session, campaign, refinement.ENSEMBLE, "ensemble"))
+    return EnsemblePublic.model_validate(_campaign_artifact(session, campaign, EnsembleRecord, "ensemble"))
 
 
 @router.get("/campaigns/{campaign_id}/validation", response_model=ValidationPublic, responses=OWNED,
             summary="The B / B+C / B+P study: each SNAP's errors per validation scenario and the ratios against B")
 def validation(campaign: OwnedCampaign, session: SessionDep) -> ValidationPublic:
     return ValidationPublic.model_validate(
-        _campaign_artifact(session, campaign, ValidationTable.KIND, "validation study", section="study"))
+        _campaign_artifact(session, campaign, ValidationTable, "validation study", section="study"))
 
 
 @router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz",
             responses=OWNED)
 def structure_file(structure_id: StructureId, session: SessionDep, user: CurrentUser) -> FileResponse:
-    structure = session.get(Structure, structure_id)
-    campaign = session.get(Campaign, structure.campaign_id) if structure else None
-    if structure is None or campaign is None or campaign.owner_id != user.id:
+    owned = access.get_structure_for_owner(session, structure_id, user.id)
+    if owned is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"structure {structure_id} not found")
+    structure, _campaign = owned
     return FileResponse(
         get_settings().data_dir / structure.path,
         media_type="chemical/x-extxyz",

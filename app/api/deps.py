@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from app.auth import user_for_token
+from core.access import get_campaign_for_owner
 from core.models import Campaign, User
 from core.session import session_factory
 
@@ -92,9 +93,9 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def get_owned_campaign(campaign_id: CampaignId, session: SessionDep, user: CurrentUser) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
+    campaign = get_campaign_for_owner(session, campaign_id, user.id)
     # Another user's campaign is indistinguishable from a missing one.
-    if campaign is None or campaign.owner_id != user.id:
+    if campaign is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign_id} not found")
     return campaign
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
+from core.access import ping
 from core.session import get_engine
 from core.settings import get_settings
 from schemas.api import Health
@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 def _check_database() -> str:
     try:
         with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
+            ping(connection)
         return "ok"
     except Exception as exc:  # the point is to report, not to raise
         return f"error: {type(exc).__name__}: {exc}"

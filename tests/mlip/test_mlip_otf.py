@@ -42,7 +42,7 @@ def otf(tmp_path_factory):
     test = [_labelled(vacancy_test, root / "labels" / "test")]
     target = bulk("W", "bcc", a=A, cubic=True).repeat((4, 4, 4))
     del target[0]  # the vacancy site is the origin
-    targets = [MDTarget(target, temperature=600.0, steps=300, name="vacancy-600K", seed=0)]
+    targets = [MDTarget(target, temperature=600.0, steps=300, name="vacancy-600K", seed=0, timestep=2.0)]
     settings = OTFSettings(check_every=20, max_iterations=4, max_new=4,
                            gcmc={"protocol": "fast", "offsets": [0.0], "steps": 300, "max_atoms": MAX_ATOMS},
                            train={"level": 8, "max_iter": 10, "seed": 0})
@@ -213,8 +213,9 @@ def test_an_interstitial_breaks_the_first_runs_and_the_loop_still_converges(tmp_
     interstitial = bulk("W", "bcc", a=A, cubic=True).repeat((4, 4, 4))
     interstitial.append("W")
     interstitial.positions[-1] = [0.5 * A, 0.25 * A, 0.0]  # tetrahedral site
-    targets = [MDTarget(vacancy, temperature=1200.0, steps=400, name="vacancy-1200K"),
-               MDTarget(interstitial, temperature=600.0, steps=400, name="interstitial-600K", seed=1)]
+    targets = [MDTarget(vacancy, temperature=1200.0, steps=400, name="vacancy-1200K", timestep=2.0),
+               MDTarget(interstitial, temperature=600.0, steps=400, name="interstitial-600K", seed=1,
+                        timestep=2.0)]
     settings = OTFSettings(check_every=20, max_iterations=5, max_new=4,
                            gcmc={"protocol": "fast", "offsets": [0.0], "steps": 300, "max_atoms": MAX_ATOMS},
                            train={"level": 8, "max_iter": 10, "seed": 0})

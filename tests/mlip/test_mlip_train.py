@@ -12,26 +12,14 @@ import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlip.train import (
-    MLIP3_TRAIN_COMMAND,
-    MTP_LEVELS,
-    TrainedModel,
-    TrainingInputError,
-    TrainingUnavailable,
-    evaluate,
-    mlip3_command,
-    mtp_basis_counts,
-    mtp_template,
-    pacemaker_input,
-    parse_mlip_errors,
-    rmse,
-    split,
-    train_ace,
-    train_mlip3,
-    train_mtp,
-    write_mtp_template,
-)
+from mlip.mlip3 import MLIP3_TRAIN_COMMAND, mlip3_command, parse_mlip_errors, train_mlip3
+from mlip.motep_trainer import train_mtp
+from mlip.mtp_basis import MTP_LEVELS, mtp_basis_counts, mtp_template, write_mtp_template
+from mlip.pacemaker import pacemaker_input, train_ace
+from mlip.train import TrainedModel, TrainingInputError, TrainingUnavailable, evaluate, rmse, split
+from mlip.trainers import TRAINERS, AceTrainer, Mlip3Trainer, MtpTrainer, SnapTrainer
 from sampling.datasets import read_dataset
+from schemas.training import SnapTrainingParams
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ml-defect-modeling"
 if not REFERENCE.is_dir():
@@ -359,6 +347,57 @@ def test_ace_settings_and_availability(small_set, tmp_path):
         pytest.skip("pacemaker's TensorFlow backend is installed: ACE fitting is exercised elsewhere")
     with pytest.raises(TrainingUnavailable, match=r"tensorpotential|not installed"):
         train_ace(small_set[:4], workdir=tmp_path)
+
+
+# --------------------------------------------------------------------------- the trainers' contract
+
+
+def test_trainers_are_registered_under_their_kind_and_only_mtp_and_snap_learn():
+    assert set(TRAINERS) == {"mtp", "snap", "mlip3", "ace"}
+    for kind, trainer_class in TRAINERS.items():
+        trainer = trainer_class()
+        assert trainer_class.kind == kind and trainer.kind == kind
+        assert trainer.model_file and "/" not in trainer.model_file
+    learning = {kind for kind, trainer_class in TRAINERS.items()
+                if callable(getattr(trainer_class, "basis", None)) and callable(getattr(trainer_class, "md", None))}
+    assert learning == {"mtp", "snap"}
+
+
+def test_mlip3_and_ace_trainers_refuse_as_their_functions_do_without_the_binaries(small_set, tmp_path, monkeypatch):
+    """No ``mlp`` configured, no pacemaker TensorFlow backend on this machine: the trainers raise the functions'
+    TrainingUnavailable, word for word, before they write anything."""
+    monkeypatch.delenv("DG_MLP_BINARY", raising=False)
+    with pytest.raises(TrainingUnavailable, match="DG_MLP_BINARY") as by_function:
+        train_mlip3(small_set[:4], workdir=tmp_path / "function")
+    with pytest.raises(TrainingUnavailable, match="DG_MLP_BINARY") as by_trainer:
+        Mlip3Trainer({"level": 10}).train(small_set[:4], small_set[4:6], tmp_path / "mlip3")
+    assert str(by_trainer.value) == str(by_function.value)
+    with pytest.raises(TrainingUnavailable, match=r"tensorpotential|not installed") as by_function:
+        train_ace(small_set[:4], workdir=tmp_path / "function")
+    with pytest.raises(TrainingUnavailable, match=r"tensorpotential|not installed") as by_trainer:
+        AceTrainer({"cutoff": 5.0}).train(small_set[:4], small_set[4:6], tmp_path / "ace")
+    assert str(by_trainer.value) == str(by_function.value)
+    assert not (tmp_path / "mlip3").exists() and not (tmp_path / "ace").exists()
+
+
+def test_mtp_snap_and_mlip3_trainers_return_the_model_record_of_their_model_file(small_set, tmp_path, monkeypatch):
+    """train(train, test, workdir) -> TrainedModel at workdir / model_file with the trainer's kind, train and test
+    errors, and its sidecar record (MLIP-3 through the recorded-report stand-in for its absent binary)."""
+    fake = tmp_path / "mlp"
+    fake.write_text(FAKE_MLP.format(python=sys.executable, report=MLIP_REPORT))
+    fake.chmod(0o755)
+    monkeypatch.setenv("DG_MLP_BINARY", str(fake))
+    trainers = [MtpTrainer({"level": 2, "max_iter": 0, "species": ["W"]}),
+                SnapTrainer(SnapTrainingParams(twojmax=2), species=["W"]),
+                Mlip3Trainer({"level": 10, "max_iter": 5})]
+    for trainer in trainers:
+        workdir = tmp_path / trainer.kind
+        model = trainer.train(small_set[:6], small_set[6:8], workdir)
+        assert isinstance(model, TrainedModel)
+        assert model.kind == trainer.kind and model.path == workdir / trainer.model_file and model.path.is_file()
+        assert (model.n_train, model.n_test) == (6, 2)
+        assert model.rmse["train"] is not None and model.rmse["test"] is not None
+        assert json.loads(model.metadata_path.read_text())["kind"] == trainer.kind
 
 
 # --------------------------------------------------------------------------- the paper's W set (slow)

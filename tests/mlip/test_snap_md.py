@@ -71,7 +71,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vacancy_run(setup):
     _, model, basis, active_set = setup
-    target = MDTarget(_vacancy_cell(), 300.0, 100, name="vacancy", seed=1)
+    target = MDTarget(_vacancy_cell(), 300.0, 100, name="vacancy", seed=1, timestep=2.0)
     seen: list[GradedSnapshot] = []
     run, collected = run_graded_snap(target, model, basis, active_set, gamma_select=2.0, gamma_break=10.0,
                                      check_every=20, on_snapshot=seen.append)
@@ -152,15 +152,15 @@ def test_an_interstitial_breaks_the_run_at_step_zero(setup):
     cell = _dumbbell_cell()
     _, gamma = grade_atoms(basis, active_set, cell)
     assert gamma.max() > 10.0  # measured 13.7 against the bulk-only training set
-    run, collected = run_graded_snap(MDTarget(cell, 300.0, 100, name="dumbbell"), model, basis, active_set,
-                                     gamma_select=2.0, gamma_break=10.0, check_every=20)
+    run, collected = run_graded_snap(MDTarget(cell, 300.0, 100, name="dumbbell", timestep=2.0), model, basis,
+                                     active_set, gamma_select=2.0, gamma_break=10.0, check_every=20)
     assert run.stopped == "gamma_break" and not run.completed
     assert run.steps_done == 0 and run.snapshot_steps == [0]
     assert run.gamma_max[0] == pytest.approx(gamma.max(), rel=1e-9)
     assert len(collected) == 1 and collected[0][0].info["source"] == "otf:dumbbell:step-0"
     assert run.n_candidates == int((gamma > 2.0).sum())
     # a gamma_break above it lets the same run go on
-    run, _ = run_graded_snap(MDTarget(cell, 300.0, 20, name="dumbbell"), model, basis, active_set,
+    run, _ = run_graded_snap(MDTarget(cell, 300.0, 20, name="dumbbell", timestep=2.0), model, basis, active_set,
                              gamma_select=2.0, gamma_break=1e6, check_every=20)
     assert run.stopped == "completed" and run.steps_done == 20
 
@@ -184,7 +184,8 @@ def test_reference_model_longer_basis_cutoff_triclinic_berendsen(tmp_path):
     del cell[5]
     cell.rattle(0.02, seed=3)
     seen: list[GradedSnapshot] = []
-    run, _ = run_graded_snap(MDTarget(cell, 600.0, 40, name="tri", thermostat="berendsen", taut=50.0, seed=4),
+    run, _ = run_graded_snap(MDTarget(cell, 600.0, 40, name="tri", thermostat="berendsen", taut=50.0, seed=4,
+                                      timestep=2.0),
                              model, basis, active_set, gamma_select=2.0, gamma_break=1e6, check_every=20,
                              on_snapshot=seen.append)
     assert run.stopped == "completed" and run.snapshot_steps == [0, 20, 40]
@@ -201,8 +202,8 @@ def test_plain_snap_with_a_longer_basis_cutoff(setup):
     basis = SnapBasis("W", twojmax=4, rcutfac=5.2)  # 5.2 A > 4.73 A: pair_style hybrid/overlay snap zero 5.3
     active_set = training_active_set(basis, train)
     seen: list[GradedSnapshot] = []
-    run, _ = run_graded_snap(MDTarget(_vacancy_cell(), 300.0, 20), model, basis, active_set, gamma_break=1e6,
-                             check_every=20, on_snapshot=seen.append)
+    run, _ = run_graded_snap(MDTarget(_vacancy_cell(), 300.0, 20, timestep=2.0), model, basis, active_set,
+                             gamma_break=1e6, check_every=20, on_snapshot=seen.append)
     assert run.completed and len(seen) == 2
     energies, forces = evaluate_snap(model, [seen[0].atoms])
     assert abs(energies[0] * len(seen[0].atoms) - seen[0].energy) < 1e-8
@@ -218,8 +219,8 @@ def test_quadratic_model_is_run_and_graded_on_its_linear_basis(setup, tmp_path):
     basis = snap_basis(model)  # linear rows (SnapBasis has no quadratic columns)
     active_set = training_active_set(basis, train)
     seen: list[GradedSnapshot] = []
-    run, _ = run_graded_snap(MDTarget(_vacancy_cell(), 300.0, 20, name="quadratic"), model, basis, active_set,
-                             gamma_break=1e6, check_every=20, on_snapshot=seen.append)
+    run, _ = run_graded_snap(MDTarget(_vacancy_cell(), 300.0, 20, name="quadratic", timestep=2.0), model, basis,
+                             active_set, gamma_break=1e6, check_every=20, on_snapshot=seen.append)
     assert run.completed and run.snapshot_steps == [0, 20]
     energies, forces = evaluate_snap(model, [seen[0].atoms])
     assert abs(energies[0] * len(seen[0].atoms) - seen[0].energy) < 1e-8
@@ -230,14 +231,14 @@ def test_quadratic_model_is_run_and_graded_on_its_linear_basis(setup, tmp_path):
 
 def test_bad_input_names_the_mismatch(setup, tmp_path):
     _, model, basis, active_set = setup
-    target = MDTarget(_vacancy_cell(), 300.0, 10)
+    target = MDTarget(_vacancy_cell(), 300.0, 10, timestep=2.0)
     wider = SnapBasis("W", twojmax=6)
     with pytest.raises(ValueError, match=r"active set has m = 15 columns but the basis has 31"):
         run_graded_snap(target, model, wider, active_set)
     mixed = _vacancy_cell()
     mixed[1].symbol = "Mo"
     with pytest.raises(ValueError, match=r"has Mo, not in the model's elements \['W'\]"):
-        run_graded_snap(MDTarget(mixed, 300.0, 10), model, basis, active_set)
+        run_graded_snap(MDTarget(mixed, 300.0, 10, timestep=2.0), model, basis, active_set)
     with pytest.raises(ValueError, match="check_every must be a positive integer"):
         run_graded_snap(target, model, basis, active_set, check_every=0)
     with pytest.raises(ValueError, match=r"basis must be a selection\.bases\.SnapBasis"):

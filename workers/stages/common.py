@@ -9,7 +9,8 @@ from typing import Any
 
 from ase import Atoms
 
-from core.models import Campaign, Status, WorkItem, utcnow
+from core import access
+from core.models import Status, utcnow
 from core.session import session_scope
 from core.settings import get_settings
 from labelling.reference import UPLOAD_PREFIX
@@ -109,8 +110,8 @@ def report_progress(item_id: int, campaign_id: int, done: int) -> None:
     process took the item over after this one's lease lapsed (workers/lease.py)."""
     owner = held_owner(item_id)  # None when a stage body runs outside execute_item
     with session_scope() as session:
-        item = session.get(WorkItem, item_id)
-        campaign = session.get(Campaign, campaign_id)
+        item = access.find_work_item(session, item_id)
+        campaign = access.find_campaign(session, campaign_id)
         if item is None or campaign is None or campaign.status == Status.cancelled or item.status == Status.cancelled:
             raise Cancelled
         if owner is not None and item.lease_owner != owner:
@@ -124,9 +125,9 @@ def report_progress(item_id: int, campaign_id: int, done: int) -> None:
 def load_item(item_id: int) -> tuple[int, CampaignSpec, dict]:
     """(campaign id, spec, item params) of a work item, re-fetched from the database."""
     with session_scope() as session:
-        item = session.get(WorkItem, item_id)
+        item = access.find_work_item(session, item_id)
         assert item is not None
-        campaign = session.get_one(Campaign, item.campaign_id)
+        campaign = access.get_campaign(session, item.campaign_id)
         return item.campaign_id, CampaignSpec.model_validate(campaign.spec), dict(item.params)
 
 

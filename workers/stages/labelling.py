@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.access import put_artifact
-from core.models import Label, Structure
+from core import access
+from core.access import store_artifact
+from core.models import Label
 from core.session import session_scope
 from core.settings import LaunchProfile, get_settings
 from core.storage import StructureStore
@@ -40,10 +41,11 @@ from labelling import (
 )
 from labelling.ledger import on_failure, on_resume, on_submitted, on_success
 from labelling.reference import ReferencePotential
-from labelling.result import LabelResult, write_json_atomic
+from labelling.result import write_json_atomic
 from labelling.settings import REFERENCE_ENGINES
 from mlip import ExportError, check_labelled
 from schemas import CampaignSpec
+from schemas.artifacts import LabellingPlan
 from schemas.names import StructureKind
 from workers.stages.common import PlannedItem, load_item, read_training_set, resolve_upload
 
@@ -139,11 +141,7 @@ def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[
     cluster of C and per validation configuration), at most budget.max_dft_jobs in that order (the rest are
     reported, not run)."""
     def stored(stage: str) -> list[Row[int, str]]:
-        return list(session.execute(
-            select(Structure.id, Structure.source)
-            .where(Structure.campaign_id == campaign_id, Structure.stage == stage)
-            .order_by(Structure.id)
-        ).all())
+        return list(access.structure_sources(session, campaign_id, stage))
 
     cells = stored(StructureKind.PERIODIC)
     basic = stored(StructureKind.BASIC) if basic_set_labelled_by_campaign(spec) else []
@@ -157,7 +155,7 @@ def plan_labels(session: Session, campaign_id: int, spec: CampaignSpec) -> list[
     if spec.labelling.engine in REFERENCE_ENGINES:  # recorded: these labels come from a potential, not DFT
         record = dft_settings(spec).engine_options["reference"]
         plan.update(dft=False, reference=record["name"], reference_files=record["files"])
-    put_artifact(session, campaign_id, "labelling", "plan", plan)
+    store_artifact(session, campaign_id, "plan", LabellingPlan.model_validate(plan))
     return [
         PlannedItem(key=f"{source}/label", params={"structure_id": structure_id}, progress_total=1)
         for structure_id, source in jobs[:cap]
@@ -179,7 +177,7 @@ def _record(row: Label) -> JobRecord:
 
 def _save(label_id: int, record: JobRecord, **fields: object) -> None:
     with session_scope() as session:
-        row = session.get_one(Label, label_id, with_for_update=True)
+        row = access.get_label(session, label_id, for_update=True)
         row.state, row.attempts, row.settings = record.state.value, record.attempts, record.settings
         row.failure, row.failures, row.job_id = record.failure, list(record.failures), record.job_id
         row.result_settings_sha256, row.error = record.result_hash, record.message
@@ -190,9 +188,8 @@ def _save(label_id: int, record: JobRecord, **fields: object) -> None:
 def _ledger_row(atoms: Atoms, settings: DFTSettings, structure_id: int) -> int:
     """The ledger row of this (structure, settings), created queued if new; its id."""
     structure_hash, settings_hash = job_key(atoms, settings)
-    lookup = select(Label.id).where(Label.structure_hash == structure_hash, Label.settings_sha256 == settings_hash)
     with session_scope() as session:
-        existing = session.scalars(lookup).one_or_none()
+        existing = access.find_ledger_row(session, structure_hash, settings_hash)
         if existing is not None:
             return existing
     try:
@@ -205,7 +202,7 @@ def _ledger_row(atoms: Atoms, settings: DFTSettings, structure_id: int) -> int:
             return row.id
     except IntegrityError:  # another worker created it between our look and our insert
         with session_scope() as session:
-            return session.scalars(lookup).one()
+            return access.get_ledger_row(session, structure_hash, settings_hash)
 
 
 def _slurm_job_alive(launcher: SlurmLauncher | None, workdir: Path) -> bool:
@@ -223,12 +220,12 @@ def label_structure(item_id: int) -> None:
     structure_id = int(params["structure_id"])
     store = StructureStore(get_settings().data_dir)
     with session_scope() as session:
-        atoms = store.read(session.get_one(Structure, structure_id).path)
+        atoms = store.read(access.get_structure(session, structure_id).path)
     settings = dft_settings(spec)
     launcher = launcher_for(spec)
     label_id = _ledger_row(atoms, settings, structure_id)
     with session_scope() as session:
-        record = _record(session.get_one(Label, label_id))
+        record = _record(access.get_label(session, label_id))
     workdir = job_directory(record.structure_hash, record.settings_hash)
     if (launcher is not None and record.state in (JobState.SUBMITTED, JobState.RUNNING)
             and _slurm_job_alive(launcher, workdir)):
@@ -259,43 +256,11 @@ def label_structure(item_id: int) -> None:
         _save(label_id, record, energy=result.energy, engine_version=result.engine_version,
               wall_time=result.wall_time, path=str((workdir / LABEL_FILE).relative_to(get_settings().data_dir)))
     with session_scope() as session:
-        structure = session.get_one(Structure, structure_id)
+        structure = access.get_structure(session, structure_id)
         structure.label_id = label_id
-        row = session.get_one(Label, label_id)
+        row = access.get_label(session, label_id)
         if row.state == JobState.SUCCEEDED.value:
             structure.energy = row.energy
-
-
-def store_label(labelled: Atoms, settings: DFTSettings, structure_id: int) -> int:
-    """Enter a label computed outside the labelling stages (e.g. by mlip.run_otf in a notebook) into the ledger:
-    its row succeeded with the result in the job directory, so exports and other campaigns read it as
-    any other label; a row that had succeeded already is kept. Returns the row's id."""
-    label_id = _ledger_row(labelled, settings, structure_id)
-    with session_scope() as session:
-        row = session.get_one(Label, label_id, with_for_update=True)
-        if row.state == JobState.SUCCEEDED.value:
-            return label_id
-        calc = labelled.calc.results
-        engine_version = str(labelled.info.get("label_engine", settings.engine)).removeprefix(settings.engine).strip()
-        extra = {}
-        if settings.engine in REFERENCE_ENGINES:
-            from labelling.lammps_run import DEFAULT_POTENTIAL
-
-            record = settings.engine_options.get("reference") or {}
-            engine_version = (record.get("name")
-                              or Path(settings.engine_options.get("potential", DEFAULT_POTENTIAL)).name)
-            extra = {"efs_by": f"lammps:{engine_version}", "reference": engine_version,
-                     "reference_files": record.get("files", {})}
-        result = LabelResult(energy=calc["energy"], forces=calc["forces"], stress=calc.get("stress"),
-                             engine=settings.engine, engine_version=engine_version, extra=extra,
-                             settings_hash=str(labelled.info.get("label_settings_hash", row.settings_sha256)))
-        workdir = job_directory(row.structure_hash, row.settings_sha256)
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(workdir / LABEL_FILE, result.to_dict())
-        row.state, row.attempts, row.failure, row.error = JobState.SUCCEEDED.value, max(row.attempts, 1), None, None
-        row.energy, row.engine_version, row.result_settings_sha256 = result.energy, engine_version, result.settings_hash
-        row.path = str((workdir / LABEL_FILE).relative_to(get_settings().data_dir))
-    return label_id
 
 
 def read_label(relative_path: str) -> dict:
@@ -308,13 +273,7 @@ def labelled_structures(session: Session, campaign_id: int, stage: str, source_p
     storage order, each carrying its label (SinglePointCalculator: energy, forces, stress) and ``info``
     source and label_engine."""
     store = StructureStore(get_settings().data_dir)
-    rows = session.execute(
-        select(Structure.path, Structure.source, Label.path, Label.engine, Label.engine_version)
-        .join(Label, Structure.label_id == Label.id)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == stage, Label.state == "succeeded",
-               Structure.source.startswith(source_prefix))
-        .order_by(Structure.id)
-    ).all()
+    rows = access.labelled_structure_rows(session, campaign_id, stage, source_prefix)
     images = []
     for structure_path, source, label_path, engine, version in rows:
         atoms = store.read(structure_path)

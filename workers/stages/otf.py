@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.access import load_artifact, load_artifacts, put_artifact, put_structure, store_artifact
-from core.models import Artifact, Label, StageRun, Structure, WorkItem
+from core import access
+from core.access import load_artifact, load_artifacts, put_structure, store_artifact
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
@@ -51,10 +50,19 @@ from mlip.otf import (
     retrain,
     select_new,
     stop_reason,
+    write_json,
 )
-from mlip.trainers import Trainer
+from mlip.trainers import LearningTrainer
 from schemas import CampaignSpec
-from schemas.artifacts import OTFIterationRecord, OTFRunArtifact, OTFRunRecord, OTFSelection
+from schemas.artifacts import (
+    OTFCells,
+    OTFIterationRecord,
+    OTFRunArtifact,
+    OTFRunRecord,
+    OTFSelection,
+    OTFSummary,
+    TrainingRecord,
+)
 from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis
@@ -64,7 +72,6 @@ from workers.stages.labelling import labelled_structures
 from workers.stages.reconstruction import assemble_plans, box_items, gcmc_params, plan_cluster, plans
 from workers.stages.refinement import (
     CAMPAIGN,
-    OTF,
     initial_model,
     labels_left,
     otf_target,
@@ -75,7 +82,7 @@ from workers.stages.refinement import (
 )
 
 STEPS = ("otf_md", "otf_selection", "otf_boxes", "otf_cells", "otf_labelling", "otf_training")
-CELLS = "otf_cells"  # per iteration: the PCC-GCMC summary of its clusters
+CELLS = OTFCells.KIND  # per iteration: the PCC-GCMC summary of its clusters
 
 
 def stage_name(step: str, iteration: int) -> str:
@@ -104,11 +111,6 @@ def iteration_dir(campaign_id: int, iteration: int) -> Path:
     return path
 
 
-def _artifact(session: Session, campaign_id: int, kind: str, name: str) -> dict | None:
-    return session.scalars(select(Artifact.data).where(
-        Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == name)).one_or_none()
-
-
 def iteration_records(session: Session, campaign_id: int) -> list[OTFIterationRecord]:
     """The finished iterations' records in iteration order."""
     return [record for _name, record in load_artifacts(session, campaign_id, OTFIterationRecord)]
@@ -134,7 +136,7 @@ def training_set(session: Session, campaign_id: int, spec: CampaignSpec, iterati
 
 
 def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iteration: int, species: list[str],
-                trainer: Trainer) -> tuple[Basis, ActiveSet]:
+                trainer: LearningTrainer) -> tuple[Basis, ActiveSet]:
     """(basis, active set) of the iteration's model over its training set, computed once and kept on disk
     (several MD items may ask at once: each writes the same bytes, the last rename wins)."""
     model, train = session_data
@@ -164,8 +166,8 @@ def plan_one(_session: Session, _campaign_id: int, _spec: CampaignSpec, iteratio
 
 
 def plan_boxes(session: Session, campaign_id: int, _spec: CampaignSpec, iteration: int) -> list[PlannedItem]:
-    return [item for source, record in plans(session, campaign_id, _prefix(iteration)) if "grid" in record
-            for item in box_items(source, record["grid"])]
+    return [item for source, record in plans(session, campaign_id, _prefix(iteration)) if record.grid is not None
+            for item in box_items(source, record.grid)]
 
 
 def plan_cells(session: Session, campaign_id: int, spec: CampaignSpec, iteration: int) -> list[PlannedItem]:
@@ -174,12 +176,7 @@ def plan_cells(session: Session, campaign_id: int, spec: CampaignSpec, iteration
 
 def plan_labels(session: Session, campaign_id: int, _spec: CampaignSpec, iteration: int) -> list[PlannedItem]:
     """One label per cell of the iteration, in selection order, at most what the budget leaves."""
-    cells = session.execute(
-        select(Structure.id, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
-               Structure.source.startswith(_prefix(iteration)))
-        .order_by(Structure.id)
-    ).all()
+    cells = access.structure_sources(session, campaign_id, StructureKind.OTF, prefix=_prefix(iteration))
     selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
     cells = cells if selection is None else cells[:selection.labels_left]
     return [PlannedItem(key=f"{source}/label", params={"structure_id": structure_id, "iteration": iteration},
@@ -188,10 +185,7 @@ def plan_labels(session: Session, campaign_id: int, _spec: CampaignSpec, iterati
 
 def otf_labels_planned(session: Session, campaign_id: int) -> int:
     """Label jobs the OTF iterations have planned so far."""
-    return int(session.scalar(
-        select(func.count(WorkItem.id)).join(StageRun)
-        .where(StageRun.campaign_id == campaign_id, StageRun.stage.startswith("otf_labelling."))
-    ) or 0)
+    return access.count_stage_items(session, campaign_id, stage_prefix="otf_labelling.")
 
 
 # --------------------------------------------------------------------------- runners
@@ -306,7 +300,7 @@ def assemble_cells(item_id: int) -> None:
         info = dict(zip(selection.clusters, selection.origins, strict=True)) if selection else {}
         summary = assemble_plans(session, store, campaign_id, plans(session, campaign_id, _prefix(iteration)),
                                  stage=StructureKind.OTF, info=info)
-        put_artifact(session, campaign_id, CELLS, _tag(iteration), summary)
+        store_artifact(session, campaign_id, _tag(iteration), OTFCells.model_validate(summary))
 
 
 def retrain_and_record(item_id: int) -> None:
@@ -320,28 +314,18 @@ def retrain_and_record(item_id: int) -> None:
         selection = load_artifact(session, campaign_id, OTFSelection, _tag(iteration))
         if selection is None:
             raise RuntimeError(f"otf iteration {iteration}: its selection is not stored")
-        cells = (_artifact(session, campaign_id, CELLS, _tag(iteration))
-                 or {"structure_ids": {}, "not_reconstructed": {}})
+        cells = load_artifact(session, campaign_id, OTFCells, _tag(iteration))
         model = model_path(session, campaign_id, spec, iteration)
         train, test = training_set(session, campaign_id, spec, iteration)
         added = labelled_structures(session, campaign_id, StructureKind.OTF, source_prefix=_prefix(iteration))
         labels = {source: {"state": state, "attempts": attempts, "error": error}
-                  for source, state, attempts, error in session.execute(
-                      select(Structure.source, Label.state, Label.attempts, Label.error)
-                      .join(Label, Structure.label_id == Label.id)
-                      .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
-                             Structure.source.startswith(_prefix(iteration))))}
-        added_ids = [sid for sid, in session.execute(
-            select(Structure.id).join(Label, Structure.label_id == Label.id)
-            .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.OTF,
-                   Label.state == "succeeded", Structure.source.startswith(_prefix(iteration)))
-            .order_by(Structure.id))]
-        n_labels = int(session.scalar(
-            select(func.count(WorkItem.id)).join(StageRun)
-            .where(StageRun.campaign_id == campaign_id, StageRun.stage == f"otf_labelling.{iteration}")) or 0)
+                  for source, state, attempts, error in access.label_outcomes(
+                      session, campaign_id, StructureKind.OTF, _prefix(iteration))}
+        added_ids = access.succeeded_structure_ids(session, campaign_id, StructureKind.OTF, _prefix(iteration))
+        n_labels = access.count_stage_items(session, campaign_id, stage=f"otf_labelling.{iteration}")
         budget_after = labels_left(session, campaign_id, spec) - otf_labels_planned(session, campaign_id)
         earlier = iteration_records(session, campaign_id)
-    failures = _failures(selection, cells, labels)
+    failures = _failures(selection, cells.not_reconstructed if cells else {}, labels)
     gammas = dict(zip(selection.clusters, selection.origins, strict=True))
     for cell in added:  # what the iteration record keeps of each cell: its origin and gamma
         origin = gammas[cell.info["source"].removesuffix("/periodic")]
@@ -362,9 +346,7 @@ def retrain_and_record(item_id: int) -> None:
         n_labels=n_labels,
     )
     reason = stop_reason(record, iteration == otf.max_iterations, max(0, budget_after))
-    from mlip.otf import _write_json
-
-    _write_json(campaign_dir(campaign_id) / "otf" / f"iteration-{_tag(iteration)}.json", record.to_dict())
+    write_json(campaign_dir(campaign_id) / "otf" / f"iteration-{_tag(iteration)}.json", record.to_dict())
     data = record.to_dict()
     del data["model"], data["retrained"]
     stored = OTFIterationRecord(**data, retrained=retrained is not None, structure_ids=added_ids, stopped=reason)
@@ -372,35 +354,28 @@ def retrain_and_record(item_id: int) -> None:
         store_artifact(session, campaign_id, _tag(iteration), stored)
         if reason is not None:
             final = Path(retrained) if retrained else model
-            history = [it.model_dump() for it in earlier if it.index < iteration] + [stored.model_dump()]
-            put_artifact(session, campaign_id, OTF, CAMPAIGN, {
-                "stopped": reason, "n_iterations": len(history),
-                "max_labels": labels_left(session, campaign_id, spec),
-                "model_path": str(final.relative_to(get_settings().data_dir)),
-                "n_labels": sum(it["n_labels"] for it in history),
-                "added_per_iteration": [it["n_added"] for it in history],
-                "gamma_max_per_iteration": [it["gamma_max"] for it in history],
-                "n_training": len(train) + len(added), "initial_rmse": _initial_rmse(session, campaign_id),
-                "gamma_select": spec.selection.gamma_select, "gamma_break": spec.selection.gamma_break,
-            })
+            history = [it for it in earlier if it.index < iteration] + [stored]
+            training = load_artifact(session, campaign_id, TrainingRecord, CAMPAIGN)
+            store_artifact(session, campaign_id, CAMPAIGN, OTFSummary(
+                stopped=reason, n_iterations=len(history), max_labels=labels_left(session, campaign_id, spec),
+                model_path=str(final.relative_to(get_settings().data_dir)),
+                n_labels=sum(it.n_labels for it in history), added_per_iteration=[it.n_added for it in history],
+                gamma_max_per_iteration=[it.gamma_max for it in history], n_training=len(train) + len(added),
+                initial_rmse=training.rmse if training else None,
+                gamma_select=spec.selection.gamma_select, gamma_break=spec.selection.gamma_break,
+            ))
 
 
-def _initial_rmse(session: Session, campaign_id: int) -> dict | None:
-    from workers.stages.refinement import TRAINING
-
-    training = _artifact(session, campaign_id, TRAINING, CAMPAIGN)
-    return training.get("rmse") if training else None
-
-
-def _failures(selection: OTFSelection, cells: dict, labels: dict[str, dict]) -> list[dict[str, Any]]:
+def _failures(selection: OTFSelection, not_reconstructed: dict[str, str],
+              labels: dict[str, dict]) -> list[dict[str, Any]]:
     """Selected environments that did not become labelled cells: not reconstructed, over the label budget,
     or their label failed."""
     failures = []
     for source, record in zip(selection.clusters, selection.selected, strict=False):
         where = {k: v for k, v in record.items() if k != "gamma"}
         cell = f"{source}/periodic"
-        if source in cells.get("not_reconstructed", {}):
-            failures.append({**where, "stage": "reconstruction", "reason": cells["not_reconstructed"][source][:500]})
+        if source in not_reconstructed:
+            failures.append({**where, "stage": "reconstruction", "reason": not_reconstructed[source][:500]})
         elif cell not in labels:
             failures.append({**where, "stage": "budget", "reason": "the DFT budget (budget.max_dft_jobs) is spent"})
         elif labels[cell]["state"] != "succeeded":

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.access import put_artifact, put_structure, store_artifact, stored_structures
-from core.models import Artifact, Structure
+from core import access
+from core.access import load_artifact, load_artifacts, put_structure, store_artifact, stored_structures
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
@@ -38,7 +37,14 @@ from pcc_gcmc import (
 )
 from sampling.datasets import soap_pca_map
 from schemas import CampaignSpec
-from schemas.artifacts import CandidateTable
+from schemas.artifacts import (
+    CandidateTable,
+    GammaByDataset,
+    PccGcmcCandidate,
+    PccGcmcPlan,
+    ReconstructionSummary,
+    SoapPCA,
+)
 from schemas.names import Dataset, StructureKind
 from selection import maxvol
 from selection.bases import BasisError
@@ -50,11 +56,11 @@ from workers.stages.selection import campaign_basis
 
 log = logging.getLogger(__name__)
 
-PLAN = "pcc_gcmc_plan"  # per cluster: payload, grid, seeds (what the box items need)
-CANDIDATE = "pcc_gcmc_candidate"  # per box: the finished candidate with its structure (dropped after assembly)
+PLAN = PccGcmcPlan.KIND  # per cluster: payload, grid, seeds (what the box items need)
+CANDIDATE = PccGcmcCandidate.KIND  # per box: the finished candidate with its structure (dropped after assembly)
 CAMPAIGN = "campaign"
 OTF_PREFIX = "otf/"  # the sources of clusters the OTF iterations cut (workers/stages/otf.py)
-GAMMA_BY_DATASET = "gamma_by_dataset"  # the candidates' gamma against B, B+C and B+P (dashboard)
+GAMMA_BY_DATASET = GammaByDataset.KIND  # the candidates' gamma against B, B+C and B+P (dashboard)
 
 
 def gcmc_params(spec: CampaignSpec) -> GCMCParams:
@@ -84,11 +90,11 @@ def plan_cluster(session: Session, campaign_id: int, source: str, cluster_id: in
     try:
         payload, grid, base_seed = plan(cluster, core_mask, potential, params)
     except (ReconstructionError, PotentialError, ValueError) as exc:
-        put_artifact(session, campaign_id, PLAN, source, {**record, "error": str(exc)})
+        store_artifact(session, campaign_id, source, PccGcmcPlan(**record, error=str(exc)))
         log.warning("cluster %s cannot be reconstructed: %s", source, exc)
         return []
-    put_artifact(session, campaign_id, PLAN, source,
-                 {**record, "payload": payload, "grid": grid, "base_seed": base_seed})
+    store_artifact(session, campaign_id, source,
+                   PccGcmcPlan(**record, payload=payload, grid=grid, base_seed=base_seed))
     return box_items(source, grid)
 
 
@@ -97,13 +103,10 @@ def box_items(source: str, grid: list[dict]) -> list[PlannedItem]:
             for index, entry in enumerate(grid) if entry["run"]]
 
 
-def plans(session: Session, campaign_id: int, prefix: str = "") -> list[tuple[str, dict]]:
-    """(cluster source, plan record) of the campaign's clusters whose source starts with ``prefix``, in order."""
-    return [(name, data) for name, data in session.execute(
-        select(Artifact.name, Artifact.data)
-        .where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN, Artifact.name.startswith(prefix))
-        .order_by(Artifact.id)
-    )]
+def plans(session: Session, campaign_id: int, prefix: str = "") -> list[tuple[str, PccGcmcPlan]]:
+    """(cluster source, plan) of the campaign's clusters whose source starts with ``prefix``, in cluster order
+    (the clusters' structure ids: the order they were cut and planned in)."""
+    return sorted(load_artifacts(session, campaign_id, PccGcmcPlan, prefix), key=lambda pair: pair[1].cluster_id)
 
 
 def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[PlannedItem]:
@@ -111,11 +114,7 @@ def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[P
     store = StructureStore(get_settings().data_dir)
     params = gcmc_params(spec)
     potential = resolve_potential(spec.potential)
-    clusters = session.execute(
-        select(Structure.id, Structure.path, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.CLUSTER)
-        .order_by(Structure.id)
-    ).all()
+    clusters = access.structure_files(session, campaign_id, StructureKind.CLUSTER)
     items: list[PlannedItem] = []
     for cluster_id, path, source in clusters:
         atoms = store.read(path)
@@ -124,11 +123,11 @@ def plan_boxes(session: Session, campaign_id: int, spec: CampaignSpec) -> list[P
     return items
 
 
-def _plan_of(session: Session, campaign_id: int, cluster_source: str) -> dict:
-    return session.scalars(
-        select(Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == PLAN,
-                                    Artifact.name == cluster_source)
-    ).one()
+def _plan_of(session: Session, campaign_id: int, cluster_source: str) -> PccGcmcPlan:
+    recorded = load_artifact(session, campaign_id, PccGcmcPlan, cluster_source)
+    if recorded is None or recorded.grid is None or recorded.payload is None:
+        raise RuntimeError(f"cluster {cluster_source}: no PCC-GCMC plan with boxes is stored")
+    return recorded
 
 
 def run_box(item_id: int) -> None:
@@ -137,56 +136,55 @@ def run_box(item_id: int) -> None:
     source, index = params["cluster"], int(params["index"])
     name = f"{source}/{index}"
     with session_scope() as session:
-        done = session.scalars(
-            select(Artifact.id).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
-                                      Artifact.name == name)
-        ).one_or_none()
-        if done is not None:
+        if load_artifact(session, campaign_id, PccGcmcCandidate, name) is not None:
             return  # a re-delivered task: the candidate is stored
         recorded = _plan_of(session, campaign_id, source)
-    entry = recorded["grid"][index]
+    assert recorded.grid is not None and recorded.payload is not None, "_plan_of checks them"
+    entry = recorded.grid[index]
     try:  # the item's stop file (the campaign was cancelled) halts LAMMPS within a GCMC invocation
-        result = run_candidate(recorded["payload"], entry["box"], recorded["params"], entry["seed"],
+        result = run_candidate(recorded.payload, entry["box"], recorded.params, entry["seed"],
                                stop_file=stop_file(item_id))
     except Stopped as stopped:
         log.info("work item %s (campaign %s, box %s) cancelled: %s", item_id, campaign_id, name, stopped)
         raise Cancelled from None
     result.index = index
     with session_scope() as session:
-        put_artifact(session, campaign_id, CANDIDATE, name, result.to_dict(structure=True))
+        store_artifact(session, campaign_id, name, PccGcmcCandidate.model_validate(result.to_dict(structure=True)))
 
 
-def _cluster_table(candidates: Sequence[CandidateResult], plan_record: dict) -> dict:
+def _cluster_table(candidates: Sequence[CandidateResult], plan_record: PccGcmcPlan) -> dict:
+    assert plan_record.payload is not None, "a plan with candidates has its payload"
     return {
-        "cluster_id": plan_record["cluster_id"],
-        "core_extent": plan_record["payload"]["core_extent"],
-        "n_core": int(sum(plan_record["payload"]["core"])),
-        "base_seed": plan_record["base_seed"],
+        "cluster_id": plan_record.cluster_id,
+        "core_extent": plan_record.payload["core_extent"],
+        "n_core": int(sum(plan_record.payload["core"])),
+        "base_seed": plan_record.base_seed,
         "candidates": [c.to_dict() for c in candidates],
     }
 
 
-def assemble_plans(session: Session, store: StructureStore, campaign_id: int, planned: list[tuple[str, dict]], *,
-                   stage: str, info: dict[str, dict] | None = None) -> dict:
+def assemble_plans(session: Session, store: StructureStore, campaign_id: int,
+                   planned: list[tuple[str, PccGcmcPlan]], *, stage: str,
+                   info: dict[str, dict] | None = None) -> dict:
     """Best candidate of every planned cluster -> a structure of ``stage`` named ``<cluster>/periodic`` with
     per-atom ``core`` and ``inserted``; the candidate table of each cluster is kept, the per-box candidates
     are dropped. ``info``: extra structure info per cluster source. Returns the summary."""
-    names = [f"{source}/{index}" for source, record in planned if "grid" in record
-             for index, entry in enumerate(record["grid"]) if entry["run"]]
-    candidates: dict[str, dict[str, Any]] = dict(session.execute(
-        select(Artifact.name, Artifact.data).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
-                                                   Artifact.name.in_(names))
-    ).all()) if names else {}
+    names = [f"{source}/{index}" for source, record in planned if record.grid is not None
+             for index, entry in enumerate(record.grid) if entry["run"]]
+    candidates: dict[str, dict[str, Any]] = {
+        name: candidate.model_dump() for source, record in planned if record.grid is not None
+        for name, candidate in load_artifacts(session, campaign_id, PccGcmcCandidate, f"{source}/")
+    }
     summary: dict = {"clusters": len(planned), "reconstructed": 0, "not_reconstructed": {}, "energy_per_atom": {},
                      "structure_ids": {}}
     for source, record in planned:
-        if "error" in record:
-            summary["not_reconstructed"][source] = record["error"]
+        if record.error is not None or record.grid is None or record.payload is None or record.base_seed is None:
+            summary["not_reconstructed"][source] = record.error or "no PCC-GCMC plan"
             continue
-        grid = record["grid"]
+        grid = record.grid
         results = [candidates[f"{source}/{index}"] for index, entry in enumerate(grid) if entry["run"]]
         try:
-            reconstruction = assemble(record["payload"], grid, results, record["params"], record["base_seed"])
+            reconstruction = assemble(record.payload, grid, results, record.params, record.base_seed)
         except NoAdmissibleCandidateError as exc:
             summary["not_reconstructed"][source] = str(exc)
             store_artifact(session, campaign_id, source,
@@ -206,7 +204,7 @@ def assemble_plans(session: Session, store: StructureStore, campaign_id: int, pl
             "seed": best.seed,
         } | (info or {}).get(source, {})
         structure_id = put_structure(session, store, campaign_id, atoms, stage=stage, source=f"{source}/periodic",
-                                     parent_id=record["cluster_id"], info=structure_info)
+                                     parent_id=record.cluster_id, info=structure_info)
         store_artifact(session, campaign_id, source, CandidateTable(
             **_cluster_table(reconstruction.candidates, record), best_index=reconstruction.best_index,
             structure_id=structure_id, energy_per_atom=best.energy_per_atom,
@@ -216,8 +214,7 @@ def assemble_plans(session: Session, store: StructureStore, campaign_id: int, pl
         summary["structure_ids"][source] = structure_id
     # the per-box structures live on only in the chosen cells; the tables keep every candidate's numbers
     if names:
-        session.execute(delete(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == CANDIDATE,
-                                               Artifact.name.in_(names)))
+        access.delete_artifacts(session, campaign_id, CANDIDATE, names)
     return summary
 
 
@@ -230,12 +227,13 @@ def assemble_cells(item_id: int) -> None:
                    if not source.startswith(OTF_PREFIX)]
         summary = assemble_plans(session, store, campaign_id, planned, stage=StructureKind.PERIODIC)
         summary.pop("structure_ids")
-        put_artifact(session, campaign_id, "reconstruction", CAMPAIGN, summary)
+        store_artifact(session, campaign_id, CAMPAIGN, ReconstructionSummary.model_validate(summary))
         maps = {name: stored_structures(session, store, campaign_id, stage)
                 for name, stage in ((d.value, d.structures) for d in (Dataset.B, Dataset.C, Dataset.P))}
-        put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
-                     soap_pca_map({k: v for k, v in maps.items() if v}, max_atoms_per_dataset=2000))
-        put_artifact(session, campaign_id, GAMMA_BY_DATASET, CAMPAIGN, _gamma_by_dataset(campaign_id, spec, maps))
+        store_artifact(session, campaign_id, CAMPAIGN, SoapPCA.model_validate(
+            soap_pca_map({k: v for k, v in maps.items() if v}, max_atoms_per_dataset=2000)))
+        store_artifact(session, campaign_id, CAMPAIGN,
+                       GammaByDataset.model_validate(_gamma_by_dataset(campaign_id, spec, maps)))
 
 
 def _gamma_by_dataset(campaign_id: int, spec: CampaignSpec, maps: dict[str, list[Atoms]]) -> dict:

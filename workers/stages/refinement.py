@@ -18,27 +18,27 @@ from typing import Any, Final, Literal
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.access import put_artifact
-from core.models import Artifact, Environment, StageRun, Structure, WorkItem
+from core import access
+from core.access import load_artifact, store_artifact
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
 from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble
-from mlip.trainers import MtpTrainer, SnapTrainer, Trainer
+from mlip.trainers import LearningTrainer, MtpTrainer, SnapTrainer
 from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
+from schemas.artifacts import EnsembleRecord, OTFSummary, TrainingRecord
 from schemas.campaign import EnsembleParams, RefinementParams
 from schemas.names import StructureKind
 from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file, resolve_potential
 from workers.stages.labelling import labelled_basic_set, labelled_structures
 
-TRAINING: Final = "mtp_training"  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
-OTF: Final = "otf"
-ENSEMBLE = "ensemble"
+TRAINING: Final = TrainingRecord.KIND  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
+OTF: Final = OTFSummary.KIND
+ENSEMBLE = EnsembleRecord.KIND
 CAMPAIGN = "campaign"
 
 
@@ -50,7 +50,7 @@ def refinement_of(spec: CampaignSpec) -> RefinementParams:
     return spec.refinement
 
 
-def trainer_for(spec: CampaignSpec) -> Trainer:
+def trainer_for(spec: CampaignSpec) -> LearningTrainer:
     """The trainer of the campaign's model (refinement.training.model), shared by the first model and every
     OTF retraining."""
     training = refinement_of(spec).training
@@ -80,12 +80,12 @@ def training_sets(session: Session, campaign_id: int, spec: CampaignSpec) -> tup
 
 def final_model(session: Session, campaign_id: int) -> tuple[Literal["otf", "mtp_training"], Path] | None:
     """The campaign's own MTP as refinement left it: (stage, absolute path), OTF's last model when OTF ran."""
-    stages: tuple[tuple[Literal["otf", "mtp_training"], str], ...] = ((OTF, "model_path"), (TRAINING, "path"))
-    for kind, key in stages:
-        data = session.scalars(select(Artifact.data).where(
-            Artifact.campaign_id == campaign_id, Artifact.kind == kind, Artifact.name == CAMPAIGN)).one_or_none()
-        if data and data.get(key):
-            return kind, Path(get_settings().data_dir) / data[key]
+    otf = load_artifact(session, campaign_id, OTFSummary, CAMPAIGN)
+    if otf is not None and otf.model_path:
+        return "otf", Path(get_settings().data_dir) / otf.model_path
+    training = load_artifact(session, campaign_id, TrainingRecord, CAMPAIGN)
+    if training is not None and training.path:
+        return "mtp_training", Path(get_settings().data_dir) / training.path
     return None
 
 
@@ -98,13 +98,13 @@ def _model_dir(campaign_id: int) -> Path:
     return campaign_dir(campaign_id) / "training"
 
 
-def _model_record(model: TrainedModel) -> dict[str, Any]:
-    return {
+def _model_record(model: TrainedModel) -> TrainingRecord:
+    return TrainingRecord.model_validate({
         "path": str(model.path.relative_to(get_settings().data_dir)), "model": model.kind, "level": model.level,
         "n_train": model.n_train, "n_test": model.n_test, "rmse": model.rmse, "engine": model.engine,
         "wall_time_s": model.wall_time_s, "iterations": model.settings.get("iterations"),
         "units": {"rmse": "energy meV/atom, forces meV/A per component"},
-    }
+    })
 
 
 def train_model(item_id: int) -> None:
@@ -114,7 +114,7 @@ def train_model(item_id: int) -> None:
         train, test = training_sets(session, campaign_id, spec)
     model = trainer_for(spec).train(train, test or None, _model_dir(campaign_id))
     with session_scope() as session:
-        put_artifact(session, campaign_id, TRAINING, CAMPAIGN, _model_record(model))
+        store_artifact(session, campaign_id, CAMPAIGN, _model_record(model))
 
 
 def potential_reference(spec: CampaignSpec) -> str:
@@ -137,24 +137,15 @@ def otf_target(spec: CampaignSpec, index: int) -> MDTarget:
 
 def labels_left(session: Session, campaign_id: int, spec: CampaignSpec) -> int:
     """What budget.max_dft_jobs leaves for OTF labels after the labelling stage's jobs (one per work item)."""
-    planned = session.scalar(
-        select(func.count(WorkItem.id)).join(StageRun)
-        .where(StageRun.campaign_id == campaign_id, StageRun.stage == "labelling")
-    )
-    return max(0, spec.budget.max_dft_jobs - int(planned or 0))
+    planned = access.count_stage_items(session, campaign_id, stage="labelling")
+    return max(0, spec.budget.max_dft_jobs - planned)
 
 
 def _snapshots_with_defects(session: Session, campaign_id: int) -> list[tuple[int, str, str, list[int]]]:
     """(id, path, source, defect atom indices) of every sampling snapshot with defect atoms."""
-    snapshots = session.execute(
-        select(Structure.id, Structure.path, Structure.source)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING).order_by(Structure.id)
-    ).all()
+    snapshots = access.structure_files(session, campaign_id, StructureKind.SAMPLING)
     defects: dict[int, list[int]] = {}
-    for structure_id, atom_index in session.execute(
-        select(Environment.structure_id, Environment.atom_index).join(Structure)
-        .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
-    ):
+    for structure_id, atom_index in access.environments_of_stage(session, campaign_id, StructureKind.SAMPLING):
         defects.setdefault(structure_id, []).append(int(atom_index))
     return [(sid, path, source, sorted(defects[sid])) for sid, path, source in snapshots if sid in defects]
 
@@ -190,10 +181,10 @@ def ensemble_spread(item_id: int) -> None:
                     for row, (structure_id, _path, source, _atoms) in zip(report["per_configuration"], snapshots,
                                                                            strict=True)]
     with session_scope() as session:
-        put_artifact(session, campaign_id, ENSEMBLE, CAMPAIGN, {
+        store_artifact(session, campaign_id, CAMPAIGN, EnsembleRecord.model_validate({
             "k": k, "seeds": [seed + n for n in range(k)], "ddof": report["ddof"],
             "counted": "defect atoms (not in the perfect lattice) of the sampling snapshots",
             "snapshots": len(snapshots), "snapshots_with_defects": len(with_defects),
             "n_train": len(train), "n_test": len(test), "histogram": report["histogram"],
             "per_snapshot": per_snapshot, "members": [{"seed": seed + n, "rmse": m.rmse} for n, m in enumerate(models)],
-        })
+        }))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.models import Artifact, Campaign, Environment, Structure, WorkItem
+from core import access
+from core.access import load_artifact, store_artifact
+from core.models import Environment, Structure
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
@@ -18,6 +19,7 @@ from sampling.properties import relax_lattice_constant
 from sampling.protocols import Snapshot, Stopped, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
+from schemas.artifacts import StructureTypeCounts
 from schemas.names import StructureKind
 from workers.lease import stop_file
 from workers.stages.common import Cancelled, report_progress, resolve_potential
@@ -28,17 +30,12 @@ log = logging.getLogger(__name__)
 def run_protocol(item_id: int) -> None:
     settings = get_settings()
     with session_scope() as session:
-        item = session.get(WorkItem, item_id)
+        item = access.find_work_item(session, item_id)
         assert item is not None
         campaign_id, key = item.campaign_id, item.key
         index = int(item.params["protocol_index"])
-        spec = CampaignSpec.model_validate(session.get_one(Campaign, campaign_id).spec)
-        stored = set(
-            session.scalars(
-                select(Structure.source)
-                .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
-            )
-        )
+        spec = CampaignSpec.model_validate(access.get_campaign(session, campaign_id).spec)
+        stored = access.source_names(session, campaign_id, StructureKind.SAMPLING)
     protocol = spec.sampling.protocols[index]  # the schema model: the protocol's parameters
     sources = [f"{key}/frame-{frame}" for frame in range(snapshot_count(protocol))]
     if all(source in stored for source in sources):
@@ -113,20 +110,14 @@ def _store_snapshot(store: StructureStore, campaign_id: int, source: str, snapsh
         log.info("snapshot %s of campaign %s already stored", source, campaign_id)
 
 
-TYPE_COUNTS = "structure_type_counts"
+TYPE_COUNTS = StructureTypeCounts.KIND
 
 
 def _add_type_counts(session: Session, campaign_id: int, protocol: str, counts: dict[str, int]) -> None:
     """Running per-protocol totals, in the snapshot's own transaction so a re-run cannot count twice."""
-    artifact = session.scalars(
-        select(Artifact).where(Artifact.campaign_id == campaign_id, Artifact.kind == TYPE_COUNTS,
-                               Artifact.name == protocol)
-    ).one_or_none()
-    if artifact is None:
-        artifact = Artifact(campaign_id=campaign_id, kind=TYPE_COUNTS, name=protocol, data={})
-        session.add(artifact)
-    totals = dict(artifact.data)
+    stored = load_artifact(session, campaign_id, StructureTypeCounts, protocol)
+    totals = stored.counts() if stored else {}
     for name, count in counts.items():
         totals[name] = totals.get(name, 0) + int(count)
-    artifact.data = totals  # reassigned, so the JSON column is seen as changed
+    store_artifact(session, campaign_id, protocol, StructureTypeCounts.model_validate(totals))
 

@@ -7,17 +7,16 @@ import logging
 
 import numpy as np
 from ase import Atoms
-from sqlalchemy import select, update
 
-from core.access import load_artifacts, put_artifact, put_structure, store_artifact, stored_structures
-from core.models import Environment, Structure
+from core import access
+from core.access import load_artifacts, put_structure, store_artifact, stored_structures
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
 from sampling.datasets import basic_dataset, soap_pca_map
 from sampling.properties import relax_lattice_constant
 from schemas import CampaignSpec
-from schemas.artifacts import GammaHistogram, SelectionSummary
+from schemas.artifacts import ActiveSetRecord, GammaHistogram, SelectionSummary, SoapPCA
 from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis, make_basis
@@ -73,11 +72,11 @@ def build_active_set(item_id: int) -> None:
             atoms.calc = None  # labels of a user's set stay in its own file; B is stored as geometry
             put_structure(session, store, campaign_id, atoms, stage=StructureKind.BASIC, source=f"basic/{index}",
                            info={"origin": str(atoms.info.get("source", ""))})
-        put_artifact(session, campaign_id, "active_set", CAMPAIGN, {
-            "basis": basis.describe(), "m": active_set.size, "training_configurations": len(training),
-            "training_atoms": int(sum(len(a) for a in training)), "tolerance": active_set.tolerance,
-            "log_abs_det": active_set.log_abs_det,
-        })
+        store_artifact(session, campaign_id, CAMPAIGN, ActiveSetRecord(
+            basis=basis.describe(), m=active_set.size, training_configurations=len(training),
+            training_atoms=int(sum(len(a) for a in training)), tolerance=active_set.tolerance,
+            log_abs_det=active_set.log_abs_det,
+        ))
 
 
 def grade_snapshot(item_id: int) -> None:
@@ -87,13 +86,10 @@ def grade_snapshot(item_id: int) -> None:
     settings = get_settings()
     store = StructureStore(settings.data_dir)
     with session_scope() as session:
-        structure = session.get_one(Structure, structure_id)
+        structure = access.get_structure(session, structure_id)
         atoms = store.read(structure.path)
         source = structure.source
-        candidates = np.array(
-            session.scalars(select(Environment.atom_index).where(Environment.structure_id == structure_id)).all(),
-            dtype=int,
-        )
+        candidates = np.array(access.candidate_atoms(session, structure_id), dtype=int)
     active_set = maxvol.load(campaign_dir(campaign_id) / "active_set.npz")
     rows, gamma = grade_atoms(campaign_basis(spec, _species(spec)), active_set, atoms)
     mask = np.zeros(len(atoms), bool)
@@ -110,12 +106,8 @@ def grade_snapshot(item_id: int) -> None:
     np.save(rows_dir / f"{structure_id}.candidates.npy", rows[mask])
     with session_scope() as session:
         for atom_index in candidates:
-            session.execute(
-                update(Environment)
-                .where(Environment.structure_id == structure_id, Environment.atom_index == int(atom_index))
-                .values(gamma=float(gamma[atom_index]))
-            )
-        structure = session.get_one(Structure, structure_id)
+            access.set_environment_gamma(session, structure_id, int(atom_index), float(gamma[atom_index]))
+        structure = access.get_structure(session, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
         store_artifact(session, campaign_id, source, GammaHistogram(**maxvol.log_histogram(gamma)))
 
@@ -156,11 +148,7 @@ def select_and_cut(item_id: int) -> None:
     directory = campaign_dir(campaign_id)
     active_set = maxvol.load(directory / "active_set.npz")
     with session_scope() as session:
-        snapshots = session.execute(
-            select(Structure.id, Structure.path, Structure.source)
-            .where(Structure.campaign_id == campaign_id, Structure.stage == StructureKind.SAMPLING)
-            .order_by(Structure.id)
-        ).all()
+        snapshots = access.structure_files(session, campaign_id, StructureKind.SAMPLING)
     rows, gammas, owners = [], [], []
     for structure_id, _path, _source in snapshots:
         saved = np.load(directory / "rows" / f"{structure_id}.npz")
@@ -183,11 +171,7 @@ def select_and_cut(item_id: int) -> None:
             store_artifact(session, campaign_id, CAMPAIGN, GammaHistogram(**maxvol.merge_histograms(histograms)))
         for k, centres in sorted(chosen_by_snapshot.items()):
             structure_id, path, source = snapshots[k]
-            session.execute(
-                update(Environment)
-                .where(Environment.structure_id == structure_id, Environment.atom_index.in_(centres))
-                .values(selected=True)
-            )
+            access.mark_environments_selected(session, structure_id, centres)
             atoms = store.read(path)
             atoms.arrays["gamma"] = np.load(directory / "rows" / f"{structure_id}.gamma.npy")
             for number, cluster in enumerate(cut_clusters(atoms, centres, radius=spec.selection.cluster_radius,
@@ -204,8 +188,8 @@ def select_and_cut(item_id: int) -> None:
                 clusters_b.append(padded)
         basic = stored_structures(session, store, campaign_id, "basic")
         maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
-        put_artifact(session, campaign_id, "soap_pca", CAMPAIGN,
-                      soap_pca_map(maps, max_atoms_per_dataset=2000))
+        store_artifact(session, campaign_id, CAMPAIGN, SoapPCA.model_validate(
+            soap_pca_map(maps, max_atoms_per_dataset=2000)))
         store_artifact(session, campaign_id, CAMPAIGN, SelectionSummary(
             candidates=int(sum(len(r) for r in rows)), selected=len(chosen), scope=spec.selection.scope,
             clusters=len(clusters_b), gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new,

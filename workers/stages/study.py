@@ -17,10 +17,8 @@ from collections import defaultdict
 from typing import Literal
 
 from ase import Atoms
-from sqlalchemy import select
 
-from core.access import put_artifact, put_structure, store_artifact
-from core.models import Artifact
+from core.access import load_artifact, put_structure, store_artifact
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
@@ -29,7 +27,7 @@ from md.potentials import Potential
 from mlip.study import build_study_suite, study_suite_params, train_and_validate, write_study_json
 from mlip.validation import load_model, validate
 from schemas import CampaignSpec
-from schemas.artifacts import ValidationTable
+from schemas.artifacts import ValidationSuite, ValidationTable
 from schemas.names import StructureKind
 from schemas.study import StudyParams
 from schemas.validation import ValidationReport
@@ -38,7 +36,7 @@ from workers.stages.labelling import labelled_basic_set, labelled_structures, la
 from workers.stages.refinement import final_model
 
 VALIDATION = "validation"  # artifact kind and structure stage
-SUITE = "validation_suite"  # artifact kind of the built suite
+SUITE = ValidationSuite.KIND  # artifact kind of the built suite
 CAMPAIGN = "campaign"
 STUDY_DIR = "study"
 
@@ -68,12 +66,12 @@ def build_validation_suite(item_id: int) -> None:
                 put_structure(session, store, campaign_id, atoms, stage=VALIDATION,
                               source=f"{VALIDATION}/{scenario}/{k}",
                               info={"scenario": scenario, "defect_atoms": int(atoms.arrays["defect"].sum())})
-        put_artifact(session, campaign_id, SUITE, CAMPAIGN, {
+        store_artifact(session, campaign_id, CAMPAIGN, ValidationSuite.model_validate({
             "lattice_constant": a, "seed": study_suite_params(params).seed, "suite": params.suite,
             "scenarios": {s: {"configurations": len(v), "atoms": sum(len(x) for x in v),
                               "defect_atoms": int(sum(x.arrays["defect"].sum() for x in v))}
                           for s, v in configs.items()},
-            "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}})
+            "wall_time_s": timings, "units": {"lattice_constant": "A", "wall_time_s": "s"}}))
 
 
 def _labeller(spec: CampaignSpec) -> tuple[str, list[str], Potential | None]:
@@ -137,6 +135,5 @@ def _validate_campaign_model(
 
 def _lattice_constant(campaign_id: int) -> float:
     with session_scope() as session:
-        data = session.scalars(select(Artifact.data).where(
-            Artifact.campaign_id == campaign_id, Artifact.kind == SUITE, Artifact.name == CAMPAIGN)).one_or_none()
-    return float((data or {}).get("lattice_constant", 0.0))
+        suite = load_artifact(session, campaign_id, ValidationSuite, CAMPAIGN)
+    return suite.lattice_constant if suite else 0.0
