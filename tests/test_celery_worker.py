@@ -221,7 +221,8 @@ def test_resume_of_a_live_campaign_and_a_duplicate_message_run_nothing_twice(bro
     headers = {"Authorization": f"Bearer {token}"}
     spec = copy.deepcopy(TINY_SPEC)
     spec["sampling"]["protocols"] = spec["sampling"]["protocols"][:1]
-    spec["sampling"]["protocols"][0].update(steps_per_temperature=6000, snapshot_every=1000)  # about 4 s
+    # about 20 s: the item must still run when the second worker is up (it takes ~4 s to start under load)
+    spec["sampling"]["protocols"][0].update(steps_per_temperature=30000, snapshot_every=5000)
     busy_log, idle_log = tmp_path / "busy.log", tmp_path / "idle.log"
     workers = [_start_worker(broker_env, busy_log, queues="md")]
     try:
@@ -237,6 +238,9 @@ def test_resume_of_a_live_campaign_and_a_duplicate_message_run_nothing_twice(bro
 
             item = wait_for(running_item, 120, interval=0.05, what=f"the item to run ({busy_log})")
             workers.append(_start_worker(broker_env, idle_log, queues="md"))
+            wait_for(lambda: " ready." in idle_log.read_text(), 60, interval=0.1,
+                     what=f"the second worker to start ({idle_log})")
+            assert running_item() is not None, "the item ended before the second worker was up"
 
             response = client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=headers)
             assert response.status_code == 202, response.text
