@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from app.services import check_supported
 from core.settings import get_settings
 from md.potentials import PotentialError, bundled_potentials_dir
 from sampling.datasets import DatasetError, detect_format
@@ -129,7 +130,9 @@ def _check_reference(spec: CampaignSpec, reference: Callable[..., Path | None], 
 
 
 def check_network_spec(spec: CampaignSpec) -> None:
-    """Raise SpecError (one entry per field) for anything a spec from the network may not use."""
+    """Raise SpecError (one entry per field) for anything a spec from the network may not use; first, a spec the
+    stages cannot run yet (app.services.check_supported: alloys, hcp)."""
+    check_supported(spec)
     errors: list[FieldError] = []
 
     def reference(value: str | None, field: str, what: str, bundled: bool = False) -> Path | None:

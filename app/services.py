@@ -23,15 +23,35 @@ def server_limits() -> Limits:
     return Limits.of(get_settings())
 
 
+def check_supported(spec: CampaignSpec) -> None:
+    """SpecError for a valid spec the stages cannot run yet: several elements, or an hcp lattice (issue #18
+    adds them; parse_spec accepts such specs). Every entry point checks this first: submit_campaign (the CLI's
+    run and study, the API's last step) and app.policy.check_network_spec (the API's first, before anything is
+    estimated or built)."""
+    errors = []
+    if len(spec.species) > 1:
+        errors.append(FieldError("elements", (
+            f"campaigns of several elements ({', '.join(spec.species)}) are not supported yet: the stages run one "
+            "element; issue #18 adds alloys (the spec is valid, schemas.parse_spec reads it); list one element")))
+    if spec.lattice == "hcp":
+        errors.append(FieldError("lattice", (
+            "hcp campaigns are not supported yet: the stages build bcc and fcc crystals; issue #18 adds hcp (the "
+            "spec is valid, schemas.parse_spec reads it); use lattice bcc or fcc")))
+    if errors:
+        raise SpecError(errors)
+
+
 def submit_campaign(session: Session, owner: User, spec: CampaignSpec, dispatch: Dispatch = send,
                     *, checked: bool = False) -> Campaign:
     """Check, store and start a campaign; SpecError (nothing stored) when the spec cannot run.
 
-    The cheap limit checks run first (schemas.limits: nothing is built for a spec above the server's limits
-    or its own budget); then pipeline.check_spec in this process, unless ``checked`` (the API has run it in
-    a process of app.spec_checks, under a time bound). The campaign is stored with its effective budget
+    Specs the stages cannot run yet are refused first (check_supported); then the cheap limit checks run
+    (schemas.limits: nothing is built for a spec above the server's limits or its own budget); then
+    pipeline.check_spec in this process, unless ``checked`` (the API has run it in a process of
+    app.spec_checks, under a time bound). The campaign is stored with its effective budget
     (each limit the smaller of the server's and the spec's), which is what its stages read.
     """
+    check_supported(spec)
     limits = server_limits()
     errors = limit_errors(spec, limits)
     if errors:

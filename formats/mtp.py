@@ -222,7 +222,8 @@ def write_cfg(
     species: Sequence[str],
     efs_by: str | None = None,
 ) -> None:
-    """Write configurations as MLIP ``.cfg``; type of an atom = index of its element in ``species``.
+    """Write configurations as MLIP ``.cfg``; type of an atom = index of its element in ``species``
+    (the declared order, e.g. ``["Ni", "Al"]``: Ni type 0, Al type 1; the file itself does not store it).
 
     Energy, forces and stress come from ``atoms.calc`` results (when present);
     ``atoms.arrays["gamma"]`` is written as the ``nbh_grades`` column. Clusters
@@ -232,6 +233,9 @@ def write_cfg(
     if isinstance(images, Atoms):
         images = [images]
     species = list(species)
+    repeated = sorted({s for s in species if species.count(s) > 1})
+    if repeated:  # type = index of the element: a repeated one would give every such atom the first index
+        raise ValueError(f"species {species} lists {', '.join(repeated)} more than once; one type per element")
     for number, atoms in enumerate(images):
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(species))
         if unknown:

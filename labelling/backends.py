@@ -338,6 +338,8 @@ class VaspBackend(_BaseBackend):
         with open(workdir / "POTCAR", "wb") as out:
             for path in self.potcar_paths(species, settings):
                 data = path.read_bytes()
+                if data and not data.endswith(b"\n"):  # the next element's header starts on its own line
+                    data += b"\n"
                 out.write(data)
                 first = data.splitlines()[0].decode(errors="replace").strip() if data else ""
                 titles.append(first)
@@ -512,6 +514,10 @@ def vasp_scf_converged(workdir: Path, settings: DFTSettings | None = None) -> tu
 # --------------------------------------------------------------------------- Quantum ESPRESSO
 
 
+#: pw.x's starting_magnetization of every species in spin-polarised labels (fraction of the valence charge)
+SPIN_START = 0.5
+
+
 class EspressoBackend(_BaseBackend):
     """Quantum ESPRESSO pw.x: ``espresso.pwi`` written by ASE, output ``espresso.pwo`` parsed by ASE.
 
@@ -580,8 +586,9 @@ class EspressoBackend(_BaseBackend):
             },
             "electrons": {"conv_thr": settings.scf_energy_tol / RY_IN_EV},
         }
-        if settings.spin_polarized:
-            data["system"]["starting_magnetization"] = 0.5
+        # spin: starting_magnetization(i) per species is written by ASE from the atoms' initial moments
+        # (_write_engine_inputs); a bare "starting_magnetization = 0.5" set species 1 only, and ASE's
+        # starting_magnetization(1) = 0.0 overrode even that
         if settings.xc.upper() != "PBE":
             data["system"]["input_dft"] = settings.xc
         if settings.mixing_beta is not None:
@@ -598,6 +605,10 @@ class EspressoBackend(_BaseBackend):
         species = list(dict.fromkeys(atoms.get_chemical_symbols()))
         kpts = job["kpts"]
         koffset = (0, 0, 0) if settings.gamma_centered else tuple(1 if k % 2 == 0 else 0 for k in kpts)
+        if settings.spin_polarized and not np.any(atoms.get_initial_magnetic_moments()):
+            # starting_magnetization(i) = 0.5 for every species i (a fraction of its valence charge)
+            atoms = atoms.copy()
+            atoms.set_initial_magnetic_moments([SPIN_START] * len(atoms))
         write(
             workdir / "espresso.pwi",
             atoms,

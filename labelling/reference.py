@@ -439,11 +439,13 @@ def _resolve_file(reference: str, field: str, resolve_upload: UploadResolver | N
                                   "'uploaded:<sha256>')", field)
 
 
-def resolve_reference(reference: str | Mapping[str, Any] | Any, element: str | None = None,
+def resolve_reference(reference: str | Mapping[str, Any] | Any, element: str | Sequence[str] | None = None,
                       field: str = "labelling.reference",
                       resolve_upload: UploadResolver | None = None) -> ReferencePotential:
     """The :class:`ReferencePotential` of a spec's ``labelling.reference`` (a string, the general form as a dict
-    or :class:`schemas.reference.GeneralReference`); with ``element`` it must describe that element.
+    or :class:`schemas.reference.GeneralReference`); with ``element`` (one symbol, or several for an alloy:
+    ``["Ni", "Al"]``) it must describe every one of them. LAMMPS types stay the reference's own ``elements``
+    order (``NiAlH_jea.eam.alloy``: Ni, Al, H), whatever order ``element`` lists.
     ``uploaded:<sha256>`` files are found by ``resolve_upload`` (the service's; without it they are refused).
     ReferencePotentialError (a ValueError) names ``field``."""
     if hasattr(reference, "model_dump"):
@@ -452,7 +454,8 @@ def resolve_reference(reference: str | Mapping[str, Any] | Any, element: str | N
         files = {}
         for i, token in enumerate(reference.get("files") or []):
             files[str(token)] = _resolve_file(str(token), f"{field}.files.{i}", resolve_upload)
-        elements = reference.get("elements") or ([element] if element else [])
+        wanted = [element] if isinstance(element, str) else list(element or [])
+        elements = reference.get("elements") or wanted
         name = reference.get("name") or (Path(next(iter(files.values()))).name if files
                                          else str(reference["pair_style"]).split()[0])
         ref = _general(str(reference["pair_style"]), list(reference.get("pair_coeff") or []), files, elements,
@@ -477,10 +480,14 @@ def resolve_reference(reference: str | Mapping[str, Any] | Any, element: str | N
             raise
         except PotentialError as exc:
             raise ReferencePotentialError(str(exc), field) from None
-    if element is not None and element not in ref.elements:
+    wanted = [element] if isinstance(element, str) else list(element or [])
+    missing = [e for e in dict.fromkeys(wanted) if e not in ref.elements]
+    if missing:
+        names = ", ".join(missing)
         raise ReferencePotentialError(
-            f"the reference {ref.name} describes {', '.join(ref.elements)}, not {element}; choose a "
-            f"reference potential for {element}" + _suggestion(element), field)
+            f"the reference {ref.name} describes {', '.join(ref.elements)}, not {names}; choose a "
+            f"reference potential for {', '.join(dict.fromkeys(wanted))}"
+            + (_suggestion(missing[0]) if len(wanted) == 1 else ""), field)
     return ref
 
 

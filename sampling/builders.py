@@ -1,4 +1,4 @@
-"""Starting structures for sampling: perfect, oriented and defective crystals of cubic metals.
+"""Starting structures for sampling: perfect, oriented and defective crystals of cubic metals (and bulk hcp).
 
 All builders return ``ase.Atoms`` in A. Oriented crystals use the smallest
 periodic vector of the lattice along each Miller direction, so an oriented cell
@@ -7,6 +7,10 @@ are in GPa.
 
 Per-atom arrays set here: ``grain_id`` (int, polycrystal and bicrystal),
 ``fixed`` (bool, outer shell of dislocation cylinders).
+
+hcp (issue #18, first increment): only the perfect bulk crystal (:func:`bulk_crystal`,
+orthohexagonal cell) and :func:`relax_hcp`; every other builder raises
+"structure kind X is not supported for hcp yet".
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.data import atomic_numbers
 
+from schemas.alloys import IDEAL_C_OVER_A
+from schemas.alloys import LATTICES as ALL_LATTICES
+
 if TYPE_CHECKING:
     from md.potentials import Potential
 
@@ -37,12 +44,14 @@ __all__ = [
     "edge_dislocation",
     "grain_boundary_positions",
     "polycrystal",
+    "relax_hcp",
     "screw_dislocation",
     "single_crystal",
     "slab",
 ]
 
-LATTICES = ("bcc", "fcc")
+LATTICES = ("bcc", "fcc")  # the cubic lattices (oriented crystals, cubic elastic constants); hcp: ALL_LATTICES
+HCP_KINDS = ("bulk",)  # structure kinds built for hcp so far
 
 # Lattice sites of the conventional cubic cell, in units of a.
 _BASIS = {
@@ -53,17 +62,81 @@ _NEAREST_NEIGHBOUR = {"bcc": math.sqrt(3.0) / 2.0, "fcc": math.sqrt(0.5)}  # in 
 _AXES = "xyz"
 
 
-def bulk_crystal(element: str, lattice: str, a: float, size: tuple[int, int, int]) -> Atoms:
-    """Conventional cubic cell of ``lattice`` (bcc or fcc) with constant ``a`` (A), repeated ``size`` times."""
-    if lattice not in LATTICES:
-        raise ValueError(f"lattice must be one of {', '.join(LATTICES)}, got {lattice!r}")
+def bulk_crystal(element: str, lattice: str, a: float, size: tuple[int, int, int],
+                 c_over_a: float | None = None) -> Atoms:
+    """Conventional cell of ``lattice`` with constant ``a`` (A), repeated ``size`` times.
+
+    bcc/fcc: the cubic cell. hcp: the orthohexagonal cell a x a sqrt(3) x c (x along
+    a1 = [2-1-10], z along c = [0001]), 4 atoms: (0, 0, 0), (1/2, 1/2, 0),
+    (0, 1/3, 1/2), (1/2, 5/6, 1/2) in fractions of the edges (AB stacking);
+    ``c_over_a`` defaults to the ideal sqrt(8/3) and is only accepted for hcp.
+    """
+    if lattice not in ALL_LATTICES:
+        raise ValueError(f"lattice must be one of {', '.join(ALL_LATTICES)}, got {lattice!r}")
     if not a > 0:
         raise ValueError(f"lattice constant a must be positive (A), got {a!r}")
     if len(size) != 3 or any(int(n) != n or n < 1 for n in size):
         raise ValueError(f"size must be three positive integers (repetitions along x, y, z), got {size!r}")
+    if lattice == "hcp":
+        ratio = IDEAL_C_OVER_A if c_over_a is None else c_over_a
+        if not (isinstance(ratio, (int, float, np.floating)) and math.isfinite(ratio) and ratio > 0):
+            raise ValueError(f"c_over_a: must be a positive number (c/a of hcp), got {c_over_a!r}")
+        if element not in atomic_numbers:
+            raise ValueError(f"element: {element!r} is not a chemical symbol; give one such as 'Mg', 'Ti' or 'Zr'")
+        edges = np.array([1.0, math.sqrt(3.0), float(ratio)]) * float(a)
+        positions, cell = _tile(_HCP_ORTHO_BASIS * edges, edges, [int(n) for n in size])
+        return Atoms(numbers=_numbers(element, len(positions)), positions=positions, cell=cell, pbc=True)
+    if c_over_a is not None:
+        raise ValueError(f"c_over_a: only for lattice 'hcp', got c_over_a={c_over_a!r} with lattice {lattice!r}")
     atoms = bulk(element, lattice, a=float(a), cubic=True).repeat(tuple(int(n) for n in size))
     atoms.pbc = True
     return atoms
+
+
+# Orthohexagonal hcp cell, fractions of (a, a sqrt 3, c).
+_HCP_ORTHO_BASIS = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0 / 3.0, 0.5], [0.5, 5.0 / 6.0, 0.5]])
+
+
+def relax_hcp(
+    potential: Potential,
+    element: str,
+    a_guess: float,
+    c_over_a_guess: float = IDEAL_C_OVER_A,
+    *,
+    size: tuple[int, int, int] = (4, 3, 3),
+    threads: int = 1,
+) -> tuple[float, float, float]:
+    """Equilibrium hcp ``a`` (A), ``c/a`` and energy per atom (eV) of ``element`` with ``potential``.
+
+    Method: LAMMPS ``fix box/relax aniso 0.0`` (x, y and z box lengths relax independently to zero
+    stress) with conjugate-gradient minimisation of the periodic orthohexagonal supercell ``size``
+    (4 atoms per cell), repeated until the box stops changing (box/relax converges in vmax-limited
+    stages). Zero stress along x/y and z is the minimum of E(a, c) at zero pressure, i.e. both
+    dE/da = 0 and dE/dc = 0. a is the mean of Lx/nx and Ly/(ny sqrt 3) (equal by symmetry).
+    """
+    from md.engine import LammpsSystem
+    from md.potentials import check_element
+
+    check_element(potential, element)
+    _check_material(element, "hcp", a_guess, kind="bulk")
+    if not (isinstance(c_over_a_guess, (int, float, np.floating)) and c_over_a_guess > 0):
+        raise ValueError(f"c_over_a_guess: must be positive, got {c_over_a_guess!r}")
+    atoms = bulk_crystal(element, "hcp", float(a_guess), size, c_over_a=float(c_over_a_guess))
+    with LammpsSystem(atoms, potential, threads=threads) as system:
+        system.commands(["min_style cg", "min_modify line quadratic",
+                         "fix zero_stress all box/relax aniso 0.0 couple none vmax 0.001"])
+        previous: np.ndarray | None = None
+        for _ in range(20):
+            system.command("minimize 0.0 1e-10 2000 20000")
+            lengths = np.diag(system.cell()).copy()
+            if previous is not None and np.all(np.abs(lengths - previous) < 1e-9 * lengths):
+                break
+            previous = lengths
+        system.command("unfix zero_stress")
+        energy = system.potential_energy() / system.natoms
+        lengths = np.diag(system.cell())
+    a = 0.5 * (lengths[0] / size[0] + lengths[1] / (size[1] * math.sqrt(3.0)))
+    return float(a), float(lengths[2] / size[2] / a), float(energy)
 
 
 def add_vacancies(atoms: Atoms, n: int, seed: int) -> Atoms:
@@ -81,11 +154,16 @@ def add_vacancies(atoms: Atoms, n: int, seed: int) -> Atoms:
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _check_material(element: str, lattice: str, a: float) -> None:
+def _check_material(element: str, lattice: str, a: float, kind: str | None = None) -> None:
+    """Element, lattice (bcc, fcc, hcp) and a; for hcp also that structure ``kind`` is built for hcp yet."""
     if element not in atomic_numbers:
         raise ValueError(f"element: {element!r} is not a chemical symbol; give one such as 'W', 'Fe' or 'Cu'")
-    if lattice not in LATTICES:
-        raise ValueError(f"lattice must be one of {', '.join(LATTICES)}, got {lattice!r}")
+    if lattice not in ALL_LATTICES:
+        raise ValueError(f"lattice must be one of {', '.join(ALL_LATTICES)}, got {lattice!r}")
+    if lattice == "hcp" and kind not in HCP_KINDS:
+        name = f"structure kind {kind}" if kind else "this structure kind"
+        raise ValueError(f"{name} is not supported for hcp yet: lattice must be one of {', '.join(LATTICES)} "
+                         f"for it (hcp so far: {', '.join(HCP_KINDS)})")
     if not (isinstance(a, (int, float, np.floating, np.integer)) and a > 0):
         raise ValueError(f"lattice constant a must be positive (A), got {a!r}")
 
@@ -246,7 +324,7 @@ def single_crystal(
     (1, 1, 1)) or ``min_lengths`` (A; the fewest repetitions reaching them).
     Directions must be mutually orthogonal and right-handed (z along x cross y).
     """
-    _check_material(element, lattice, a)
+    _check_material(element, lattice, a, kind="single_crystal")
     rows = _check_orientation(orientation)
     positions, lengths = _oriented_block(lattice, float(a), rows)
     repeats = _repeats(size, min_lengths, lengths, (1, 1, 1))
@@ -287,7 +365,7 @@ def slab(
     shortest direction perpendicular to the normal; y = normal cross x. Lateral
     extent: ``lateral_size`` repetitions (default (1, 1)) or ``lateral_min_lengths`` (A).
     """
-    _check_material(element, lattice, a)
+    _check_material(element, lattice, a, kind="slab")
     n = _miller("normal", normal)
     if not (thickness > 0):
         raise ValueError(f"thickness: must be positive (A), got {thickness!r}")
@@ -336,7 +414,7 @@ def polycrystal(
     from scipy.spatial import cKDTree
     from scipy.spatial.transform import Rotation
 
-    _check_material(element, lattice, a)
+    _check_material(element, lattice, a, kind="polycrystal")
     lengths = _positive_lengths("box", box, 3)
     if int(n_grains) != n_grains or n_grains < 1:
         raise ValueError(f"n_grains: must be a positive integer, got {n_grains!r}")
@@ -417,7 +495,7 @@ def bicrystal(
     nearest-neighbour distance the grain-1 atom is removed.
     ``arrays["grain_id"]`` is 0 or 1.
     """
-    _check_material(element, lattice, a)
+    _check_material(element, lattice, a, kind=f"bicrystal ({kind})")
     if (kind, lattice) not in _BICRYSTAL_DEFAULTS:
         raise ValueError(f"kind: must be 'symmetric_tilt' or 'twin', got {kind!r}")
     default_axis, default_plane = _BICRYSTAL_DEFAULTS[(kind, lattice)]
@@ -525,7 +603,7 @@ def _dislocation_cylinder(
 
     from matscipy import dislocation as md
 
-    _check_material(element, lattice, a)
+    _check_material(element, lattice, a, kind=f"{character} dislocation")
     _check_elastic_constants(C11, C12, C44)
     if not radius > 2 * a:
         raise ValueError(f"radius: must exceed two lattice constants (2*{a} A), got {radius!r}")
@@ -664,6 +742,11 @@ def _local_cubic_frame(atoms: Atoms, index: int) -> tuple[str, float, np.ndarray
     axis_y = perpendicular[np.argmax(perpendicular[:, 1])]
     axis_x, axis_y = axis_x / np.linalg.norm(axis_x), axis_y / np.linalg.norm(axis_y)
     frame = np.array([axis_x, axis_y, np.cross(axis_x, axis_y)])
+    # cubic: the <100> shell holds +-z too; hcp's 12 + 6 shells pass the counts above but not this
+    along_z = second @ frame[2] / np.linalg.norm(second, axis=1)
+    if abs(axis_x @ axis_y) > 0.1 or along_z.max() < 0.95 or along_z.min() > -0.95:
+        raise ValueError(f"atoms: atom {index} is not in a cubic (bcc/fcc) crystal (no <100> neighbour shell); "
+                         "structure kind interstitial or dislocation loop is not supported for hcp yet")
     return lattice, float(ratio * nearest), frame
 
 

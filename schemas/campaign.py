@@ -7,13 +7,15 @@ DESIGN.md section 1.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from ase.data import chemical_symbols, reference_states
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.alloys import IDEAL_C_OVER_A, PROTOTYPES, Lattice, Prototype
 from schemas.base import Strict
 from schemas.limits import Limits, limit_errors
 from schemas.reconstruction import FAST_MC_MOVES, GCMCParams, spec_field
@@ -22,7 +24,34 @@ from schemas.sampling import KIND_TAGS, SamplingParams, Structure
 from schemas.study import StudySettings
 from schemas.training import SnapTrainingParams
 
-Lattice = Literal["bcc", "fcc"]
+
+def _chemical_symbol(value: str) -> str:
+    if value not in chemical_symbols[1:]:
+        raise ValueError(f"unknown element {value!r}; use a chemical symbol such as W, Mo or Fe")
+    return value
+
+
+Symbol = Annotated[str, Field(max_length=3), AfterValidator(_chemical_symbol)]
+MAX_ELEMENTS = 8
+
+# Volume per atom of a lattice with constant a (hcp: basal a, c = c_over_a * a), for converting ASE's reference
+# lattice constants to the campaign's lattice (estimates before the run).
+_ATOMIC_VOLUME = {
+    "bcc": lambda a, c_over_a: a**3 / 2,
+    "fcc": lambda a, c_over_a: a**3 / 4,
+    "hcp": lambda a, c_over_a: math.sqrt(3) / 4 * a**3 * c_over_a,
+    "diamond": lambda a, c_over_a: a**3 / 8,
+    "sc": lambda a, c_over_a: a**3,
+}
+
+
+def _lattice_constant_of_volume(volume: float, lattice: str, c_over_a: float) -> float:
+    return (volume / _ATOMIC_VOLUME[lattice](1.0, c_over_a)) ** (1 / 3)
+
+
+def _element_or_elements(schema: dict[str, Any]) -> None:
+    # ``element`` may be left out when ``elements`` is given (CampaignSpec._element_from_elements fills it in)
+    schema["required"] = [name for name in schema.get("required", []) if name != "element"]
 
 
 class SelectionParams(Strict):
@@ -229,11 +258,41 @@ class Budget(Strict):
 
 
 class CampaignSpec(Strict):
+    """A campaign of one metal (``element``) or of an alloy (``elements`` with ``composition`` for a random solid
+    solution or ``prototype`` for an ordered one). ``species`` is the tuple of elements of either form."""
+
+    model_config = ConfigDict(json_schema_extra=_element_or_elements)
+
     name: str = Field(..., min_length=1, max_length=200, description="human-readable campaign name")
-    element: str = Field(..., max_length=3, description="chemical symbol of the metal, e.g. W", examples=["W"])
-    lattice: Lattice = Field("bcc", description="ground-state lattice of the element")
+    element: str = Field(
+        ..., max_length=3, examples=["W"], description="chemical symbol of the metal, e.g. W; for an alloy give "
+        "`elements` instead (element may then be omitted: it is the first of elements, and must be when given)",
+    )
+    elements: list[Symbol] | None = Field(
+        None, min_length=1, max_length=MAX_ELEMENTS, examples=[["Cu", "Ni"]],
+        description="chemical symbols of an alloy's elements, each once (1-8), in the order the prototype's "
+        "sublattices take them; with several elements, `composition` or `prototype` says how they are arranged",
+    )
+    composition: dict[str, Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        None, examples=[{"Cu": 0.5, "Ni": 0.5}],
+        description="random solid solution: the atomic fraction of each of `elements` (keys: the elements, each "
+        "above 0, summing to 1)",
+    )
+    prototype: Prototype | None = Field(
+        None, description="ordered alloy of `elements` on its parent lattice: B2 (bcc, 1:1), L1_2 (fcc, 3:1), L1_0 "
+        "(fcc, 1:1), D0_19 (hcp, 3:1); the first element takes the first sublattice (the 3 of 3:1)",
+    )
+    lattice: Lattice = Field(
+        "bcc", description="ground-state lattice of the element (bcc, fcc, hcp); with a prototype, its parent "
+        "lattice (the default then)",
+    )
     lattice_constant: float | None = Field(
-        None, ge=1.0, le=10.0, description="cubic lattice constant, A; relaxed with the potential when omitted"
+        None, ge=1.0, le=10.0, description="lattice constant a, A (cubic edge; hcp: basal a); relaxed with the "
+        "potential when omitted",
+    )
+    c_over_a: float | None = Field(
+        None, ge=1.4, le=2.0, description="hcp only: c/a; relaxed with the potential when omitted (estimates before "
+        f"the run use the ideal {IDEAL_C_OVER_A:.4f})",
     )
     potential: str = Field(
         ...,
@@ -267,21 +326,68 @@ class CampaignSpec(Strict):
         None, description="last stage to run (e.g. 'sampling' to inspect the defects first); default all"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _element_from_elements(cls, data: Any) -> Any:
+        """``element`` omitted with ``elements`` given: the first of elements (so ``element`` is always a str)."""
+        if isinstance(data, dict) and "element" not in data:
+            elements = data.get("elements")
+            if isinstance(elements, list) and elements and elements[0] in chemical_symbols[1:]:
+                data = {**data, "element": elements[0]}
+        return data
+
     @field_validator("element")
     @classmethod
     def _known_element(cls, value: str) -> str:
-        if value not in chemical_symbols[1:]:
-            raise ValueError(f"unknown element {value!r}; use a chemical symbol such as W, Mo or Fe")
-        return value
+        return _chemical_symbol(value)
+
+    @model_validator(mode="after")
+    def _lattice_of_prototype(self) -> CampaignSpec:
+        # an ordered alloy without a lattice takes its prototype's parent lattice (a mismatch is species_errors')
+        if self.prototype is not None and "lattice" not in self.model_fields_set:
+            self.lattice = PROTOTYPES[self.prototype][0]  # type: ignore[assignment]
+        return self
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        """The campaign's elements: ``elements`` when given, else ``(element,)``."""
+        return tuple(self.elements) if self.elements else (self.element,)
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        """Atomic fraction of each of ``species`` (composition, or the prototype's; (1.0,) for one element)."""
+        if self.prototype is not None:
+            return PROTOTYPES[self.prototype][1]
+        if self.composition is not None:
+            return tuple(self.composition.get(element, 0.0) for element in self.species)
+        return tuple(1.0 / len(self.species) for _ in self.species)
+
+    def estimated_c_over_a(self) -> float:
+        """hcp: the given c/a, else the ideal sqrt(8/3) (only for estimates before the run)."""
+        return self.c_over_a if self.c_over_a is not None else IDEAL_C_OVER_A
 
     def estimated_lattice_constant(self) -> float:
-        """The given constant, else the experimental one (only for estimates before the run)."""
+        """The given constant, else one from ASE's experimental reference states (only for estimates before the
+        run). One element on its reference lattice: its constant (W, bcc: 3.16 A). Otherwise each element's
+        reference constant is converted to the campaign's lattice at the same volume per atom (bcc a^3/2, fcc
+        a^3/4, hcp sqrt(3)/4 a^3 c/a with estimated_c_over_a(); reference states of other symmetries but diamond
+        and sc are taken as they are), and an alloy takes the composition-weighted mean of the converted constants
+        (Vegard's law; an ordered alloy weighted by its prototype's fractions)."""
         if self.lattice_constant is not None:
             return self.lattice_constant
-        state = reference_states[chemical_symbols.index(self.element)] or {}
+        return sum(f * self._reference_constant(e) for e, f in zip(self.species, self.fractions)) / sum(self.fractions)
+
+    def _reference_constant(self, element: str) -> float:
+        state = reference_states[chemical_symbols.index(element)] or {}
         a = state.get("a", 3.5)
-        assert isinstance(a, float), f"ase's reference lattice constant of {self.element} is not a number: {a!r}"
-        return a
+        assert isinstance(a, float), f"ase's reference lattice constant of {element} is not a number: {a!r}"
+        symmetry = state.get("symmetry")
+        if symmetry == self.lattice and (symmetry != "hcp" or self.c_over_a is None):
+            return a
+        if symmetry not in _ATOMIC_VOLUME:
+            return a
+        volume = _ATOMIC_VOLUME[symmetry](a, state.get("c/a", IDEAL_C_OVER_A))
+        return _lattice_constant_of_volume(volume, self.lattice, self.estimated_c_over_a())
 
     def protocol_names(self) -> list[str]:
         return [p.name or f"{p.kind}-{i}" for i, p in enumerate(self.sampling.protocols)]
@@ -306,6 +412,8 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in KIND_TAGS and part not in REFERENCE_TAGS) or "spec"
 
 
+MISSING_ELEMENT = "give element (one metal, e.g. W) or elements (an alloy, e.g. [Cu, Ni])"
+
 # Errors listed per spec: a spec with half a million bad list entries gets the first ones, not a 40 MB answer.
 MAX_ERRORS = 100
 
@@ -327,9 +435,12 @@ def parse_spec(data: Any, limits: Limits | None = None) -> CampaignSpec:
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_capped(
-            [FieldError(_dotted(tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)]
-        )) from None
+        errors = [FieldError(_dotted(tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)
+                  if not (tuple(e["loc"]) == ("element",) and e["type"] == "missing" and "elements" in data)]
+        if any(error.field == "element" and error.message == "Field required" for error in errors):
+            errors = [FieldError("element", MISSING_ELEMENT) if error.field == "element" else error
+                      for error in errors]
+        raise SpecError(_capped(errors)) from None
     except RecursionError:
         raise SpecError([FieldError("spec", "the spec is nested too deeply")]) from None
     _check_consistency(spec, limits)
@@ -359,9 +470,13 @@ def load_spec_text(
 
 
 def _check_consistency(spec: CampaignSpec, limits: Limits | None = None) -> None:
-    """Checks across fields: the limits (atoms, atom-steps, snapshots; the spec's budget and the server's
-    ``limits``), unique protocol names, the labelling engine's needs."""
-    errors = [FieldError(field, message) for field, message in limit_errors(spec, limits)]
+    """Checks across fields: the elements (species_errors; alone when any, the estimates need them), the limits
+    (atoms, atom-steps, snapshots; the spec's budget and the server's ``limits``), unique protocol names, the
+    labelling engine's needs."""
+    species = species_errors(spec)
+    if species:
+        raise SpecError(species)
+    errors = [FieldError(field, message) for field, message in limit_errors(estimable(spec), limits)]
     names = spec.protocol_names()
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -382,6 +497,75 @@ def _check_consistency(spec: CampaignSpec, limits: Limits | None = None) -> None
     errors += _refinement_errors(spec)
     if errors:
         raise SpecError(_capped(errors))
+
+
+def _names(elements: tuple[str, ...] | list[str]) -> str:
+    return f"[{', '.join(elements)}]"
+
+
+def species_errors(spec: CampaignSpec) -> list[FieldError]:
+    """The elements and their arrangement: element the first of elements, each element once, composition
+    (fractions of exactly the elements, summing to 1) or prototype (its parent lattice, its number of elements)
+    with several elements and neither with one, c_over_a only on hcp."""
+    errors = []
+    elements = spec.species
+    if spec.elements is not None:
+        repeated = sorted({e for e in spec.elements if spec.elements.count(e) > 1})
+        if repeated:
+            errors.append(FieldError("elements", f"{', '.join(repeated)} repeated; list each element once"))
+        if spec.element != spec.elements[0]:
+            errors.append(FieldError("element", f"element {spec.element} must be the first of elements "
+                                                f"{_names(elements)}; omit element for an alloy (elements names it)"))
+    if len(elements) == 1:
+        for field in ("composition", "prototype"):
+            if getattr(spec, field) is not None:
+                errors.append(FieldError(field, f"a campaign of one element ({elements[0]}) has no {field}; remove "
+                                                f"it, or list the alloy's elements in elements"))
+    elif spec.composition is None and spec.prototype is None:
+        errors.append(FieldError("composition", f"an alloy of {_names(elements)} needs composition (a random solid "
+                                                f"solution, e.g. {{{elements[0]}: 0.5, {elements[1]}: 0.5}}) or "
+                                                f"prototype (ordered: {', '.join(PROTOTYPES)})"))
+    elif spec.composition is not None and spec.prototype is not None:
+        errors.append(FieldError("prototype", "give composition (a random solid solution) or prototype (an ordered "
+                                              "alloy), not both"))
+    if spec.composition is not None and len(elements) > 1:
+        for key in spec.composition:
+            if key not in elements:
+                errors.append(FieldError(f"composition.{key}", f"{key} is not one of elements {_names(elements)}; "
+                                                               "add it to elements or remove it here"))
+        missing = [e for e in elements if e not in spec.composition]
+        if missing:
+            errors.append(FieldError("composition", f"no fraction for {', '.join(missing)}; give one for every "
+                                                    "element of elements"))
+        total = sum(spec.composition.values())
+        if abs(total - 1.0) > 1e-6:
+            errors.append(FieldError("composition", f"fractions sum to {total:.6g}; they must sum to 1"))
+    if spec.prototype is not None and len(elements) > 1:
+        parent, fractions = PROTOTYPES[spec.prototype]
+        if len(fractions) != len(elements):
+            errors.append(FieldError("prototype", f"{spec.prototype} orders {len(fractions)} elements (fractions "
+                                                  f"{', '.join(f'{f:g}' for f in fractions)}, in the order of "
+                                                  f"elements), not {len(elements)}; list {len(fractions)} elements"))
+        if spec.lattice != parent:
+            fitting = [name for name, (lattice, _) in PROTOTYPES.items() if lattice == spec.lattice]
+            errors.append(FieldError("prototype", f"{spec.prototype} is an ordering of the {parent} lattice, not "
+                                                  f"{spec.lattice}; set lattice: {parent} (or omit lattice), or "
+                                                  f"choose a prototype of {spec.lattice} "
+                                                  f"({', '.join(fitting) or 'none'})"))
+    if spec.c_over_a is not None and spec.lattice != "hcp":
+        errors.append(FieldError("c_over_a", f"c/a is a parameter of the hcp lattice, not {spec.lattice}; remove "
+                                             "c_over_a (or set lattice: hcp)"))
+    return errors
+
+
+def estimable(spec: CampaignSpec) -> CampaignSpec:
+    """``spec`` for the atom-count estimates of schemas.limits, which count cubic cells: an hcp campaign as the
+    fcc crystal of the same volume per atom (both close-packed; the estimates are within a few per cent anyway)."""
+    if spec.lattice != "hcp":
+        return spec
+    a = spec.estimated_lattice_constant()
+    a_fcc = _lattice_constant_of_volume(_ATOMIC_VOLUME["hcp"](a, spec.estimated_c_over_a()), "fcc", 1.0)
+    return spec.model_copy(update={"lattice": "fcc", "lattice_constant": a_fcc, "c_over_a": None})
 
 
 def _reference_errors(spec: CampaignSpec) -> list[FieldError]:

@@ -112,6 +112,13 @@ class _ZeroPair(Potential):
         return [f"pair_style zero {self.cutoff!r}", "pair_coeff * *"]
 
 
+def _default_weights(elements: Sequence[str]) -> tuple[float, ...]:
+    """1.0 for one element; for n, by atomic number (heaviest first) 1, 1 - 1/n, ..., 1/n."""
+    n = len(elements)
+    rank = {e: k for k, e in enumerate(sorted(elements, key=lambda e: -atomic_numbers[e]))}
+    return tuple(1.0 - rank[e] / n for e in elements)
+
+
 class SnapBasis(Basis):
     """SNAP bispectrum rows from LAMMPS ``compute sna/atom``, plus a constant column 1.0.
 
@@ -119,8 +126,24 @@ class SnapBasis(Basis):
     components + constant = 31 columns for twojmax 6). The pair cutoff of an
     atom pair is ``rcutfac * (R_i + R_j)`` = 4.7 A with ``radius`` 0.5;
     ``cutoff`` overrides it (sets ``rcutfac = cutoff / (2 radius)``).
-    ``elements``: one symbol or several (one LAMMPS type each, same radius and
-    weight unless ``weights`` given). ``potential``: use a real LAMMPS
+    ``elements``: one symbol or several (one LAMMPS type each).
+
+    Several elements: the species enter through the per-element neighbour
+    weights (and, optionally, ``radii``) of ``compute sna/atom``, not its
+    ``chem`` flag. The weights make the neighbour density, hence every
+    bispectrum component, depend on the species of the neighbours while the
+    row length stays that of one element (m = components + 1); ``chem``
+    multiplies m by n_elements^3 (241 columns for two elements at twojmax 6),
+    more than the atoms of one species in a small training set can span.
+    The species of the central atom does not enter the row (its self weight
+    is 1 for every element): grade alloys with one active set per species
+    (``training_active_set(..., per_species=True)``), as MLIP-3 and pacemaker
+    do. Default weights (``weights`` None): 1.0 for one element; for several,
+    the elements ordered by atomic number, heaviest first, get 1, 1 - 1/n,
+    ..., 1/n (Ni 1.0, Al 0.5; Cu 1.0, Ni 0.5) so that no two
+    species look alike. ``radii``: per-element radius R (default ``radius``
+    for all); the pair cutoff is ``rcutfac * (R_i + R_j)``.
+    ``potential``: use a real LAMMPS
     potential instead of ``pair_style zero`` (its cutoff must cover the SNAP
     cutoff). Works for periodic cells and clusters (non-periodic atoms get a
     vacuum box). ``threads`` > 1 uses OpenMP.
@@ -141,6 +164,7 @@ class SnapBasis(Basis):
         constant: bool = True,
         potential: Potential | None = None,
         threads: int = 1,
+        radii: Sequence[float] | None = None,
     ) -> None:
         self.elements = (elements,) if isinstance(elements, str) else tuple(elements)
         if not self.elements:
@@ -165,12 +189,21 @@ class SnapBasis(Basis):
         self.rfac0 = float(rfac0)
         self.rmin0 = float(rmin0)
         self.radius = float(radius)
-        self.weights = tuple(float(w) for w in weights) if weights is not None else (1.0,) * len(self.elements)
+        if len(set(self.elements)) != len(self.elements):
+            raise BasisError(f"elements repeat a species: {', '.join(self.elements)}")
+        if weights is None:
+            weights = _default_weights(self.elements)
+        self.weights = tuple(float(w) for w in weights)
         if len(self.weights) != len(self.elements):
             raise BasisError(f"{len(self.weights)} weights for {len(self.elements)} elements")
+        self.radii = tuple(float(r) for r in radii) if radii is not None else (self.radius,) * len(self.elements)
+        if len(self.radii) != len(self.elements):
+            raise BasisError(f"{len(self.radii)} radii for {len(self.elements)} elements")
+        if any(r <= 0 for r in self.radii):
+            raise BasisError(f"radii must be positive, got {list(self.radii)}")
         self.constant = bool(constant)
         self.threads = int(threads)
-        self.cutoff = 2.0 * self.rcutfac * self.radius
+        self.cutoff = 2.0 * self.rcutfac * max(self.radii)
         self.potential = potential or _ZeroPair("zero", "zero", (), self.elements, (), self.cutoff + 0.1)
         self.n_bispectrum = bispectrum_count(self.twojmax)
 
@@ -179,7 +212,7 @@ class SnapBasis(Basis):
         return self.n_bispectrum + (1 if self.constant else 0)
 
     def compute_command(self, compute_id: str = "dg_sna") -> str:
-        radii = " ".join([repr(self.radius)] * len(self.elements))
+        radii = " ".join(repr(r) for r in self.radii)
         weights = " ".join(repr(w) for w in self.weights)
         return (
             f"compute {compute_id} all sna/atom {self.rcutfac!r} {self.rfac0!r} {self.twojmax} {radii} {weights} "
@@ -198,6 +231,7 @@ class SnapBasis(Basis):
             "radius": self.radius,
             "weights": list(self.weights),
             "constant": self.constant,
+            **({"radii": list(self.radii)} if len(set(self.radii)) > 1 else {}),
         }
 
     def rows(self, atoms: Atoms) -> np.ndarray:

@@ -8,29 +8,67 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 from ase import Atoms
 
 from selection.bases import Basis
-from selection.maxvol import ActiveSet, build_active_set, grades, select_add
+from selection.maxvol import (
+    ActiveSet,
+    SpeciesActiveSets,
+    build_active_set,
+    build_species_active_sets,
+    grades,
+    select_add,
+)
 
 GAMMA_LEVELS = (1.0, 2.0, 10.0)  # MLIP-3: interpolation, reliable extrapolation, risky
 
 
-def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001) -> ActiveSet:
-    """The MaxVol active set of every atom of the training configurations."""
+@overload
+def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
+                        per_species: Literal[False] = False) -> ActiveSet: ...
+
+
+@overload
+def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
+                        per_species: Literal[True]) -> SpeciesActiveSets: ...
+
+
+def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
+                        per_species: bool = False) -> ActiveSet | SpeciesActiveSets:
+    """The MaxVol active set of every atom of the training configurations.
+
+    ``per_species=True``: one active set per chemical species (MLIP-3 / pacemaker), the rows of each
+    species' atoms forming their own MaxVol problem (:func:`selection.maxvol.build_species_active_sets`);
+    ``owners[species]`` gives the (configuration, atom) of each member. With one species its set is
+    identical to the single set of ``per_species=False``.
+    """
     rows: list[np.ndarray] = []
     labels: list[str] = []
+    symbols: list[str] = []
+    owners: list[tuple[int, int]] = []
     for index, atoms in enumerate(training):
         rows.append(basis.rows(atoms))
         labels.extend(f"train-{index}:atom-{atom}" for atom in range(len(atoms)))
-    return build_active_set(np.vstack(rows), tolerance=tolerance, labels=labels)
+        if per_species:
+            symbols.extend(atoms.get_chemical_symbols())
+            owners.extend((index, atom) for atom in range(len(atoms)))
+    if not per_species:
+        return build_active_set(np.vstack(rows), tolerance=tolerance, labels=labels)
+    sets = build_species_active_sets(np.vstack(rows), symbols, tolerance=tolerance, labels=labels)
+    where = np.asarray(owners, dtype=np.int64).reshape(-1, 2)
+    sets.owners = {name: where[aset.indices] for name, aset in sets.sets.items()}
+    return sets
 
 
-def grade_atoms(basis: Basis, active_set: ActiveSet, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, gamma) of every atom of one configuration."""
+def grade_atoms(basis: Basis, active_set: ActiveSet | SpeciesActiveSets, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, gamma) of every atom of one configuration; with per-species sets each atom is graded
+    against the set of its own species."""
     rows = basis.rows(atoms)
+    if isinstance(active_set, SpeciesActiveSets):
+        return rows, active_set.grades(rows, atoms.get_chemical_symbols())
     return rows, grades(active_set, rows)
 
 

@@ -36,7 +36,10 @@ __all__ = [
     "ActiveSet",
     "MaxVolNotConvergedError",
     "RankDeficientError",
+    "SpeciesActiveSets",
+    "UnknownSpeciesError",
     "build_active_set",
+    "build_species_active_sets",
     "grades",
     "load",
     "log_histogram",
@@ -60,6 +63,10 @@ DEFAULT_GAMMA_EDGES = np.logspace(-2.0, 4.0, 61)
 
 class RankDeficientError(ValueError):
     """The training rows do not span the basis: no non-singular m x m active set exists."""
+
+
+class UnknownSpeciesError(ValueError):
+    """Rows of a species that has no active set (the training set holds no atom of it)."""
 
 
 class MaxVolNotConvergedError(RuntimeError):
@@ -119,6 +126,108 @@ class ActiveSet:
         """ln |det A| (in the basis's own units)."""
         sign, logdet = np.linalg.slogdet(self.rows)
         return float(logdet) if sign != 0 else float("-inf")
+
+
+@dataclass
+class SpeciesActiveSets:
+    """One active set per chemical species, as MLIP-3 and pacemaker keep them.
+
+    The rows of the atoms of each species form their own MaxVol problem, and an
+    atom is graded against its own species' set only (:meth:`grades`, which
+    calls :func:`grades`: the one gamma definition). ``sets[species]`` is an
+    :class:`ActiveSet` whose ``indices`` point into the full row array the sets
+    were built from (all species), ``labels`` name the members. ``owners``
+    (optional, filled by :func:`selection.grading.training_active_set`):
+    per species the (configuration, atom) of each member, in member order.
+
+    ``columns`` (optional): per species the basis columns its set works on;
+    ``width`` the row length of the basis. A column that is zero in every row
+    of a species but not of another (MTP's species coefficient of another
+    species) cannot enter that species' set; :func:`build_species_active_sets`
+    leaves it out. A graded row of that species with a non-zero value in a left
+    out column lies outside every training row's span: gamma = inf.
+    """
+
+    sets: dict[str, ActiveSet]
+    owners: dict[str, np.ndarray] | None = None
+    columns: dict[str, np.ndarray] | None = None
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sets:
+            raise ValueError("SpeciesActiveSets needs at least one species")
+        if self.columns is None:
+            sizes = {aset.size for aset in self.sets.values()}
+            if len(sizes) != 1:
+                raise ValueError(f"the species' active sets have different sizes {sorted(sizes)}; use one basis")
+            self.width = sizes.pop()
+            return
+        if set(self.columns) != set(self.sets) or self.width is None:
+            raise ValueError("columns needs an entry for every species, and width the basis row length")
+        for name, aset in self.sets.items():
+            cols = np.asarray(self.columns[name], dtype=np.int64)
+            if cols.size != aset.size or (cols.size and (cols.min() < 0 or cols.max() >= self.width)):
+                raise ValueError(f"species {name}: {cols.size} columns for an active set of size {aset.size} "
+                                 f"(row length {self.width})")
+            self.columns[name] = cols
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return tuple(self.sets)
+
+    @property
+    def size(self) -> int:
+        """m, the row length of the basis (the number of columns the graded rows must have)."""
+        assert self.width is not None  # set by __post_init__
+        return self.width
+
+    @property
+    def tolerance(self) -> float:
+        return max(aset.tolerance for aset in self.sets.values())
+
+    def __getitem__(self, species: str) -> ActiveSet:
+        if species not in self.sets:
+            raise UnknownSpeciesError(
+                f"no active set for species {species} (the active sets hold {', '.join(self.sets)}); "
+                f"add configurations with {species} to the training set"
+            )
+        return self.sets[species]
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+    def grades(self, rows: np.ndarray, species: Sequence[str] | np.ndarray, chunk: int = _DEFAULT_CHUNK) -> np.ndarray:
+        """gamma of every row against the active set of its own species (``species[i]`` of row i)."""
+        rows = _as_rows(rows)
+        symbols = np.asarray(species, dtype=str).reshape(-1)
+        if symbols.size != rows.shape[0]:
+            raise ValueError(f"{symbols.size} species for {rows.shape[0]} rows")
+        unknown = sorted(set(symbols.tolist()) - set(self.sets))
+        if unknown:
+            raise UnknownSpeciesError(
+                f"no active set for species {', '.join(unknown)} (the active sets hold {', '.join(self.sets)}); "
+                "add configurations with them to the training set"
+            )
+        if rows.shape[1] != self.size:
+            raise ValueError(
+                f"rows have {rows.shape[1]} columns but the active sets have m = {self.size}; "
+                "use the same basis (and settings) as for the training rows"
+            )
+        out = np.empty(rows.shape[0])
+        for name, aset in self.sets.items():
+            mask = symbols == name
+            if not mask.any():
+                continue
+            block = rows[mask]
+            if self.columns is None or self.columns[name].size == self.size:
+                out[mask] = grades(aset, block, chunk=chunk)
+                continue
+            left_out = np.ones(self.size, dtype=bool)
+            left_out[self.columns[name]] = False
+            gamma = grades(aset, block[:, self.columns[name]], chunk=chunk)
+            gamma[np.any(block[:, left_out] != 0.0, axis=1)] = np.inf
+            out[mask] = gamma
+        return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -288,6 +397,49 @@ def build_active_set(
         tolerance=float(tolerance),
         iterations=iterations,
     )
+
+
+def build_species_active_sets(
+    rows: np.ndarray,
+    species: Sequence[str] | np.ndarray,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_iterations: int | None = None,
+    labels: Sequence[str] | None = None,
+) -> SpeciesActiveSets:
+    """One :func:`build_active_set` per species over the rows of that species' atoms (``species[i]`` of row i).
+
+    Species appear in the order of their first row. Each set's ``indices`` point into ``rows``; its
+    default labels are ``"train:<row>"`` as for a single set. With one species the set is exactly
+    ``build_active_set(rows, ...)``. A species with fewer rows than m (or rows that do not span the
+    basis) raises :class:`RankDeficientError` naming the species.
+    """
+    rows = _as_rows(rows)
+    symbols = np.asarray(species, dtype=str).reshape(-1)
+    if symbols.size != rows.shape[0]:
+        raise ValueError(f"{symbols.size} species for {rows.shape[0]} rows")
+    if labels is not None and len(labels) != rows.shape[0]:
+        raise ValueError(f"labels has {len(labels)} entries for {rows.shape[0]} rows")
+    names = list(dict.fromkeys(symbols.tolist()))
+    if not names:
+        raise ValueError("no rows: an active set needs training rows")
+    used = np.any(rows != 0.0, axis=0)
+    sets: dict[str, ActiveSet] = {}
+    columns: dict[str, np.ndarray] = {}
+    for name in names:
+        where = np.flatnonzero(symbols == name)
+        # columns zero for this species but not for another (a species coefficient) cannot enter its set;
+        # columns zero for every species stay, and raise RankDeficientError as for a single set
+        keep = np.flatnonzero(np.any(rows[where] != 0.0, axis=0) | ~used)
+        member_labels = [f"train:{k}" for k in where] if labels is None else [str(labels[int(k)]) for k in where]
+        try:
+            aset = build_active_set(rows[np.ix_(where, keep)] if keep.size < rows.shape[1] else rows[where],
+                                    tolerance=tolerance, max_iterations=max_iterations, labels=member_labels)
+        except RankDeficientError as error:
+            raise RankDeficientError(f"species {name}: {error}") from error
+        aset.indices = where[aset.indices]
+        sets[name] = aset
+        columns[name] = keep
+    return SpeciesActiveSets(sets, columns=columns, width=rows.shape[1])
 
 
 def grades(active_set: ActiveSet, rows: np.ndarray, chunk: int = _DEFAULT_CHUNK) -> np.ndarray:

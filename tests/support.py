@@ -87,3 +87,16 @@ def open_page(playwright):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     return browser, page, errors
+
+
+# an Al PBE norm-conserving pseudopotential made by Quantum ESPRESSO's ld1.x (Al.pbe-tm-dg.UPF) in the tests
+AL_LD1_INPUT = """ &input
+    title='Al', zed=13.0, rel=0, config='[Ne] 3s2 3p1', iswitch=3, dft='PBE'
+ /
+ &inputp
+    pseudotype=1, file_pseudopw='Al.pbe-tm-dg.UPF', author='defect-genome test', lloc=1, tm=.true.
+ /
+2
+3S  1  0  2.00  0.00  2.20  2.20  0.0
+3P  2  1  1.00  0.00  2.20  2.20  0.0
+"""

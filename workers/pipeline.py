@@ -19,7 +19,7 @@ from core.settings import get_settings
 from labelling.reference import ReferencePotentialError
 from labelling.settings import REFERENCE_ENGINES
 from md.engine import LammpsError
-from md.potentials import PotentialError, check_element
+from md.potentials import Potential, PotentialError, check_element
 from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
@@ -144,6 +144,19 @@ STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 assert len(STAGE_BY_TASK) == len(STAGES), "every stage has its own task name"
 
 
+def potential_species_errors(spec: CampaignSpec, potential: Potential) -> list[FieldError]:
+    """A spec with ``elements``: each of them described by ``potential`` (the field elements). A spec with
+    ``element`` alone is checked by check_element (the field potential, as before alloys)."""
+    if spec.elements is None:
+        return []
+    missing = [element for element in spec.species if element not in potential.elements]
+    if not missing:
+        return []
+    return [FieldError("elements", (
+        f"the potential {potential.name} describes {', '.join(potential.elements)}, not {', '.join(missing)}; "
+        f"choose a potential with every element of elements, or remove {', '.join(missing)} from elements"))]
+
+
 def check_spec(spec: CampaignSpec) -> None:
     """Checks that need the science packages; raises SpecError naming the field.
 
@@ -162,6 +175,9 @@ def check_spec(spec: CampaignSpec) -> None:
     bounds = effective(spec, server)
     try:
         potential = resolve_potential(spec.potential)
+        missing = potential_species_errors(spec, potential)
+        if missing:
+            raise SpecError(missing)
         check_element(potential, spec.element)
         a = relax_lattice_constant(potential, spec.element, spec.lattice, a_guess=spec.lattice_constant)[0]
     except (PotentialError, LammpsError) as exc:

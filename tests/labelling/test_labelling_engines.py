@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.io import read
+from support import AL_LD1_INPUT
 
 from labelling import LabelError, ParseError, classify_failure, label, production, quick
 from labelling.backends import EspressoBackend, VaspBackend, read_job
@@ -392,16 +393,6 @@ def test_espresso_bad_output_is_parse_error(tmp_path):
 
 # --------------------------------------------------------------------------- Quantum ESPRESSO: live pw.x
 
-AL_LD1_INPUT = """ &input
-    title='Al', zed=13.0, rel=0, config='[Ne] 3s2 3p1', iswitch=3, dft='PBE'
- /
- &inputp
-    pseudotype=1, file_pseudopw='Al.pbe-tm-dg.UPF', author='defect-genome test', lloc=1, tm=.true.
- /
-2
-3S  1  0  2.00  0.00  2.20  2.20  0.0
-3P  2  1  1.00  0.00  2.20  2.20  0.0
-"""
 
 
 @pytest.fixture(scope="module")
