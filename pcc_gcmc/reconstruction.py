@@ -24,6 +24,21 @@ Physics (Shuang et al. 2025, Fig. 1b and 3b):
   are recorded for every candidate; the best is the lowest energy per atom among the candidates
   with at most ``max_atoms`` atoms.
 
+Several species (issue #18): the payload carries the cluster's ``species`` and ``shell_composition`` (atomic
+fractions of the cluster atoms outside the core). The core keeps its atoms and species (types of their own);
+every shell species gets a mobile type and the seeded shell atoms keep their species (an ordered alloy's shell
+starts on its sublattices). ``fix gcmc`` inserts the one element as for a pure metal; then
+:func:`_restore_shell_composition` sets the mobile counts to the shell's fractions (largest-remainder rounding;
+random inserted atoms first change species) and orders them by canonical swaps, ``fix atom/swap ... semi-grand
+no`` on the mobile group (composition exact by construction; the core is never swapped), ``ALLOY_SWAP_STEPS``
+steps at the GCMC temperature. Chosen over ``semi-grand yes`` with chemical potentials by measurement (B2 NiAl
+sphere, 8 A cut, 5 A core, one 11.77 A box, 200 reduced-protocol GCMC steps, seed 3, NiAlH_jea): canonical swaps
+-> 128 atoms, shell Ni:Al 35:34 (cluster shell 0.509:0.491), E = perfect B2 - 0.015 eV/atom, 24 like
+nearest-neighbour pairs (the 3 Ni antisites the Ni-rich counts force), none in the core, 3.5 s; semi-grand yes,
+mu(Ni) - mu(Al) from -3 to +2 eV -> shell Ni:Al 52:17 (26 at.% off), 160 like pairs, E = B2 - 0.077 eV/atom (the
+Ni-rich, disordered shell), the same for every mu tried. Cu-Ni 50/50 solid solution (CuNi.eam.alloy): shell Cu
+0.451 vs the cluster's 0.455. One species: no payload-driven change (same seeding, types, commands and seeds).
+
 The authors' input had bugs not copied here: the element is checked against the potential; only
 admissible candidates (<= max_atoms, finished) can become the best; each box has its own
 reproducible seed; the cap is ``max_atoms`` (140).
@@ -85,6 +100,9 @@ __all__ = [
 
 WALL_STIFFNESS = 1.0e4  # eV/A^3, K of the core wall: 0.02 A deep under a 4 eV/A push
 _MAX_LAMMPS_SEED = 2**31 - 2  # RanPark/RanMars accept 1..2^31-1
+# several species (issue #18): MD/swap steps after GCMC, and swap attempts per invocation per mobile atom
+ALLOY_SWAP_STEPS = 500
+ALLOY_SWAP_ATTEMPTS = 1
 
 
 class ReconstructionError(RuntimeError):
@@ -133,6 +151,11 @@ class CandidateResult:
     deletions_accepted: int = 0
     translation_attempts: int = 0
     translations_accepted: int = 0
+    # several species: mobile atoms given another species to reach the shell's composition, and the
+    # composition-conserving swaps that ordered them (0 for one species)
+    n_converted: int = 0
+    swap_attempts: int = 0
+    swaps_accepted: int = 0
     energy_per_atom: float | None = None
     energy_per_atom_before_relax: float | None = None
     min_distance: float | None = None
@@ -401,6 +424,7 @@ def prepare_payload(
     core_positions = relative[core]
     extent = core_positions.max(axis=0) - core_positions.min(axis=0)
     extent[periodic] = period[periodic]
+    species, shell_composition = _species_and_shell(symbols, core, potential)
     return {
         "symbols": symbols,
         "positions": relative.tolist(),
@@ -414,7 +438,21 @@ def prepare_payload(
         "density": _density(relative, periodic, period, radius, nn),
         "core_extent": extent.tolist(),
         "source": atoms.info.get("source"),
+        "species": species,
+        "shell_composition": shell_composition,
     }
+
+
+def _species_and_shell(
+    symbols: Sequence[str], core: np.ndarray, potential: Potential | None = None
+) -> tuple[list[str], dict[str, float]]:
+    """The cluster's species (the potential's order, then first appearance) and the atomic fractions of the
+    shell, the cluster atoms outside the core (the core's when the cluster is all core)."""
+    present = list(dict.fromkeys(symbols))
+    order = list(potential.elements) if potential is not None else []
+    species = [e for e in order if e in present] + [e for e in present if e not in order]
+    shell = [s for s, c in zip(symbols, core) if not c] or list(symbols)
+    return species, {e: shell.count(e) / len(shell) for e in species if e in shell}
 
 
 def _auto_margin(extent: np.ndarray, free: np.ndarray, density: float, max_atoms: int) -> float:
@@ -538,7 +576,10 @@ def _initial_configuration(
     n_seeded = 0
     if seed_shell:
         element = payload["element"]
-        shell = [i for i in np.flatnonzero(~core) if symbols[i] == element]
+        # one species: the inserted element's shell atoms (as before); several: every shell atom, its species
+        # kept (an ordered alloy's shell starts on its sublattices)
+        alloy = len(set(symbols)) > 1
+        shell = [i for i in np.flatnonzero(~core) if alloy or symbols[i] == element]
         shell.sort(key=lambda i: float(np.linalg.norm(positions[i])))
         current = np.array(placed)
         centre = current[_centre_rank(payload)]
@@ -568,6 +609,76 @@ def _gcmc_counts(system: Any, fix_id: str) -> list[int]:
         round(system.lmp.extract_fix(fix_id, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR, k))
         for k in range(6)
     ]
+
+
+def _mobile_species(payload: Mapping[str, Any], element: str) -> tuple[list[str], list[float]]:
+    """Species of the mobile atoms (the shell's, then the inserted element) and their target fractions."""
+    composition = payload.get("shell_composition")
+    if composition is None:  # a payload from before issue #18
+        _, composition = _species_and_shell(payload["symbols"], np.array(payload["core"], dtype=bool))
+    names = [e for e in composition if composition[e] > 0]
+    if element not in names:
+        names.append(element)
+    return names, [float(composition.get(e, 0.0)) for e in names]
+
+
+def _restore_shell_composition(
+    system: Any, params: GCMCParams, result: CandidateResult, n_core: int, n_initial: int,
+    mobile_types: Sequence[int], fractions: Sequence[float], seed: int,
+) -> None:
+    """Bring the mobile atoms to the shell's composition, then order them by canonical swaps (issue #18).
+
+    1. Counts: ``whole_atom_counts(fractions, n_mobile)`` per mobile type. Atoms of a type above its count
+       are given a type below its count, chosen at random (reproducibly from ``seed``) among the inserted
+       atoms first, then the seeded ones (a seeded atom sits on the cluster's own site, with its species).
+    2. Order: ``fix atom/swap ... semi-grand no`` (type-for-type exchanges: the counts stay exact) between
+       each pair of mobile types, restricted to the mobile group (the core's atoms have types of their own
+       and are never swapped), ``ALLOY_SWAP_ATTEMPTS`` x n_mobile attempts every ``params.gcmc_every`` steps
+       for ``ALLOY_SWAP_STEPS`` steps at ``params.temperature``, with the NVT dynamics of the GCMC if on.
+    """
+    from sampling.alloys import whole_atom_counts
+
+    lmp = system.lmp
+    nlocal = lmp.extract_global("nlocal")
+    ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
+    types = np.array(lmp.numpy.extract_atom("type")[:nlocal], dtype=np.int64)
+    mobile = ids > n_core
+    n_mobile = int(mobile.sum())
+    if n_mobile == 0:
+        return
+    target = dict(zip(mobile_types, whole_atom_counts(fractions, n_mobile)))
+    rng = np.random.default_rng([int(seed), 18])
+    surplus: list[int] = []
+    for t in mobile_types:
+        of_type = ids[mobile & (types == t)]
+        extra = len(of_type) - target[t]
+        if extra > 0:
+            inserted, seeded = of_type[of_type > n_initial], of_type[of_type <= n_initial]
+            order = np.concatenate([rng.permutation(inserted), rng.permutation(seeded)])
+            surplus += order[:extra].tolist()
+    surplus = rng.permutation(np.array(surplus, dtype=np.int64)).tolist()
+    for t in mobile_types:
+        missing = target[t] - int(np.count_nonzero(mobile & (types == t)))
+        if missing > 0:
+            chosen, surplus = surplus[:missing], surplus[missing:]
+            system.commands([f"group convert id {' '.join(str(i) for i in chosen)}", f"set group convert type {t}",
+                             "group convert delete"])
+            result.n_converted += len(chosen)
+    fixes = []
+    for k, (ti, tj) in enumerate(itertools.combinations(mobile_types, 2)):
+        swap_seed = int(rng.integers(1, _MAX_LAMMPS_SEED))
+        system.command(
+            f"fix swap_{k} mobile atom/swap {params.gcmc_every} {max(ALLOY_SWAP_ATTEMPTS * n_mobile, 1)} {swap_seed} "
+            f"{params.temperature!r} ke yes semi-grand no types {ti} {tj}"
+        )
+        fixes.append(f"swap_{k}")
+    system.run(ALLOY_SWAP_STEPS)
+    import lammps
+
+    for name in fixes:
+        result.swap_attempts += round(lmp.extract_fix(name, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR, 0))
+        result.swaps_accepted += round(lmp.extract_fix(name, lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR, 1))
+        system.command(f"unfix {name}")
 
 
 def _run_gcmc(system: Any, params: GCMCParams, result: CandidateResult) -> None:
@@ -683,8 +794,12 @@ def _run_box(
     element = cluster_payload["element"]
     free = ~np.array(cluster_payload.get("periodic", [False] * 3), dtype=bool)
     core_species = list(dict.fromkeys(symbols[:n_core]))
-    species = (*core_species, element)
-    insert_type = len(species)
+    # several species (issue #18): one mobile type per species of the shell (and the inserted element)
+    alloy = len(set(cluster_payload["symbols"])) > 1
+    mobile_species, shell_fractions = _mobile_species(cluster_payload, element) if alloy else ([element], [1.0])
+    species = (*core_species, *mobile_species)
+    insert_type = len(core_species) + mobile_species.index(element) + 1
+    mobile_types = list(range(len(core_species) + 1, len(species) + 1))
     n_initial = len(symbols)
     atoms = Atoms(symbols, positions=positions, cell=np.diag(box), pbc=True)
     core_before = positions[:n_core] - positions[0]
@@ -704,7 +819,7 @@ def _run_box(
                 type_ids = [str(i + 1) for i in range(n_core) if symbols[i] == s]
                 commands += [f"group core_{t} id {' '.join(type_ids)}", f"set group core_{t} type {t}"]
             commands += [
-                f"group mobile type {insert_type}",
+                f"group mobile type {f'{mobile_types[0]}:{mobile_types[-1]}' if alloy else insert_type}",
                 "fix hold core setforce 0.0 0.0 0.0",
                 "velocity core set 0.0 0.0 0.0",
                 f"timestep {params.timestep!r}",
@@ -757,6 +872,9 @@ def _run_box(
             lap("time_setup_s")
             _run_gcmc(system, params, result)
             system.command("unfix exchange")
+            if alloy and result.stop_reason != "over_cap":
+                _restore_shell_composition(system, params, result, n_core, n_initial, mobile_types, shell_fractions,
+                                           seed)
             if params.md:
                 system.command("unfix integrate")
             system.command("velocity all set 0.0 0.0 0.0")

@@ -8,9 +8,12 @@ are in GPa.
 Per-atom arrays set here: ``grain_id`` (int, polycrystal and bicrystal),
 ``fixed`` (bool, outer shell of dislocation cylinders).
 
-hcp (issue #18, first increment): only the perfect bulk crystal (:func:`bulk_crystal`,
-orthohexagonal cell) and :func:`relax_hcp`; every other builder raises
-"structure kind X is not supported for hcp yet".
+hcp (issue #18): the perfect bulk crystal (:func:`bulk_crystal`, orthohexagonal cell),
+:func:`relax_hcp`, basal and prismatic slabs (:func:`slab` with ``surface=``), the {10-12}
+twin bicrystal (:func:`bicrystal` with ``kind="twin"``), the polycrystal (:func:`polycrystal`)
+and basal <a> dislocations (:mod:`sampling.hcp`: ``basal_screw_dislocation``,
+``basal_edge_dislocation``); ``c_over_a`` defaults to the ideal sqrt(8/3). Other
+builders raise "structure kind X is not supported for hcp yet".
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ __all__ = [
     "screw_dislocation",
     "single_crystal",
     "slab",
+    "slab_from_period",
 ]
 
 LATTICES = ("bcc", "fcc")  # the cubic lattices (oriented crystals, cubic elastic constants); hcp: ALL_LATTICES
-HCP_KINDS = ("bulk",)  # structure kinds built for hcp so far
+# structure kinds built for hcp so far
+HCP_KINDS = ("bulk", "slab", "polycrystal", "bicrystal (twin)", "basal screw dislocation", "basal edge dislocation")
 
 # Lattice sites of the conventional cubic cell, in units of a.
 _BASIS = {
@@ -162,8 +167,10 @@ def _check_material(element: str, lattice: str, a: float, kind: str | None = Non
         raise ValueError(f"lattice must be one of {', '.join(ALL_LATTICES)}, got {lattice!r}")
     if lattice == "hcp" and kind not in HCP_KINDS:
         name = f"structure kind {kind}" if kind else "this structure kind"
+        hint = ("; for hcp use sampling.hcp.basal_screw_dislocation / basal_edge_dislocation"
+                if kind and kind.endswith("dislocation") else "")
         raise ValueError(f"{name} is not supported for hcp yet: lattice must be one of {', '.join(LATTICES)} "
-                         f"for it (hcp so far: {', '.join(HCP_KINDS)})")
+                         f"for it (hcp so far: {', '.join(HCP_KINDS)}){hint}")
     if not (isinstance(a, (int, float, np.floating, np.integer)) and a > 0):
         raise ValueError(f"lattice constant a must be positive (A), got {a!r}")
 
@@ -271,8 +278,12 @@ def _tile(positions: np.ndarray, lengths: np.ndarray, repeats: Sequence[int]) ->
     return (shifts[:, None, :] + positions[None]).reshape(-1, 3), lengths * np.asarray(repeats)
 
 
-def _lattice_ball(lattice: str, a: float, radius: float) -> np.ndarray:
-    """Lattice sites (A, cubic frame, origin on a site) within ``radius`` of the origin."""
+def _lattice_ball(lattice: str, a: float, radius: float, c_over_a: float | None = None) -> np.ndarray:
+    """Lattice sites (A, cubic or orthohexagonal frame, origin on a site) within ``radius`` of the origin."""
+    if lattice == "hcp":
+        from sampling.hcp import hcp_ball
+
+        return hcp_ball(a, c_over_a, radius)
     n = math.ceil(radius / a) + 1
     grid = np.arange(-n, n + 1, dtype=float)
     cells = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 1, 3)
@@ -357,6 +368,8 @@ def slab(
     lateral_min_lengths: tuple[float, float] | None = None,
     vacuum: float = 10.0,
     x_direction: Sequence[int] | None = None,
+    surface: str | None = None,
+    c_over_a: float | None = None,
 ) -> Atoms:
     """Slab with free surfaces normal to z (Miller ``normal``), periodic along x and y.
 
@@ -364,8 +377,30 @@ def slab(
     on each side; pbc is (True, True, False). In-plane x is ``x_direction`` or the
     shortest direction perpendicular to the normal; y = normal cross x. Lateral
     extent: ``lateral_size`` repetitions (default (1, 1)) or ``lateral_min_lengths`` (A).
+
+    hcp: ``surface="basal"`` (0001) or ``"prismatic"`` (10-10), or ``normal`` as
+    Miller-Bravais plane indices (0, 0, 0, 1) / (1, 0, -1, 0); ``c_over_a`` (default
+    ideal); see :func:`sampling.hcp.hcp_slab`. ``surface`` and ``c_over_a`` are hcp only.
     """
     _check_material(element, lattice, a, kind="slab")
+    if lattice == "hcp":
+        from sampling.hcp import _surface_from_normal, hcp_slab
+
+        if x_direction is not None:
+            raise ValueError("x_direction: not used for hcp slabs (x is [2-1-10]); leave it None")
+        if len(normal) == 4:
+            from_normal = _surface_from_normal(normal)
+            if surface is not None and surface != from_normal:
+                raise ValueError(f"surface: {surface!r} contradicts normal {tuple(normal)!r} ({from_normal})")
+            surface = from_normal
+        elif tuple(normal) != (0, 0, 1):
+            raise ValueError(f"normal: for hcp give Miller-Bravais indices (h, k, i, l) or surface=, got {normal!r}")
+        if surface is None:
+            raise ValueError("surface: for an hcp slab give surface='basal' or 'prismatic' "
+                             "(or normal=(0, 0, 0, 1) / (1, 0, -1, 0))")
+        return hcp_slab(element, a, surface, c_over_a, thickness, lateral_size, lateral_min_lengths, vacuum)
+    if surface is not None or c_over_a is not None:
+        raise ValueError(f"surface and c_over_a: only for lattice 'hcp', got lattice {lattice!r}; use normal=")
     n = _miller("normal", normal)
     if not (thickness > 0):
         raise ValueError(f"thickness: must be positive (A), got {thickness!r}")
@@ -380,14 +415,22 @@ def slab(
                              "give an in-plane direction")
     rows = np.array([x, _reduced(np.cross(n, x)), n])
     positions, lengths = _oriented_block(lattice, float(a), rows)
+    atoms = slab_from_period(element, positions, lengths, thickness, vacuum, lateral_size, lateral_min_lengths)
+    atoms.info["orientation"] = rows.tolist()
+    return atoms
+
+
+def slab_from_period(element: str, positions: np.ndarray, lengths: np.ndarray, thickness: float, vacuum: float,
+                     lateral_size: tuple[int, int] | None, lateral_min_lengths: tuple[float, float] | None) -> Atoms:
+    """A slab tiled from one orthogonal period cell (``positions`` in [0, ``lengths``)): repeated laterally by
+    ``lateral_size`` (or to ``lateral_min_lengths`` A), stacked to at least ``thickness`` A along z, with
+    ``vacuum`` A on each side; pbc (True, True, False)."""
     lateral = _repeats(lateral_size, lateral_min_lengths, lengths[:2], (1, 1), ("lateral_size", "lateral_min_lengths"))
     layers = int(max(math.ceil(thickness / lengths[2] - 1e-9), 1))
     positions, cell = _tile(positions, lengths, (*lateral, layers))
     positions[:, 2] += vacuum
     cell[2] += 2.0 * vacuum
-    atoms = Atoms(numbers=_numbers(element, len(positions)), positions=positions, cell=cell, pbc=(True, True, False))
-    atoms.info["orientation"] = rows.tolist()
-    return atoms
+    return Atoms(numbers=_numbers(element, len(positions)), positions=positions, cell=cell, pbc=(True, True, False))
 
 
 # --------------------------------------------------------------------------- polycrystal
@@ -401,6 +444,7 @@ def polycrystal(
     n_grains: int,
     seed: int,
     overlap_fraction: float = 0.6,
+    c_over_a: float | None = None,
 ) -> Atoms:
     """Periodic Voronoi polycrystal in an orthogonal ``box`` (A) with ``n_grains`` random grains.
 
@@ -409,12 +453,23 @@ def polycrystal(
     seed) restricted to the grain's periodic Voronoi cell; then of every pair closer
     than ``overlap_fraction`` times the nearest-neighbour distance one atom is removed.
     ``arrays["grain_id"]`` is the grain (0..n_grains-1); ``info["grain_rotations"]``
-    the crystal-to-box rotation matrices.
+    the crystal-to-box rotation matrices, ``info["grain_seeds"]`` the seeds (A).
+    hcp: the orthohexagonal lattice with ``c_over_a`` (default ideal; hcp only),
+    nearest-neighbour distance min(a, sqrt(a^2/3 + c^2/4)).
     """
     from scipy.spatial import cKDTree
     from scipy.spatial.transform import Rotation
 
     _check_material(element, lattice, a, kind="polycrystal")
+    if lattice == "hcp":
+        from sampling.hcp import _ratio, hcp_nearest_neighbour
+
+        c_over_a = _ratio(c_over_a)
+        nearest_neighbour = hcp_nearest_neighbour(float(a), c_over_a)
+    elif c_over_a is not None:
+        raise ValueError(f"c_over_a: only for lattice 'hcp', got lattice {lattice!r}")
+    else:
+        nearest_neighbour = 0.0  # unused for cubic lattices, see below
     lengths = _positive_lengths("box", box, 3)
     if int(n_grains) != n_grains or n_grains < 1:
         raise ValueError(f"n_grains: must be a positive integer, got {n_grains!r}")
@@ -436,7 +491,7 @@ def polycrystal(
     for grain in range(n_grains):
         radius = min(2.0 * mean_radius, largest_radius)
         while True:
-            unwrapped = _lattice_ball(lattice, float(a), radius) @ rotations[grain].T + seeds[grain]
+            unwrapped = _lattice_ball(lattice, float(a), radius, c_over_a) @ rotations[grain].T + seeds[grain]
             wrapped = _wrap_into_box(unwrapped, lengths)
             distance, owner = seed_tree.query(wrapped)
             from_seed = np.linalg.norm(unwrapped - seeds[grain], axis=1)
@@ -450,10 +505,16 @@ def polycrystal(
 
     grain_id = np.concatenate([np.full(len(p), g, dtype=int) for g, p in enumerate(pieces)])
     positions = np.concatenate(pieces)
-    keep = _drop_close_pairs(positions, lengths, overlap_fraction * _NEAREST_NEIGHBOUR[lattice] * a)
+    # cubic: the same expression (and float rounding) as before hcp was added
+    if lattice == "hcp":
+        overlap_distance = overlap_fraction * nearest_neighbour
+    else:
+        overlap_distance = overlap_fraction * _NEAREST_NEIGHBOUR[lattice] * a
+    keep = _drop_close_pairs(positions, lengths, overlap_distance)
     atoms = Atoms(numbers=_numbers(element, int(keep.sum())), positions=positions[keep], cell=lengths, pbc=True)
     atoms.arrays["grain_id"] = grain_id[keep]
     atoms.info["grain_rotations"] = rotations.reshape(n_grains, 9).tolist()
+    atoms.info["grain_seeds"] = seeds.tolist()
     return atoms
 
 
@@ -480,6 +541,7 @@ def bicrystal(
     min_lengths: tuple[float, float, float] | None = None,
     translation: tuple[float, float, float] = (0.0, 0.0, 0.0),
     overlap_fraction: float = 0.6,
+    c_over_a: float | None = None,
 ) -> Atoms:
     """Periodic bicrystal with two symmetric tilt grain boundaries normal to z.
 
@@ -494,8 +556,21 @@ def bicrystal(
     grain 1 rigidly; then of every pair closer than ``overlap_fraction`` times the
     nearest-neighbour distance the grain-1 atom is removed.
     ``arrays["grain_id"]`` is 0 or 1.
+
+    hcp: ``kind="twin"`` only, the {10-12} twin (:func:`sampling.hcp.hcp_twin_bicrystal`;
+    ``size`` = (nx, ny, Bravais planes per grain)); tilt_axis, boundary_plane and
+    translation are not used; ``c_over_a`` (hcp only) defaults to the ideal ratio.
     """
     _check_material(element, lattice, a, kind=f"bicrystal ({kind})")
+    if lattice == "hcp":
+        from sampling.hcp import hcp_twin_bicrystal
+
+        if tilt_axis is not None or boundary_plane is not None or any(translation):
+            raise ValueError("tilt_axis, boundary_plane and translation: not used for the hcp {10-12} twin; "
+                             "leave them at their defaults")
+        return hcp_twin_bicrystal(element, a, c_over_a, size, min_lengths, overlap_fraction)
+    if c_over_a is not None:
+        raise ValueError(f"c_over_a: only for lattice 'hcp', got lattice {lattice!r}")
     if (kind, lattice) not in _BICRYSTAL_DEFAULTS:
         raise ValueError(f"kind: must be 'symmetric_tilt' or 'twin', got {kind!r}")
     default_axis, default_plane = _BICRYSTAL_DEFAULTS[(kind, lattice)]
