@@ -26,11 +26,11 @@ from .train import (
     TrainingFailed,
     TrainingInputError,
     TrainingUnavailable,
-    _check_set,
     _run_logged,
-    _species_of,
     _write_cfg_file,
+    checked_sets,
     rmse,
+    start_workdir,
 )
 
 __all__ = ["MLIP3_EFS_COMMAND", "MLIP3_TRAIN_COMMAND", "mlip3_command", "parse_mlip_errors", "train_mlip3"]
@@ -136,13 +136,8 @@ def train_mlip3(
     _check_radial(min_dist, max_dist, radial_basis_size)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise TrainingInputError("max_iter", f"needs an integer >= 0, got {max_iter!r}")
-    species = _species_of(list(train or []) + list(test or []), species)
-    train = _check_set(train, "train", species, allow_empty=False)
-    test = _check_set(test, "test", species, allow_empty=True)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "train.log"
-    log.write_text("")
+    species, train, test = checked_sets(train, test, species)
+    workdir, log = start_workdir(workdir)
     write_mtp_template(workdir / "init.almtp", level, len(species), min_dist=min_dist, max_dist=max_dist,
                        radial_basis_size=radial_basis_size)
     _write_cfg_file(workdir / "train.cfg", train, species)

@@ -37,13 +37,13 @@ from .train import (
     TrainedModel,
     TrainingFailed,
     TrainingInputError,
-    _check_set,
     _engine_version,
     _run_logged,
-    _species_of,
     _write_cfg_file,
+    checked_sets,
     evaluate,
     rmse,
+    start_workdir,
 )
 
 __all__ = ["train_mtp"]
@@ -103,17 +103,12 @@ def train_mtp(
                           ("stress_weight", stress_weight)):
         if not (np.isfinite(weight) and weight >= 0):
             raise TrainingInputError(label, f"needs a finite weight >= 0, got {weight!r}")
-    species = _species_of(list(train or []) + list(test or []), species)
-    train = _check_set(train, "train", species, allow_empty=False)
-    test = _check_set(test, "test", species, allow_empty=True)
+    species, train, test = checked_sets(train, test, species)
     if not name.endswith(".mtp") or "/" in name:
         raise TrainingInputError("name", f"a file name ending in .mtp, got {name!r}")
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, log = start_workdir(workdir)
     model_path = workdir / name
-    log = workdir / "train.log"
-    log.write_text("")
     _write_cfg_file(workdir / "train.cfg", train, species)
     settings = {
         "level": level, "species": list(species), "min_dist": float(min_dist), "max_dist": float(max_dist),

@@ -23,11 +23,11 @@ from .train import (
     TrainingFailed,
     TrainingInputError,
     TrainingUnavailable,
-    _check_set,
     _engine_version,
     _run_logged,
-    _species_of,
+    checked_sets,
     rmse,
+    start_workdir,
 )
 
 __all__ = ["pacemaker_input", "train_ace"]
@@ -101,13 +101,8 @@ def train_ace(
 
     started = time.perf_counter()
     binary = _pacemaker_available(pacemaker)
-    species = _species_of(list(train or []) + list(test or []), species)
-    train = _check_set(train, "train", species, allow_empty=False)
-    test = _check_set(test, "test", species, allow_empty=True)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "train.log"
-    log.write_text("")
+    species, train, test = checked_sets(train, test, species)
+    workdir, log = start_workdir(workdir)
     with open(workdir / "train.pckl.gzip", "wb") as handle:
         write_pacemaker(handle, train)
     settings = pacemaker_input(species, cutoff=cutoff, n_functions=n_functions, max_iter=max_iter, seed=seed)

@@ -73,6 +73,24 @@ def _species_of(images: Sequence[Atoms], species: Sequence[str] | str | None) ->
     return species
 
 
+def checked_sets(train: Sequence[Atoms] | None, test: Sequence[Atoms] | None,
+                 species: Sequence[str] | str | None) -> tuple[tuple[str, ...], list[Atoms], list[Atoms]]:
+    """A trainer's inputs checked: the species (given, or those of both sets) and the train (non-empty) and
+    test sets, each labelled and of those species (TrainingInputError naming the set)."""
+    species = _species_of(list(train or []) + list(test or []), species)
+    return (species, _check_set(train, "train", species, allow_empty=False),
+            _check_set(test, "test", species, allow_empty=True))
+
+
+def start_workdir(workdir: str | os.PathLike) -> tuple[Path, Path]:
+    """The trainer's work directory (created) and its emptied ``train.log``."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "train.log"
+    log.write_text("")
+    return workdir, log
+
+
 def _check_set(images: Sequence[Atoms] | None, name: str, species: Sequence[str], *, allow_empty: bool) -> list[Atoms]:
     from .export import ExportError, check_labelled
 
