@@ -95,4 +95,5 @@ def export_campaign(session: Session, campaign: Campaign, fmt: str, file: IO[str
     format's own) into ``file``; the number of configurations written."""
     format_for(fmt, "format", what="export format")  # an unknown format fails before the database is read
     images = campaign_dataset(session, campaign, datasets, filters)
-    return write_dataset(file, images, fmt, species=[campaign.element], reference_energies=reference_energies)
+    species = list(CampaignSpec.model_validate(campaign.spec).species)  # the .cfg type map: the spec's order
+    return write_dataset(file, images, fmt, species=species, reference_energies=reference_energies)

@@ -119,7 +119,7 @@ def _check_reference(spec: CampaignSpec, reference: Callable[..., Path | None], 
     if len(errors) > before:
         return
     try:
-        resolved = resolve_reference(value, spec.element, resolve_upload=resolve_upload)
+        resolved = resolve_reference(value, list(spec.species), resolve_upload=resolve_upload)
     except ReferencePotentialError as exc:
         errors.append(FieldError(exc.field, exc.reason))
         return

@@ -24,19 +24,20 @@ def server_limits() -> Limits:
 
 
 def check_supported(spec: CampaignSpec) -> None:
-    """SpecError for a valid spec the stages cannot run yet: several elements, or an hcp lattice (issue #18
-    adds them; parse_spec accepts such specs). Every entry point checks this first: submit_campaign (the CLI's
-    run and study, the API's last step) and app.policy.check_network_spec (the API's first, before anything is
-    estimated or built)."""
+    """SpecError for a valid spec the stages cannot run yet. Alloys and hcp metals run sampling, selection,
+    PCC-GCMC and labelling (issue #18); their refinement (MTP training, on-the-fly learning, ensemble) and the
+    validation study still take one element on bcc or fcc. Every entry point checks this first: submit_campaign
+    (the CLI's run and study, the API's last step) and app.policy.check_network_spec (the API's first, before
+    anything is estimated or built)."""
     errors = []
-    if len(spec.species) > 1:
-        errors.append(FieldError("elements", (
-            f"campaigns of several elements ({', '.join(spec.species)}) are not supported yet: the stages run one "
-            "element; issue #18 adds alloys (the spec is valid, schemas.parse_spec reads it); list one element")))
-    if spec.lattice == "hcp":
-        errors.append(FieldError("lattice", (
-            "hcp campaigns are not supported yet: the stages build bcc and fcc crystals; issue #18 adds hcp (the "
-            "spec is valid, schemas.parse_spec reads it); use lattice bcc or fcc")))
+    if len(spec.species) > 1 or spec.lattice == "hcp":
+        what = (f"an alloy ({', '.join(spec.species)})" if len(spec.species) > 1 else f"hcp {spec.element}")
+        for field, stages in (("refinement", "MTP training and on-the-fly learning"), ("study", "the validation study")):
+            if getattr(spec, field) is not None:
+                errors.append(FieldError(field, (
+                    f"{stages} of {what} is not supported yet (one element on bcc or fcc so far); remove "
+                    f"{field} to stop after labelling, then export the set (.cfg with the species order, "
+                    "pacemaker, extxyz) and fit it with motep or pacemaker")))
     if errors:
         raise SpecError(errors)
 

@@ -110,8 +110,9 @@ def _detected_lattice(atoms: Atoms) -> str | None:
 def _near_integers(values: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
     rounded = np.rint(values)
     if np.any(np.abs(values - rounded) > tolerance):
-        raise ValueError("atoms: sites are not on an axis-aligned perfect lattice; build the crystal with "
-                         "sampling.builders.bulk_crystal (or ordered_crystal) before occupying it")
+        raise ValueError("atoms: sites are not on a perfect lattice of one orientation; build the crystal with "
+                         "sampling.builders.bulk_crystal, single_crystal or slab (or ordered_crystal) before "
+                         "occupying it")
     return rounded.astype(int)
 
 
@@ -123,6 +124,17 @@ def _check_whole_cells(lengths: np.ndarray, periods: np.ndarray, prototype: str)
                          f"that is a multiple of {_CELLS_PER_CONVENTIONAL[prototype]}")
 
 
+def _cubic_sublattice(twice: np.ndarray, prototype: str) -> np.ndarray:
+    """Sublattice of cubic sites given as 2 x (cube-frame coordinates relative to a corner) / a (integers)."""
+    parity = twice % 2
+    odd = parity.sum(axis=1)
+    if prototype == "B2":  # corner A, body centre B
+        return (odd == 3).astype(int)
+    if prototype == "L1_2":  # face centres A, corners B
+        return (odd == 0).astype(int)
+    return parity[:, 2].astype(int)  # L1_0: (001) planes at z = 0 A, at z = a/2 B
+
+
 def _sublattice(atoms: Atoms, prototype: str, lattice: str) -> np.ndarray:
     """Index into ``elements`` of each site of the prototype (0 = first species)."""
     relative = atoms.positions - atoms.positions[0]
@@ -132,14 +144,19 @@ def _sublattice(atoms: Atoms, prototype: str, lattice: str) -> np.ndarray:
     lengths = atoms.cell.lengths()
     if lattice in ("bcc", "fcc"):
         a = nearest / (math.sqrt(3.0) / 2.0 if lattice == "bcc" else math.sqrt(0.5))
-        _check_whole_cells(lengths, np.full(3, a), prototype)
-        twice = _near_integers(2.0 * relative / a) % 2  # 2 x fractional coordinates, parity
-        odd = twice.sum(axis=1)
-        if prototype == "B2":  # corner A, body centre B
-            return (odd == 3).astype(int)
-        if prototype == "L1_2":  # face centres A, corners B
-            return (odd == 0).astype(int)
-        return twice[:, 2].astype(int)  # L1_0: (001) planes at z = 0 A, at z = a/2 B
+        # cube axes of the crystal: info["orientation"] (Miller directions along x, y, z, as single_crystal
+        # and slab record them) or the cell axes
+        rows = np.asarray(atoms.info.get("orientation", np.eye(3)), dtype=float)
+        unit = rows / np.linalg.norm(rows, axis=1)[:, None]
+        frame = relative @ unit
+        sublattice = _cubic_sublattice(_near_integers(2.0 * frame / a), prototype)
+        for axis in np.flatnonzero(atoms.pbc):  # each periodic image must continue the ordering
+            shifted = _near_integers(2.0 * (frame + atoms.cell[axis] @ unit) / a)
+            if np.any(_cubic_sublattice(shifted, prototype) != sublattice):
+                raise ValueError(f"atoms: the cell {np.round(lengths, 4).tolist()} A is not a whole number of "
+                                 f"{prototype} periods along {'xyz'[axis]}; the ordering would break at the "
+                                 "periodic boundary (use an even number of repeats along that axis)")
+        return sublattice
     # hcp / D0_19: in-plane coordinates (u, v) on a1 = a x, a2 = a (-1/2, sqrt3/2); layers c/2 apart;
     # a is the nearest distance within atom 0's basal plane (the out-of-plane neighbours are at a only for ideal c/a)
     vectors = atoms.get_distances(0, list(range(1, len(atoms))), mic=True, vector=True)
@@ -201,13 +218,13 @@ def occupy(
         return result
     assert prototype is not None
     parent, proportions = _check_prototype(prototype, names, lattice)
-    found = _detected_lattice(atoms)
+    found = lattice or _detected_lattice(atoms)  # a slab's surfaces hide a thin crystal's lattice from CNA
     if found != parent:
         raise ValueError(f"prototype: {prototype} is an ordering of the {parent} lattice, but atoms is "
                          f"{'a ' + found + ' crystal' if found else 'not a perfect bcc, fcc or hcp crystal'}")
     occupation = _sublattice(atoms, prototype, parent)
     expected = whole_atom_counts(proportions, len(atoms))
-    if np.bincount(occupation, minlength=len(names)).tolist() != expected:
+    if parent == "hcp" and np.bincount(occupation, minlength=len(names)).tolist() != expected:
         raise ValueError(f"atoms: the sites do not form whole {prototype} cells (got "
                          f"{np.bincount(occupation, minlength=len(names)).tolist()} sites per species)")
     result.numbers = numbers[occupation]

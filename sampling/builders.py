@@ -119,27 +119,15 @@ def relax_hcp(
     stages). Zero stress along x/y and z is the minimum of E(a, c) at zero pressure, i.e. both
     dE/da = 0 and dE/dc = 0. a is the mean of Lx/nx and Ly/(ny sqrt 3) (equal by symmetry).
     """
-    from md.engine import LammpsSystem
     from md.potentials import check_element
+    from sampling.properties import relax_box
 
     check_element(potential, element)
     _check_material(element, "hcp", a_guess, kind="bulk")
     if not (isinstance(c_over_a_guess, (int, float, np.floating)) and c_over_a_guess > 0):
         raise ValueError(f"c_over_a_guess: must be positive, got {c_over_a_guess!r}")
     atoms = bulk_crystal(element, "hcp", float(a_guess), size, c_over_a=float(c_over_a_guess))
-    with LammpsSystem(atoms, potential, threads=threads) as system:
-        system.commands(["min_style cg", "min_modify line quadratic",
-                         "fix zero_stress all box/relax aniso 0.0 couple none vmax 0.001"])
-        previous: np.ndarray | None = None
-        for _ in range(20):
-            system.command("minimize 0.0 1e-10 2000 20000")
-            lengths = np.diag(system.cell()).copy()
-            if previous is not None and np.all(np.abs(lengths - previous) < 1e-9 * lengths):
-                break
-            previous = lengths
-        system.command("unfix zero_stress")
-        energy = system.potential_energy() / system.natoms
-        lengths = np.diag(system.cell())
+    lengths, energy = relax_box(atoms, potential, "aniso 0.0 couple none", threads=threads)
     a = 0.5 * (lengths[0] / size[0] + lengths[1] / (size[1] * math.sqrt(3.0)))
     return float(a), float(lengths[2] / size[2] / a), float(energy)
 

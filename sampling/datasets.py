@@ -29,10 +29,14 @@ from formats import DatasetError, format_for, read
 if TYPE_CHECKING:
     from md.potentials import Potential
 
+    from .material import Material
+
 __all__ = [
     "DatasetError",
+    "alloy_dataset",
     "basic_dataset",
     "detect_format",
+    "generated_dataset",
     "read_dataset",
     "soap_pca_map",
 ]
@@ -280,6 +284,113 @@ def basic_dataset(
             rattled = atoms.copy()
             rattled.positions += rng.normal(0.0, rattle[0] if rattle else 0.05, rattled.positions.shape)
             add(rattled, f"{source}-rattled")
+    return images
+
+
+def generated_dataset(material: Material, potential: Potential | None = None, seed: int = 0) -> list[Atoms]:
+    """Set B of a campaign's material: :func:`basic_dataset` for one element on bcc or fcc (unchanged, so
+    single-element campaigns keep their set), :func:`alloy_dataset` for an alloy or an hcp metal."""
+    if not material.is_alloy and material.lattice in _CUBIC:
+        return basic_dataset(material.element, material.lattice, material.a, potential=potential, seed=seed)
+    return alloy_dataset(material, potential, seed=seed)
+
+
+# perfect-crystal cells of set B for alloys and hcp, in cells of bulk_crystal (orthohexagonal for hcp)
+_ALLOY_CELLS = {"bcc": (3, 3, 3), "fcc": (2, 2, 2), "hcp": (3, 2, 2)}
+_ALLOY_SURFACES = {"bcc": ((0, 0, 1), (1, 1, 0)), "fcc": ((0, 0, 1), (1, 1, 1)), "hcp": ("basal", "prismatic")}
+
+
+def alloy_dataset(
+    material: Material,
+    potential: Potential | None = None,
+    seed: int = 0,
+    strains: Sequence[float] = (-0.02, -0.01, 0.01, 0.02),
+    rattle: Sequence[float] = (0.05, 0.1),
+    max_atoms: int = 130,
+) -> list[Atoms]:
+    """Set B of an alloy or an hcp metal (sampling.material.Material), small cells (<= ``max_atoms``).
+
+    Contents (``info["source"]`` = ``"basic:<kind>..."``): the perfect crystal (a random solid solution in
+    two occupations); hydrostatic, uniaxial (xx) and shear (xy) strains of ``strains``; rattled crystals
+    (``rattle`` A, two seeds each); a vacancy on a site of each species; for an alloy an antisite pair (two
+    neighbours of different species swapped); two low-index surfaces (bcc (001), (110); fcc (001), (111);
+    hcp basal and prismatic; not for the D0_19 prototype, whose slabs are not built yet). With ``potential``
+    the defect cells are relaxed at fixed cell. Every occupation and displacement comes from ``seed``.
+    Grain boundaries are left to the sampling (a random alloy's boundary cell is too large for B).
+    """
+    from .builders import slab
+
+    rng = np.random.default_rng(seed)
+    if material.prototype is not None:
+        from .alloys import conventional_size
+
+        per_axis = {"B2": (3, 3, 3), "L1_2": (2, 2, 2), "L1_0": (2, 2, 2), "D0_19": (2, 1, 2)}[material.prototype]
+        size = conventional_size(material.prototype, per_axis)
+    else:
+        size = _ALLOY_CELLS[material.lattice]
+    images: list[Atoms] = []
+
+    def add(atoms: Atoms, source: str) -> None:
+        if len(atoms) > max_atoms:
+            raise DatasetError(f"{source} has {len(atoms)} atoms > max_atoms {max_atoms}")
+        atoms.info["source"] = f"basic:{source}"
+        images.append(atoms)
+
+    def occupied(occupation: int) -> Atoms:
+        return material.crystal(size, seed=seed * 1000 + occupation)
+
+    perfect = occupied(0)
+    add(perfect.copy(), "bulk")
+    if material.is_alloy and material.prototype is None:
+        add(occupied(1), "bulk-occupation-1")
+    for eps in strains:
+        add(_strained(perfect, eps * np.eye(3)), f"bulk-hydrostatic{eps:+.3f}")
+        add(_strained(perfect, np.diag([eps, 0.0, 0.0])), f"bulk-uniaxial-xx{eps:+.3f}")
+        shear = np.zeros((3, 3))
+        shear[0, 1] = shear[1, 0] = eps / 2.0
+        add(_strained(perfect, shear), f"bulk-shear-xy{eps:+.3f}")
+    for sigma in rattle:
+        for k in range(2):
+            cell = occupied(2 + k)
+            cell.positions += rng.normal(0.0, sigma, cell.positions.shape)
+            add(cell, f"bulk-rattled-{sigma:.3f}")
+
+    defects: list[tuple[Atoms, str]] = []
+    centre = perfect.cell.sum(axis=0) / 2.0
+    by_distance = np.argsort(np.linalg.norm(perfect.positions - centre, axis=1))
+    symbols = np.array(perfect.get_chemical_symbols())
+    for element in material.species:
+        site = int(next(i for i in by_distance if symbols[i] == element))
+        vacancy = perfect.copy()
+        del vacancy[site]
+        defects.append((vacancy, f"vacancy-{element}"))
+    if material.is_alloy:
+        first = int(by_distance[0])
+        distances = perfect.get_distances(first, list(range(len(perfect))), mic=True)
+        partner = int(min((i for i in range(len(perfect)) if symbols[i] != symbols[first]),
+                          key=lambda i: distances[i]))
+        antisite = perfect.copy()
+        numbers = antisite.numbers.copy()
+        numbers[[first, partner]] = numbers[[partner, first]]
+        antisite.numbers = numbers
+        defects.append((antisite, "antisite"))
+    if material.prototype != "D0_19":
+        for surface in _ALLOY_SURFACES[material.lattice]:
+            if material.lattice == "hcp":
+                built = slab(material.element, "hcp", material.a, surface=str(surface), thickness=8.0,
+                             lateral_size=(2, 1), vacuum=8.0, c_over_a=material.c_over_a)
+                name = str(surface)
+            else:
+                built = slab(material.element, material.lattice, material.a, normal=surface, thickness=6.0,  # type: ignore[arg-type]
+                             lateral_size=(2, 2), vacuum=8.0)
+                name = "".join(str(v) for v in surface)
+            defects.append((material.occupy(built, seed=seed * 1000 + 4, kind="slab"), f"surface-{name}"))
+    for atoms, source in defects:
+        if potential is not None:
+            atoms = _relax(atoms, potential)
+        else:
+            atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
+        add(atoms, source)
     return images
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "elastic_constants",
     "guess_lattice_constant",
     "interstitial_formation_energy",
+    "relax_box",
     "relax_lattice_constant",
     "vacancy_formation_energy",
 ]
@@ -80,6 +82,23 @@ def relax_lattice_constant(
     return a_relaxed, float(energy)
 
 
+def relax_box(atoms: Atoms, potential: Potential, box: str, *, threads: int = 1) -> tuple[np.ndarray, float]:
+    """Box edge lengths (A) and energy per atom (eV) after minimising positions and box (fix box/relax
+    ``box``) until the box stops changing (box/relax converges in vmax-limited stages)."""
+    with LammpsSystem(atoms, potential, threads=threads) as system:
+        system.commands(["min_style cg", "min_modify line quadratic",
+                         f"fix zero_stress all box/relax {box} vmax 0.001"])
+        previous: np.ndarray | None = None
+        for _ in range(20):
+            system.command("minimize 0.0 1e-10 2000 20000")
+            lengths = np.diag(system.cell()).copy()
+            if previous is not None and np.all(np.abs(lengths - previous) < 1e-9 * lengths):
+                break
+            previous = lengths
+        system.command("unfix zero_stress")
+        return np.diag(system.cell()).copy(), system.potential_energy() / system.natoms
+
+
 def _check(potential: Potential, element: str, lattice: str) -> None:
     check_element(potential, element)
     if lattice not in LATTICES:
@@ -101,6 +120,7 @@ def elastic_constants(
     strain: float = 1e-3,
     size: int = 3,
     threads: int = 1,
+    occupy: Callable[[Atoms], Atoms] | None = None,
 ) -> dict[str, float]:
     """Cubic elastic constants (GPa) at 0 K from the stress of strained, position-relaxed cells.
 
@@ -112,7 +132,9 @@ def elastic_constants(
     (epsilon_4..6 engineering shear strains). The cubic constants average the
     symmetry-equivalent entries of the 6 x 6 matrix. Returns C11, C12, C44,
     the bulk modulus B = (C11 + 2 C12) / 3, the shear moduli C' = (C11 - C12) / 2
-    and C44, the Zener ratio A = C44 / C' and the lattice constant used (A).
+    and C44, the Zener ratio A = C44 / C' and the lattice constant used (A). ``occupy`` puts an alloy's species
+    on the reference crystal's sites (sampling.material.Material.occupy): the constants are then the alloy's
+    cubic averages (a random solid solution is cubic only on average).
     """
     _check(potential, element, lattice)
     if not 0 < strain < 0.05:
@@ -120,6 +142,8 @@ def elastic_constants(
     if a is None:
         a, _ = relax_lattice_constant(potential, element, lattice, threads=threads)
     reference = bulk_crystal(element, lattice, float(a), (size, size, size))
+    if occupy is not None:
+        reference = occupy(reference)
     matrix = np.zeros((6, 6))
     for j in range(6):
         stresses = []

@@ -326,9 +326,8 @@ def _common(atoms: Atoms, potential: Potential, element: str, lattice: str, latt
     if isinstance(lattice_constant, bool) or not isinstance(lattice_constant, (int, float, np.integer, np.floating)) \
             or not math.isfinite(lattice_constant) or not lattice_constant > 0:
         raise ValueError(f"lattice_constant must be > 0 A, got {lattice_constant!r}")
-    if lattice not in ("bcc", "fcc"):  # hcp loading protocols come with issue #18's next increment
-        raise ValueError(f"lattice must be 'bcc' or 'fcc' for the loading protocols (hcp is not supported "
-                         f"by them yet), got {lattice!r}")
+    if lattice not in ("bcc", "fcc", "hcp"):
+        raise ValueError(f"lattice must be 'bcc', 'fcc' or 'hcp', got {lattice!r}")
     return float(timestep_fs) / 1000.0
 
 

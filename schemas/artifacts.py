@@ -70,6 +70,15 @@ class GammaHistogram(LogHistogram, ArtifactModel):
 
 
 @artifact
+class SpeciesGammaHistograms(ArtifactModel):
+    """gamma per species of a campaign of several elements, each atom graded against its own species' active
+    set: one per sampling snapshot (named by its source) and the campaign's sum (named ``campaign``)."""
+
+    KIND: ClassVar[str] = "species_gamma_histograms"
+    histograms: dict[str, LogHistogram] = Field(description="species -> its atoms' gamma histogram")
+
+
+@artifact
 class CandidateTable(ArtifactModel):
     """The PCC-GCMC candidates (boxes) of one cluster and the chosen one (the paper's Fig. 3b), named by the
     cluster's source."""

@@ -287,12 +287,12 @@ class CampaignSpec(Strict):
         "lattice (the default then)",
     )
     lattice_constant: float | None = Field(
-        None, ge=1.0, le=10.0, description="lattice constant a, A (cubic edge; hcp: basal a); relaxed with the "
-        "potential when omitted",
+        None, ge=1.0, le=10.0, description="lattice constant a, A (cubic edge; hcp: basal a); when omitted, a "
+        "(and c/a for hcp) are relaxed with the potential, an alloy's in its occupied crystal",
     )
     c_over_a: float | None = Field(
-        None, ge=1.4, le=2.0, description="hcp only: c/a; relaxed with the potential when omitted (estimates before "
-        f"the run use the ideal {IDEAL_C_OVER_A:.4f})",
+        None, ge=1.4, le=2.0, description="hcp only: c/a used with a given lattice_constant (default the ideal "
+        f"{IDEAL_C_OVER_A:.4f}); without lattice_constant it is relaxed too, from this start",
     )
     potential: str = Field(
         ...,

@@ -93,8 +93,8 @@ def _structures(spec: CampaignSpec) -> list[tuple[str, Any]]:
 
 def estimated_atoms(spec: CampaignSpec) -> float:
     """Atoms of all the structures the campaign builds (check_spec builds each once)."""
-    a = spec.estimated_lattice_constant()
-    return sum(structure.estimated_atoms(spec.lattice, a) for _, structure in _structures(spec))
+    a, c_over_a = spec.estimated_lattice_constant(), spec.estimated_c_over_a()
+    return sum(structure.estimated_atoms(spec.lattice, a, c_over_a) for _, structure in _structures(spec))
 
 
 def limit_errors(spec: CampaignSpec, server: Limits | None = None) -> list[tuple[str, str]]:
@@ -104,7 +104,8 @@ def limit_errors(spec: CampaignSpec, server: Limits | None = None) -> list[tuple
     lattice = spec.lattice
     errors: list[tuple[str, str]] = []
 
-    atoms = {field: structure.estimated_atoms(lattice, a) for field, structure in _structures(spec)}
+    atoms = {field: structure.estimated_atoms(lattice, a, spec.estimated_c_over_a())
+             for field, structure in _structures(spec)}
     bound = bounds["max_structure_atoms"]
     errors += [(field, structure_message(n, bound)) for field, n in atoms.items() if n > bound.value]
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
+from schemas.alloys import IDEAL_C_OVER_A
 from schemas.base import Strict
 
 Repeat = Annotated[int, Field(ge=1, le=1000)]
@@ -27,6 +28,8 @@ Length = Annotated[float, Field(gt=0, le=1e5, description="A")]
 PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
 # Atoms per A^3 is lattice-dependent; used only for the budget estimate before anything is built.
 ATOMS_PER_CUBIC_CELL = {"bcc": 2, "fcc": 4}
+# hcp: the orthohexagonal cell a x a sqrt(3) x c holds 4 atoms (sampling.builders.bulk_crystal's hcp cell)
+ATOMS_PER_ORTHOHEXAGONAL_CELL = 4
 # Most iterations of one LAMMPS `minimize` of the protocols (sampling.protocols._MINIMIZE: etol ftol 1000 10000);
 # a minimisation counts against the MD budget as this many steps (each iteration is at least one force call).
 MINIMIZE_MAX_ITERATIONS = 1000
@@ -88,10 +91,16 @@ class _PointDefects(Strict):
     interstitials: int = Field(0, ge=0, description="<111> dumbbell self-interstitials added at random")
     seed: int = Field(12345, ge=1, description="random seed for grains and point defects")
 
-    def estimated_atoms(self, lattice: str, a: float) -> float:
+    def estimated_atoms(self, lattice: str, a: float, c_over_a: float = IDEAL_C_OVER_A) -> float:
         """Atoms of the built structure, from its geometry alone (no structure is built): exact for
-        crystals cut along lattice periods, within a few per cent for grains, cylinders and loops."""
+        crystals cut along lattice periods, within a few per cent for grains, cylinders and loops.
+        hcp (``a`` the basal constant, ``c_over_a``): the structure's volume at hcp density."""
+        if lattice == "hcp":
+            return self._hcp_atoms(a, c_over_a) + self.interstitials
         return self._lattice_atoms(lattice, a) + self.interstitials
+
+    def _hcp_atoms(self, a: float, c_over_a: float) -> float:
+        return self.volume(a) * ATOMS_PER_ORTHOHEXAGONAL_CELL / (a**3 * 3**0.5 * c_over_a)
 
     def _lattice_atoms(self, lattice: str, a: float) -> float:
         return self.volume(a) * ATOMS_PER_CUBIC_CELL[lattice] / a**3
@@ -108,6 +117,10 @@ class BulkStructure(_PointDefects):
 
     def volume(self, a: float) -> float:
         return a**3 * self.supercell[0] * self.supercell[1] * self.supercell[2]
+
+    def _hcp_atoms(self, a: float, c_over_a: float) -> float:
+        # hcp supercell: repeats of the orthohexagonal cell
+        return ATOMS_PER_ORTHOHEXAGONAL_CELL * self.supercell[0] * self.supercell[1] * self.supercell[2]
 
 
 class SingleCrystalStructure(_PointDefects):
@@ -141,7 +154,9 @@ class SlabStructure(_PointDefects):
     """A slab with free surfaces normal to z (the indentation geometry)."""
 
     kind: Literal["slab"] = "slab"
-    normal: Miller = Field((0, 0, 1), description="surface normal (Miller direction)")
+    normal: Miller = Field((0, 0, 1), description="surface normal (Miller direction; bcc and fcc)")
+    surface: Literal["basal", "prismatic"] = Field(
+        "basal", description="hcp only: the free surface, basal (0001) or prismatic (10-10)")
     thickness: Length = Field(30.0, description="crystal thickness along z, A")
     lateral_min_lengths: tuple[Length, Length] = Field((50.0, 50.0), description="smallest x, y edges, A")
     vacuum: float = Field(10.0, ge=0, le=1000, description="vacuum on each side, A")
@@ -187,12 +202,18 @@ class DislocationStructure(_PointDefects):
     """A straight dislocation in a cylinder (anisotropic elasticity, constants from the potential)."""
 
     kind: Literal["dislocation"] = "dislocation"
-    character: Literal["screw", "edge"] = Field("screw", description="1/2<111> screw or edge (bcc)")
+    character: Literal["screw", "edge"] = Field(
+        "screw", description="screw or edge: 1/2<111> (bcc), 1/2<110> (fcc), basal a/3<2-1-10> (hcp)")
     radius: Length = Field(40.0, description="cylinder radius, A")
     line_repeats: int = Field(4, ge=1, le=1000, description="periods along the dislocation line")
 
     def volume(self, a: float) -> float:
         return 3.1416 * self.radius**2 * self.line_repeats * a * 3**0.5 / 2
+
+    def _hcp_atoms(self, a: float, c_over_a: float) -> float:
+        # sampling.hcp basal dislocations: the line along [2-1-10], period a
+        return math.pi * self.radius**2 * self.line_repeats * a * ATOMS_PER_ORTHOHEXAGONAL_CELL / (
+            a**3 * 3**0.5 * c_over_a)
 
     def _lattice_atoms(self, lattice: str, a: float) -> float:
         # the line of matscipy's BCCScrew111 / BCCEdge111 / FCCScrew110 / FCCEdge110 cylinders

@@ -21,6 +21,7 @@ from selection.maxvol import (
     build_species_active_sets,
     grades,
     select_add,
+    select_add_species,
 )
 
 GAMMA_LEVELS = (1.0, 2.0, 10.0)  # MLIP-3: interpolation, reliable extrapolation, risky
@@ -34,6 +35,11 @@ def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: floa
 @overload
 def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
                         per_species: Literal[True]) -> SpeciesActiveSets: ...
+
+
+@overload
+def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
+                        per_species: bool) -> ActiveSet | SpeciesActiveSets: ...
 
 
 def training_active_set(basis: Basis, training: Sequence[Atoms], tolerance: float = 1.001, *,
@@ -83,27 +89,32 @@ def gamma_summary(gamma: np.ndarray) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Selection:
-    active_set: ActiveSet
+    active_set: ActiveSet | SpeciesActiveSets
     chosen: list[tuple[int, int]]  # (configuration index, atom index), in the order they entered
 
 
 def select_environments(
-    active_set: ActiveSet,
+    active_set: ActiveSet | SpeciesActiveSets,
     rows: Sequence[np.ndarray],
     gamma: Sequence[np.ndarray],
     candidates: Sequence[np.ndarray] | None = None,
     *,
     gamma_select: float,
     max_new: int | None = None,
+    species: Sequence[Sequence[str] | np.ndarray] | None = None,
 ) -> Selection:
     """Greedy MaxVol selection among candidate atoms of several configurations.
 
     ``rows[k]``/``gamma[k]``: per-atom rows and grades of configuration k; ``candidates[k]``
     a boolean mask of atoms that may be selected (default all). Only candidates above
     ``gamma_select`` are handed to select_add, which keeps the selection diverse. ``gamma_select`` has no
-    default here: the campaign's is ``schemas.campaign.SelectionParams.gamma_select``.
+    default here: the campaign's is ``schemas.campaign.SelectionParams.gamma_select``. Per-species active
+    sets need ``species[k]``, the symbol of each row of configuration k: each species' candidates enter
+    its own set (:func:`selection.maxvol.select_add_species`, max_new shared over the species).
     """
-    pool_rows, owners = [], []
+    if isinstance(active_set, SpeciesActiveSets) and species is None:
+        raise ValueError("species: per-species active sets need the species of every row")
+    pool_rows, owners, pool_species = [], [], []
     for k, (config_rows, config_gamma) in enumerate(zip(rows, gamma, strict=True)):
         mask = config_gamma > gamma_select
         if candidates is not None:
@@ -111,8 +122,15 @@ def select_environments(
         for atom in np.flatnonzero(mask):
             owners.append((k, int(atom)))
         pool_rows.append(config_rows[mask])
+        if species is not None:
+            pool_species.append(np.asarray(species[k], dtype=str)[mask])
     if not owners:
         return Selection(active_set, [])
+    if isinstance(active_set, SpeciesActiveSets):
+        updated_sets, picked = select_add_species(
+            active_set, np.vstack(pool_rows), np.concatenate(pool_species), gamma_select=gamma_select,
+            max_new=max_new, labels=[f"config-{k}:atom-{a}" for k, a in owners])
+        return Selection(updated_sets, [owners[int(i)] for i in picked])
     updated, picked = select_add(
         active_set,
         np.vstack(pool_rows),
@@ -128,6 +146,7 @@ def gamma_against_training_sets(
     training_sets: Mapping[str, Sequence[Atoms]],
     graded_rows: np.ndarray,
     tolerance: float = 1.001,
+    graded_species: Sequence[str] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """gamma of the ``graded_rows`` (n x m, e.g. a campaign's candidate environments) against the
     MaxVol active set of each named training set, e.g. ``{"B": basic, "B+C": basic + clusters,
@@ -135,7 +154,8 @@ def gamma_against_training_sets(
 
     One fixed basis for every set (MLIP-3's ``calc-grade`` with one potential), so the sets differ only
     in the environments they hold, not in refitted radial functions. Rows of a configuration shared by
-    several sets are computed once.
+    several sets are computed once. With ``graded_species`` (the symbol of each graded row) every set is
+    one active set per species and each row is graded against its own species' set.
     """
     cache: dict[int, np.ndarray] = {}
 
@@ -149,6 +169,12 @@ def gamma_against_training_sets(
     for name, images in training_sets.items():
         if not images:
             raise ValueError(f"training set {name!r} is empty")
-        active_set = build_active_set(np.vstack([rows_of(atoms) for atoms in images]), tolerance=tolerance)
-        out[name] = grades(active_set, graded_rows) if len(graded_rows) else np.zeros(0)
+        rows = np.vstack([rows_of(atoms) for atoms in images])
+        if graded_species is None:
+            out[name] = grades(build_active_set(rows, tolerance=tolerance), graded_rows) if len(graded_rows) \
+                else np.zeros(0)
+            continue
+        symbols = [symbol for atoms in images for symbol in atoms.get_chemical_symbols()]
+        species_sets = build_species_active_sets(rows, symbols, tolerance=tolerance)
+        out[name] = species_sets.grades(graded_rows, graded_species) if len(graded_rows) else np.zeros(0)
     return out

@@ -185,6 +185,11 @@ class SpeciesActiveSets:
     def tolerance(self) -> float:
         return max(aset.tolerance for aset in self.sets.values())
 
+    @property
+    def log_abs_det(self) -> float:
+        """log |det| of the block-diagonal set of all species (the sum of theirs)."""
+        return float(sum(aset.log_abs_det for aset in self.sets.values()))
+
     def __getitem__(self, species: str) -> ActiveSet:
         if species not in self.sets:
             raise UnknownSpeciesError(
@@ -547,35 +552,110 @@ def select_add(
     return new_set, selected
 
 
-def save(active_set: ActiveSet, file: str | os.PathLike | BinaryIO) -> None:
-    """Write the active set as ``.npz`` (rows, indices, labels, scale, tolerance, iterations)."""
-    np.savez(
-        file,
-        format=np.array("defect-genome-active-set-1"),
-        rows=active_set.rows,
-        indices=active_set.indices,
-        labels=active_set.labels.astype(str),
-        scale=active_set.scale,
-        tolerance=np.array(active_set.tolerance),
-        iterations=np.array(active_set.iterations),
-    )
+def select_add_species(
+    active_sets: SpeciesActiveSets,
+    candidate_rows: np.ndarray,
+    species: Sequence[str] | np.ndarray,
+    gamma_select: float,
+    max_new: int | None = None,
+    labels: Sequence[str] | None = None,
+) -> tuple[SpeciesActiveSets, np.ndarray]:
+    """:func:`select_add` per species: each species' candidates (``species[i]`` of row i) enter that species'
+    active set only (on its columns). ``max_new`` is shared out over the species in proportion to their
+    candidates above ``gamma_select`` (largest remainder, every such species at least one while any is left).
+    Returns the new sets and the selected candidate indices (species in set order, each in entry order)."""
+    candidate_rows = _as_rows(candidate_rows, "candidate_rows")
+    symbols = np.asarray(species, dtype=str).reshape(-1)
+    if symbols.size != candidate_rows.shape[0]:
+        raise ValueError(f"{symbols.size} species for {candidate_rows.shape[0]} candidate rows")
+    unknown = sorted(set(symbols.tolist()) - set(active_sets.sets))
+    if unknown:
+        raise UnknownSpeciesError(f"no active set for species {', '.join(unknown)} (the active sets hold "
+                                  f"{', '.join(active_sets.sets)}); add configurations with them to the training set")
+    gamma = active_sets.grades(candidate_rows, symbols) if candidate_rows.shape[0] else np.zeros(0)
+    above = {name: int(np.count_nonzero((symbols == name) & (gamma > gamma_select))) for name in active_sets.sets}
+    quota = _shares(above, max_new)
+    sets = dict(active_sets.sets)
+    selected: list[np.ndarray] = []
+    for name, aset in active_sets.sets.items():
+        where = np.flatnonzero(symbols == name)
+        if not where.size or not quota[name]:
+            continue
+        block = candidate_rows[where]
+        if active_sets.columns is not None and active_sets.columns[name].size != active_sets.size:
+            block = block[:, active_sets.columns[name]]
+        names = None if labels is None else [str(labels[int(k)]) for k in where]
+        sets[name], picked = select_add(aset, block, gamma_select, quota[name], labels=names)
+        selected.append(where[picked])
+    updated = SpeciesActiveSets(sets, columns=active_sets.columns, width=active_sets.width)
+    return updated, np.concatenate(selected) if selected else np.zeros(0, dtype=np.int64)
 
 
-def load(file: str | os.PathLike | BinaryIO) -> ActiveSet:
-    """Read an active set written by :func:`save`."""
+def _shares(counts: dict[str, int], total: int | None) -> dict[str, int | None]:
+    """``total`` split over ``counts`` in proportion (largest remainder); None (no limit) stays None."""
+    if total is None:
+        return dict.fromkeys(counts)
+    weight = sum(counts.values())
+    if weight == 0:
+        return dict.fromkeys(counts, 0)
+    exact = {name: total * count / weight for name, count in counts.items()}
+    shares = {name: int(value) for name, value in exact.items()}
+    for name in sorted(counts, key=lambda n: exact[n] - shares[n], reverse=True)[: total - sum(shares.values())]:
+        shares[name] += 1
+    return shares  # type: ignore[return-value]
+
+
+_SPECIES_FORMAT = "defect-genome-species-active-sets-1"
+
+
+def save(active_set: ActiveSet | SpeciesActiveSets, file: str | os.PathLike | BinaryIO) -> None:
+    """Write the active set as ``.npz`` (rows, indices, labels, scale, tolerance, iterations); per-species sets
+    as the same arrays of each species under ``<species>.<name>`` with its columns, and the species order."""
+    if isinstance(active_set, SpeciesActiveSets):
+        arrays: dict[str, np.ndarray] = {"format": np.array(_SPECIES_FORMAT),
+                                         "species": np.array(active_set.species, dtype=str),
+                                         "width": np.array(active_set.size)}
+        for name, aset in active_set.sets.items():
+            arrays.update({f"{name}.{key}": value for key, value in _arrays(aset).items()})
+            if active_set.columns is not None:
+                arrays[f"{name}.columns"] = active_set.columns[name]
+        np.savez(file, **arrays)  # type: ignore[arg-type]
+        return
+    np.savez(file, format=np.array("defect-genome-active-set-1"), **_arrays(active_set))  # type: ignore[arg-type]
+
+
+def _arrays(active_set: ActiveSet) -> dict[str, np.ndarray]:
+    return {"rows": active_set.rows, "indices": active_set.indices, "labels": active_set.labels.astype(str),
+            "scale": active_set.scale, "tolerance": np.array(active_set.tolerance),
+            "iterations": np.array(active_set.iterations)}
+
+
+def load(file: str | os.PathLike | BinaryIO) -> ActiveSet | SpeciesActiveSets:
+    """Read an active set (or per-species sets) written by :func:`save`."""
+    name = getattr(file, "name", file)
     with np.load(file, allow_pickle=False) as data:
-        missing = {"rows", "indices", "labels", "scale"} - set(data.files)
-        if missing:
-            name = getattr(file, "name", file)
-            raise ValueError(f"{name} is not an active-set file (missing {', '.join(sorted(missing))})")
-        return ActiveSet(
-            rows=data["rows"],
-            indices=data["indices"],
-            labels=data["labels"],
-            scale=data["scale"],
-            tolerance=float(data["tolerance"]) if "tolerance" in data.files else DEFAULT_TOLERANCE,
-            iterations=int(data["iterations"]) if "iterations" in data.files else 0,
-        )
+        if "format" in data.files and str(data["format"]) == _SPECIES_FORMAT:
+            species = [str(s) for s in data["species"]]
+            sets = {s: _active_set({key.split(".", 1)[1]: data[key] for key in data.files
+                                    if key.startswith(f"{s}.")}, name) for s in species}
+            has_columns = all(f"{s}.columns" in data.files for s in species)
+            columns = {s: data[f"{s}.columns"] for s in species} if has_columns else None
+            return SpeciesActiveSets(sets, columns=columns, width=int(data["width"]) if has_columns else None)
+        return _active_set({key: data[key] for key in data.files}, name)
+
+
+def _active_set(data: dict[str, np.ndarray], name: object) -> ActiveSet:
+    missing = {"rows", "indices", "labels", "scale"} - set(data)
+    if missing:
+        raise ValueError(f"{name} is not an active-set file (missing {', '.join(sorted(missing))})")
+    return ActiveSet(
+        rows=data["rows"],
+        indices=data["indices"],
+        labels=data["labels"],
+        scale=data["scale"],
+        tolerance=float(data["tolerance"]) if "tolerance" in data else DEFAULT_TOLERANCE,
+        iterations=int(data["iterations"]) if "iterations" in data else 0,
+    )
 
 
 # --------------------------------------------------------------------------- histograms

@@ -136,12 +136,13 @@ def test_atom_estimates_match_the_built_structures(structure):
     """The estimate (no structure built) is within 3 % of the structure check_spec builds, above rather than below."""
     from pydantic import TypeAdapter
 
+    from sampling.material import Material
     from sampling.structures import build_structure
     from schemas.sampling import Structure
     from workers.stages.common import resolve_potential
 
     model = TypeAdapter(Structure).validate_python(structure)
-    built = len(build_structure(model, "W", "bcc", 3.165, resolve_potential("W_zhou.eam.alloy")))
+    built = len(build_structure(model, Material(("W",), "bcc", 3.165), resolve_potential("W_zhou.eam.alloy")))
     assert 0.999 < model.estimated_atoms("bcc", 3.165) / built < 1.03
 
 

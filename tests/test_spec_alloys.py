@@ -191,47 +191,47 @@ def test_the_potential_must_describe_every_element():
     assert potential_species_errors(parse_spec(_spec()), load_potential("CuNi.eam.alloy")) == []
 
 
-# --------------------------------------------------------------------------- refused by the entry points (for now)
+# --------------------------------------------------------------------------- what the entry points accept
+
+MG = {"element": "Mg", "lattice": "hcp", "potential": "Mg_mm.eam.fs"}
+REFINEMENT = {"otf": {"targets": [{"structure": {"kind": "bulk", "supercell": [3, 3, 3]}, "temperature": 300,
+                                   "steps": 100}]}}
 
 
-def test_the_entry_check_refuses_alloys_and_hcp_naming_the_issue():
+def test_the_entry_check_accepts_alloys_and_hcp_and_refuses_their_refinement_and_study():
     from app.services import check_supported
 
-    with pytest.raises(SpecError) as info:
-        check_supported(parse_spec(_alloy(**CU_NI)))
-    ((field, message),) = [(e.field, e.message) for e in info.value.errors]
-    assert field == "elements" and "not supported yet" in message and "#18" in message
-    with pytest.raises(SpecError) as info:
-        check_supported(parse_spec(_spec(element="Mg", lattice="hcp", potential="Mg_mm.eam.fs")))
-    ((field, message),) = [(e.field, e.message) for e in info.value.errors]
-    assert field == "lattice" and "not supported yet" in message and "#18" in message
+    check_supported(parse_spec(_alloy(**CU_NI)))  # sampling .. labelling run for alloys and hcp
+    check_supported(parse_spec(_spec(**MG)))
     check_supported(parse_spec(_spec()))  # one cubic metal: runs
+    for data, what in ((_alloy(**CU_NI), "an alloy (Cu, Ni)"), (_spec(**MG), "hcp Mg")):
+        with pytest.raises(SpecError) as info:
+            check_supported(parse_spec(data | {"refinement": REFINEMENT}))
+        ((field, message),) = [(e.field, e.message) for e in info.value.errors]
+        assert field == "refinement" and what in message and "not supported yet" in message
+        assert "remove refinement" in message
 
 
-def test_submit_refuses_alloy_and_hcp_specs(env):
-    """The CLI's path: submit_campaign on the embedded database; nothing stored."""
+def test_submit_refuses_the_refinement_of_an_alloy_and_stores_nothing(env):
+    """The CLI's path: submit_campaign on the embedded database."""
     from app.auth import get_or_create_user
     from app.services import submit_campaign
     from core import access
     from core.session import session_scope
 
-    for data, field in ((_alloy(**CU_NI), "elements"), (_spec(element="Mg", lattice="hcp",
-                                                              potential="Mg_mm.eam.fs"), "lattice")):
-        with session_scope() as session:
-            owner = get_or_create_user(session, "alice")
-            with pytest.raises(SpecError) as info:
-                submit_campaign(session, owner, parse_spec(data))
-            assert [e.field for e in info.value.errors] == [field]
-            assert access.campaigns_in_progress(session) == []
+    with session_scope() as session:
+        owner = get_or_create_user(session, "alice")
+        with pytest.raises(SpecError) as info:
+            submit_campaign(session, owner, parse_spec(_alloy(**CU_NI) | {"refinement": REFINEMENT}))
+        assert [e.field for e in info.value.errors] == ["refinement"]
+        assert access.campaigns_in_progress(session) == []
 
 
-def test_the_api_refuses_alloy_and_hcp_specs_with_422(client, tokens):
+def test_the_api_refuses_an_alloy_study_with_422_and_nothing_stored(client, tokens):
     headers = {"Authorization": f"Bearer {tokens['alice']}"}
-    for data, field in ((_alloy(elements=["Ni", "Al"], prototype="B2", potential="NiAlH_jea.eam.alloy"),
-                         "elements"),
-                        (_spec(element="Mg", lattice="hcp", potential="Mg_mm.eam.fs"), "lattice")):
-        response = client.post("/api/v1/campaigns", json=data, headers=headers)
-        assert response.status_code == 422, response.text
-        detail = {e["field"]: e["message"] for e in response.json()["detail"]}
-        assert set(detail) == {field} and "issue #18" in detail[field]
+    data = _alloy(elements=["Ni", "Al"], prototype="B2", potential="NiAlH_jea.eam.alloy") | {"study": {"suite": "paper"}}
+    response = client.post("/api/v1/campaigns", json=data, headers=headers)
+    assert response.status_code == 422, response.text
+    detail = {e["field"]: e["message"] for e in response.json()["detail"]}
+    assert set(detail) == {"study"} and "an alloy (Ni, Al)" in detail["study"]
     assert client.get("/api/v1/campaigns", headers=headers).json()["count"] == 0

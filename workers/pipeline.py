@@ -20,7 +20,6 @@ from labelling.reference import ReferencePotentialError
 from labelling.settings import REFERENCE_ENGINES
 from md.engine import LammpsError
 from md.potentials import Potential, PotentialError, check_element
-from sampling.properties import relax_lattice_constant
 from sampling.protocols import snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec, FieldError, SpecError
@@ -30,7 +29,7 @@ from schemas.names import StructureKind
 from schemas.sampling import Structure as StructureSpec
 from workers import lease
 from workers.stages import otf
-from workers.stages.common import PlannedItem, resolve_potential
+from workers.stages.common import PlannedItem, campaign_material, resolve_potential
 from workers.stages.labelling import dft_settings, label_structure, labelling_reference, plan_labels
 from workers.stages.reconstruction import assemble_cells, plan_boxes, run_box
 from workers.stages.refinement import ensemble_spread, refinement_of, train_model
@@ -179,14 +178,16 @@ def check_spec(spec: CampaignSpec) -> None:
         if missing:
             raise SpecError(missing)
         check_element(potential, spec.element)
-        a = relax_lattice_constant(potential, spec.element, spec.lattice, a_guess=spec.lattice_constant)[0]
+        material = campaign_material(spec, potential)
+        if spec.lattice_constant is not None:  # the potential is run by LAMMPS all the same
+            campaign_material(spec.model_copy(update={"lattice_constant": None}), potential)
     except (PotentialError, LammpsError) as exc:
         raise SpecError([FieldError("potential", str(exc))]) from None
     errors = []
 
     def build(structure: StructureSpec, field: str) -> None:
         try:
-            atoms = build_structure(structure, spec.element, spec.lattice, spec.lattice_constant or a, potential)
+            atoms = build_structure(structure, material, potential)
         except ValueError as exc:
             errors.append(FieldError(field, str(exc)))
             return

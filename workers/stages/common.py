@@ -15,6 +15,7 @@ from core.session import session_scope
 from core.settings import get_settings
 from labelling.reference import UPLOAD_PREFIX
 from md.potentials import Potential, PotentialError, load_potential
+from sampling.material import Material, relax_material
 from schemas import CampaignSpec
 from workers.lease import held_owner
 
@@ -75,6 +76,21 @@ def read_training_set(reference: str, field: str = "selection.training_set") -> 
         return read(path, allow_pickle=not reference.startswith(UPLOAD_PREFIX))
     except DatasetError as exc:
         raise ValueError(f"{field}: {exc}") from None
+
+
+def campaign_material(spec: CampaignSpec, potential: Potential, threads: int = 1) -> Material:
+    """The campaign's species on its lattice with the constants every stage builds with: the spec's
+    lattice_constant (and c_over_a, else the ideal, for hcp) when given, else relaxed with ``potential``
+    (sampling.material.relax_material; one element on bcc or fcc from the same start as before alloys, so its
+    constant is unchanged)."""
+    composition = spec.fractions if spec.composition is not None else None
+    if spec.lattice_constant is not None:
+        ratio = spec.estimated_c_over_a() if spec.lattice == "hcp" else None
+        return Material(spec.species, spec.lattice, spec.lattice_constant, ratio, composition, spec.prototype)
+    single_cubic = len(spec.species) == 1 and spec.lattice != "hcp"
+    return relax_material(potential, spec.species, spec.lattice, composition=composition, prototype=spec.prototype,
+                          a_guess=None if single_cubic else spec.estimated_lattice_constant(),
+                          c_over_a_guess=spec.c_over_a, threads=threads)[0]
 
 
 def resolve_potential(reference: str) -> Potential:

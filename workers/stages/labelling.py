@@ -95,9 +95,9 @@ def labelling_reference(spec: CampaignSpec) -> ReferencePotential:
     """The potential engine lammps labels with: labelling.reference, else the campaign's own potential (also for
     eam, the deprecated alias); a ReferencePotentialError names the field."""
     if spec.labelling.reference is not None:
-        return resolve_reference(spec.labelling.reference, spec.element, field="labelling.reference",
+        return resolve_reference(spec.labelling.reference, list(spec.species), field="labelling.reference",
                                  resolve_upload=resolve_upload)
-    return resolve_reference(spec.potential, spec.element, field="potential", resolve_upload=resolve_upload)
+    return resolve_reference(spec.potential, list(spec.species), field="potential", resolve_upload=resolve_upload)
 
 
 def launcher_for(spec: CampaignSpec) -> SlurmLauncher | None:

@@ -142,7 +142,9 @@ def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iterat
     model, train = session_data
     target = iteration_dir(campaign_id, iteration) / "active_set.npz"
     if target.is_file():
-        return trainer.basis(model, species), maxvol.load(target)
+        stored = maxvol.load(target)
+        assert isinstance(stored, ActiveSet), "the on-the-fly loop keeps one active set (one element)"
+        return trainer.basis(model, species), stored
     basis, active_set = active_set_of(model, train, species, trainer)
     buffer = io.BytesIO()
     maxvol.save(active_set, buffer)

@@ -244,12 +244,17 @@ def _gamma_by_dataset(campaign_id: int, spec: CampaignSpec, maps: dict[str, list
     """
     files = sorted((campaign_dir(campaign_id) / "rows").glob("*.candidates.npy"))
     graded = np.vstack([np.load(f) for f in files]) if files else np.zeros((0, 0))
+    species = None
+    if len(spec.species) > 1:  # each candidate against its own species' set, as it was selected
+        species = np.concatenate([np.load(f.with_name(f.name.replace(".candidates.npy", ".candidate_species.npy")))
+                                  for f in files]) if files else np.zeros(0, dtype=str)
     sets = {"B": maps["B"]}
     for name in ("C", "P"):
         if maps[name]:
             sets[f"B+{name}"] = maps["B"] + maps[name]
     try:
-        gammas = gamma_against_training_sets(campaign_basis(spec, [spec.element]), sets, graded)
+        gammas = gamma_against_training_sets(campaign_basis(spec, list(spec.species)), sets, graded,
+                                             graded_species=species)
     except (ValueError, BasisError, RuntimeError) as exc:
         log.warning("campaign %s: grading against B, B+C, B+P failed: %s", campaign_id, exc)
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -27,13 +27,19 @@ from core.settings import get_settings
 from core.storage import StructureStore
 from mlip import MDTarget, TrainedModel, ensemble_report, split, train_ensemble
 from mlip.trainers import LearningTrainer, MtpTrainer, SnapTrainer
-from sampling.properties import relax_lattice_constant
 from sampling.structures import build_structure
 from schemas import CampaignSpec
 from schemas.artifacts import EnsembleRecord, OTFSummary, TrainingRecord
 from schemas.campaign import EnsembleParams, RefinementParams
 from schemas.names import StructureKind
-from workers.stages.common import UPLOAD_PREFIX, campaign_dir, load_item, resolve_data_file, resolve_potential
+from workers.stages.common import (
+    UPLOAD_PREFIX,
+    campaign_dir,
+    campaign_material,
+    load_item,
+    resolve_data_file,
+    resolve_potential,
+)
 from workers.stages.labelling import labelled_basic_set, labelled_structures
 
 TRAINING: Final = TrainingRecord.KIND  # artifact kinds; the name of the campaign-wide ones is CAMPAIGN
@@ -127,10 +133,9 @@ def potential_reference(spec: CampaignSpec) -> str:
 def otf_target(spec: CampaignSpec, index: int) -> MDTarget:
     """MD target ``index`` of the spec with its structure built as the sampling stage builds it."""
     potential = resolve_potential(spec.potential)
-    a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
     otf = refinement_of(spec).otf
     target = otf.targets[index]
-    return MDTarget(build_structure(target.structure, spec.element, spec.lattice, a, potential),
+    return MDTarget(build_structure(target.structure, campaign_material(spec, potential), potential),
                     temperature=target.temperature, steps=target.steps, name=otf.target_names()[index],
                     timestep=target.timestep_fs, seed=target.seed)
 

@@ -15,14 +15,13 @@ from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
 from sampling.defects import STRUCTURE_TYPES
-from sampling.properties import relax_lattice_constant
 from sampling.protocols import Snapshot, Stopped, execute, program_for, snapshot_count
 from sampling.structures import build_structure
 from schemas import CampaignSpec
 from schemas.artifacts import StructureTypeCounts
 from schemas.names import StructureKind
 from workers.lease import stop_file
-from workers.stages.common import Cancelled, report_progress, resolve_potential
+from workers.stages.common import Cancelled, campaign_material, report_progress, resolve_potential
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,13 @@ def run_protocol(item_id: int) -> None:
         return  # finished by an earlier delivery that died before marking the item
 
     potential = resolve_potential(spec.potential)
-    a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
-    atoms = build_structure(protocol.structure, spec.element, spec.lattice, a, potential)
+    material = campaign_material(spec, potential)
+    atoms = build_structure(protocol.structure, material, potential)
     threads = settings.lammps_threads or spec.sampling.threads
     store = StructureStore(settings.data_dir)
 
-    program = program_for(protocol, atoms, potential, element=spec.element, lattice=spec.lattice, lattice_constant=a)
+    program = program_for(protocol, atoms, potential, element=material.element, lattice=material.lattice,
+                          lattice_constant=material.a)
     program = dataclasses.replace(program, detection=spec.sampling.detection)
     # The item's stop file appears when the campaign is cancelled: LAMMPS halts within a second or two,
     # mid-run or mid-minimisation, instead of at the next snapshot.

@@ -13,10 +13,9 @@ from core.access import load_artifacts, put_structure, store_artifact, stored_st
 from core.session import session_scope
 from core.settings import get_settings
 from core.storage import StructureStore
-from sampling.datasets import basic_dataset, soap_pca_map
-from sampling.properties import relax_lattice_constant
+from sampling.datasets import generated_dataset, soap_pca_map
 from schemas import CampaignSpec
-from schemas.artifacts import ActiveSetRecord, GammaHistogram, SelectionSummary, SoapPCA
+from schemas.artifacts import ActiveSetRecord, GammaHistogram, SelectionSummary, SoapPCA, SpeciesGammaHistograms
 from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis, make_basis
@@ -24,6 +23,7 @@ from selection.clusters import cut_clusters, pad_vacuum
 from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
 from workers.stages.common import (
     campaign_dir,
+    campaign_material,
     load_item,
     read_training_set,
     resolve_data_file,
@@ -49,7 +49,12 @@ def campaign_basis(spec: CampaignSpec, species: list[str]) -> Basis:
 
 
 def _species(spec: CampaignSpec) -> list[str]:
-    return [spec.element]
+    return list(spec.species)
+
+
+def _per_species(spec: CampaignSpec) -> bool:
+    """An alloy keeps one active set per species (MLIP-3, pacemaker); one element keeps its single set."""
+    return len(spec.species) > 1
 
 
 def build_active_set(item_id: int) -> None:
@@ -60,10 +65,9 @@ def build_active_set(item_id: int) -> None:
         training = read_training_set(spec.selection.training_set)
     else:
         potential = resolve_potential(spec.potential)
-        a = spec.lattice_constant or relax_lattice_constant(potential, spec.element, spec.lattice)[0]
-        training = basic_dataset(spec.element, spec.lattice, a, potential=potential)
+        training = generated_dataset(campaign_material(spec, potential), potential=potential)
     basis = campaign_basis(spec, _species(spec))
-    active_set = training_active_set(basis, training)
+    active_set = training_active_set(basis, training, per_species=_per_species(spec))
     buffer = io.BytesIO()
     maxvol.save(active_set, buffer)
     (campaign_dir(campaign_id) / "active_set.npz").write_bytes(buffer.getvalue())
@@ -100,20 +104,27 @@ def grade_snapshot(item_id: int) -> None:
     chosen = np.flatnonzero(mask & (gamma > spec.selection.gamma_select))
     rows_dir = campaign_dir(campaign_id) / "rows"
     rows_dir.mkdir(exist_ok=True)
-    np.savez(rows_dir / f"{structure_id}.npz", atoms=chosen, rows=rows[chosen], gamma=gamma[chosen])
+    symbols = np.array(atoms.get_chemical_symbols())
+    np.savez(rows_dir / f"{structure_id}.npz", atoms=chosen, rows=rows[chosen], gamma=gamma[chosen],
+             species=symbols[chosen])
     np.save(rows_dir / f"{structure_id}.gamma.npy", gamma)
     # every candidate's rows, for grading against B, B+C and B+P once the cells exist (reconstruction)
     np.save(rows_dir / f"{structure_id}.candidates.npy", rows[mask])
+    np.save(rows_dir / f"{structure_id}.candidate_species.npy", symbols[mask])
     with session_scope() as session:
         for atom_index in candidates:
             access.set_environment_gamma(session, structure_id, int(atom_index), float(gamma[atom_index]))
         structure = access.get_structure(session, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
         store_artifact(session, campaign_id, source, GammaHistogram(**maxvol.log_histogram(gamma)))
+        if _per_species(spec):
+            store_artifact(session, campaign_id, source, SpeciesGammaHistograms(histograms={
+                name: maxvol.log_histogram(gamma[symbols == name]) for name in _species(spec)}))
 
 
-def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet, rows: list[np.ndarray], gammas: list[np.ndarray],
-            sources: list[str]) -> tuple[list[tuple[int, int]], maxvol.ActiveSet]:
+def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet | maxvol.SpeciesActiveSets, rows: list[np.ndarray],
+            gammas: list[np.ndarray], sources: list[str], species: list[np.ndarray] | None = None,
+            ) -> tuple[list[tuple[int, int]], maxvol.ActiveSet | maxvol.SpeciesActiveSets]:
     """(snapshot index, row index) of the chosen environments and the active set with them.
 
     scope ``campaign``: one greedy MaxVol over every candidate. scope ``protocol``: one per loading protocol, each
@@ -123,7 +134,7 @@ def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet, rows: list[np.ndar
     params = spec.selection
     if params.scope == "campaign":
         selection = select_environments(active_set, rows, gammas, gamma_select=params.gamma_select,
-                                        max_new=params.max_new)
+                                        max_new=params.max_new, species=species)
         return selection.chosen, selection.active_set
     groups: dict[str, list[int]] = {}
     for k, source in enumerate(sources):
@@ -131,11 +142,16 @@ def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet, rows: list[np.ndar
     chosen: list[tuple[int, int]] = []
     for members in groups.values():
         selection = select_environments(active_set, [rows[k] for k in members], [gammas[k] for k in members],
-                                        gamma_select=params.gamma_select, max_new=params.max_new)
+                                        gamma_select=params.gamma_select, max_new=params.max_new,
+                                        species=None if species is None else [species[k] for k in members])
         chosen += [(members[k], position) for k, position in selection.chosen]
     if not chosen:
         return chosen, active_set
     picked = np.vstack([rows[k][position] for k, position in chosen])
+    if isinstance(active_set, maxvol.SpeciesActiveSets):
+        assert species is not None  # select_environments refused per-species sets without it
+        picked_species = np.array([species[k][position] for k, position in chosen])
+        return chosen, maxvol.select_add_species(active_set, picked, picked_species, gamma_select=1.0)[0]
     updated, _ = maxvol.select_add(active_set, picked, gamma_select=1.0)
     return chosen, updated
 
@@ -149,13 +165,15 @@ def select_and_cut(item_id: int) -> None:
     active_set = maxvol.load(directory / "active_set.npz")
     with session_scope() as session:
         snapshots = access.structure_files(session, campaign_id, StructureKind.SAMPLING)
-    rows, gammas, owners = [], [], []
+    rows, gammas, owners, species = [], [], [], []
     for structure_id, _path, _source in snapshots:
         saved = np.load(directory / "rows" / f"{structure_id}.npz")
         rows.append(saved["rows"])
         gammas.append(saved["gamma"])
         owners.append(saved["atoms"])
-    chosen, updated = _select(spec, active_set, rows, gammas, [source for _id, _path, source in snapshots])
+        species.append(saved["species"] if "species" in saved.files else np.full(len(saved["atoms"]), spec.element))
+    chosen, updated = _select(spec, active_set, rows, gammas, [source for _id, _path, source in snapshots],
+                              species if _per_species(spec) else None)
     buffer = io.BytesIO()
     maxvol.save(updated, buffer)
     (directory / "active_set_selected.npz").write_bytes(buffer.getvalue())
@@ -169,6 +187,12 @@ def select_and_cut(item_id: int) -> None:
                       if name != CAMPAIGN]
         if histograms:
             store_artifact(session, campaign_id, CAMPAIGN, GammaHistogram(**maxvol.merge_histograms(histograms)))
+        by_species = [h for name, h in load_artifacts(session, campaign_id, SpeciesGammaHistograms) if name != CAMPAIGN]
+        if by_species:
+            store_artifact(session, campaign_id, CAMPAIGN, SpeciesGammaHistograms(histograms={
+                name: maxvol.merge_histograms([h.histograms[name].model_dump() for h in by_species
+                                               if name in h.histograms])
+                for name in _species(spec)}))
         for k, centres in sorted(chosen_by_snapshot.items()):
             structure_id, path, source = snapshots[k]
             access.mark_environments_selected(session, structure_id, centres)
