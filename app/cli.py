@@ -244,8 +244,15 @@ def _print_summary(session: Session, campaign: Campaign, url: str) -> None:
     if summary.structure_types:
         types = ", ".join(f"{k} {v}" for k, v in sorted(summary.structure_types.items()))
         out.print(f"  structure types: {types}", highlight=False)
+    if summary.environments:
+        out.print("  candidate environments by structure type (selected): " + ", ".join(
+            f"{kind} {total} ({chosen})" for kind, (total, chosen) in sorted(summary.environments.items())),
+            highlight=False)
     if summary.periodic_cells:
         out.print(f"  periodic cells (PCC-GCMC): {summary.periodic_cells}")
+        formulas = sorted(summary.cell_formulas.items())
+        out.print("  cell compositions: " + ", ".join(f"{formula} x{count}" if count > 1 else formula
+                                                      for formula, count in formulas), highlight=False)
     if summary.labels:
         out.print("  labels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items())), highlight=False)
         if summary.labels.get("succeeded"):

@@ -32,6 +32,7 @@ from schemas.artifacts import (
     OTFIterationRecord,
     OTFSummary,
     SoapPCA,
+    SpeciesGammaHistograms,
     TrainingRecord,
     ValidationTable,
 )
@@ -301,6 +302,25 @@ def training_set_histograms(session: Session, campaign_id: int) -> dict[str, Any
     return {"histograms": histograms, "error": public_text(stored.error if stored else None)}
 
 
+def species_histograms(session: Session, campaign_id: int) -> dict[str, dict[str, Any]]:
+    """gamma of every sampled atom per species, each against its own species' active set (a campaign of several
+    elements; empty for one): the selection stage's sum, or the per-snapshot ones summed before it has run."""
+    stored = load_artifact(session, campaign_id, SpeciesGammaHistograms, CAMPAIGN_ARTIFACT)
+    if stored is not None:
+        merged = {name: histogram.model_dump() for name, histogram in stored.histograms.items()}
+    else:
+        parts = [h for _name, h in load_artifacts(session, campaign_id, SpeciesGammaHistograms)]
+        if not parts:
+            return {}
+        from selection.maxvol import merge_histograms
+
+        names = list(dict.fromkeys(name for part in parts for name in part.histograms))
+        merged = {name: merge_histograms([p.histograms[name].model_dump() for p in parts if name in p.histograms])
+                  for name in names}
+    return {name: {**histogram, "label": f"{name} atoms of the sampling snapshots"}
+            for name, histogram in merged.items()}
+
+
 def snapshot_histogram(session: Session, campaign_id: int, source: str) -> dict[str, Any] | None:
     stored = load_artifact(session, campaign_id, GammaHistogram, source)
     return stored.model_dump() if stored else None
@@ -451,7 +471,7 @@ def structure_page(session: Session, campaign_id: int, page: int = 1, stage: str
     rows = access.structure_rows(session, campaign_id, stage, pager.offset, per_page)
     return [
         {"id": r[0], "stage": r[1], "source": r[2], "n_atoms": r[3], "n_candidates": r[4], "gamma_max": r[5],
-         "label_id": r[6]}
+         "label_id": r[6], "formula": r[7]}
         for r in rows
     ], pager, {k: int(v) for k, v in stages.items()}
 

@@ -32,7 +32,8 @@ def check_supported(spec: CampaignSpec) -> None:
     errors = []
     if len(spec.species) > 1 or spec.lattice == "hcp":
         what = (f"an alloy ({', '.join(spec.species)})" if len(spec.species) > 1 else f"hcp {spec.element}")
-        for field, stages in (("refinement", "MTP training and on-the-fly learning"), ("study", "the validation study")):
+        for field, stages in (("refinement", "MTP training and on-the-fly learning"),
+                              ("study", "the validation study")):
             if getattr(spec, field) is not None:
                 errors.append(FieldError(field, (
                     f"{stages} of {what} is not supported yet (one element on bcc or fcc so far); remove "

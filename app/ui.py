@@ -175,6 +175,7 @@ def campaign_page(request: Request, session: SessionDep, user: UiUser, campaign_
         "progress": dashboard.progress(session, campaign),
         "histograms": histograms,
         "training_sets": dashboard.training_set_histograms(session, campaign.id),
+        "species_histograms": dashboard.species_histograms(session, campaign.id),
         "gamma_max": dashboard.gamma_max_series(session, campaign.id),
         "clusters": clusters,
         "grid": dashboard.box_grid(session, campaign.id, chosen) if chosen else None,

@@ -229,7 +229,8 @@ def test_submit_refuses_the_refinement_of_an_alloy_and_stores_nothing(env):
 
 def test_the_api_refuses_an_alloy_study_with_422_and_nothing_stored(client, tokens):
     headers = {"Authorization": f"Bearer {tokens['alice']}"}
-    data = _alloy(elements=["Ni", "Al"], prototype="B2", potential="NiAlH_jea.eam.alloy") | {"study": {"suite": "paper"}}
+    data = _alloy(elements=["Ni", "Al"], prototype="B2", potential="NiAlH_jea.eam.alloy")
+    data["study"] = {"suite": "paper"}
     response = client.post("/api/v1/campaigns", json=data, headers=headers)
     assert response.status_code == 422, response.text
     detail = {e["field"]: e["message"] for e in response.json()["detail"]}

@@ -414,6 +414,9 @@ class CampaignSummary:
     structure_types: dict[str, int] = field(default_factory=dict)
     periodic_cells: int = 0
     labels: dict[str, int] = field(default_factory=dict)  # ledger state -> cells of this campaign
+    # CNA structure type -> (candidate environments, selected ones), over the sampling snapshots
+    environments: dict[str, tuple[int, int]] = field(default_factory=dict)
+    cell_formulas: dict[str, int] = field(default_factory=dict)  # composition -> reconstructed cells
 
 
 def summarize(session: Session, campaign_id: int) -> CampaignSummary:
@@ -425,5 +428,7 @@ def summarize(session: Session, campaign_id: int) -> CampaignSummary:
         for name, count in stored.counts().items():
             summary.structure_types[name] = summary.structure_types.get(name, 0) + count
     summary.periodic_cells = access.count_structures(session, campaign_id, StructureKind.PERIODIC)
+    summary.environments = access.environment_counts_by_type(session, campaign_id, StructureKind.SAMPLING)
+    summary.cell_formulas = access.formula_counts(session, campaign_id, StructureKind.PERIODIC)
     summary.labels = access.label_states_of_stage(session, campaign_id, StructureKind.PERIODIC)
     return summary

@@ -255,6 +255,7 @@
     const charts = [
       (d) => histogramChart(d && d.histograms, "histogram", "γ per dataset"),
       (d) => histogramChart(d && d.training_sets, "training-sets", "γ of the candidates against B, B+C, B+P"),
+      (d) => histogramChart(d && d.species, "species", "γ per species"),
       gammaMaxChart, soapChart,
     ];
     for (const chart of charts) {

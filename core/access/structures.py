@@ -102,6 +102,24 @@ def structure_counts_by_stage(session: Session, campaign_id: int) -> dict[str, i
     ).all())
 
 
+def environment_counts_by_type(session: Session, campaign_id: int, stage: str) -> dict[str, tuple[int, int]]:
+    """structure type -> (candidate environments, selected ones) of one stage's structures."""
+    selected = func.sum(case((Environment.selected, 1), else_=0))
+    rows = session.execute(
+        select(Environment.structure_type, func.count(Environment.id), func.coalesce(selected, 0)).join(Structure)
+        .where(Structure.campaign_id == campaign_id, Structure.stage == stage).group_by(Environment.structure_type)
+    ).all()
+    return {str(kind): (int(total), int(chosen)) for kind, total, chosen in rows}
+
+
+def formula_counts(session: Session, campaign_id: int, stage: str) -> dict[str, int]:
+    """chemical formula -> structures of one stage (the compositions of the reconstructed cells)."""
+    return {str(formula): int(count) for formula, count in session.execute(
+        select(Structure.formula, func.count(Structure.id))
+        .where(Structure.campaign_id == campaign_id, Structure.stage == stage).group_by(Structure.formula)
+    ).all()}
+
+
 def structure_counts_by_campaign(session: Session, campaign_ids: Sequence[int]) -> Sequence[Row[int, str, int]]:
     """(campaign id, stage, structures) of the campaigns."""
     return session.execute(
@@ -138,11 +156,11 @@ def structure_gamma_max(session: Session, campaign_id: int, stage: str) -> Seque
 
 
 def structure_rows(session: Session, campaign_id: int, stage: str | None, offset: int,
-                   limit: int) -> Sequence[Row[int, str, str, int, int, float, int | None]]:
-    """A page, by id, of (id, stage, source, n_atoms, n_candidates, info gamma_max, label id) of the campaign's
-    structures, of one stage when given."""
+                   limit: int) -> Sequence[Row[int, str, str, int, int, float, int | None, str]]:
+    """A page, by id, of (id, stage, source, n_atoms, n_candidates, info gamma_max, label id, formula) of the
+    campaign's structures, of one stage when given."""
     query = select(Structure.id, Structure.stage, Structure.source, Structure.n_atoms, Structure.n_candidates,
-                   Structure.info["gamma_max"].as_float(), Structure.label_id
+                   Structure.info["gamma_max"].as_float(), Structure.label_id, Structure.formula,
                    ).where(Structure.campaign_id == campaign_id)
     if stage:
         query = query.where(Structure.stage == stage)
