@@ -164,6 +164,15 @@ class SlabStructure(_PointDefects):
     def volume(self, a: float) -> float:
         return self.thickness * self.lateral_min_lengths[0] * self.lateral_min_lengths[1]
 
+    def _hcp_atoms(self, a: float, c_over_a: float) -> float:
+        # sampling.hcp.hcp_slab: whole periods of the orthohexagonal cell (basal x, y, z = a, a sqrt 3, c;
+        # prismatic a, c, a sqrt 3), at least the asked lengths
+        c, b = c_over_a * a, 3**0.5 * a
+        periods = (a, b, c) if self.surface == "basal" else (a, c, b)
+        edges = [_whole_periods(length, period)
+                 for length, period in zip((*self.lateral_min_lengths, self.thickness), periods)]
+        return edges[0] * edges[1] * edges[2] * ATOMS_PER_ORTHOHEXAGONAL_CELL / (a * b * c)
+
     def _lattice_atoms(self, lattice: str, a: float) -> float:
         normal = _reduced(self.normal)
         if not any(normal):
@@ -184,6 +193,16 @@ class BicrystalStructure(_PointDefects):
 
     def volume(self, a: float) -> float:
         return self.min_lengths[0] * self.min_lengths[1] * self.min_lengths[2]
+
+    def _hcp_atoms(self, a: float, c_over_a: float) -> float:
+        # sampling.hcp.hcp_twin_bicrystal: x period a, y period sqrt(3 a^2 + c^2), each grain whole (10-12) plane
+        # spacings d = sqrt3 a c / (2 sqrt(3 a^2 + c^2))
+        c = c_over_a * a
+        y = (3 * a * a + c * c) ** 0.5
+        d = 3**0.5 * a * c / (2 * y)
+        lx, ly, lz = self.min_lengths
+        volume = _whole_periods(lx, a) * _whole_periods(ly, y) * 2 * _whole_periods(lz / 2, d)
+        return volume * ATOMS_PER_ORTHOHEXAGONAL_CELL / (a**3 * 3**0.5 * c_over_a)
 
     def _lattice_atoms(self, lattice: str, a: float) -> float:
         # sampling.builders._BICRYSTAL_DEFAULTS
