@@ -28,7 +28,7 @@ from ase.data import atomic_numbers
 from schemas.alloys import PROTOTYPES
 
 from .builders import bulk_crystal
-from .defects import BCC, FCC, HCP, adaptive_cna
+from .defects import BCC, FCC, HCP, adaptive_cna, estimate_lattice_constant
 
 __all__ = ["conventional_size", "occupy", "ordered_crystal", "whole_atom_counts"]
 
@@ -135,6 +135,23 @@ def _cubic_sublattice(twice: np.ndarray, prototype: str) -> np.ndarray:
     return parity[:, 2].astype(int)  # L1_0: (001) planes at z = 0 A, at z = a/2 B
 
 
+def _polycrystal_sublattice(atoms: Atoms, prototype: str, a: float) -> np.ndarray:
+    """Sublattices of a polycrystal (sampling.builders.polycrystal): in each grain the cube-frame position relative
+    to the grain's seed, a lattice site (r_box = R r_crystal + seed, info grain_rotations / grain_seeds; the
+    minimum image, as the seed owns its grain's atoms). Each grain is ordered with the first species on its seed."""
+    from ase.geometry import find_mic
+
+    rotations = np.asarray(atoms.info["grain_rotations"], dtype=float).reshape(-1, 3, 3)
+    seeds = np.asarray(atoms.info["grain_seeds"], dtype=float)
+    grains = np.asarray(atoms.arrays["grain_id"], dtype=int)
+    sublattice = np.empty(len(atoms), dtype=int)
+    for grain in np.unique(grains):
+        members = np.flatnonzero(grains == grain)
+        vectors, _ = find_mic(atoms.positions[members] - seeds[grain], atoms.cell, atoms.pbc)
+        sublattice[members] = _cubic_sublattice(_near_integers(2.0 * (vectors @ rotations[grain]) / a), prototype)
+    return sublattice
+
+
 def _sublattice(atoms: Atoms, prototype: str, lattice: str) -> np.ndarray:
     """Index into ``elements`` of each site of the prototype (0 = first species)."""
     relative = atoms.positions - atoms.positions[0]
@@ -144,6 +161,10 @@ def _sublattice(atoms: Atoms, prototype: str, lattice: str) -> np.ndarray:
     lengths = atoms.cell.lengths()
     if lattice in ("bcc", "fcc"):
         a = nearest / (math.sqrt(3.0) / 2.0 if lattice == "bcc" else math.sqrt(0.5))
+        if "grain_rotations" in atoms.info and "grain_id" in atoms.arrays:
+            # atom 0 may sit at a boundary: a from the median nearest-neighbour distance
+            a = estimate_lattice_constant(atoms.positions, atoms.cell[:], atoms.pbc, lattice)
+            return _polycrystal_sublattice(atoms, prototype, a)
         # cube axes of the crystal: info["orientation"] (Miller directions along x, y, z, as single_crystal
         # and slab record them) or the cell axes
         rows = np.asarray(atoms.info.get("orientation", np.eye(3)), dtype=float)

@@ -29,8 +29,8 @@ __all__ = ["ORDERED_KINDS", "Material", "relax_material"]
 
 # structure kinds whose sites occupy() can assign to a prototype's sublattices, per parent lattice: crystals
 # of one orientation with a lattice site at atom 0 (grains, twins and dislocation cores are not assigned yet)
-ORDERED_KINDS = {"bcc": ("bulk", "single_crystal", "slab"), "fcc": ("bulk", "single_crystal", "slab"),
-                 "hcp": ("bulk",)}
+ORDERED_KINDS = {"bcc": ("bulk", "single_crystal", "slab", "polycrystal"),
+                 "fcc": ("bulk", "single_crystal", "slab", "polycrystal"), "hcp": ("bulk",)}
 # the crystal an alloy is relaxed in: conventional cells per axis (random solid solutions: enough sites that
 # the composition is met within 1/N and the lattice constant averages over local environments)
 _ORDERED_CELLS = 3
