@@ -170,13 +170,21 @@ def _sublattice(atoms: Atoms, prototype: str, lattice: str) -> np.ndarray:
         rows = np.asarray(atoms.info.get("orientation", np.eye(3)), dtype=float)
         unit = rows / np.linalg.norm(rows, axis=1)[:, None]
         frame = relative @ unit
+        if "grain_id" in atoms.arrays:
+            # sampling.builders.bicrystal: grain 0 the oriented block from a site at the origin, grain 1 its
+            # image by 180 degrees about z through that site; both back in grain 0's frame
+            upper = np.asarray(atoms.arrays["grain_id"]) == 1
+            frame = atoms.positions @ unit
+            frame[upper] = (atoms.positions[upper] * np.array([-1.0, -1.0, 1.0])) @ unit
         sublattice = _cubic_sublattice(_near_integers(2.0 * frame / a), prototype)
-        for axis in np.flatnonzero(atoms.pbc):  # each periodic image must continue the ordering
+        periodic = [axis for axis in np.flatnonzero(atoms.pbc) if axis < 2 or "grain_id" not in atoms.arrays]
+        for axis in periodic:  # each periodic image must continue the ordering (a bicrystal's z: boundaries)
             shifted = _near_integers(2.0 * (frame + atoms.cell[axis] @ unit) / a)
             if np.any(_cubic_sublattice(shifted, prototype) != sublattice):
                 raise ValueError(f"atoms: the cell {np.round(lengths, 4).tolist()} A is not a whole number of "
-                                 f"{prototype} periods along {'xyz'[axis]}; the ordering would break at the "
-                                 "periodic boundary (use an even number of repeats along that axis)")
+                                 f"{prototype} periods along {'xyz'[axis]}, so the ordering would break at the "
+                                 f"periodic boundary; make the box longer than {lengths[axis]:.2f} A along "
+                                 f"{'xyz'[axis]} (the next number of its periods is even)")
         return sublattice
     # hcp / D0_19: in-plane coordinates (u, v) on a1 = a x, a2 = a (-1/2, sqrt3/2); layers c/2 apart;
     # a is the nearest distance within atom 0's basal plane (the out-of-plane neighbours are at a only for ideal c/a)

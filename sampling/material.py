@@ -27,10 +27,11 @@ from .properties import guess_lattice_constant, relax_box, relax_lattice_constan
 
 __all__ = ["ORDERED_KINDS", "Material", "relax_material"]
 
-# structure kinds whose sites occupy() can assign to a prototype's sublattices, per parent lattice: crystals
-# of one orientation with a lattice site at atom 0 (grains, twins and dislocation cores are not assigned yet)
-ORDERED_KINDS = {"bcc": ("bulk", "single_crystal", "slab", "polycrystal"),
-                 "fcc": ("bulk", "single_crystal", "slab", "polycrystal"), "hcp": ("bulk",)}
+# structure kinds whose sites occupy() can assign to a prototype's sublattices, per parent lattice: crystals whose
+# grains are rotations of the lattice about a site. Not dislocations: in an ordered alloy they are superdislocations
+# (pairs bounding an antiphase boundary), not the cubic metal's cylinder with its species painted on.
+ORDERED_KINDS = {"bcc": ("bulk", "single_crystal", "slab", "polycrystal", "bicrystal"),
+                 "fcc": ("bulk", "single_crystal", "slab", "polycrystal", "bicrystal"), "hcp": ("bulk",)}
 # the crystal an alloy is relaxed in: conventional cells per axis (random solid solutions: enough sites that
 # the composition is met within 1/N and the lattice constant averages over local environments)
 _ORDERED_CELLS = 3
