@@ -32,7 +32,7 @@ from typing import Any
 
 from ase.data import atomic_numbers
 
-from md.potentials import Potential, PotentialError, bundled_potentials_dir, load_potential
+from md.potentials import GeneralPotential, Potential, PotentialError, bundled_potentials_dir, load_potential
 
 __all__ = [
     "ALLOWED_PAIR_STYLES",
@@ -240,22 +240,34 @@ class ReferencePotential:
         return [f"pair_style {self.pair_style}",
                 *(f"pair_coeff {substitute(line.split())}" for line in self.pair_coeff)]
 
-    def potential(self) -> Potential:
-        """As a :class:`md.potentials.Potential` for :class:`md.engine.LammpsSystem` (pass
-        ``species=elements``)."""
-        return _FixedLines(self.name, self.kind, tuple(Path(p) for _, p in self.paths), self.elements, (),
-                           tuple(self.lammps_lines()))
+    def potential(self) -> GeneralPotential:
+        """As a :class:`md.potentials.GeneralPotential` for :class:`md.engine.LammpsSystem` (its lines mapped to
+        any atom types), with the cutoff of a SNAP (and its ZBL) read off the files."""
+        return GeneralPotential(self.name, self.kind, tuple(Path(p) for _, p in self.paths), self.elements, (),
+                                tuple(self.lammps_lines()), self._cutoff())
 
-
-@dataclass(frozen=True)
-class _FixedLines(Potential):
-    lines: tuple[str, ...] = ()
-
-    def pair_commands(self, species: Sequence[str]) -> list[str]:
-        if tuple(species) != tuple(self.elements):
-            raise PotentialError(f"reference '{self.name}' maps LAMMPS types to {list(self.elements)}, "
-                                 f"not {list(species)}")
-        return list(self.lines)
+    def _cutoff(self) -> float | None:
+        """The largest interaction range (A): a SNAP's rcutfac x twice the largest element radius, and a zbl
+        sub-style's outer cutoff; None for other kinds."""
+        if self.kind != "snap":
+            return None
+        paths = dict(self.paths)
+        coeff = next(Path(p) for n, p in paths.items() if n.endswith(".snapcoeff"))
+        param = next(Path(p) for n, p in paths.items() if n.endswith(".snapparam"))
+        settings = {}
+        for raw in param.read_text(errors="replace").splitlines():
+            words = raw.split("#", 1)[0].split()
+            if len(words) >= 2:
+                settings[words[0]] = words[1]
+        rows = [raw.split("#", 1)[0].split() for raw in coeff.read_text(errors="replace").splitlines()]
+        rows = [row for row in rows if row]
+        width = int(rows[0][1])
+        radii = [float(rows[1 + t * (1 + width)][1]) for t in range(int(rows[0][0]))]
+        ranges = [2.0 * float(settings.get("rcutfac", "0")) * max(radii)]
+        style = self.pair_style.split()
+        if "zbl" in style and len(style) > style.index("zbl") + 2:
+            ranges.append(float(style[style.index("zbl") + 2]))
+        return max(ranges)
 
 
 # --------------------------------------------------------------------------- resolving a spec's reference

@@ -12,6 +12,7 @@ import difflib
 import functools
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 __all__ = [
+    "GeneralPotential",
     "Potential",
     "PotentialError",
     "bundled_potentials_dir",
@@ -88,6 +90,72 @@ class Potential:
                 + " ".join(label_of[s] for s in species),
             ]
         raise PotentialError(f"unsupported pair style '{self.pair_style}'; supported: {', '.join(PAIR_STYLES)}")
+
+
+@dataclass(frozen=True)
+class GeneralPotential(Potential):
+    """A potential given as LAMMPS lines for types 1..n = ``elements`` (a SNAP with its ZBL overlay, any style the
+    labelling reference accepts: labelling.reference.ReferencePotential.potential()), the file paths in them.
+
+    :meth:`pair_commands` maps the lines to other types: a ``pair_coeff * * ... <elements>`` line gets the species of
+    the new types in place of its element list, a ``pair_coeff i j ...`` line is written for every pair of new types
+    whose species are element i and element j (types of absent elements drop out, repeated species such as
+    PCC-GCMC's core and mobile W each get the line). ``cutoff`` (A) is the largest interaction range, for the box
+    checks; None when it cannot be read off the files.
+    """
+
+    lines: tuple[str, ...] = ()
+    cutoff: float | None = None
+
+    def pair_commands(self, species: Sequence[str]) -> list[str]:
+        species = list(species)
+        missing = [s for s in species if s not in self.elements]
+        if not species or missing:
+            raise PotentialError(f"potential '{self.name}' describes {', '.join(self.elements)}, not "
+                                 f"{', '.join(dict.fromkeys(missing)) or 'no species'}")
+        elements = list(self.elements)
+        out: list[str] = []
+        for line in self.lines:
+            words = shlex.split(line)
+            if words[0] != "pair_coeff":
+                out.append(line)
+                continue
+            first, second, rest = words[1], words[2], words[3:]
+            if first == second == "*":
+                if rest[len(rest) - len(elements):] == elements:
+                    rest = rest[: len(rest) - len(elements)] + species
+                out.append(" ".join(["pair_coeff", "*", "*", *map(_quote_word, rest)]))
+                continue
+            try:
+                i, j = int(first), int(second)
+            except ValueError:
+                raise PotentialError(f"potential '{self.name}': pair_coeff types {first} {second} (ranges) cannot be "
+                                     "mapped to other atom types; give them as single types or * *") from None
+            lines: dict[tuple[int, int], list[str]] = {}
+            for p, a in enumerate(species, 1):
+                for q, b in enumerate(species, 1):
+                    if a == elements[i - 1] and b == elements[j - 1] and (p, q) not in lines and (q, p) not in lines:
+                        # LAMMPS takes pair_coeff I J with I <= J; zbl's atomic numbers follow the types
+                        swapped = list(rest)
+                        z = self._zbl_numbers(rest)
+                        if p > q and z is not None:
+                            swapped[z], swapped[z + 1] = swapped[z + 1], swapped[z]
+                        lines[(min(p, q), max(p, q))] = swapped
+            out += [" ".join(["pair_coeff", str(p), str(q), *map(_quote_word, args)])
+                    for (p, q), args in sorted(lines.items())]
+        return out
+
+
+    def _zbl_numbers(self, args: list[str]) -> int | None:
+        """Where a zbl pair_coeff line's two atomic numbers start in ``args`` (after the types), else None."""
+        hybrid_zbl = args[:1] == ["zbl"]
+        plain_zbl = self.lines[0].split()[1:2] == ["zbl"]
+        start = 1 if hybrid_zbl else 0 if plain_zbl else None
+        return start if start is not None and len(args) >= start + 2 else None
+
+
+def _quote_word(word: str) -> str:
+    return f'"{word}"' if any(c.isspace() for c in word) else word
 
 
 def _quote(path: Path) -> str:

@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from md.potentials import Potential, PotentialError, check_element, load_potential
+from md.potentials import GeneralPotential, Potential, PotentialError, check_element, load_potential
 
 from .params import GCMCParams
 
@@ -271,13 +271,16 @@ class Reconstruction:
 
 
 def potential_to_dict(potential: Potential) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "name": potential.name,
         "pair_style": potential.pair_style,
         "files": [str(p) for p in potential.files],
         "elements": list(potential.elements),
         "meam_labels": list(potential.meam_labels),
     }
+    if isinstance(potential, GeneralPotential):  # a SNAP: its LAMMPS lines (file paths in them) and cutoff
+        data |= {"lines": list(potential.lines), "cutoff": potential.cutoff}
+    return data
 
 
 def potential_from_dict(data: Mapping[str, Any]) -> Potential:
@@ -285,6 +288,9 @@ def potential_from_dict(data: Mapping[str, Any]) -> Potential:
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         raise PotentialError(f"potential '{data['name']}': file(s) {', '.join(missing)} not found on this machine")
+    if "lines" in data:
+        return GeneralPotential(data["name"], data["pair_style"], files, tuple(data["elements"]), (),
+                                tuple(data["lines"]), data.get("cutoff"))
     return Potential(data["name"], data["pair_style"], files, tuple(data["elements"]),
                      tuple(data.get("meam_labels", ())))
 

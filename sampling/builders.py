@@ -1038,7 +1038,12 @@ def dislocation_loop(
 
 
 def _potential_cutoff(potential: Potential) -> float:
-    """Cutoff (A) from the potential file: setfl/eam.fs line 5, funcfl line 3, MEAM ``rc`` (default 4.0)."""
+    """Cutoff (A) from the potential file: setfl/eam.fs line 5, funcfl line 3, MEAM ``rc`` (default 4.0); a
+    GeneralPotential's own (read off its SNAP files)."""
+    from md.potentials import GeneralPotential
+
+    if isinstance(potential, GeneralPotential) and potential.cutoff is not None:
+        return potential.cutoff
     path = Path(potential.files[-1])
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     try:

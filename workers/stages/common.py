@@ -93,8 +93,18 @@ def campaign_material(spec: CampaignSpec, potential: Potential, threads: int = 1
                           c_over_a_guess=spec.c_over_a, threads=threads)[0]
 
 
+# potentials given as LAMMPS include lines (labelling.reference reads them): a SNAP's .snap include (its ZBL overlay
+# with it) or its .snapcoeff with the .snapparam beside it
+SNAP_SUFFIXES = (".snap", ".snapcoeff")
+
+
 def resolve_potential(reference: str) -> Potential:
-    """A bundled name, a path, or 'uploaded:<sha256>' of a file sent to the API."""
+    """A bundled name, a path, or 'uploaded:<sha256>' of a file sent to the API; a SNAP (.snap, .snapcoeff) as a
+    GeneralPotential."""
+    if reference.endswith(SNAP_SUFFIXES):
+        from labelling.reference import resolve_reference
+
+        return resolve_reference(reference, field="potential", resolve_upload=resolve_upload).potential()
     if reference.startswith(UPLOAD_PREFIX):
         try:
             return load_potential(resolve_data_file(reference, "potential"))
