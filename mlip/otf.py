@@ -481,14 +481,15 @@ def grade_run(
 
 def active_set_of(model_path: str | os.PathLike, training: Sequence[Atoms], species: Sequence[str],
                   trainer: LearningTrainer | None = None):
-    """(basis, active set) of the model at ``model_path`` over ``training``: the grading reference of its MD.
-    ``trainer``: the model's :class:`mlip.trainers.LearningTrainer` (default an MTP's)."""
+    """(basis, active set) of the model at ``model_path`` over ``training``: the grading reference of its MD; one
+    active set per species for several ``species`` (as MLIP-3 keeps them). ``trainer``: the model's
+    :class:`mlip.trainers.LearningTrainer` (default an MTP's)."""
     from selection.grading import training_active_set
 
     from .trainers import MtpTrainer
 
     basis = (trainer or MtpTrainer()).basis(model_path, species)
-    return basis, training_active_set(basis, list(training))
+    return basis, training_active_set(basis, list(training), per_species=len(species) > 1)
 
 
 @dataclass
@@ -520,7 +521,8 @@ def select_new(active_set, collected: Sequence[tuple[str, Sequence[tuple[Atoms, 
     if not flat:
         return []
     selection = select_environments(active_set, [f[2] for f in flat], [f[3] for f in flat],
-                                    gamma_select=gamma_select, max_new=max_new)
+                                    gamma_select=gamma_select, max_new=max_new,
+                                    species=[f[1].get_chemical_symbols() for f in flat])
     return [Chosen(flat[k][0], flat[k][1], int(atom), float(flat[k][3][atom])) for k, atom in selection.chosen]
 
 

@@ -231,7 +231,7 @@ def run_graded_snap(
     """
     from md.engine import LammpsError, LammpsSystem
     from md.potentials import Potential
-    from selection.maxvol import grades
+    from selection.maxvol import ActiveSet, grades
 
     from .snap import _PairLines
 
@@ -271,7 +271,8 @@ def run_graded_snap(
             if first and check_rows:
                 _compare_rows(rows, basis.rows(snapshot), basis)
             first = False
-            gamma = grades(active_set, rows)
+            gamma = grades(active_set, rows) if isinstance(active_set, ActiveSet) \
+                else active_set.grades(rows, snapshot.get_chemical_symbols())  # per species
             book.label(snapshot, gamma)
             if on_snapshot is not None:
                 on_snapshot(GradedSnapshot(step=book.steps_done, atoms=snapshot, energy=float(energy),

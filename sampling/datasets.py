@@ -378,13 +378,15 @@ def alloy_dataset(
         for surface in _ALLOY_SURFACES[material.lattice]:
             if material.lattice == "hcp":
                 built = slab(material.element, "hcp", material.a, surface=str(surface), thickness=8.0,
-                             lateral_size=(2, 1), vacuum=8.0, c_over_a=material.c_over_a)
+                             lateral_size=(2, 1), vacuum=5.0, c_over_a=material.c_over_a)
                 name = str(surface)
             else:
                 built = slab(material.element, material.lattice, material.a, normal=surface, thickness=6.0,  # type: ignore[arg-type]
-                             lateral_size=(2, 2), vacuum=8.0)
+                             lateral_size=(2, 2), vacuum=5.0)
                 name = "".join(str(v) for v in surface)
-            defects.append((material.occupy(built, seed=seed * 1000 + 4, kind="slab"), f"surface-{name}"))
+            surface_cell = material.occupy(built, seed=seed * 1000 + 4, kind="slab")
+            surface_cell.pbc = True  # a periodic cell with a 10 A vacuum gap, as DFT and the MLIPs see it
+            defects.append((surface_cell, f"surface-{name}"))
     for atoms, source in defects:
         if potential is not None:
             atoms = _relax(atoms, potential)

@@ -82,17 +82,19 @@ def relax_lattice_constant(
     return a_relaxed, float(energy)
 
 
-def relax_box(atoms: Atoms, potential: Potential, box: str, *, threads: int = 1) -> tuple[np.ndarray, float]:
+def relax_box(atoms: Atoms, potential: Potential, box: str, *, threads: int = 1, force_tolerance: float = 1e-10,
+              length_tolerance: float = 1e-9) -> tuple[np.ndarray, float]:
     """Box edge lengths (A) and energy per atom (eV) after minimising positions and box (fix box/relax
-    ``box``) until the box stops changing (box/relax converges in vmax-limited stages)."""
+    ``box``, forces to ``force_tolerance`` eV/A) until the box changes by less than ``length_tolerance`` (relative)
+    from one minimisation to the next (box/relax converges in vmax-limited stages)."""
     with LammpsSystem(atoms, potential, threads=threads) as system:
         system.commands(["min_style cg", "min_modify line quadratic",
                          f"fix zero_stress all box/relax {box} vmax 0.001"])
         previous: np.ndarray | None = None
         for _ in range(20):
-            system.command("minimize 0.0 1e-10 2000 20000")
+            system.command(f"minimize 0.0 {force_tolerance!r} 2000 20000")
             lengths = np.diag(system.cell()).copy()
-            if previous is not None and np.all(np.abs(lengths - previous) < 1e-9 * lengths):
+            if previous is not None and np.all(np.abs(lengths - previous) < length_tolerance * lengths):
                 break
             previous = lengths
         system.command("unfix zero_stress")

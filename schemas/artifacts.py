@@ -70,6 +70,20 @@ class GammaHistogram(LogHistogram, ArtifactModel):
 
 
 @artifact
+class MaterialRecord(ArtifactModel):
+    """The campaign's species on its lattice with the constants every stage builds with (named ``campaign``):
+    relaxed once with the potential (sampling.material.relax_material) by the first stage that needs them."""
+
+    KIND: ClassVar[str] = "material"
+    species: list[str]
+    lattice: str
+    a: float = Field(description="lattice constant, A (hcp: the basal a)")
+    c_over_a: float | None = Field(None, description="hcp: c/a")
+    composition: list[float] | None = Field(None, description="random solid solution: fraction of each species")
+    prototype: str | None = None
+
+
+@artifact
 class SpeciesGammaHistograms(ArtifactModel):
     """gamma per species of a campaign of several elements, each atom graded against its own species' active
     set: one per sampling snapshot (named by its source) and the campaign's sum (named ``campaign``)."""

@@ -21,7 +21,7 @@ from core import access
 from core.models import Campaign, Label, Structure
 from core.session import session_scope
 from schemas import parse_spec
-from schemas.artifacts import ActiveSetRecord, SpeciesGammaHistograms
+from schemas.artifacts import ActiveSetRecord, MaterialRecord, SpeciesGammaHistograms
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "alloys"
 
@@ -37,6 +37,12 @@ NIAL_B2 = {
     "selection": {"max_new": 3},
     "reconstruction": TINY_RECONSTRUCTION,
     "labelling": {"engine": "lammps"},
+    # an MTP of Ni and Al on B + P, then one on-the-fly iteration graded against one active set per species
+    "refinement": {
+        "training": {"level": 2, "max_iter": 20, "test_fraction": 0.0},
+        "otf": {"targets": [{"structure": {"kind": "bulk", "supercell": [5, 5, 5], "vacancies": 1, "seed": 2},
+                             "temperature": 900, "steps": 40, "seed": 1}],
+                "max_iterations": 1, "check_every": 10, "max_new": 1}},
 }
 MG_HCP = {
     "name": "tiny-mg", "element": "Mg", "lattice": "hcp", "potential": "Mg_mm.eam.fs",
@@ -70,7 +76,7 @@ def _cells(campaign_id: int) -> list[Structure]:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_b2_nial_campaign_selects_per_species_and_keeps_the_ordering(env):
+def test_b2_nial_campaign_selects_per_species_keeps_the_ordering_and_learns_on_the_fly(env):
     from ase.io import read as ase_read
 
     from app.exports import export_campaign
@@ -81,8 +87,13 @@ def test_b2_nial_campaign_selects_per_species_and_keeps_the_ordering(env):
     from selection import maxvol
     from workers.stages.common import campaign_dir
 
-    campaign_id = _run(NIAL_B2, 300)
+    campaign_id = _run(NIAL_B2, 600)
     store = StructureStore(get_settings().data_dir)
+    with session_scope() as session:  # relaxed once, in the occupied B2 crystal, and read by every stage
+        material = access.load_artifact(session, campaign_id, MaterialRecord, "campaign")
+    assert material is not None and (material.species, material.lattice, material.prototype) == (["Ni", "Al"],
+                                                                                                  "bcc", "B2")
+    assert material.a == pytest.approx(2.8630, abs=1e-4)
 
     # one active set per species over set B, and B graded against them: gamma <= 1.001 for every species
     sets = maxvol.load(campaign_dir(campaign_id) / "active_set.npz")
@@ -138,6 +149,22 @@ def test_b2_nial_campaign_selects_per_species_and_keeps_the_ordering(env):
     assert [a.get_chemical_symbols() for a in back] == [a.get_chemical_symbols() for a in direct]
     assert all(set(a.get_chemical_symbols()) == {"Ni", "Al"} for a in back)
 
+    # the refinement: a two-species MTP, and the on-the-fly MD graded against one active set per species of its
+    # basis
+    from mlip.trainers import MtpTrainer
+    from schemas.artifacts import OTFIterationRecord, TrainingRecord
+    from workers.stages.otf import iteration_dir
+
+    with session_scope() as session:
+        training = access.load_artifact(session, campaign_id, TrainingRecord, "campaign")
+        record = access.load_artifact(session, campaign_id, OTFIterationRecord, "001")
+    assert training is not None and record is not None
+    mtp = MtpTrainer().basis(get_settings().data_dir / training.path, ["Ni", "Al"])
+    otf_sets = maxvol.load(iteration_dir(campaign_id, 1) / "active_set.npz")
+    assert isinstance(otf_sets, maxvol.SpeciesActiveSets) and set(otf_sets.species) == {"Ni", "Al"}
+    assert otf_sets.size == mtp.rows(bulk).shape[1]
+    assert record.runs[0].steps_done > 0 and record.runs[0].stopped in ("completed", "gamma_break")
+
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_hcp_mg_campaign_finds_only_the_vacancies_and_builds_hcp_cells(env):
@@ -151,6 +178,13 @@ def test_hcp_mg_campaign_finds_only_the_vacancies_and_builds_hcp_cells(env):
         summary = summarize(session, campaign_id)
         basic = session.query(Structure).filter_by(campaign_id=campaign_id, stage="basic").all()
         record = access.load_artifact(session, campaign_id, ActiveSetRecord, "campaign")
+        material = access.load_artifact(session, campaign_id, MaterialRecord, "campaign")
+    from sampling.builders import relax_hcp
+    from workers.stages.common import resolve_potential
+
+    a, c_over_a, _ = relax_hcp(resolve_potential("Mg_mm.eam.fs"), "Mg", 3.2)
+    # the campaign's a and c/a: Mg_mm's own minimum (relax_hcp from its guess 3.2 A and the ideal c/a)
+    assert material is not None and (material.a, material.c_over_a) == pytest.approx((a, c_over_a), rel=1e-6)
     # hcp CNA at 300 K: every atom is hcp but the 12 neighbours of each of the two vacancies (24 per snapshot,
     # fewer only where the vacancies share neighbours): the perfect lattice gives no candidates
     n = summary.snapshots

@@ -85,13 +85,18 @@ def test_one_hcp_metal_parses_with_its_reference_constant():
 
 
 def test_single_element_specs_are_unchanged():
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
+    for path in sorted((ROOT / "examples").glob("w-*.yaml")):
         spec = load_spec_text(path.read_text())
         assert spec.species == (spec.element,) and spec.elements is None, path
         assert (spec.composition, spec.prototype, spec.c_over_a) == (None, None, None), path
         assert spec.lattice in ("bcc", "fcc"), path
     spec = parse_spec(_spec())
     assert spec.species == ("W",) and spec.lattice == "bcc" and spec.fractions == (1.0,)
+    alloys = {path.name: load_spec_text(path.read_text()) for path in sorted(ROOT.glob("examples/**/*.yaml"))
+              if not path.name.startswith("w-")}
+    assert {name: spec.species for name, spec in alloys.items()} == {
+        "cuni-quickstart.yaml": ("Cu", "Ni"), "cocrfeni.yaml": ("Co", "Cr", "Fe", "Ni"),
+        "cuni-random.yaml": ("Cu", "Ni"), "mg-hcp.yaml": ("Mg",), "nial-b2.yaml": ("Ni", "Al")}
     assert spec.estimated_lattice_constant() == 3.16  # ASE's W, as before
     assert parse_spec(copy.deepcopy(TINY_SPEC)).estimated_lattice_constant() == 3.165
     # elements of one: the same campaign as element
@@ -198,21 +203,22 @@ REFINEMENT = {"otf": {"targets": [{"structure": {"kind": "bulk", "supercell": [3
                                    "steps": 100}]}}
 
 
-def test_the_entry_check_accepts_alloys_and_hcp_and_refuses_their_refinement_and_study():
+def test_the_entry_check_accepts_alloys_and_hcp_and_refuses_their_study():
     from app.services import check_supported
 
-    check_supported(parse_spec(_alloy(**CU_NI)))  # sampling .. labelling run for alloys and hcp
-    check_supported(parse_spec(_spec(**MG)))
-    check_supported(parse_spec(_spec()))  # one cubic metal: runs
+    check_supported(parse_spec(_alloy(**CU_NI)))  # every stage but the study runs for alloys and hcp
+    check_supported(parse_spec(_spec(**MG) | {"refinement": REFINEMENT}))
+    check_supported(parse_spec(_alloy(**CU_NI) | {"refinement": REFINEMENT}))
+    check_supported(parse_spec(_spec() | {"study": {"suite": "paper"}}))  # one cubic metal: the study runs
     for data, what in ((_alloy(**CU_NI), "an alloy (Cu, Ni)"), (_spec(**MG), "hcp Mg")):
         with pytest.raises(SpecError) as info:
-            check_supported(parse_spec(data | {"refinement": REFINEMENT}))
+            check_supported(parse_spec(data | {"study": {"suite": "paper"}}))
         ((field, message),) = [(e.field, e.message) for e in info.value.errors]
-        assert field == "refinement" and what in message and "not supported yet" in message
-        assert "remove refinement" in message
+        assert field == "study" and what in message and "not supported yet" in message
+        assert "remove study" in message
 
 
-def test_submit_refuses_the_refinement_of_an_alloy_and_stores_nothing(env):
+def test_submit_refuses_the_study_of_an_alloy_and_stores_nothing(env):
     """The CLI's path: submit_campaign on the embedded database."""
     from app.auth import get_or_create_user
     from app.services import submit_campaign
@@ -222,8 +228,8 @@ def test_submit_refuses_the_refinement_of_an_alloy_and_stores_nothing(env):
     with session_scope() as session:
         owner = get_or_create_user(session, "alice")
         with pytest.raises(SpecError) as info:
-            submit_campaign(session, owner, parse_spec(_alloy(**CU_NI) | {"refinement": REFINEMENT}))
-        assert [e.field for e in info.value.errors] == ["refinement"]
+            submit_campaign(session, owner, parse_spec(_alloy(**CU_NI) | {"study": {"suite": "paper"}}))
+        assert [e.field for e in info.value.errors] == ["study"]
         assert access.campaigns_in_progress(session) == []
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
+from sqlalchemy.exc import IntegrityError
 
 from core import access
 from core.models import Status, utcnow
@@ -17,6 +18,7 @@ from labelling.reference import UPLOAD_PREFIX
 from md.potentials import Potential, PotentialError, load_potential
 from sampling.material import Material, relax_material
 from schemas import CampaignSpec
+from schemas.artifacts import MaterialRecord
 from workers.lease import held_owner
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -78,11 +80,33 @@ def read_training_set(reference: str, field: str = "selection.training_set") -> 
         raise ValueError(f"{field}: {exc}") from None
 
 
-def campaign_material(spec: CampaignSpec, potential: Potential, threads: int = 1) -> Material:
+def campaign_material(spec: CampaignSpec, potential: Potential, campaign_id: int | None = None,
+                      threads: int = 1) -> Material:
     """The campaign's species on its lattice with the constants every stage builds with: the spec's
     lattice_constant (and c_over_a, else the ideal, for hcp) when given, else relaxed with ``potential``
     (sampling.material.relax_material; one element on bcc or fcc from the same start as before alloys, so its
-    constant is unchanged)."""
+    constant is unchanged). With ``campaign_id`` the first stage to ask stores it (artifact ``material``) and the
+    others read it: a SNAP's relaxation of an alloy takes minutes, not the 50 ms of an EAM."""
+    if campaign_id is not None:
+        with session_scope() as session:
+            stored = access.load_artifact(session, campaign_id, MaterialRecord, "campaign")
+        if stored is not None:
+            return Material(tuple(stored.species), stored.lattice, stored.a, stored.c_over_a,
+                            None if stored.composition is None else tuple(stored.composition), stored.prototype)
+    material = _material(spec, potential, threads)
+    if campaign_id is not None:
+        record = MaterialRecord(species=list(material.species), lattice=material.lattice, a=material.a,
+                                c_over_a=material.c_over_a, prototype=material.prototype,
+                                composition=None if material.composition is None else list(material.composition))
+        try:
+            with session_scope() as session:
+                access.store_artifact(session, campaign_id, "campaign", record)
+        except IntegrityError:
+            pass  # another item stored the same numbers first
+    return material
+
+
+def _material(spec: CampaignSpec, potential: Potential, threads: int) -> Material:
     composition = spec.fractions if spec.composition is not None else None
     if spec.lattice_constant is not None:
         ratio = spec.estimated_c_over_a() if spec.lattice == "hcp" else None

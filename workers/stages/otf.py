@@ -66,7 +66,7 @@ from schemas.artifacts import (
 from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis
-from selection.maxvol import ActiveSet
+from selection.maxvol import ActiveSet, SpeciesActiveSets
 from workers.stages.common import PlannedItem, campaign_dir, load_item, report_progress
 from workers.stages.labelling import labelled_structures
 from workers.stages.reconstruction import assemble_plans, box_items, gcmc_params, plan_cluster, plans
@@ -136,15 +136,13 @@ def training_set(session: Session, campaign_id: int, spec: CampaignSpec, iterati
 
 
 def _active_set(session_data: tuple[Path, list[Atoms]], campaign_id: int, iteration: int, species: list[str],
-                trainer: LearningTrainer) -> tuple[Basis, ActiveSet]:
+                trainer: LearningTrainer) -> tuple[Basis, ActiveSet | SpeciesActiveSets]:
     """(basis, active set) of the iteration's model over its training set, computed once and kept on disk
     (several MD items may ask at once: each writes the same bytes, the last rename wins)."""
     model, train = session_data
     target = iteration_dir(campaign_id, iteration) / "active_set.npz"
     if target.is_file():
-        stored = maxvol.load(target)
-        assert isinstance(stored, ActiveSet), "the on-the-fly loop keeps one active set (one element)"
-        return trainer.basis(model, species), stored
+        return trainer.basis(model, species), maxvol.load(target)
     basis, active_set = active_set_of(model, train, species, trainer)
     buffer = io.BytesIO()
     maxvol.save(active_set, buffer)
@@ -222,14 +220,14 @@ def run_md(item_id: int) -> None:
     """One MD target of one iteration with the current MTP, graded; its snapshots and record stored."""
     campaign_id, spec, params = load_item(item_id)
     iteration, index = int(params["iteration"]), int(params["target"])
-    target = otf_target(spec, index)
+    target = otf_target(spec, index, campaign_id)
     with session_scope() as session:
         if load_artifact(session, campaign_id, OTFRunArtifact, f"{_tag(iteration)}/{target.name}") is not None:
             return  # a re-delivered task: the run is stored
         model = model_path(session, campaign_id, spec, iteration)
         train, _test = training_set(session, campaign_id, spec, iteration)
     trainer = trainer_for(spec)
-    basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element], trainer)
+    basis, active_set = _active_set((model, train), campaign_id, iteration, list(spec.species), trainer)
     run, collected = trainer.md(target, model, basis, active_set, gamma_select=spec.selection.gamma_select,
                                 gamma_break=spec.selection.gamma_break,
                                 check_every=refinement_of(spec).otf.check_every,
@@ -263,7 +261,7 @@ def select_and_cut(item_id: int) -> None:
         budget = labels_left(session, campaign_id, spec) - otf_labels_planned(session, campaign_id)
     collected = [(name, _load_snapshots(iteration_dir(campaign_id, iteration) / f"md-{index}.npz", name))
                  for index, name in enumerate(otf.target_names())]
-    _basis, active_set = _active_set((model, train), campaign_id, iteration, [spec.element], trainer_for(spec))
+    _basis, active_set = _active_set((model, train), campaign_id, iteration, list(spec.species), trainer_for(spec))
     n_candidates = sum(run.n_candidates for run in runs)
     last = iteration == otf.max_iterations or budget <= 0
     chosen = select_new(active_set, collected, gamma_select=spec.selection.gamma_select,

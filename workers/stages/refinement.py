@@ -61,8 +61,8 @@ def trainer_for(spec: CampaignSpec) -> LearningTrainer:
     OTF retraining."""
     training = refinement_of(spec).training
     if training.model == "snap":
-        return SnapTrainer(training.snap, species=[spec.element])
-    return MtpTrainer(training_settings(spec) | {"species": [spec.element]})
+        return SnapTrainer(training.snap, species=list(spec.species))
+    return MtpTrainer(training_settings(spec) | {"species": list(spec.species)})
 
 
 def training_settings(spec: CampaignSpec) -> dict[str, Any]:
@@ -130,12 +130,12 @@ def potential_reference(spec: CampaignSpec) -> str:
     return spec.potential
 
 
-def otf_target(spec: CampaignSpec, index: int) -> MDTarget:
+def otf_target(spec: CampaignSpec, index: int, campaign_id: int | None = None) -> MDTarget:
     """MD target ``index`` of the spec with its structure built as the sampling stage builds it."""
     potential = resolve_potential(spec.potential)
     otf = refinement_of(spec).otf
     target = otf.targets[index]
-    return MDTarget(build_structure(target.structure, campaign_material(spec, potential), potential),
+    return MDTarget(build_structure(target.structure, campaign_material(spec, potential, campaign_id), potential),
                     temperature=target.temperature, steps=target.steps, name=otf.target_names()[index],
                     timestep=target.timestep_fs, seed=target.seed)
 
@@ -173,7 +173,7 @@ def ensemble_spread(item_id: int) -> None:
                                         if with_defects else [])
     snapshots = [with_defects[i] for i in np.unique(np.round(spread).astype(int))]
     models = train_ensemble(train, k, campaign_dir(campaign_id) / "ensemble", seeds=[seed + n for n in range(k)],
-                            test=test or None, species=[spec.element], **settings)
+                            test=test or None, species=list(spec.species), **settings)
     images, masks = [], []
     for _structure_id, path, _source, atoms_indices in snapshots:
         atoms = store.read(path)
@@ -181,7 +181,7 @@ def ensemble_spread(item_id: int) -> None:
         mask[atoms_indices] = True
         images.append(atoms)
         masks.append(mask)
-    report = ensemble_report(models, images, species=[spec.element], masks=masks)
+    report = ensemble_report(models, images, species=list(spec.species), masks=masks)
     per_snapshot = [row | {"structure_id": structure_id, "source": source}
                     for row, (structure_id, _path, source, _atoms) in zip(report["per_configuration"], snapshots,
                                                                            strict=True)]

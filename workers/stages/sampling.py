@@ -41,7 +41,7 @@ def run_protocol(item_id: int) -> None:
         return  # finished by an earlier delivery that died before marking the item
 
     potential = resolve_potential(spec.potential)
-    material = campaign_material(spec, potential)
+    material = campaign_material(spec, potential, campaign_id)
     atoms = build_structure(protocol.structure, material, potential)
     threads = settings.lammps_threads or spec.sampling.threads
     store = StructureStore(settings.data_dir)

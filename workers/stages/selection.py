@@ -65,7 +65,7 @@ def build_active_set(item_id: int) -> None:
         training = read_training_set(spec.selection.training_set)
     else:
         potential = resolve_potential(spec.potential)
-        training = generated_dataset(campaign_material(spec, potential), potential=potential)
+        training = generated_dataset(campaign_material(spec, potential, campaign_id), potential=potential)
     basis = campaign_basis(spec, _species(spec))
     active_set = training_active_set(basis, training, per_species=_per_species(spec))
     buffer = io.BytesIO()
