@@ -17,6 +17,7 @@ from schemas.artifacts import (
     GammaByDataset,
     GammaHistogram,
     LabellingPlan,
+    MaterialRecord,
     OTFCells,
     OTFIterationRecord,
     OTFRunArtifact,
@@ -27,6 +28,7 @@ from schemas.artifacts import (
     ReconstructionSummary,
     SelectionSummary,
     SoapPCA,
+    SpeciesGammaHistograms,
     StructureTypeCounts,
     TrainingRecord,
     ValidationSuite,
@@ -43,6 +45,8 @@ RUN = {"target": "vacancy", "steps_requested": 20, "steps_done": 20, "stopped": 
 
 SAMPLES: dict[str, ArtifactModel] = {
     "gamma_histogram": GammaHistogram(**HISTOGRAM),
+    "species_gamma_histograms": SpeciesGammaHistograms(histograms={"Ni": HISTOGRAM, "Al": HISTOGRAM}),
+    "material": MaterialRecord(species=["Ni", "Al"], lattice="bcc", a=2.863, prototype="B2"),
     "pcc_gcmc_candidates": CandidateTable(cluster_id=3, core_extent=[5.0, 5.0, 5.0], n_core=20, base_seed=7,
                                           candidates=[{"index": 0, "box": [9.5, 9.5, 9.5], "n_atoms": 54}],
                                           best_index=0, structure_id=9, energy_per_atom=-8.9),
@@ -190,7 +194,7 @@ def test_stage_runners_use_only_typed_artifacts():
                         "OTFIterationRecord", "ValidationTable", "TrainingRecord", "OTFSummary", "OTFCells",
                         "EnsembleRecord", "SoapPCA", "GammaByDataset", "PccGcmcPlan", "PccGcmcCandidate",
                         "ReconstructionSummary", "ActiveSetRecord", "LabellingPlan", "ValidationSuite",
-                        "DashboardCache", "StructureTypeCounts"}
+                        "DashboardCache", "StructureTypeCounts", "SpeciesGammaHistograms", "MaterialRecord"}
     assert stored_by_stages <= used | {"ValidationTable"}
     assert stored_by_stages == models
 

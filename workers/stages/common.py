@@ -95,12 +95,12 @@ def campaign_material(spec: CampaignSpec, potential: Potential, campaign_id: int
                             None if stored.composition is None else tuple(stored.composition), stored.prototype)
     material = _material(spec, potential, threads)
     if campaign_id is not None:
-        record = MaterialRecord(species=list(material.species), lattice=material.lattice, a=material.a,
-                                c_over_a=material.c_over_a, prototype=material.prototype,
-                                composition=None if material.composition is None else list(material.composition))
+        composition = None if material.composition is None else list(material.composition)
         try:
             with session_scope() as session:
-                access.store_artifact(session, campaign_id, "campaign", record)
+                access.store_artifact(session, campaign_id, "campaign", MaterialRecord(
+                    species=list(material.species), lattice=material.lattice, a=material.a,
+                    c_over_a=material.c_over_a, composition=composition, prototype=material.prototype))
         except IntegrityError:
             pass  # another item stored the same numbers first
     return material
