@@ -88,6 +88,18 @@ def _strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
     return out
 
 
+def _strained_set(perfect: Atoms, strains: Sequence[float]) -> list[tuple[Atoms, str]]:
+    """Set B's strained crystals: hydrostatic, uniaxial xx and shear xy of each strain, with their sources."""
+    out = []
+    for eps in strains:
+        out.append((_strained(perfect, eps * np.eye(3)), f"bulk-hydrostatic{eps:+.3f}"))
+        out.append((_strained(perfect, np.diag([eps, 0.0, 0.0])), f"bulk-uniaxial-xx{eps:+.3f}"))
+        shear = np.zeros((3, 3))
+        shear[0, 1] = shear[1, 0] = eps / 2.0
+        out.append((_strained(perfect, shear), f"bulk-shear-xy{eps:+.3f}"))
+    return out
+
+
 def _interstitial(element: str, lattice: str, a: float, repeat: int) -> Atoms:
     """Self-interstitial: a <111> crowdion in bcc (the stable SIA of bcc transition metals), a <100> dumbbell in fcc.
 
@@ -254,12 +266,8 @@ def basic_dataset(
 
     perfect = _cubic_cell(element, lattice, a, 2)
     add(perfect.copy(), "bulk")
-    for eps in strains:
-        add(_strained(perfect, eps * np.eye(3)), f"bulk-hydrostatic{eps:+.3f}")
-        add(_strained(perfect, np.diag([eps, 0.0, 0.0])), f"bulk-uniaxial-xx{eps:+.3f}")
-        shear = np.zeros((3, 3))
-        shear[0, 1] = shear[1, 0] = eps / 2.0
-        add(_strained(perfect, shear), f"bulk-shear-xy{eps:+.3f}")
+    for strained, source in _strained_set(perfect, strains):
+        add(strained, source)
     for sigma in rattle:
         for _ in range(2):
             cell = _cubic_cell(element, lattice, a, repeat)
@@ -343,12 +351,8 @@ def alloy_dataset(
     add(perfect.copy(), "bulk")
     if material.is_alloy and material.prototype is None:
         add(occupied(1), "bulk-occupation-1")
-    for eps in strains:
-        add(_strained(perfect, eps * np.eye(3)), f"bulk-hydrostatic{eps:+.3f}")
-        add(_strained(perfect, np.diag([eps, 0.0, 0.0])), f"bulk-uniaxial-xx{eps:+.3f}")
-        shear = np.zeros((3, 3))
-        shear[0, 1] = shear[1, 0] = eps / 2.0
-        add(_strained(perfect, shear), f"bulk-shear-xy{eps:+.3f}")
+    for strained, source in _strained_set(perfect, strains):
+        add(strained, source)
     for sigma in rattle:
         for k in range(2):
             cell = occupied(2 + k)
