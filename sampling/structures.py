@@ -66,6 +66,9 @@ def _cubic_structure(structure: Structure, material: Material, potential: Potent
         case PolycrystalStructure():
             return polycrystal(element, lattice, a, structure.box, structure.n_grains, seed=structure.seed)
         case SlabStructure():
+            if structure.surface is not None:
+                raise ValueError(f"surface: for hcp slabs only (basal or prismatic); a {lattice} slab takes its "
+                                 "surface from normal (Miller indices), so remove surface")
             return slab(element, lattice, a, normal=structure.normal, thickness=structure.thickness,
                         lateral_min_lengths=structure.lateral_min_lengths, vacuum=structure.vacuum)
         case BicrystalStructure():
@@ -93,7 +96,10 @@ def _hcp_structure(structure: Structure, material: Material) -> Atoms:
         case BulkStructure():
             return bulk_crystal(element, "hcp", a, structure.supercell, c_over_a=ratio)
         case SlabStructure():
-            return slab(element, "hcp", a, surface=structure.surface, thickness=structure.thickness,
+            if tuple(structure.normal) != (0, 0, 1):
+                raise ValueError("normal: an hcp slab takes surface (basal or prismatic), not Miller indices; "
+                                 "remove normal and give surface")
+            return slab(element, "hcp", a, surface=structure.surface or "basal", thickness=structure.thickness,
                         lateral_min_lengths=structure.lateral_min_lengths, vacuum=structure.vacuum, c_over_a=ratio)
         case PolycrystalStructure():
             return polycrystal(element, "hcp", a, structure.box, structure.n_grains, seed=structure.seed,

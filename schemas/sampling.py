@@ -155,8 +155,8 @@ class SlabStructure(_PointDefects):
 
     kind: Literal["slab"] = "slab"
     normal: Miller = Field((0, 0, 1), description="surface normal (Miller direction; bcc and fcc)")
-    surface: Literal["basal", "prismatic"] = Field(
-        "basal", description="hcp only: the free surface, basal (0001) or prismatic (10-10)")
+    surface: Literal["basal", "prismatic"] | None = Field(
+        None, description="hcp only: the free surface, basal (0001, the default) or prismatic (10-10)")
     thickness: Length = Field(30.0, description="crystal thickness along z, A")
     lateral_min_lengths: tuple[Length, Length] = Field((50.0, 50.0), description="smallest x, y edges, A")
     vacuum: float = Field(10.0, ge=0, le=1000, description="vacuum on each side, A")
@@ -168,7 +168,7 @@ class SlabStructure(_PointDefects):
         # sampling.hcp.hcp_slab: whole periods of the orthohexagonal cell (basal x, y, z = a, a sqrt 3, c;
         # prismatic a, c, a sqrt 3), at least the asked lengths
         c, b = c_over_a * a, 3**0.5 * a
-        periods = (a, b, c) if self.surface == "basal" else (a, c, b)
+        periods = (a, c, b) if self.surface == "prismatic" else (a, b, c)
         edges = [_whole_periods(length, period)
                  for length, period in zip((*self.lateral_min_lengths, self.thickness), periods)]
         return edges[0] * edges[1] * edges[2] * ATOMS_PER_ORTHOHEXAGONAL_CELL / (a * b * c)

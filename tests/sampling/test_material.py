@@ -142,6 +142,11 @@ def test_hcp_kinds_come_from_the_spec_and_the_others_are_named():
     for kind, fields in HCP_KINDS.items():  # the limits' estimate (nothing built): exact for whole periods
         ratio = _structure(**fields).estimated_atoms("hcp", 3.184, 1.628) / len(built[kind])
         assert 0.97 < ratio < 1.1, kind  # measured: 1 (crystals), 0.979 (the cylinder), 1.080 (grains)
+    with pytest.raises(ValueError, match="normal: an hcp slab takes surface"):  # never silently ignored
+        build_structure(_structure(kind="slab", normal=[1, 1, 0]), material, mg)
+    with pytest.raises(ValueError, match="surface: for hcp slabs only"):
+        build_structure(_structure(kind="slab", surface="basal"), Material(("W",), "bcc", 3.165),
+                        load_potential("W_zhou.eam.alloy"))
     with pytest.raises(ValueError, match="kind: single_crystal is not built for hcp"):
         build_structure(_structure(kind="single_crystal"), material, mg)
     with pytest.raises(ValueError, match="interstitials: self-interstitials are placed in bcc and fcc"):
