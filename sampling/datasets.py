@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -86,6 +87,14 @@ def _strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
     out = atoms.copy()
     out.set_cell(np.asarray(atoms.cell[:]) @ (np.eye(3) + strain), scale_atoms=True)
     return out
+
+
+def _add_image(images: list[Atoms], atoms: Atoms, source: str, max_atoms: int) -> None:
+    """Append a set-B cell named ``basic:<source>``; DatasetError above ``max_atoms``."""
+    if len(atoms) > max_atoms:
+        raise DatasetError(f"{source} has {len(atoms)} atoms > max_atoms {max_atoms}")
+    atoms.info["source"] = f"basic:{source}"
+    images.append(atoms)
 
 
 def _strained_set(perfect: Atoms, strains: Sequence[float]) -> list[tuple[Atoms, str]]:
@@ -257,12 +266,7 @@ def basic_dataset(
     rng = np.random.default_rng(seed)
     repeat = 3 if lattice == "bcc" else 2  # 54 / 32 atoms
     images: list[Atoms] = []
-
-    def add(atoms: Atoms, source: str) -> None:
-        if len(atoms) > max_atoms:
-            raise DatasetError(f"{source} has {len(atoms)} atoms > max_atoms {max_atoms}")
-        atoms.info["source"] = f"basic:{source}"
-        images.append(atoms)
+    add = functools.partial(_add_image, images, max_atoms=max_atoms)
 
     perfect = _cubic_cell(element, lattice, a, 2)
     add(perfect.copy(), "bulk")
@@ -337,12 +341,7 @@ def alloy_dataset(
     else:
         size = _ALLOY_CELLS[material.lattice]
     images: list[Atoms] = []
-
-    def add(atoms: Atoms, source: str) -> None:
-        if len(atoms) > max_atoms:
-            raise DatasetError(f"{source} has {len(atoms)} atoms > max_atoms {max_atoms}")
-        atoms.info["source"] = f"basic:{source}"
-        images.append(atoms)
+    add = functools.partial(_add_image, images, max_atoms=max_atoms)
 
     def occupied(occupation: int) -> Atoms:
         return material.crystal(size, seed=seed * 1000 + occupation)

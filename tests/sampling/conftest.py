@@ -10,6 +10,18 @@ def w_zhou() -> Potential:
 
 
 @pytest.fixture(scope="session")
+def nial() -> Potential:
+    """B2 NiAl (Angelo, Moody & Baskes)."""
+    return load_potential("NiAlH_jea.eam.alloy")
+
+
+@pytest.fixture(scope="session")
+def cuni() -> Potential:
+    """Cu-Ni solid solutions (Onat & Durukanoglu)."""
+    return load_potential("CuNi.eam.alloy")
+
+
+@pytest.fixture(scope="session")
 def mg() -> Potential:
     return load_potential("Mg_mm.eam.fs")
 

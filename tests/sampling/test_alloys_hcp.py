@@ -15,7 +15,7 @@ from ase.geometry import find_mic
 from ase.neighborlist import neighbor_list
 
 from md.engine import LammpsSystem
-from md.potentials import Potential, load_potential
+from md.potentials import Potential
 from sampling.alloys import occupy, ordered_crystal, whole_atom_counts
 from sampling.builders import (
     add_interstitial,
@@ -28,16 +28,6 @@ from sampling.builders import (
 )
 from sampling.defects import HCP, classify_atoms, cna_cutoff, defect_mask, estimate_lattice_constant
 from schemas.alloys import IDEAL_C_OVER_A
-
-
-@pytest.fixture(scope="module")
-def nial() -> Potential:
-    return load_potential("NiAlH_jea.eam.alloy")
-
-
-@pytest.fixture(scope="module")
-def cuni() -> Potential:
-    return load_potential("CuNi.eam.alloy")
 
 
 def _shell_counts(atoms: Atoms, cutoff: float) -> dict[tuple[str, str], set[int]]:

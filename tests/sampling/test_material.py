@@ -10,22 +10,12 @@ import pytest
 from pydantic import TypeAdapter
 
 from md.engine import LammpsSystem
-from md.potentials import Potential, load_potential
+from md.potentials import load_potential
 from sampling.datasets import alloy_dataset, generated_dataset
 from sampling.defects import classify_atoms
 from sampling.material import Material, relax_material
 from sampling.structures import build_structure
 from schemas.sampling import Structure
-
-
-@pytest.fixture(scope="module")
-def cuni() -> Potential:
-    return load_potential("CuNi.eam.alloy")
-
-
-@pytest.fixture(scope="module")
-def nial() -> Potential:
-    return load_potential("NiAlH_jea.eam.alloy")
 
 
 def _structure(**fields) -> Structure:
