@@ -215,14 +215,16 @@ def _poll(campaign_id: int, show: bool) -> None:
         while True:
             with session_scope() as session:
                 campaign = access.get_campaign(session, campaign_id)
+                notes = access.running_notes(session, campaign_id)
                 for stage in campaign.stages:
                     if stage.stage not in tasks:
                         tasks[stage.stage] = bars.add_task(stage.stage, total=None)
+                    note = f" {notes[stage.id]}" if stage.id in notes and stage.status == "running" else ""
                     bars.update(
                         tasks[stage.stage],
                         completed=stage.progress_done,
                         total=stage.progress_total or None,
-                        description=f"{stage.stage} ({stage.status})",
+                        description=f"{stage.stage} ({stage.status}){note}",
                     )
                 if campaign.status.finished:
                     return

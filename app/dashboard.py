@@ -128,6 +128,7 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
     items = {
         stage_id: dict(counts) for stage_id, counts in _item_counts(session, campaign.id).items()
     }
+    notes = access.running_notes(session, campaign.id)
     return {
         "id": campaign.id,
         "status": campaign.status.value,
@@ -139,7 +140,7 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
                 "stage": s.stage, "status": s.status.value, "progress_done": s.progress_done,
                 "progress_total": s.progress_total, "attempts": s.attempts, "error": public_text(s.error),
                 "items": items.get(s.id, {}),
-                "items_text": item_summary(items.get(s.id, {})),
+                "items_text": item_summary(items.get(s.id, {})) + (f" - {notes[s.id]}" if s.id in notes else ""),
                 "started_at": s.started_at.isoformat(timespec="seconds") if s.started_at else None,
                 "finished_at": s.finished_at.isoformat(timespec="seconds") if s.finished_at else None,
             }

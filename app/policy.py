@@ -19,11 +19,12 @@ from core.settings import get_settings
 from md.potentials import PotentialError, bundled_potentials_dir
 from sampling.datasets import DatasetError, detect_format
 from schemas import CampaignSpec, FieldError, SpecError
+from schemas.launch import SlurmParams
 from workers.stages.common import UPLOAD_PREFIX, resolve_upload
 
 _NOT_FROM_THE_API = (
     "is not accepted from the API: commands, module lines and batch-script lines come from the operator's "
-    "launch profiles; name one with labelling.launch_profile"
+    "launch profiles; name one with labelling.launch_profile (sampling.lammps.launch_profile for sampling)"
 )
 PICKLE_REFUSED = (
     "pacemaker pickles are not accepted over the network (unpickling a file runs the code it names); convert "
@@ -161,16 +162,26 @@ def check_network_spec(spec: CampaignSpec) -> None:
                 "a directory on the server is accepted from the API only inside DG_ALLOWED_SERVER_DIRS; name a "
                 "launch profile that sets pseudo_dir (labelling.launch_profile) instead",
             ))
-    if labelling.slurm.modules:
-        errors.append(FieldError("labelling.slurm.modules", f"module lines {_NOT_FROM_THE_API}"))
-    if labelling.slurm.extra_lines:
-        errors.append(FieldError("labelling.slurm.extra_lines", f"batch-script lines {_NOT_FROM_THE_API}"))
-    if labelling.launch_profile is not None and labelling.launch_profile not in get_settings().launch_profiles:
-        known = ", ".join(sorted(get_settings().launch_profiles)) or "none defined"
-        errors.append(FieldError("labelling.launch_profile",
-                                 f"no launch profile {labelling.launch_profile!r} on this server (known: {known})"))
+    _check_launch(errors, "labelling", labelling.launch_profile, labelling.slurm)
+    lammps = spec.sampling.lammps
+    if lammps is not None:
+        if lammps.command is not None:
+            errors.append(FieldError("sampling.lammps.command", f"a command {_NOT_FROM_THE_API}"))
+        _check_launch(errors, "sampling.lammps", lammps.launch_profile, lammps.slurm)
     if errors:
         raise SpecError(errors)
+
+
+def _check_launch(errors: list[FieldError], section: str, profile: str | None, slurm: SlurmParams) -> None:
+    """Module and batch-script lines come only from the operator's launch profiles, which must exist."""
+    if slurm.modules:
+        errors.append(FieldError(f"{section}.slurm.modules", f"module lines {_NOT_FROM_THE_API}"))
+    if slurm.extra_lines:
+        errors.append(FieldError(f"{section}.slurm.extra_lines", f"batch-script lines {_NOT_FROM_THE_API}"))
+    if profile is not None and profile not in get_settings().launch_profiles:
+        known = ", ".join(sorted(get_settings().launch_profiles)) or "none defined"
+        errors.append(FieldError(f"{section}.launch_profile",
+                                 f"no launch profile {profile!r} on this server (known: {known})"))
 
 
 def public_text(message: str | None) -> str | None:

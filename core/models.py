@@ -157,6 +157,8 @@ class WorkItem(Base):
     error: Mapped[str | None] = mapped_column(Text)
     progress_done: Mapped[int] = mapped_column(default=0)
     progress_total: Mapped[int] = mapped_column(default=0)
+    # what the item is doing between progress steps, e.g. "minimising: step 350, E = -70123.4 eV"
+    progress_note: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     # The lease (workers/lease.py): the process that runs the item ("host:pid:token") renews heartbeat_at
@@ -170,7 +172,8 @@ class WorkItem(Base):
 
 
 class Structure(Base):
-    """A configuration; its file is content-addressed by the SHA-256 of its canonical extxyz."""
+    """A configuration; its file is content-addressed by the SHA-256 of its bytes: canonical extxyz, or for a
+    sampling snapshot the compact dg-snapshot file (formats.snapshot)."""
 
     __tablename__ = "structures"
     # `source` names the producer (e.g. "anneal-0/frame-3"): storing it twice is impossible,

@@ -16,7 +16,8 @@ def _default_data_dir() -> Path:
 
 
 class LaunchProfile(BaseModel):
-    """How DFT jobs of a campaign from the network are run: defined by the operator, named by a spec.
+    """How the DFT jobs (``labelling.launch_profile``) or the external LAMMPS runs (``sampling.lammps.launch_profile``)
+    of a campaign from the network are run: defined by the operator, named by a spec.
 
     A spec sent over the API may not carry commands, module lines or batch-script lines of its own (they
     would run on the server or the cluster as the worker's user); it names one of these instead.
@@ -24,8 +25,8 @@ class LaunchProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: list[str] | None = Field(None,
-                                      description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]")
+    command: list[str] | None = Field(None, description="run command as argv: VASP/QE for labelling, e.g. [mpirun, "
+                                      "-np, '64', vasp_std]; LAMMPS for sampling, e.g. [srun, lmp]")
     pseudo_dir: str | None = Field(None,
                                    description="VASP POTCAR root / QE pseudo_dir on the machine that runs the job")
     modules: list[str] = Field(default_factory=list, description="`module load` lines of the Slurm batch script")

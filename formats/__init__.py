@@ -8,6 +8,10 @@ one first, binary or text, whether reading runs code, media type the API sends, 
   ``.pkl.gz``, ``.pckl``, ``.pkl``), binary, a pickle (reading it can run code), ``application/gzip``;
 - ``extxyz``: ``.extxyz`` (also ``.xyz``) text, ``text/plain``.
 
+Not in the registry: :mod:`formats.snapshot`, the compact binary format of sampling snapshots (``dg-snapshot``,
+``.dgh5``, HDF5; float32 positions and CNA types, no labels), which the structure store writes and
+``ase.io.read`` reads through ASE's plugin entry point.
+
 - :func:`format_for`: a :class:`Format` by name (or alias) or by a file name's suffix; an unknown one is a
   :class:`FormatError` naming the field and the known formats.
 - :func:`read`: a path or file object -> ``list[ase.Atoms]``, labels (energy, forces, stress) on a

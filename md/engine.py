@@ -382,6 +382,12 @@ class LammpsSystem:
         for command in commands:
             self.command(command)
 
+    @property
+    def step(self) -> int:
+        """LAMMPS's current step (a minimisation counts its iterations); safe to read from another thread
+        while a run or minimisation goes on (one integer read, as the stop-file watcher's)."""
+        return int(self._instance().extract_global("ntimestep"))
+
     def run(self, steps: int) -> None:
         if int(steps) != steps or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")

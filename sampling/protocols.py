@@ -35,7 +35,9 @@ Protocols (defaults, in schemas.sampling, follow the paper: 300 K, strain rates 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from md.potentials import Potential, check_element
 from schemas.sampling import (
     AnnealProtocol,
     CrackOpeningProtocol,
+    MinimizationParams,
     MinimizeProtocol,
     NanoindentProtocol,
     ShearProtocol,
@@ -91,9 +94,9 @@ __all__ = [
 _NOSE_HOOVER_TDAMP_STEPS = 100
 _NOSE_HOOVER_PDAMP_STEPS = 1000
 _AXES = ("x", "y", "z")
-# etol, ftol (eV/A), max iterations, max force evaluations. A start for MD, not a property: capped so that
-# a 20,000-atom polycrystal (whose box/relax CG zigzags for 10,000 iterations) relaxes in seconds.
-_MINIMIZE = "minimize 0.0 1e-4 1000 10000"
+# The protocols' `minimize` command at the schema's defaults (etol, ftol eV/A, max iterations, max force
+# evaluations); program_for puts the campaign's MinimizationParams in its place.
+_MINIMIZE = MinimizationParams().command()
 _PER_SECOND_TO_PER_PS = 1e-12  # strain rate: LAMMPS metal time unit is the picosecond
 _M_PER_S_TO_A_PER_PS = 1e-2  # 1 m/s = 1e10 A / 1e12 ps
 
@@ -243,21 +246,49 @@ def _snapshot(system: LammpsSystem, program: Program, point: SnapshotPoint) -> S
 
 
 def execute(program: Program, potential: Potential, threads: int = 1,
-            stop_file: str | Path | None = None) -> Generator[Snapshot, None, None]:
+            stop_file: str | Path | None = None,
+            progress: Callable[[str], None] | None = None) -> Generator[Snapshot, None, None]:
     """Run ``program`` in this process, yielding its snapshots. Closing the generator early frees LAMMPS.
 
     With ``stop_file``, LAMMPS stops mid-run or mid-minimisation within a fraction of a second plus one MD
     step or minimiser iteration of that file appearing (:meth:`LammpsSystem.watch_stop_file`; this function
     also looks for it between commands and before each snapshot) and the generator raises :class:`Stopped`.
     Without the file the snapshots are exactly those of a run without ``stop_file``.
+    ``progress`` is called from a thread every few seconds of a minimisation with e.g. ``minimising: iteration
+    350 of at most 1000`` (it must not raise).
     """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer (OpenMP threads), got {threads!r}")
-    return _execute(program, potential, int(threads), None if stop_file is None else Path(stop_file))
+    return _execute(program, potential, int(threads), None if stop_file is None else Path(stop_file), progress)
 
 
-def _execute(program: Program, potential: Potential, threads: int,
-             stop_file: Path | None = None) -> Generator[Snapshot, None, None]:
+_PROGRESS_EVERY_S = 5.0
+
+
+@contextmanager
+def _minimising(system: LammpsSystem, command: str, progress: Callable[[str], None] | None) -> Iterator[None]:
+    """Reports the iterations of the minimisation ``command`` runs, from a thread, while it runs."""
+    if progress is None:
+        yield
+        return
+    first, cap = system.step, int(command.split()[3])
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(_PROGRESS_EVERY_S):
+            progress(f"minimising: iteration {system.step - first} of at most {cap}")
+
+    watcher = threading.Thread(target=report, name="dg-minimise-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _execute(program: Program, potential: Potential, threads: int, stop_file: Path | None = None,
+             progress: Callable[[str], None] | None = None) -> Generator[Snapshot, None, None]:
     if stop_file is not None and stop_file.exists():
         raise Stopped(f"stop file {stop_file} exists: {program.protocol} not started")
     system = LammpsSystem(program.atoms, potential, threads=threads)
@@ -269,6 +300,9 @@ def _execute(program: Program, potential: Potential, threads: int,
                 raise Stopped(f"stop file {stop_file} exists: {program.protocol} stopped before {item!r}")
             if isinstance(item, SnapshotPoint):
                 yield _snapshot(system, program, item)
+            elif item.startswith("minimize "):
+                with _minimising(system, item, progress):
+                    system.command(item)
             else:
                 system.command(item)
     finally:
@@ -902,7 +936,7 @@ PROTOCOLS: dict[str, _Protocol] = {
 }
 
 # keyword arguments of program_for/snapshot_count that describe the run, not the protocol's parameters
-_CONTEXT = ("element", "lattice", "lattice_constant", "threads")
+_CONTEXT = ("element", "lattice", "lattice_constant", "threads", "minimization")
 
 
 def _protocol(name: str) -> _Protocol:
@@ -924,17 +958,22 @@ def _params(protocol: str | ProtocolParams, fields: dict[str, Any]) -> ProtocolP
 
 
 def program_for(protocol: str | ProtocolParams, atoms: Atoms, potential: Potential, *, element: str, lattice: str,
-                lattice_constant: float, **fields: Any) -> Program:
+                lattice_constant: float, minimization: MinimizationParams | None = None, **fields: Any) -> Program:
     """The validated :class:`Program` of ``protocol``: a schemas.sampling protocol model (e.g. a campaign
     spec's ``spec.sampling.protocols[i]``), or a protocol name with its parameters as keyword ``fields``
-    (:func:`parameters`: the schema's defaults for the rest).
+    (:func:`parameters`: the schema's defaults for the rest). ``minimization`` (a campaign's
+    ``spec.sampling.minimization``; default the schema's) sets every ``minimize`` of the program.
 
     ``threads`` may be among ``fields`` (it does not change the program).
     """
     fields.pop("threads", None)
     params = _params(protocol, fields)
-    return _protocol(params.kind).program(atoms, potential, params, element=element, lattice=lattice,
-                                          lattice_constant=lattice_constant).check()
+    program = _protocol(params.kind).program(atoms, potential, params, element=element, lattice=lattice,
+                                             lattice_constant=lattice_constant)
+    if minimization is not None:
+        command = minimization.command()
+        program.items = [command if item == _MINIMIZE else item for item in program.items]
+    return program.check()
 
 
 def snapshot_count(protocol: str | ProtocolParams, **fields: Any) -> int:

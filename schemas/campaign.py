@@ -17,6 +17,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_v
 
 from schemas.alloys import IDEAL_C_OVER_A, PROTOTYPES, Lattice, Prototype
 from schemas.base import Strict
+from schemas.launch import SlurmParams
 from schemas.limits import Limits, limit_errors
 from schemas.reconstruction import FAST_MC_MOVES, GCMCParams, spec_field
 from schemas.reference import REFERENCE_DESCRIPTION, REFERENCE_TAGS, ReferenceSpec
@@ -119,19 +120,6 @@ class ReconstructionParams(Strict):
         description="per-axis box offsets, A, overriding the grid's (e.g. [0.0] for one box per cluster); "
         "at most 20 (8,000 boxes per cluster)",
     )
-
-
-class SlurmParams(Strict):
-    # one word each: they become #SBATCH lines, so a newline or a space must not reach the script
-    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="sbatch --account")
-    partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,+-]{1,128}$", description="sbatch --partition")
-    time: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$", description="walltime per job, HH:MM:SS")
-    nodes: int = Field(1, ge=1)
-    ntasks: int = Field(1, ge=1, description="MPI ranks per job")
-    cpus_per_task: int | None = Field(None, ge=1)
-    modules: list[str] = Field(default_factory=list, description="`module load` lines of the batch script")
-    extra_lines: list[str] = Field(default_factory=list, description="verbatim lines after the #SBATCH header")
-    poll_interval: float = Field(30.0, gt=0, description="s between squeue/sacct polls")
 
 
 class LabellingParams(Strict):

@@ -111,10 +111,12 @@ def limit_errors(spec: CampaignSpec, server: Limits | None = None) -> list[tuple
 
     # atom-steps: MD steps plus minimisation iterations of every protocol, and the OTF runs of every iteration
     work = []
+    cap = spec.sampling.minimization.max_iterations
     for i, protocol in enumerate(spec.sampling.protocols):
         n = atoms[f"sampling.protocols.{i}.structure"]
-        work.append((f"sampling.protocols.{i}", n * (protocol.md_steps() + protocol.minimization_steps()),
-                     f"{n:,.0f} atoms x ({protocol.md_steps():,} MD steps + {protocol.minimization_steps():,} "
+        minimization = protocol.minimization_steps(cap)
+        work.append((f"sampling.protocols.{i}", n * (protocol.md_steps() + minimization),
+                     f"{n:,.0f} atoms x ({protocol.md_steps():,} MD steps + {minimization:,} "
                      "minimisation iterations)"))
     if spec.refinement is not None:
         otf = spec.refinement.otf

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from schemas.alloys import IDEAL_C_OVER_A
 from schemas.base import Strict
+from schemas.launch import SlurmParams
 
 Repeat = Annotated[int, Field(ge=1, le=1000)]
 # |index| <= 20: the builders enumerate lattice sites and directions over a span of the indices, and the
@@ -30,8 +31,8 @@ PositiveKelvin = Annotated[float, Field(gt=0, description="temperature, K")]
 ATOMS_PER_CUBIC_CELL = {"bcc": 2, "fcc": 4}
 # hcp: the orthohexagonal cell a x a sqrt(3) x c holds 4 atoms (sampling.builders.bulk_crystal's hcp cell)
 ATOMS_PER_ORTHOHEXAGONAL_CELL = 4
-# Most iterations of one LAMMPS `minimize` of the protocols (sampling.protocols._MINIMIZE: etol ftol 1000 10000);
-# a minimisation counts against the MD budget as this many steps (each iteration is at least one force call).
+# Default most iterations of one LAMMPS `minimize` of the protocols (MinimizationParams.max_iterations); a
+# minimisation counts against the MD budget as this many steps (each iteration is at least one force call).
 MINIMIZE_MAX_ITERATIONS = 1000
 # Sentinel step count for runs that would never end (a rate of 1e-300 1/s): above every limit.
 ENDLESS = 10**18
@@ -280,9 +281,10 @@ class _Protocol(Strict):
     def md_steps(self) -> int:  # the MD steps of the run, for the budget; overridden per protocol
         return 0
 
-    def minimization_steps(self) -> int:
-        """Most minimisation iterations of the run (its `minimize` commands x MINIMIZE_MAX_ITERATIONS)."""
-        return MINIMIZE_MAX_ITERATIONS  # the starting minimisation; overridden where there are more
+    def minimization_steps(self, max_iterations: int = MINIMIZE_MAX_ITERATIONS) -> int:
+        """Most minimisation iterations of the run: its `minimize` commands x ``max_iterations`` (the spec's
+        ``sampling.minimization.max_iterations``)."""
+        return max_iterations  # the starting minimisation; overridden where there are more
 
     def snapshots(self) -> int:
         """Snapshots the run stores (sampling.protocols.snapshot_count, without building anything)."""
@@ -305,9 +307,9 @@ class MinimizeProtocol(_Protocol):
     kind: Literal["minimize"] = "minimize"
     box_relax: bool = Field(True, description="relax the periodic box to zero stress too")
 
-    def minimization_steps(self) -> int:
+    def minimization_steps(self, max_iterations: int = MINIMIZE_MAX_ITERATIONS) -> int:
         # box/relax minimisation, then positions alone at that box: two `minimize` commands
-        return (2 if self.box_relax else 1) * MINIMIZE_MAX_ITERATIONS
+        return (2 if self.box_relax else 1) * max_iterations
 
 
 class AnnealProtocol(_Timed):
@@ -335,9 +337,9 @@ class _Loading(_Timed):
     def md_steps(self) -> int:
         return min(self.equilibration_steps + self.loading_steps(), ENDLESS)
 
-    def minimization_steps(self) -> int:
+    def minimization_steps(self, max_iterations: int = MINIMIZE_MAX_ITERATIONS) -> int:
         # uniaxial and shear relax the box first (box/relax, then positions); nanoindent overrides
-        return 2 * MINIMIZE_MAX_ITERATIONS
+        return 2 * max_iterations
 
     def snapshots(self) -> int:
         # the start, then every snapshot_every loading steps and the last one (sampling.protocols._snapshot_steps)
@@ -391,8 +393,8 @@ class NanoindentProtocol(_Loading):
         # 1 m/s = 1e-5 A/fs
         return _steps(self.depth / (self.speed * 1e-5 * self.timestep_fs))
 
-    def minimization_steps(self) -> int:
-        return MINIMIZE_MAX_ITERATIONS  # positions only, the bottom layer held
+    def minimization_steps(self, max_iterations: int = MINIMIZE_MAX_ITERATIONS) -> int:
+        return max_iterations  # positions only, the bottom layer held
 
 
 class CrackOpeningProtocol(_Protocol):
@@ -428,9 +430,9 @@ class CrackOpeningProtocol(_Protocol):
     def md_steps(self) -> int:
         return 0 if self.temperature == 0 else self.equilibration_steps + self.increments * self.steps_per_increment
 
-    def minimization_steps(self) -> int:
+    def minimization_steps(self, max_iterations: int = MINIMIZE_MAX_ITERATIONS) -> int:
         # the cracked crystal, then (at 0 K) every strain increment
-        return (1 + (self.increments if self.temperature == 0 else 0)) * MINIMIZE_MAX_ITERATIONS
+        return (1 + (self.increments if self.temperature == 0 else 0)) * max_iterations
 
     def snapshots(self) -> int:
         return 1 + self.increments
@@ -442,6 +444,52 @@ Protocol = Annotated[
 ]
 
 
+class MinimizationParams(Strict):
+    """Every `minimize` of the protocols (the starting relaxation; each increment of a 0 K crack opening):
+    LAMMPS ``min_style cg`` with ``minimize etol ftol maxiter maxeval``. A start for MD, not a converged
+    property: the cap keeps a large polycrystal, whose box/relax CG zigzags for thousands of iterations, to
+    seconds per 10^4 atoms."""
+
+    energy_tolerance: float = Field(
+        0.0, ge=0, lt=1, description="stop when the energy changes by less than this fraction between iterations "
+        "(LAMMPS etol); 0: the force criterion alone"
+    )
+    force_tolerance: float = Field(
+        1e-4, gt=0, le=10, description="stop when the 2-norm of the whole force vector is below this (LAMMPS ftol), "
+        "eV/A"
+    )
+    max_iterations: int = Field(MINIMIZE_MAX_ITERATIONS, ge=1, le=10**6,
+                                description="most CG iterations per minimisation (LAMMPS maxiter)")
+    max_evaluations: int = Field(10_000, ge=1, le=10**7,
+                                 description="most force evaluations per minimisation (LAMMPS maxeval)")
+
+    def command(self) -> str:
+        return (f"minimize {self.energy_tolerance!r} {self.force_tolerance!r} {self.max_iterations} "
+                f"{self.max_evaluations}")
+
+
+class LammpsRunParams(Strict):
+    """An external LAMMPS for sampling: the user's executable (MPI, GPU/KOKKOS, built by their centre) runs each
+    protocol as a standalone input the project writes, through the local or Slurm launcher; the stage streams
+    its snapshots into the store as they appear and resumes a killed run from the last stored snapshot."""
+
+    command: list[str] | None = Field(
+        None, min_length=1, max_length=64, examples=[["mpirun", "-np", "64", "lmp"]],
+        description="the LAMMPS run command as argv (the project adds -in, -log, -screen); default: the launch "
+        "profile's command, else this environment's `mpirun -np 2 lmp`. Refused from the API: name a "
+        "launch_profile instead",
+    )
+    launcher: Literal["local", "slurm"] = Field("local", description="where the LAMMPS runs: a subprocess of the "
+                                                "worker, or a Slurm batch job")
+    launch_profile: str | None = Field(
+        None, min_length=1, max_length=100,
+        description="name of an operator-defined launch profile (server setting DG_LAUNCH_PROFILES) whose command, "
+        "modules and extra batch lines run LAMMPS",
+    )
+    slurm: SlurmParams = Field(default_factory=SlurmParams, description="the batch job (launcher: slurm)")
+    poll_interval: float = Field(1.0, gt=0, le=600, description="s between looks for new snapshots of the run")
+
+
 class SamplingParams(Strict):
     protocols: list[Protocol] = Field(
         ..., min_length=1, max_length=1000, description="loading protocols, run in parallel"
@@ -449,6 +497,12 @@ class SamplingParams(Strict):
     threads: int = Field(1, ge=1, le=256, description="OpenMP threads per LAMMPS run")
     detection: Literal["acna", "cna"] = Field(
         "acna", description="defect detection: adaptive CNA (no cutoff) or conventional CNA (lattice cutoff)"
+    )
+    minimization: MinimizationParams = Field(default_factory=MinimizationParams,
+                                             description="tolerances and caps of the protocols' minimisations")
+    lammps: LammpsRunParams | None = Field(
+        None, description="run the protocols with an external LAMMPS (MPI, Slurm); omit for LAMMPS in the "
+        "worker's process (the embedded default)"
     )
 
 

@@ -76,3 +76,20 @@ def test_api_latency_benchmark_runs():
     # rate and ms each are printed to 0.1 from one unrounded rate r: each = 1e3 / r with r within rate +- 0.05
     assert rate > 0 and 1e3 / (rate + 0.05) - 0.06 <= each <= 1e3 / max(rate - 0.05, 1e-9) + 0.06, out
     assert abs(ratio - each / health_p50) <= 0.06 + 0.01 * ratio, out
+
+
+def test_sampling_scale_benchmark_runs(tmp_path):
+    """benchmarks/sampling_scale.py at 2,000 atoms: the stage against the same input bare, and the insert rates."""
+    figures = tmp_path / "scale.json"
+    out = _run("sampling_scale.py", "--atoms", "2000", "--steps", "40", "--every", "20", "--max-iterations", "50",
+               "--rows", "20000", "--postgres", POSTGRES_URL, "--workdir", str(tmp_path / "work"),
+               "--json", str(figures))
+    report = json.loads(figures.read_text())
+    assert report["snapshots"] == 3 and 1800 < report["atoms"] < 2200, out
+    assert report["snapshot_format"] == [".dgh5"] and 0 < report["bytes_per_atom_snapshot"] <= 20, out
+    assert report["overhead"] == report["stage_s"] / report["bare_s"] - 1.0 and report["bare_s"] > 0, out
+    assert set(report["rows_per_s"]) == {"SQLite", "PostgreSQL"}, out
+    assert all(rows >= 20000 for rows in report["rows_inserted"].values()), out
+    assert all(math.isfinite(v) and v > 0 for v in [*report["rows_per_s"].values(), report["peak_rss_mb"],
+                                                    report["grading_atoms_per_s"]]), out
+    assert f"{100 * report['overhead']:.1f} %" in out, out

@@ -221,6 +221,56 @@ def test_stop_latency_benchmark_runs(tmp_path):
     assert _close(float(row.group(5)), figures_row["overhead_overhead"] * 100, 2), (out, report)
 
 
+def test_grading_memory_benchmark_runs(tmp_path):
+    figures = tmp_path / "memory.json"
+    out = _run(tmp_path, "grading_memory.py", "--atoms", "54", "--snapshots", "2", "4", "--pool-size", "20",
+               "--twojmax", "2", "--json", str(figures))
+    report = json.loads(figures.read_text())
+    assert "W bcc: 53 atoms per snapshot, SNAP 2J=2 (6 columns), gamma_select 2, max_new 200, pool 20 rows" in out, out
+    number = r"([0-9.]+)"
+    rows = re.findall(rf"^ +(\d+) +{number} +{number} +{number} +{number} +{number} +(\d+) +(\d+) +(\d+) +(\d+) \| "
+                      rf"+{number} +{number} +{number} \| +{number} +{number}$", out, re.M)
+    assert [int(row[0]) for row in rows] == [r["snapshots"] for r in report["rows"]] == [2, 4], out
+    for printed, row in zip(rows, report["rows"]):
+        assert _positive(row["wall_s"], row["grade_s"], row["select_s"], row["snapshots_per_s"], row["atoms_per_s"],
+                         row["max_rss_mib"], row["tracemalloc_mib"], row["in_memory"]["tracemalloc_mib"]), row
+        # an RSS increase can be 0: the work may fit in pages the process already has
+        assert row["rss_increase_mib"] >= 0 and row["in_memory"]["rss_increase_mib"] >= 0, row
+        assert math.isclose(row["snapshots_per_s"], row["snapshots"] / row["wall_s"], rel_tol=1e-9), row
+        assert math.isclose(row["atoms_per_s"], row["snapshots"] * 53 / row["grade_s"], rel_tol=1e-9), row
+        assert row["grade_s"] + row["select_s"] <= row["wall_s"], row
+        assert 0 < row["chosen"] <= row["candidates"] and row["reductions"] >= 1, row  # the pool of 20 overflowed
+        assert row["largest_pool"] <= 20 + 53, row  # the pool and one snapshot
+        wall, grade, select, rate, atoms_rate = map(float, printed[1:6])
+        assert _close(wall, row["wall_s"], 2) and _close(grade, row["grade_s"], 2), (out, row)
+        assert _close(select, row["select_s"], 2) and _close(rate, row["snapshots_per_s"], 2), (out, row)
+        assert _close(atoms_rate, row["atoms_per_s"], 0), (out, row)
+        assert [int(x) for x in printed[6:10]] == [row["candidates"], row["chosen"], row["reductions"],
+                                                   row["largest_pool"]], (out, row)
+        rss, max_rss, traced, in_memory_rss, in_memory_traced = map(float, printed[10:])
+        assert _close(rss, row["rss_increase_mib"], 1) and _close(max_rss, row["max_rss_mib"], 1), (out, row)
+        assert _close(traced, row["tracemalloc_mib"], 2), (out, row)
+        assert _close(in_memory_rss, row["in_memory"]["rss_increase_mib"], 1), (out, row)
+        assert _close(in_memory_traced, row["in_memory"]["tracemalloc_mib"], 2), (out, row)
+    small, large = report["rows"]
+    ratios = report["ratios"]
+    for key, figure, of in (("max_rss", "max_rss_mib", None), ("tracemalloc", "tracemalloc_mib", None),
+                            ("rss_increase", "rss_increase_mib", None),
+                            ("in_memory_rss_increase", "rss_increase_mib", "in_memory"),
+                            ("in_memory_tracemalloc", "tracemalloc_mib", "in_memory")):
+        a, b = (large[of], small[of]) if of else (large, small)
+        if b[figure] > 0:
+            assert math.isclose(ratios[key], a[figure] / b[figure], rel_tol=1e-9), (key, report)
+        else:
+            assert math.isnan(ratios[key]), (key, report)
+    printed = re.search(r"^ratio 4/2: peak RSS increase ([0-9.na]+), peak RSS ([0-9.]+), tracemalloc peak ([0-9.]+); "
+                        r"in-memory selection: RSS increase ([0-9.na]+), tracemalloc ([0-9.]+)$", out, re.M)
+    assert printed, out
+    for value, key in zip(printed.groups(), ("rss_increase", "max_rss", "tracemalloc", "in_memory_rss_increase",
+                                             "in_memory_tracemalloc")):
+        assert value == "nan" if math.isnan(ratios[key]) else _close(float(value), ratios[key], 2), (out, key)
+
+
 # --------------------------------------------------------------------------- every benchmark has its tiny run
 
 _DESELECTING_MARKS = ("mark.slow", "mark.skip", "mark.xfail")  # mark.skip also matches mark.skipif

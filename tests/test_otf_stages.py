@@ -95,6 +95,11 @@ def test_the_embedded_default_gives_the_same_iteration_table(env):
                                                     "otf_labelling", "otf_training")]
 
 
+# slow (about 90 s): the default suite keeps its parts, each smaller: the OTF stages of a SNAP campaign
+# (test_a_snap_campaign_runs_its_otf_md_inside_lammps_graded_there), a worker killed mid-item and resumed
+# (test_celery_worker.py::test_killed_worker_resumes_and_stores_no_snapshot_twice) and every queue on its own
+# Celery workers (test_celery_worker.py::test_workers_with_two_pool_processes_on_every_queue_run_a_campaign)
+@pytest.mark.slow
 def test_otf_through_three_celery_workers_with_one_killed_mid_iteration(broker_env, tmp_path):  # noqa: F811
     from app.auth import get_or_create_user
     from app.services import submit_campaign

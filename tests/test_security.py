@@ -116,11 +116,15 @@ def test_commands_modules_and_batch_lines_in_a_spec_are_refused(client, tokens, 
             "slurm": {"modules": [f"vasp; touch {marker}"], "extra_lines": [f"touch {marker}"]},
         },
     }
+    spec["sampling"] = {**spec["sampling"], "lammps": {
+        "command": ["/bin/sh", "-c", f"id > {marker}"], "launcher": "slurm",
+        "slurm": {"modules": [f"lammps; touch {marker}"], "extra_lines": [f"touch {marker}"]}}}
     response = client.post("/api/v1/campaigns", json=spec, headers=_auth(tokens["bob"]))
     assert response.status_code == 422, response.text
     fields = _fields(response)
     for field in ("labelling.command", "labelling.pseudo_dir", "labelling.slurm.modules",
-                  "labelling.slurm.extra_lines"):
+                  "labelling.slurm.extra_lines", "sampling.lammps.command", "sampling.lammps.slurm.modules",
+                  "sampling.lammps.slurm.extra_lines"):
         assert "launch_profile" in fields[field], fields
     _no_server_path(response, env)
     # an account with a newline would add a line to the batch script
@@ -176,6 +180,9 @@ def test_launch_profiles_and_allowed_server_dirs(client, tokens, env, monkeypatc
     unknown = spec | {"labelling": {"engine": "espresso", "launch_profile": "vasp-9000"}}
     response = client.post("/api/v1/campaigns", json=unknown, headers=_auth(tokens["alice"]))
     assert response.status_code == 422 and "qe-4" in _fields(response)["labelling.launch_profile"]
+    unknown = spec | {"sampling": {**spec["sampling"], "lammps": {"launch_profile": "lmp-9000"}}}
+    response = client.post("/api/v1/campaigns", json=unknown, headers=_auth(tokens["alice"]))
+    assert response.status_code == 422 and "qe-4" in _fields(response)["sampling.lammps.launch_profile"]
 
     linked = copy.deepcopy(TINY_SPEC) | {"selection": {"training_set": str(allowed / "link.extxyz")}}
     response = client.post("/api/v1/campaigns", json=linked, headers=_auth(tokens["alice"]))

@@ -42,6 +42,10 @@ REFINEMENT = {
 }
 
 
+# slow (about 45 s): the default suite runs the study end to end through the ledger smaller, without the OTF
+# refinement (test_study_benchmark_runs_the_one_command_at_tiny_size, test_validation_api.py), and the refinement
+# stages on their own (test_refinement.py)
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_campaign_study_labels_through_the_ledger_and_validates_each_combination(env, tmp_path):
 

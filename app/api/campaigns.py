@@ -7,7 +7,7 @@ import tempfile
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +29,7 @@ from core import access
 from core.access import load_artifact
 from core.models import Campaign, User
 from core.settings import get_settings
+from core.storage import StructureStore
 from formats import ExportName, format_for
 from mlip import ExportError
 from schemas import CampaignSpec, load_spec_text
@@ -221,18 +222,18 @@ def validation(campaign: OwnedCampaign, session: SessionDep) -> ValidationPublic
         _campaign_artifact(session, campaign, ValidationTable, "validation study", section="study"))
 
 
-@router.get("/structures/{structure_id}/file", response_class=FileResponse, summary="The structure as extxyz",
+@router.get("/structures/{structure_id}/file", response_class=StreamingResponse, summary="The structure as extxyz",
             responses=OWNED)
-def structure_file(structure_id: StructureId, session: SessionDep, user: CurrentUser) -> FileResponse:
+def structure_file(structure_id: StructureId, session: SessionDep, user: CurrentUser) -> StreamingResponse:
     owned = access.get_structure_for_owner(session, structure_id, user.id)
     if owned is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"structure {structure_id} not found")
     structure, _campaign = owned
-    return FileResponse(
-        get_settings().data_dir / structure.path,
-        media_type="chemical/x-extxyz",
-        filename=f"{structure.sha256}.extxyz",
-    )
+    # extxyz whatever the stored format: a compact snapshot (.dgh5) is converted range by range as it is sent,
+    # never held whole; the file is opened (and its first chunk read) here, so a missing one fails before any byte
+    chunks = StructureStore(get_settings().data_dir).extxyz_chunks(structure.path)
+    return StreamingResponse(chunks, media_type="chemical/x-extxyz",
+                             headers={"Content-Disposition": f'attachment; filename="{structure.sha256}.extxyz"'})
 
 
 @router.get(

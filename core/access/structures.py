@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
+import numpy as np
+import psycopg
 from ase import Atoms
-from sqlalchemy import Row, Select, case, func, select, update
+from psycopg import sql
+from sqlalchemy import ARRAY, Float, Integer, Row, Select, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.access.base import count_rows
@@ -187,11 +191,66 @@ def environment_gammas(session: Session, structure_id: int) -> Sequence[Row[int,
     ).all()
 
 
-def set_environment_gamma(session: Session, structure_id: int, atom_index: int, gamma: float) -> None:
+def insert_environments(session: Session, structure_id: int, atom_indices: Iterable[int] | np.ndarray,
+                        structure_types: Iterable[str]) -> None:
+    """One environment row per (atom index, structure type name) of the structure, in one statement: COPY on
+    PostgreSQL (an 82,000-atom snapshot has some 25,000 candidates), one executemany on SQLite. Inside the
+    session's transaction; a row already there raises IntegrityError (and the transaction must roll back)."""
+    indices = np.asarray(atom_indices, dtype=np.int64).reshape(-1).tolist()
+    types = [str(name) for name in structure_types]
+    if len(indices) != len(types):
+        raise ValueError(f"insert_environments: {len(indices)} atom indices but {len(types)} structure types")
+    if not indices:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_environments(session, structure_id, indices, types)
+        return
+    table = cast(Table, Environment.__table__)  # Core: sqlite3's executemany, no ORM bookkeeping per row
+    session.execute(insert(table), [{"structure_id": structure_id, "atom_index": index, "structure_type": kind,
+                                     "selected": False} for index, kind in zip(indices, types)])
+
+
+def _copy_environments(session: Session, structure_id: int, indices: list[int], types: list[str]) -> None:
+    columns = ("structure_id", "atom_index", "structure_type", "selected")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(Environment.__tablename__), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    # the psycopg connection under the session's own connection: the COPY is part of the session's transaction
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for index, kind in zip(indices, types):
+                copy.write_row((structure_id, index, kind, False))
+    except psycopg.Error as error:
+        # as SQLAlchemy wraps driver errors: UniqueViolation -> sqlalchemy.exc.IntegrityError, and so on
+        raise DBAPIError.instance(statement.as_string(driver), None, error, psycopg.Error) from error
+
+
+def set_environment_gammas(session: Session, structure_id: int, atom_indices: Iterable[int] | np.ndarray,
+                           gammas: Iterable[float] | np.ndarray) -> None:
+    """gamma of the structure's environment rows of ``atom_indices``, in one statement (PostgreSQL: an UPDATE
+    from unnest() of two arrays; SQLite: one executemany). Indices without a row change nothing."""
+    indices = np.asarray(atom_indices, dtype=np.int64).reshape(-1).tolist()
+    values = np.asarray(gammas, dtype=np.float64).reshape(-1).tolist()
+    if len(indices) != len(values):
+        raise ValueError(f"set_environment_gammas: {len(indices)} atom indices but {len(values)} gammas")
+    if not indices:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        pairs = func.unnest(bindparam("atom_indices", indices, type_=ARRAY(Integer)),
+                            bindparam("gammas", values, type_=ARRAY(Float))
+                            ).table_valued("atom_index", "gamma").render_derived()
+        session.execute(
+            update(Environment)
+            .where(Environment.structure_id == structure_id, Environment.atom_index == pairs.c.atom_index)
+            .values(gamma=pairs.c.gamma).execution_options(synchronize_session=False)
+        )
+        return
+    table = cast(Table, Environment.__table__)  # Core executemany, not the ORM's bulk by primary key
     session.execute(
-        update(Environment)
-        .where(Environment.structure_id == structure_id, Environment.atom_index == atom_index)
-        .values(gamma=gamma)
+        update(table).where(table.c.structure_id == structure_id, table.c.atom_index == bindparam("b_atom_index"))
+        .values(gamma=bindparam("b_gamma")),
+        [{"b_atom_index": index, "b_gamma": gamma} for index, gamma in zip(indices, values)],
     )
 
 

@@ -109,6 +109,17 @@ def work_item_counts(session: Session, campaign_id: int, lapsed: datetime) -> Se
     ).all()
 
 
+def running_notes(session: Session, campaign_id: int) -> dict[int, str]:
+    """stage run id -> what one of its running items says it is doing (the latest note), for the progress views."""
+    rows = session.execute(
+        select(WorkItem.stage_run_id, WorkItem.key, WorkItem.progress_note)
+        .where(WorkItem.campaign_id == campaign_id, WorkItem.status == Status.running,
+               WorkItem.progress_note.is_not(None))
+        .order_by(WorkItem.heartbeat_at)
+    ).all()
+    return {stage_run_id: f"{key}: {note}" for stage_run_id, key, note in rows}
+
+
 def cancel_unfinished_items(session: Session, campaign_id: int, now: datetime) -> None:
     """Pending and running items of the campaign become cancelled."""
     unfinished = (Status.pending, Status.running)

@@ -1,5 +1,8 @@
 """The external-command path: protocols written as standalone LAMMPS inputs, run by lmp / mpirun, parsed back."""
 
+import json
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,9 @@ from sampling.lammps_script import (
     launch_command,
     read_external,
     run_external,
+    stream_run,
     write_external,
+    write_input,
 )
 from sampling.protocols import (
     anneal,
@@ -24,6 +29,7 @@ from sampling.protocols import (
     minimize,
     nanoindent,
     parameters,
+    program_for,
     uniaxial,
     uniaxial_snapshot_count,
 )
@@ -176,7 +182,7 @@ def test_closing_early_stops_the_run(w_zhou, tmp_path):
                              command=MPIRUN_2, temperatures=[300.0], steps_per_temperature=200000,
                              snapshot_every=20, poll_seconds=0.05, **W)
     next(generator)
-    process = generator.gi_frame.f_locals["process"]
+    process = generator.gi_frame.f_locals["job"].process
     assert process.poll() is None
     generator.close()
     assert process.poll() is not None
@@ -196,3 +202,63 @@ def test_failures_are_reported(w_zhou, tmp_path):
     assert not (tmp_path / "d").exists()
     assert launch_command(["lmp"], threads=2)[-5:] == ["-sf", "omp", "-pk", "omp", "2"]
     assert default_command()[:3][1:] == ["-np", "2"]
+
+
+def _cut_after(full: Path, cut: Path, after: int) -> None:
+    """``cut``: the run directory of ``full`` as a run that died right after snapshot ``after`` left it."""
+    shutil.copytree(full, cut)
+    lines = (cut / "snapshots.txt").read_text().splitlines(keepends=True)
+    (cut / "snapshots.txt").write_text("".join(line for line in lines if int(line.split()[0]) <= after))
+    for path in [*(cut / DUMP_DIR).glob("*.dump"), *(cut / "restart").glob("*.restart")]:
+        index = int(path.stem.split("-")[1])
+        if index > after or (path.suffix == ".restart" and index != after):
+            path.unlink()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (cut / "launch.json").write_text(json.dumps({"launcher": "local", "pid": gone.pid, "host": socket.gethostname(),
+                                                 "command": [LMP]}))
+
+
+RESUMABLE = {
+    "anneal at two temperatures": ("anneal", dict(temperatures=[300.0, 900.0], steps_per_temperature=60,
+                                                  snapshot_every=30), (4, 4, 4), 2),
+    "uniaxial, from the equilibrated state": ("uniaxial", dict(strain_rate=5e10, max_strain=0.02, snapshot_every=100,
+                                                               equilibration_steps=60), (4, 4, 4), 0),
+    "shear": ("shear", dict(shear_rate=2e10, max_shear=0.02, snapshot_every=250, equilibration_steps=50),
+              (4, 4, 4), 1),
+    "nanoindentation": ("nanoindent", dict(radius=5.0, depth=1.0, speed=300.0, timestep_fs=2.0, snapshot_every=60,
+                                           equilibration_steps=30, fixed_bottom=3.5), "slab", 1),
+    "crack opening, MD": ("crack_opening", dict(crack_length=8.0, max_strain=0.03, increments=3, temperature=300.0,
+                                                steps_per_increment=40, equilibration_steps=40), (8, 8, 2), 1),
+    "crack opening, 0 K": ("crack_opening", dict(crack_length=8.0, max_strain=0.03, increments=3), (8, 8, 2), 2),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUMABLE))
+def test_a_run_resumed_from_a_restart_file_continues_the_same_trajectory(w_zhou, tmp_path, case):
+    """Resumed after snapshot k from its restart file, each protocol gives the snapshots of the run that was not
+    interrupted: the thermostat, the strain ramp, the indenter and the next temperature carry on."""
+    name, params, size, after = RESUMABLE[case]
+    if size == "slab":
+        atoms = bulk_crystal("W", "bcc", A0, (4, 4, 4))
+        atoms.pbc = (True, True, False)
+        atoms.center(vacuum=8.0, axis=2)
+    else:
+        atoms = bulk_crystal("W", "bcc", A0, size)
+    program = program_for(name, atoms, w_zhou, **params, **W)
+    write_input(program, w_zhou, tmp_path / "full", restarts=True)
+    subprocess.run(launch_command([LMP]), cwd=tmp_path / "full", check=True, timeout=120)
+    full = list(read_external(tmp_path / "full"))
+    assert len(full) == program.snapshot_count > after + 1
+    _cut_after(tmp_path / "full", tmp_path / "cut", after)
+
+    resumed = list(stream_run(program, w_zhou, tmp_path / "cut", command=[LMP], done=range(after + 1),
+                              poll_seconds=0.05))
+
+    assert [s.index for s in resumed] == list(range(after + 1, len(full)))
+    assert f"resumed after snapshot {after}" in (tmp_path / "cut" / "in.resume.lammps").read_text()
+    for a, b in zip(full[after + 1:], resumed):
+        assert np.abs(a.atoms.positions - b.atoms.positions).max() < 1e-8, a.index
+        assert np.abs(a.atoms.cell[:] - b.atoms.cell[:]).max() < 1e-10, a.index
+        assert a.atoms.info["energy"] == pytest.approx(b.atoms.info["energy"], abs=1e-8)
+        assert np.array_equal(a.defect_indices, b.defect_indices)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from core import access
 from core.models import Status, utcnow
 from core.session import session_scope
-from core.settings import get_settings
+from core.settings import LaunchProfile, get_settings
 from labelling.reference import UPLOAD_PREFIX
 from md.potentials import Potential, PotentialError, load_potential
 from sampling.material import Material, relax_material
@@ -170,6 +170,29 @@ def report_progress(item_id: int, campaign_id: int, done: int) -> None:
         item.heartbeat_at = utcnow()
         stage_run = item.stage_run
         stage_run.progress_done = sum(i.progress_done for i in stage_run.items)
+
+
+def named_launch_profile(name: str | None, field: str) -> LaunchProfile:
+    """The operator's launch profile ``name`` (an empty one for None); an unknown name is an error naming
+    ``field``."""
+    if name is None:
+        return LaunchProfile()
+    profiles = get_settings().launch_profiles
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise ValueError(f"{field}: no launch profile {name!r} on this server (known: {known}); the operator "
+                         "defines them in DG_LAUNCH_PROFILES")
+    return profiles[name]
+
+
+def report_note(item_id: int, note: str) -> None:
+    """What the item is doing between progress steps (shown by the CLI and the dashboard); also a heartbeat.
+    Never raises for a cancelled campaign: it may run in a watcher thread."""
+    with session_scope() as session:
+        item = access.find_work_item(session, item_id)
+        if item is not None:
+            item.progress_note = note[:200]
+            item.heartbeat_at = utcnow()
 
 
 def load_item(item_id: int) -> tuple[int, CampaignSpec, dict]:

@@ -47,7 +47,7 @@ from mlip import ExportError, check_labelled
 from schemas import CampaignSpec
 from schemas.artifacts import LabellingPlan
 from schemas.names import StructureKind
-from workers.stages.common import PlannedItem, load_item, read_training_set, resolve_upload
+from workers.stages.common import PlannedItem, load_item, named_launch_profile, read_training_set, resolve_upload
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,8 @@ INPUT_ERROR = "input_error"  # the job's inputs cannot be written (missing POTCA
 
 
 def launch_profile(spec: CampaignSpec) -> LaunchProfile:
-    """The operator's launch profile the spec names (an empty one when it names none)."""
-    name = spec.labelling.launch_profile
-    if name is None:
-        return LaunchProfile()
-    profiles = get_settings().launch_profiles
-    if name not in profiles:
-        known = ", ".join(sorted(profiles)) or "none defined"
-        raise ValueError(f"launch_profile: no launch profile {name!r} on this server (known: {known}); the operator "
-                         "defines them in DG_LAUNCH_PROFILES")
-    return profiles[name]
+    """The operator's launch profile the spec's labelling names (an empty one when it names none)."""
+    return named_launch_profile(spec.labelling.launch_profile, "labelling.launch_profile")
 
 
 def dft_settings(spec: CampaignSpec) -> DFTSettings:

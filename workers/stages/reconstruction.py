@@ -12,7 +12,7 @@ candidate environments against the active sets of B, B+C and B+P (the paper's Fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,10 +46,9 @@ from schemas.artifacts import (
     SoapPCA,
 )
 from schemas.names import Dataset, StructureKind
-from selection import maxvol
 from selection.bases import BasisError
 from selection.clusters import Cluster
-from selection.grading import gamma_against_training_sets
+from selection.grading import gamma_histograms_against_training_sets
 from workers.lease import stop_file
 from workers.stages.common import Cancelled, PlannedItem, campaign_dir, load_item, resolve_potential
 from workers.stages.selection import campaign_basis
@@ -239,27 +238,29 @@ def assemble_cells(item_id: int) -> None:
 def _gamma_by_dataset(campaign_id: int, spec: CampaignSpec, maps: dict[str, list[Atoms]]) -> dict:
     """The candidate environments graded against the active sets of B, B+C and B+P (paper Fig. 4e-f).
 
-    Histograms per set on the shared log edges; ``{"error": ...}`` when the basis cannot grade them
-    (the campaign goes on: this is a view of the data, not a step of it).
+    Histograms per set on the shared log edges, the candidates read one snapshot at a time (memory does not grow
+    with the number of snapshots); ``{"error": ...}`` when the basis cannot grade them (the campaign goes on: this
+    is a view of the data, not a step of it).
     """
     files = sorted((campaign_dir(campaign_id) / "rows").glob("*.candidates.npy"))
-    graded = np.vstack([np.load(f) for f in files]) if files else np.zeros((0, 0))
-    species = None
-    if len(spec.species) > 1:  # each candidate against its own species' set, as it was selected
-        species = np.concatenate([np.load(f.with_name(f.name.replace(".candidates.npy", ".candidate_species.npy")))
-                                  for f in files]) if files else np.zeros(0, dtype=str)
+    per_species = len(spec.species) > 1  # each candidate against its own species' set, as it was selected
+
+    def graded() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for f in files:
+            species = f.with_name(f.name.replace(".candidates.npy", ".candidate_species.npy"))
+            yield np.load(f), np.load(species) if per_species else None
+
     sets = {"B": maps["B"]}
     for name in ("C", "P"):
         if maps[name]:
             sets[f"B+{name}"] = maps["B"] + maps[name]
     try:
-        gammas = gamma_against_training_sets(campaign_basis(spec, list(spec.species)), sets, graded,
-                                             graded_species=species)
+        histograms = gamma_histograms_against_training_sets(campaign_basis(spec, list(spec.species)), sets, graded(),
+                                                            per_species=per_species)
     except (ValueError, BasisError, RuntimeError) as exc:
         log.warning("campaign %s: grading against B, B+C, B+P failed: %s", campaign_id, exc)
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {
-        name: {**maxvol.log_histogram(gamma), "training_configurations": len(sets[name]),
-               "graded": spec.selection.candidates}
-        for name, gamma in gammas.items()
+        name: {**histogram, "training_configurations": len(sets[name]), "graded": spec.selection.candidates}
+        for name, histogram in histograms.items()
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -20,7 +21,15 @@ from schemas.names import StructureKind
 from selection import maxvol
 from selection.bases import Basis, make_basis
 from selection.clusters import cut_clusters, pad_vacuum
-from selection.grading import gamma_summary, grade_atoms, select_environments, training_active_set
+from selection.grading import (
+    Chunk,
+    ChunksOf,
+    gamma_summary,
+    grade_atoms,
+    saved_chunks,
+    select_streaming,
+    training_active_set,
+)
 from workers.stages.common import (
     campaign_dir,
     campaign_material,
@@ -112,8 +121,7 @@ def grade_snapshot(item_id: int) -> None:
     np.save(rows_dir / f"{structure_id}.candidates.npy", rows[mask])
     np.save(rows_dir / f"{structure_id}.candidate_species.npy", symbols[mask])
     with session_scope() as session:
-        for atom_index in candidates:
-            access.set_environment_gamma(session, structure_id, int(atom_index), float(gamma[atom_index]))
+        access.set_environment_gammas(session, structure_id, candidates, gamma[candidates])
         structure = access.get_structure(session, structure_id)
         structure.info = {**structure.info, **gamma_summary(gamma)}
         store_artifact(session, campaign_id, source, GammaHistogram(**maxvol.log_histogram(gamma)))
@@ -125,35 +133,57 @@ def grade_snapshot(item_id: int) -> None:
 def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet | maxvol.SpeciesActiveSets, rows: list[np.ndarray],
             gammas: list[np.ndarray], sources: list[str], species: list[np.ndarray] | None = None,
             ) -> tuple[list[tuple[int, int]], maxvol.ActiveSet | maxvol.SpeciesActiveSets]:
-    """(snapshot index, row index) of the chosen environments and the active set with them.
+    """:func:`_select_chunks` on rows held in memory: (snapshot index, row index) of the chosen environments and the
+    active set with them."""
+    def chunks(members: Sequence[int]) -> Iterator[Chunk]:
+        for k in members:
+            positions = np.arange(len(rows[k]))
+            yield Chunk(rows[k], gammas[k], np.column_stack([np.full(positions.size, k), positions]),
+                        None if species is None else species[k])
 
-    scope ``campaign``: one greedy MaxVol over every candidate. scope ``protocol``: one per loading protocol, each
-    against B's active set with up to max_new environments, so a loading whose environments the most extreme one
-    would span (a crack beside a 2000 K polycrystal) still contributes its own; the active set then takes every
-    chosen row that still raises its volume."""
+    chosen, updated, _candidates = _select_chunks(spec, active_set, chunks, sources)
+    return chosen, updated
+
+
+def _select_chunks(spec: CampaignSpec, active_set: maxvol.ActiveSet | maxvol.SpeciesActiveSets, chunks_of: ChunksOf,
+                   sources: Sequence[str]) -> tuple[list[tuple[int, int]], maxvol.ActiveSet | maxvol.SpeciesActiveSets,
+                                                    int]:
+    """The owners of the chosen environments' rows, the active set with them, and the number of candidates read.
+
+    ``chunks_of(indices)`` reads the graded rows of those snapshots (``sources[k]`` of snapshot k) one at a time;
+    :func:`selection.grading.select_streaming` holds a bounded pool of them, so memory does not grow with the
+    number of snapshots. scope ``campaign``: one greedy MaxVol over every candidate. scope ``protocol``: one per
+    loading protocol, each against B's active set with up to max_new environments, so a loading whose environments
+    the most extreme one would span (a crack beside a 2000 K polycrystal) still contributes its own; the active set
+    then takes every chosen row that still raises its volume."""
     params = spec.selection
     if params.scope == "campaign":
-        selection = select_environments(active_set, rows, gammas, gamma_select=params.gamma_select,
-                                        max_new=params.max_new, species=species)
-        return selection.chosen, selection.active_set
+        selection = select_streaming(active_set, chunks_of(range(len(sources))), gamma_select=params.gamma_select,
+                                     max_new=params.max_new)
+        return selection.chosen, selection.active_set, selection.candidates
     groups: dict[str, list[int]] = {}
     for k, source in enumerate(sources):
         groups.setdefault(source.split("/")[0], []).append(k)
     chosen: list[tuple[int, int]] = []
+    picked_rows, picked_species = [], []
+    candidates = 0
     for members in groups.values():
-        selection = select_environments(active_set, [rows[k] for k in members], [gammas[k] for k in members],
-                                        gamma_select=params.gamma_select, max_new=params.max_new,
-                                        species=None if species is None else [species[k] for k in members])
-        chosen += [(members[k], position) for k, position in selection.chosen]
+        selection = select_streaming(active_set, chunks_of(members), gamma_select=params.gamma_select,
+                                     max_new=params.max_new)
+        chosen += selection.chosen
+        candidates += selection.candidates
+        if selection.rows is not None:
+            picked_rows.append(selection.rows)
+        if selection.species is not None:
+            picked_species.append(selection.species)
     if not chosen:
-        return chosen, active_set
-    picked = np.vstack([rows[k][position] for k, position in chosen])
+        return chosen, active_set, candidates
+    picked = np.vstack(picked_rows)
     if isinstance(active_set, maxvol.SpeciesActiveSets):
-        assert species is not None  # select_environments refused per-species sets without it
-        picked_species = np.array([species[k][position] for k, position in chosen])
-        return chosen, maxvol.select_add_species(active_set, picked, picked_species, gamma_select=1.0)[0]
+        return chosen, maxvol.select_add_species(active_set, picked, np.concatenate(picked_species),
+                                                 gamma_select=1.0)[0], candidates
     updated, _ = maxvol.select_add(active_set, picked, gamma_select=1.0)
-    return chosen, updated
+    return chosen, updated, candidates
 
 
 def select_and_cut(item_id: int) -> None:
@@ -165,21 +195,16 @@ def select_and_cut(item_id: int) -> None:
     active_set = maxvol.load(directory / "active_set.npz")
     with session_scope() as session:
         snapshots = access.structure_files(session, campaign_id, StructureKind.SAMPLING)
-    rows, gammas, owners, species = [], [], [], []
-    for structure_id, _path, _source in snapshots:
-        saved = np.load(directory / "rows" / f"{structure_id}.npz")
-        rows.append(saved["rows"])
-        gammas.append(saved["gamma"])
-        owners.append(saved["atoms"])
-        species.append(saved["species"] if "species" in saved.files else np.full(len(saved["atoms"]), spec.element))
-    chosen, updated = _select(spec, active_set, rows, gammas, [source for _id, _path, source in snapshots],
-                              species if _per_species(spec) else None)
+    chunks_of = saved_chunks([directory / "rows" / f"{structure_id}.npz" for structure_id, _path, _source in snapshots],
+                             spec.element)
+    chosen, updated, candidates = _select_chunks(spec, active_set, chunks_of,
+                                                 [source for _id, _path, source in snapshots])
     buffer = io.BytesIO()
     maxvol.save(updated, buffer)
     (directory / "active_set_selected.npz").write_bytes(buffer.getvalue())
     chosen_by_snapshot: dict[int, list[int]] = {}
-    for k, position in chosen:
-        chosen_by_snapshot.setdefault(k, []).append(int(owners[k][position]))
+    for k, atom in chosen:
+        chosen_by_snapshot.setdefault(k, []).append(atom)
 
     clusters_b: list[Atoms] = []
     with session_scope() as session:
@@ -215,6 +240,6 @@ def select_and_cut(item_id: int) -> None:
         store_artifact(session, campaign_id, CAMPAIGN, SoapPCA.model_validate(
             soap_pca_map(maps, max_atoms_per_dataset=2000)))
         store_artifact(session, campaign_id, CAMPAIGN, SelectionSummary(
-            candidates=int(sum(len(r) for r in rows)), selected=len(chosen), scope=spec.selection.scope,
+            candidates=candidates, selected=len(chosen), scope=spec.selection.scope,
             clusters=len(clusters_b), gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new,
         ))
