@@ -62,6 +62,7 @@ from selection.bases import make_basis  # noqa: E402
 from selection.grading import (  # noqa: E402
     default_pool_size,
     grade_atoms,
+    save_candidates,
     saved_chunks,
     select_environments,
     select_streaming,
@@ -151,8 +152,7 @@ def worker(n: int, args: argparse.Namespace) -> dict:
             # what grade_snapshot keeps for the selection (candidates "all"): the rows above gamma_select
             chosen = np.flatnonzero(gamma > args.gamma_select)
             files.append(rows_dir / f"{k}.npz")
-            np.savez(files[-1], atoms=chosen, rows=rows[chosen], gamma=gamma[chosen],
-                     species=np.array(atoms.get_chemical_symbols())[chosen])
+            save_candidates(files[-1], atoms, rows, gamma, chosen)
             del atoms, rows, gamma
         tick = time.perf_counter()
         selection = select_streaming(active_set, saved_chunks(files, "W")(range(n)), gamma_select=args.gamma_select,

@@ -199,6 +199,7 @@ def write_input(program: Program, potential: Potential, workdir: str | os.PathLi
         *ANALYSIS_COMMANDS,
         # the virial pressure is evaluated whenever thermo is, so print can read it between runs
         f"thermo_style custom {thermo}",
+        "thermo_modify flush yes",  # each thermo line reaches the log at once: the run's progress
         f"thermo {int(program.thermo_every)}",
     ]
     lines += _program_lines(program.items, program.thermo_every, restarts)
@@ -310,6 +311,7 @@ def write_resume(workdir: str | os.PathLike, after: int) -> Path:
         *metadata["pair_commands"],
         *ANALYSIS_COMMANDS,
         f"thermo_style custom {thermo}",
+        "thermo_modify flush yes",  # each thermo line reaches the log at once: the run's progress
         f"thermo {int(metadata['thermo_every'])}",
         *_program_lines(resume_items(items, after), metadata["thermo_every"], restarts=True),
     ]

@@ -254,6 +254,14 @@ def _select_pool(active_set: ActiveSet | SpeciesActiveSets, chunks: Iterable[Chu
     )
 
 
+def save_candidates(path: str | os.PathLike, atoms: Atoms, rows: np.ndarray, gamma: np.ndarray,
+                    chosen: np.ndarray) -> None:
+    """The ``.npz`` of one snapshot's candidates that :func:`saved_chunks` reads: the atom indices ``chosen``, their
+    rows, gamma and species."""
+    np.savez(path, atoms=chosen, rows=rows[chosen], gamma=gamma[chosen],
+             species=np.array(atoms.get_chemical_symbols())[chosen])
+
+
 # chunks_of(indices) yields the chunks of the snapshots with those indices, read one at a time
 ChunksOf = Callable[[Sequence[int]], Iterable[Chunk]]
 

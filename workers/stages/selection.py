@@ -26,6 +26,7 @@ from selection.grading import (
     ChunksOf,
     gamma_summary,
     grade_atoms,
+    save_candidates,
     saved_chunks,
     select_streaming,
     training_active_set,
@@ -114,8 +115,7 @@ def grade_snapshot(item_id: int) -> None:
     rows_dir = campaign_dir(campaign_id) / "rows"
     rows_dir.mkdir(exist_ok=True)
     symbols = np.array(atoms.get_chemical_symbols())
-    np.savez(rows_dir / f"{structure_id}.npz", atoms=chosen, rows=rows[chosen], gamma=gamma[chosen],
-             species=symbols[chosen])
+    save_candidates(rows_dir / f"{structure_id}.npz", atoms, rows, gamma, chosen)
     np.save(rows_dir / f"{structure_id}.gamma.npy", gamma)
     # every candidate's rows, for grading against B, B+C and B+P once the cells exist (reconstruction)
     np.save(rows_dir / f"{structure_id}.candidates.npy", rows[mask])
@@ -206,39 +206,47 @@ def select_and_cut(item_id: int) -> None:
     for k, atom in chosen:
         chosen_by_snapshot.setdefault(k, []).append(atom)
 
-    clusters_b: list[Atoms] = []
+    # Snapshots are read and clusters cut before the one write transaction: on SQLite a transaction that writes
+    # locks the whole database (the heartbeats too) for as long as it lasts, and a 10^6-atom snapshot takes seconds
+    cut: list[tuple[int, list[int], str, list[tuple[Atoms, dict, Atoms]]]] = []
+    for k, centres in sorted(chosen_by_snapshot.items()):
+        structure_id, path, source = snapshots[k]
+        atoms = store.read(path)
+        atoms.arrays["gamma"] = np.load(directory / "rows" / f"{structure_id}.gamma.npy")
+        clusters = []
+        for cluster in cut_clusters(atoms, centres, radius=spec.selection.cluster_radius,
+                                    merge_distance=spec.selection.merge_distance, source=source):
+            info = {"centres": cluster.centre_indices, "radius": cluster.radius,
+                    "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}
+            clusters.append((cluster.atoms, info, pad_vacuum(cluster.atoms, spec.selection.vacuum)))
+        cut.append((structure_id, centres, source, clusters))
+        del atoms
+    clusters_b = [padded for *_, clusters in cut for _, _, padded in clusters]
     with session_scope() as session:
         histograms = [h.model_dump() for name, h in load_artifacts(session, campaign_id, GammaHistogram)
                       if name != CAMPAIGN]
+        by_species = [h for name, h in load_artifacts(session, campaign_id, SpeciesGammaHistograms) if name != CAMPAIGN]
+        basic = stored_structures(session, store, campaign_id, "basic")
+    maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
+    soap_map = soap_pca_map(maps, max_atoms_per_dataset=2000)
+
+    with session_scope() as session:
         if histograms:
             store_artifact(session, campaign_id, CAMPAIGN, GammaHistogram(**maxvol.merge_histograms(histograms)))
-        by_species = [h for name, h in load_artifacts(session, campaign_id, SpeciesGammaHistograms) if name != CAMPAIGN]
         if by_species:
             store_artifact(session, campaign_id, CAMPAIGN, SpeciesGammaHistograms(histograms={
                 name: maxvol.merge_histograms([h.histograms[name].model_dump() for h in by_species
                                                if name in h.histograms])
                 for name in _species(spec)}))
-        for k, centres in sorted(chosen_by_snapshot.items()):
-            structure_id, path, source = snapshots[k]
+        for structure_id, centres, source, clusters in cut:
             access.mark_environments_selected(session, structure_id, centres)
-            atoms = store.read(path)
-            atoms.arrays["gamma"] = np.load(directory / "rows" / f"{structure_id}.gamma.npy")
-            for number, cluster in enumerate(cut_clusters(atoms, centres, radius=spec.selection.cluster_radius,
-                                                          merge_distance=spec.selection.merge_distance,
-                                                          source=source)):
-                info = {"centres": cluster.centre_indices, "radius": cluster.radius,
-                        "gamma_centres": [float(atoms.arrays["gamma"][c]) for c in cluster.centre_indices]}
+            for number, (cluster_atoms, info, padded) in enumerate(clusters):
                 cluster_source = f"{source}/cluster-{number}"
-                cluster_id = put_structure(session, store, campaign_id, cluster.atoms, stage=StructureKind.CLUSTER,
+                cluster_id = put_structure(session, store, campaign_id, cluster_atoms, stage=StructureKind.CLUSTER,
                                             source=cluster_source, parent_id=structure_id, info=info)
-                padded = pad_vacuum(cluster.atoms, spec.selection.vacuum)
                 put_structure(session, store, campaign_id, padded, stage=StructureKind.CLUSTER_VACUUM,
                                source=f"{cluster_source}/vacuum", parent_id=cluster_id, info=info)
-                clusters_b.append(padded)
-        basic = stored_structures(session, store, campaign_id, "basic")
-        maps = {"B": basic, "C": clusters_b} if clusters_b else {"B": basic}
-        store_artifact(session, campaign_id, CAMPAIGN, SoapPCA.model_validate(
-            soap_pca_map(maps, max_atoms_per_dataset=2000)))
+        store_artifact(session, campaign_id, CAMPAIGN, SoapPCA.model_validate(soap_map))
         store_artifact(session, campaign_id, CAMPAIGN, SelectionSummary(
             candidates=candidates, selected=len(chosen), scope=spec.selection.scope,
             clusters=len(clusters_b), gamma_select=spec.selection.gamma_select, max_new=spec.selection.max_new,
