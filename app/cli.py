@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import yaml
@@ -18,11 +18,13 @@ from schemas import FieldError, SelectionParams, SpecError, load_spec_text, pars
 from schemas.reconstruction import GCMCParams
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without the database and science packages
+    from pydantic import BaseModel
     from sqlalchemy.orm import Session
 
     from app.exports import ExportFilters
     from core.models import Campaign
     from schemas import CampaignSpec
+    from schemas.exports import DensityExport, VoxelExport
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -444,6 +446,52 @@ def _write_export(session: Session, campaign: Campaign, fmt: str, out: Path, dat
     return count
 
 
+def _write_grids(session: Session, campaign: Campaign, fmt: str, out: Path, datasets: Sequence[str],
+                 filters: ExportFilters, voxel: VoxelExport, density: DensityExport) -> int:
+    """The voxel or density export (HDF5), written atomically as _write_export."""
+    from app.exports import export_densities, export_voxels
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            if fmt == "voxel":
+                count = export_voxels(session, campaign, handle, datasets, filters, voxel)
+            else:
+                count = export_densities(session, campaign, handle, datasets, density)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+    return count
+
+
+S = TypeVar("S", bound="BaseModel")
+
+
+def _settings(model: type[S], option: str, values: Sequence[str]) -> S:
+    """FIELD=VALUE options as the schema model ``model``; a bad one exits 2 naming the option and its field."""
+    from pydantic import ValidationError
+
+    fields: dict[str, str] = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals or name.strip() not in model.model_fields:
+            _fail(option, f"{value!r} is not FIELD=VALUE with FIELD one of {', '.join(model.model_fields)}")
+        fields[name.strip()] = text.strip()
+    try:
+        return model.model_validate(fields, strict=False)
+    except ValidationError as error:
+        first = error.errors()[0]
+        _fail(f"{option} {first['loc'][0] if first['loc'] else ''}".strip(),
+              str(first["msg"]).removeprefix("Value error, "))
+
+
+def _fail(field: str, message: str) -> NoReturn:
+    console.print(f"[red]error[/red]: {field}: {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def _export_all(campaign_id: int, directory: Path) -> None:
     """`run --export DIR`: the labelled periodic cells (P) in every format, the paths printed."""
     from core import access
@@ -464,21 +512,36 @@ def _export_all(campaign_id: int, directory: Path) -> None:
 
 @main.command()
 @click.argument("campaign_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(["mtp", "ace", "extxyz"]), required=True,
-              help="mtp: MLIP .cfg; ace: pacemaker .pckl.gzip; extxyz")
+@click.option("--format", "fmt", type=click.Choice(["mtp", "ace", "extxyz", "voxel", "density"]), required=True,
+              help="mtp: MLIP .cfg; ace: pacemaker .pckl.gzip; extxyz; voxel: HDF5 voxel grids with the labels "
+              "(3D-CNN surrogates, --voxel); density: HDF5 of the GPAW labels' stored electron densities and their "
+              "2-point autocorrelations (labelling.save_density, --density)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--datasets", default="B,P", show_default=True, help="comma-separated subset of B, C, P, OTF")
 @click.option("--max-atoms", type=int, default=None, help="drop configurations with more atoms")
 @click.option("--max-force", type=float, default=None, help="drop configurations with a larger force, eV/A")
 @click.option("--reference-energy", "references", multiple=True, metavar="ELEMENT=EV",
               help="per-atom reference energy for energy_corrected (ace), e.g. W=-4.57; default: the raw energy")
+@click.option("--voxel", "voxel_options", multiple=True, metavar="FIELD=VALUE",
+              help="voxel format: resolution=0.5 (A), mode=occupancy|gaussian, sigma=A, region=cell|inner|outer, "
+              "padding=A, max_voxels=N")
+@click.option("--density", "density_options", multiple=True, metavar="FIELD=VALUE",
+              help="density format: voxel_width=0.2 (A), size=51, normalise=true|false, wrap=true|false")
 def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int | None, max_force: float | None,
-           references: tuple[str, ...]) -> None:
+           references: tuple[str, ...], voxel_options: tuple[str, ...], density_options: tuple[str, ...]) -> None:
     """Write the labelled training set of a campaign (B = your training file, P = PCC-GCMC cells)."""
     url = _prepare_database()
     from app.exports import ExportFilters, parse_datasets
     from core import access
     from core.session import session_scope
+    from schemas.exports import DensityExport, VoxelExport
+
+    if voxel_options and fmt != "voxel":
+        _fail("--voxel", "voxel settings apply to --format voxel only")
+    if density_options and fmt != "density":
+        _fail("--density", "density settings apply to --format density only")
+    voxel = _settings(VoxelExport, "--voxel", voxel_options)
+    density = _settings(DensityExport, "--density", density_options)
 
     def write() -> dict:
         reference_energies = {}
@@ -493,10 +556,51 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
             if campaign is None:
                 raise ValueError(f"no campaign {campaign_id} in {url}")
             chosen = parse_datasets(datasets)
-            count = _write_export(session, campaign, fmt, out, chosen,
-                                  ExportFilters(max_atoms=max_atoms, max_force=max_force), reference_energies or None)
+            filters = ExportFilters(max_atoms=max_atoms, max_force=max_force)
+            if fmt in ("voxel", "density"):
+                count = _write_grids(session, campaign, fmt, out, chosen, filters, voxel, density)
+            else:
+                count = _write_export(session, campaign, fmt, out, chosen, filters, reference_energies or None)
         return {"campaign": campaign_id, "format": fmt, "datasets": list(chosen), "configurations": count,
                 "path": str(out)}
+
+    _science(write)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the HDF5 file")
+@click.option("--species", required=True, help="channel order, comma-separated, e.g. W or Ni,Al")
+@click.option("--voxel", "voxel_options", multiple=True, metavar="FIELD=VALUE",
+              help="resolution=0.5 (A), mode=occupancy|gaussian, sigma=A, region=cell|inner|outer, padding=A, "
+              "max_voxels=N")
+@click.option("--geometry-only", is_flag=True, help="store configurations without an energy (no labels)")
+def voxelize(inputs: tuple[Path, ...], out: Path, species: str, voxel_options: tuple[str, ...],
+             geometry_only: bool) -> None:
+    """Voxel grids of the configurations in INPUTS (any ASE format; labels and info['elastic_constants'], e.g. from
+    `defect-genome elastic`, are kept) in one HDF5 file, as `export --format voxel` writes a campaign's."""
+    from schemas.exports import VoxelExport
+
+    settings = _settings(VoxelExport, "--voxel", voxel_options)
+
+    def write() -> dict:
+        import ase.io
+
+        from formats.voxel import write_voxel_dataset
+
+        images = [atoms for path in inputs for atoms in ase.io.read(path, index=":")]
+        names = [part.strip() for part in species.split(",") if part.strip()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            with open(partial, "wb") as handle:
+                count = write_voxel_dataset(handle, images, species=names, require_labels=not geometry_only,
+                                            **settings.model_dump())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(out)
+        return {"configurations": count, "species": names, **settings.model_dump(), "path": str(out)}
 
     _science(write)
 
@@ -519,6 +623,56 @@ def convert(source: Path, target: Path) -> None:
         return {"configurations": len(images), "atoms": sum(len(a) for a in images), "path": str(target)}
 
     _science(write)
+
+
+@main.command()
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--potential", required=True, help="bundled potential name (e.g. W_zhou.eam.alloy) or a file path")
+@click.option("--strain", default=1e-3, show_default=True, help="+/- strain of each Voigt component, in (0, 0.05)")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="extxyz of the configurations with info['elastic_constants'] (6x6 Voigt, GPa, flat 36 row-major)")
+@click.option("--threads", default=1, show_default=True, type=int, help="OpenMP threads of LAMMPS")
+def elastic(inputs: tuple[Path, ...], potential: str, strain: float, output: Path | None, threads: int) -> None:
+    """Elastic-constant labels: the full 6x6 Voigt stiffness (GPa, 0 K) of every configuration of every INPUT
+    (any ASE format, all frames; periodic cells, defects and alloys included) by +/- strains with positions
+    relaxed, sampling.properties.elastic_tensor. Prints index, source, atoms, C11, C12, C44 (cubic averages)
+    and the Voigt bulk modulus B; --output gets info['elastic_constants'] (36 floats, row-major 6x6, GPa) and
+    info['elastic_constants_units'] = 'GPa'.
+    """
+
+    from md.potentials import load_potential
+    from sampling.elastic_labels import LabelInputError, label_configurations, read_configurations, table_lines
+
+    def fail(message: str) -> NoReturn:
+        console.print(f"[red]error[/red]: {message}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+    try:
+        configurations = read_configurations(inputs)
+        loaded = load_potential(potential)
+    except LabelInputError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # PotentialError: unknown name or unreadable file
+        fail(f"--potential: {exc}")
+    try:
+        results = label_configurations(
+            configurations, loaded, strain=strain, threads=threads,
+            progress=lambda i, source: console.print(f"[{i + 1}/{len(configurations)}] {source}", highlight=False),
+        )
+    except LabelInputError as exc:
+        fail(str(exc))
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    for line in table_lines(results):
+        click.echo(line)
+    if output is not None:
+        import ase.io
+
+        try:
+            ase.io.write(output, [r.atoms for r in results], format="extxyz")
+        except OSError as exc:
+            fail(f"--output: {exc}")
+        click.echo(f"wrote {len(results)} labelled configurations to {output} (info['elastic_constants'], GPa)")
 
 
 @main.command()

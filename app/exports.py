@@ -18,10 +18,14 @@ from sqlalchemy.orm import Session
 
 from core.models import Campaign
 from formats import FORMATS, format_for
+from formats.density import DensityError, entry_from_label, write_density_dataset
+from formats.voxel import write_voxel_dataset
+from labelling.result import DENSITY_FILE
 from mlip import ExportError, write_dataset
 from schemas import CampaignSpec
+from schemas.exports import DensityExport, VoxelExport
 from schemas.names import Dataset, StructureKind
-from workers.stages.labelling import labelled_basic_set, labelled_structures
+from workers.stages.labelling import label_directories, labelled_basic_set, labelled_structures
 
 DATASETS = tuple(Dataset)
 # by export name (mtp, ace, extxyz: formats.EXPORT_NAMES), from the registry of the formats
@@ -67,6 +71,7 @@ def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[st
     spec = CampaignSpec.model_validate(campaign.spec)
     images: list[Atoms] = []
     for name in datasets:
+        start = len(images)
         if name == Dataset.B:
             images += _basic(session, campaign.id, spec)
         elif name == Dataset.P:
@@ -78,6 +83,8 @@ def campaign_dataset(session: Session, campaign: Campaign, datasets: Sequence[st
                 raise ExportError("dataset OTF: this campaign has no on-the-fly refinement (no refinement "
                                   "section in its spec); export B and P")
             images += labelled_structures(session, campaign.id, StructureKind.OTF)
+        for atoms in images[start:]:
+            atoms.info["dataset"] = str(name)  # named in the voxel export
     kept = [atoms for atoms in images if filters.keep(atoms)]
     if not kept:
         raise ExportError(
@@ -97,3 +104,31 @@ def export_campaign(session: Session, campaign: Campaign, fmt: str, file: IO[str
     images = campaign_dataset(session, campaign, datasets, filters)
     species = list(CampaignSpec.model_validate(campaign.spec).species)  # the .cfg type map: the spec's order
     return write_dataset(file, images, fmt, species=species, reference_energies=reference_energies)
+
+
+def export_voxels(session: Session, campaign: Campaign, file: IO[bytes], datasets: Sequence[str] = ("B", "P"),
+                  filters: ExportFilters = ExportFilters(), settings: VoxelExport | None = None) -> int:
+    """The campaign's labelled configurations as voxel grids with their labels, one HDF5 file (formats.voxel);
+    the number of configurations written. A bad setting is a VoxelError (a ValueError) naming its field."""
+    images = campaign_dataset(session, campaign, datasets, filters)
+    species = list(CampaignSpec.model_validate(campaign.spec).species)
+    return write_voxel_dataset(file, images, species=species, **(settings or VoxelExport()).model_dump())
+
+
+def export_densities(session: Session, campaign: Campaign, file: IO[bytes], datasets: Sequence[str] = ("P",),
+                     settings: DensityExport | None = None) -> int:
+    """The electron densities stored with the campaign's GPAW labels (labelling.save_density), resampled, with their
+    2-point autocorrelations, one HDF5 file (formats.density); the number of configurations written. A label without
+    a stored density is a DensityError naming the configuration."""
+    entries = []
+    for name in datasets:
+        if name == Dataset.C:
+            raise ExportError("dataset C (clusters with vacuum) is not labelled by a campaign; export B, P and OTF")
+        for source, directory in label_directories(session, campaign.id, Dataset(name).structures):
+            if not (directory / DENSITY_FILE).is_file():
+                raise DensityError(f"configuration {source} (dataset {name}): its label has no stored density; "
+                                   "label with labelling.save_density: true (engine gpaw)")
+            entries.append(entry_from_label(directory, name=source, source=source))
+    if not entries:
+        raise ExportError(f"no labelled configuration in {'+'.join(datasets)} (has the labelling stage run?)")
+    return write_density_dataset(file, entries, **(settings or DensityExport()).model_dump())

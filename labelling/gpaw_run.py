@@ -1,7 +1,8 @@
 """Run one GPAW job from a work directory: ``python -m labelling.gpaw_run WORKDIR``.
 
 Reads ``WORKDIR/job.json`` (settings, k-points, hashes) and ``WORKDIR/atoms.json`` (ASE JSON),
-writes the GPAW log to ``WORKDIR/gpaw.txt`` and the label to ``WORKDIR/result.json`` (atomically,
+writes the GPAW log to ``WORKDIR/gpaw.txt``, with ``save_density`` the electron density to
+``WORKDIR/density.npz`` (:func:`save_density`), and the label to ``WORKDIR/result.json`` (atomically,
 last). On an SCF failure it writes ``error.json`` ({"class": "scf_not_converged", ...}) and exits 3;
 on any other exception it writes ``error.json`` with the traceback and exits 1.
 """
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .result import LabelResult, run_job_main
+from .result import DENSITY_FILE, LabelResult, run_job_main
 from .settings import DFTSettings
 
 EXIT_SCF = 3
@@ -122,8 +123,53 @@ def gpaw_parameters(settings: DFTSettings, kpts, txt: str | Path | None, symbols
     return params
 
 
-def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str | Path | None) -> LabelResult:
-    """Run GPAW in this process on a copy of ``atoms`` and return the label."""
+def save_density(calc, atoms, kind: str, path: str | Path) -> Path:
+    """Write the converged electron density of ``calc`` to ``path`` (np.savez_compressed, atomically).
+
+    Arrays: ``density`` (float64, electrons/A^3, on GPAW's real-space grid: point (i, j, k) at
+    (i/N0, j/N1, k/N2) in fractional coordinates), ``cell`` (3x3, A), ``pbc``, ``kind``, ``grid_shape``,
+    ``n_valence`` (the setups' valence electrons) and ``n_core`` (their core electrons).
+
+    ``kind`` "pseudo": ``calc.get_pseudo_density()``, GPAW's smooth valence density; it integrates
+    (sum * cell volume / number of points) to the number of valence electrons (2-atom bcc W, W.6 setups,
+    250 eV: 12.000004 for 12). "all_electron": ``calc.get_all_electron_density(gridrefinement=2)`` (PAW
+    reconstruction on the twice finer grid), which integrates to *all* electrons, core included (same W:
+    148.000004 = 12 valence + 2 x 68 core).
+    """
+    import numpy as np
+
+    if kind == "pseudo":
+        density = calc.get_pseudo_density()
+    elif kind == "all_electron":
+        density = calc.get_all_electron_density(gridrefinement=2)
+    else:
+        raise ValueError(f"density_kind must be 'pseudo' or 'all_electron', not {kind!r}")
+    density = np.asarray(density, dtype=np.float64)
+    setups = calc.setups
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            density=density,
+            cell=np.asarray(atoms.cell[:], dtype=np.float64),
+            pbc=np.asarray(atoms.pbc, dtype=bool),
+            kind=np.array(kind),
+            grid_shape=np.asarray(density.shape, dtype=np.int64),
+            n_valence=np.array(float(setups.nvalence)),
+            n_core=np.array(float(sum(setup.Nc for setup in setups))),
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str | Path | None,
+              workdir: str | Path | None = None) -> LabelResult:
+    """Run GPAW in this process on a copy of ``atoms`` and return the label.
+
+    With ``settings.save_density`` the density is written to ``workdir/density.npz`` (``workdir`` defaults
+    to the directory of ``txt``) and the label records ``density_file="density.npz"`` (relative to it).
+    """
     from gpaw import GPAW
 
     ensure_gpaw_setups(atoms.get_chemical_symbols())
@@ -136,6 +182,16 @@ def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str |
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True) if settings.compute_stress and all(atoms.pbc) else None
     wall = time.perf_counter() - start
+    density_file = None
+    if settings.save_density:
+        if workdir is not None:
+            folder = Path(workdir)
+        elif txt is not None:
+            folder = Path(txt).parent
+        else:
+            raise ValueError("save_density needs a work directory (workdir or a txt log path) for density.npz")
+        save_density(calc, atoms, settings.density_kind, folder / DENSITY_FILE)
+        density_file = DENSITY_FILE
     n_scf = None
     try:
         n_scf = int(calc.get_number_of_iterations())
@@ -153,6 +209,7 @@ def calculate(atoms, settings: DFTSettings, kpts, settings_hash: str, txt: str |
         n_scf=n_scf,
         energy_zero=energy_zero,
         kpts=tuple(kpts),
+        density_file=density_file,
     )
 
 
@@ -166,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_job_main(
         sys.argv[1:] if argv is None else argv, "gpaw",
         lambda atoms, settings, job, workdir: calculate(atoms, settings, job["kpts"], job["settings_hash"],
-                                                        workdir / "gpaw.txt"),
+                                                        workdir / "gpaw.txt", workdir),
         _classify,
     )
 

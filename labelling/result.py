@@ -15,6 +15,8 @@ RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 JOB_FILE = "job.json"
 RUN_LOG = "run.log"
+#: The electron density a GPAW label stores with ``save_density`` (np.savez_compressed; formats.density reads it).
+DENSITY_FILE = "density.npz"
 
 
 @dataclass
@@ -25,7 +27,9 @@ class LabelResult:
     energy", GPAW's free energy, QE's "!" total energy with smearing). ``energy_zero``: the
     sigma -> 0 estimate where the engine reports one. ``forces`` eV/A, shape (n, 3), input atom
     order. ``stress`` eV/A^3, 6 Voigt (xx yy zz yz xz xy), ASE sign (stress = -pressure), or None
-    for non-periodic cells or when not computed.
+    for non-periodic cells or when not computed. ``density_file``: the stored electron density
+    (``density.npz``, see :data:`DENSITY_FILE`), relative to the label's work directory, when the settings
+    asked for it (``save_density``), else None (then not written to result.json, which stays as before).
     """
 
     energy: float
@@ -40,6 +44,7 @@ class LabelResult:
     energy_zero: float | None = None
     kpts: tuple[int, int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    density_file: str | None = None
 
     def __post_init__(self) -> None:
         self.energy = float(self.energy)
@@ -60,7 +65,7 @@ class LabelResult:
         return str(self.extra.get("efs_by") or f"{self.engine} {self.engine_version}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "energy": self.energy,
             "forces": self.forces.tolist(),
             "stress": None if self.stress is None else self.stress.tolist(),
@@ -74,6 +79,9 @@ class LabelResult:
             "kpts": None if self.kpts is None else list(self.kpts),
             "extra": self.extra,
         }
+        if self.density_file is not None:  # only when stored: labels without a density read and write as before
+            data["density_file"] = self.density_file
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelResult:

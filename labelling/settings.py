@@ -26,6 +26,8 @@ are left out, so a retry with stronger mixing keeps its job's hash, while a retr
 smearing (other numbers) gets a new one. Reference-potential labels (engine ``lammps``, alias ``eam``): the hash
 covers the LAMMPS pair lines (file names) and every file's SHA-256 in ``engine_options["reference"]``, not where
 the files lie (``reference_paths``), so the same bytes anywhere are the same label and changed bytes a new one.
+Saving the charge density (``save_density``, ``density_kind``; GPAW only) is hashed *only when switched on*: see
+:data:`_HASHED_WHEN_SET`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ _NOT_HASHED = frozenset(
     {"profile", "mixing_beta", "mixing_history", "max_scf_steps", "command", "pseudo_dir", "walltime",
      "reference_paths"}
 )
+
+# Output options hashed only when switched on. ``save_density`` does not change the converged numbers, but a label
+# that carries a density file is a different product from one that does not: with the flag in the hash, a ledger that
+# deduplicates by settings hash never hands back an old density-less label to a request for densities. Left out of
+# the hash at their defaults (False / "pseudo") so that every existing settings hash -- and the ledger's stored
+# keys -- stay exactly as they were; ``density_kind`` only counts together with ``save_density``.
+_HASHED_WHEN_SET = ("save_density", "density_kind")
 
 _KPOINTS = Annotated[int, Field(ge=1)]
 #: Slurm time limits as :func:`labelling.failures._hours` reads them: MM, MM:SS, HH:MM:SS, with an optional "D-".
@@ -110,6 +119,14 @@ class DFTSettings(BaseModel):
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="engine-specific extras, hashed (POTCARs, pseudopotentials, GPAW setups, "
         "the reference potential's record)")
+    # --- output options: hashed only when save_density is on (see _HASHED_WHEN_SET) ---
+    save_density: bool = Field(
+        False, description="GPAW: store the converged electron density (electrons/A^3, GPAW's real-space grid) as "
+        "density.npz next to the label (LabelResult.density_file); hashed only when true")
+    density_kind: Literal["pseudo", "all_electron"] = Field(
+        "pseudo", description="which density save_density stores: 'pseudo' (calc.get_pseudo_density(), integrates "
+        "to the valence electrons) or 'all_electron' (calc.get_all_electron_density(gridrefinement=2), twice as fine "
+        "a grid, integrates to all electrons, core included)")
     # --- not hashed: SCF algorithm knobs and run plumbing ---
     mixing_beta: float | None = Field(
         None, gt=0, le=1, description="density mixing weight; None: the engine's default (GPAW 0.05 for PW "
@@ -159,6 +176,14 @@ class DFTSettings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _density_only_with_gpaw(self) -> DFTSettings:
+        if self.save_density and self.engine != "gpaw":
+            raise ValueError(
+                f"labelling.save_density is implemented for engine 'gpaw' only, not {self.engine!r}"
+            )
+        return self
+
     # ------------------------------------------------------------------ helpers
 
     def replace(self, **changes: Any) -> DFTSettings:
@@ -204,6 +229,9 @@ def _canonical(value: Any) -> Any:
 def hashed_fields(settings: DFTSettings) -> dict[str, Any]:
     """The fields :func:`settings_hash` covers, canonicalised."""
     data = {k: v for k, v in settings.to_dict().items() if k not in _NOT_HASHED}
+    if not settings.save_density:  # at their defaults the output options leave the hash as it always was
+        for name in _HASHED_WHEN_SET:
+            data.pop(name, None)
     return _canonical(data)
 
 

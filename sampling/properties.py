@@ -19,6 +19,8 @@ __all__ = [
     "EV_PER_A3_TO_GPA",
     "characterize",
     "elastic_constants",
+    "elastic_summary",
+    "elastic_tensor",
     "guess_lattice_constant",
     "interstitial_formation_energy",
     "relax_box",
@@ -113,6 +115,99 @@ def _relaxed_state(system: LammpsSystem) -> tuple[float, np.ndarray]:
     return system.potential_energy(), system.stress()
 
 
+def _check_strain(strain: float) -> None:
+    if not 0 < strain < 0.05:
+        raise ValueError(f"strain must be in (0, 0.05), a small fraction such as 1e-3, got {strain!r}")
+
+
+def _stiffness_matrix(reference: Atoms, potential: Potential, strain: float, threads: int) -> np.ndarray:
+    """6 x 6 Voigt stiffness (GPa) of ``reference`` by central differences of the stress.
+
+    Each Voigt strain j is applied as +/- ``strain`` to the cell (atoms scaled with it;
+    Voigt 4, 5, 6 = yz, xz, xy as engineering shear strains gamma = 2 epsilon_ij), the
+    positions are relaxed at that fixed cell and C_ij = d sigma_i / d epsilon_j.
+    """
+    matrix = np.zeros((6, 6))
+    for j in range(6):
+        stresses = []
+        for sign in (1.0, -1.0):
+            epsilon = np.zeros((3, 3))
+            if j < 3:
+                epsilon[j, j] = sign * strain
+            else:
+                # Voigt 4, 5, 6 = yz, xz, xy; engineering shear strain gamma = 2 epsilon_ij
+                p, q = ((1, 2), (0, 2), (0, 1))[j - 3]
+                epsilon[p, q] = epsilon[q, p] = 0.5 * sign * strain
+            strained = reference.copy()
+            strained.set_cell(reference.cell[:] @ (np.eye(3) + epsilon), scale_atoms=True)
+            with LammpsSystem(strained, potential, threads=threads) as system:
+                stresses.append(_relaxed_state(system)[1])
+        matrix[:, j] = (stresses[0] - stresses[1]) / (2.0 * strain)
+    matrix *= EV_PER_A3_TO_GPA
+    return matrix
+
+
+def _cubic_averages(matrix: np.ndarray) -> tuple[float, float, float]:
+    """C11, C12, C44: the means of the cubic-symmetry-equivalent entries of a 6 x 6 Voigt matrix."""
+    c11 = float(np.mean(np.diag(matrix)[:3]))
+    c12 = float(np.mean([matrix[0, 1], matrix[0, 2], matrix[1, 2], matrix[1, 0], matrix[2, 0], matrix[2, 1]]))
+    c44 = float(np.mean(np.diag(matrix)[3:]))
+    return c11, c12, c44
+
+
+def elastic_tensor(
+    atoms: Atoms,
+    potential: Potential,
+    *,
+    strain: float = 1e-3,
+    threads: int = 1,
+    relax_reference: bool = True,
+) -> np.ndarray:
+    """Full 6 x 6 Voigt stiffness matrix (GPa, order xx yy zz yz xz xy) of any periodic configuration at 0 K.
+
+    Works for defective cells (vacancies, voids, interstitials), polycrystals and alloys of any species
+    ``potential`` describes. With ``relax_reference`` the positions of the unstrained cell are first
+    relaxed at fixed cell, so the reference is at a minimum; then each Voigt strain is applied as
+    +/- ``strain`` (engineering shear strains for 4-6), positions relaxed at each strained cell, and
+    C_ij = d sigma_i / d epsilon_j by central differences (the reference's residual stress cancels; the
+    cell is not relaxed, so a cell under stress gives the stress-strain coefficients at that state).
+    The matrix is returned as computed, not symmetrised: its asymmetry measures the numerical error.
+    """
+    if not np.all(atoms.pbc):
+        raise ValueError(
+            f"atoms.pbc must be periodic along all three axes for elastic constants, got {[bool(p) for p in atoms.pbc]}"
+        )
+    _check_strain(strain)
+    for element in sorted(set(atoms.get_chemical_symbols())):
+        check_element(potential, element)
+    reference = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    if relax_reference:
+        with LammpsSystem(reference, potential, threads=threads) as system:
+            _relaxed_state(system)
+            reference.positions = system.positions()
+    return _stiffness_matrix(reference, potential, strain, threads)
+
+
+def elastic_summary(matrix: np.ndarray) -> dict[str, float]:
+    """Scalar moduli (GPa) of a 6 x 6 Voigt stiffness ``matrix``: C11, C12, C44 (cubic averages, as
+    :func:`elastic_constants`), the Voigt bulk modulus B = (C11 + C22 + C33 + 2 (C12 + C13 + C23)) / 9 and the
+    Voigt shear modulus G = (C11 + C22 + C33 - (C12 + C13 + C23) + 3 (C44 + C55 + C66)) / 15."""
+    c = np.asarray(matrix, dtype=float)
+    if c.shape != (6, 6):
+        raise ValueError(f"matrix must be 6 x 6 (Voigt), got shape {c.shape}")
+    c11, c12, c44 = _cubic_averages(c)
+    normal = float(c[0, 0] + c[1, 1] + c[2, 2])
+    off = float(c[0, 1] + c[0, 2] + c[1, 2])
+    shear = float(c[3, 3] + c[4, 4] + c[5, 5])
+    return {
+        "C11": c11,
+        "C12": c12,
+        "C44": c44,
+        "bulk_modulus": (normal + 2.0 * off) / 9.0,
+        "shear_modulus": (normal - off + 3.0 * shear) / 15.0,
+    }
+
+
 def elastic_constants(
     potential: Potential,
     element: str,
@@ -139,33 +234,14 @@ def elastic_constants(
     cubic averages (a random solid solution is cubic only on average).
     """
     _check(potential, element, lattice)
-    if not 0 < strain < 0.05:
-        raise ValueError(f"strain must be in (0, 0.05), a small fraction such as 1e-3, got {strain!r}")
+    _check_strain(strain)
     if a is None:
         a, _ = relax_lattice_constant(potential, element, lattice, threads=threads)
     reference = bulk_crystal(element, lattice, float(a), (size, size, size))
     if occupy is not None:
         reference = occupy(reference)
-    matrix = np.zeros((6, 6))
-    for j in range(6):
-        stresses = []
-        for sign in (1.0, -1.0):
-            epsilon = np.zeros((3, 3))
-            if j < 3:
-                epsilon[j, j] = sign * strain
-            else:
-                # Voigt 4, 5, 6 = yz, xz, xy; engineering shear strain gamma = 2 epsilon_ij
-                p, q = ((1, 2), (0, 2), (0, 1))[j - 3]
-                epsilon[p, q] = epsilon[q, p] = 0.5 * sign * strain
-            strained = reference.copy()
-            strained.set_cell(reference.cell[:] @ (np.eye(3) + epsilon), scale_atoms=True)
-            with LammpsSystem(strained, potential, threads=threads) as system:
-                stresses.append(_relaxed_state(system)[1])
-        matrix[:, j] = (stresses[0] - stresses[1]) / (2.0 * strain)
-    matrix *= EV_PER_A3_TO_GPA
-    c11 = float(np.mean(np.diag(matrix)[:3]))
-    c12 = float(np.mean([matrix[0, 1], matrix[0, 2], matrix[1, 2], matrix[1, 0], matrix[2, 0], matrix[2, 1]]))
-    c44 = float(np.mean(np.diag(matrix)[3:]))
+    matrix = _stiffness_matrix(reference, potential, strain, threads)
+    c11, c12, c44 = _cubic_averages(matrix)
     shear_prime = 0.5 * (c11 - c12)
     return {
         "C11": c11,

@@ -145,6 +145,14 @@ class LabellingParams(Strict):
     command: list[str] | None = Field(
         None, description="VASP/QE run command as argv, e.g. [mpirun, -np, '64', vasp_std]; default vasp_std / pw.x"
     )
+    save_density: bool = Field(
+        False, description="gpaw: store each label's electron density on its real-space grid (compressed), for "
+        "`export --format density` (charge-density CNNs); other engines: refused"
+    )
+    density_kind: Literal["pseudo", "all_electron"] = Field(
+        "pseudo", description="save_density: the pseudo density (integrates to the valence electrons) or the "
+        "all-electron density (grid refinement 2, core electrons included)"
+    )
     launcher: Literal["local", "slurm"] = Field("local", description="where DFT jobs run")
     launch_profile: str | None = Field(
         None, min_length=1, max_length=100,
@@ -482,6 +490,9 @@ def _check_consistency(spec: CampaignSpec, limits: Limits | None = None) -> None
         what = "the POTCAR root (holding W_pv/POTCAR or W/POTCAR)" if labelling.engine == "vasp" else "the pseudo_dir"
         errors.append(FieldError("labelling.pseudo_dir", f"the {labelling.engine} engine needs {what} (or a "
                                  "labelling.launch_profile that sets it)"))
+    if labelling.save_density and labelling.engine != "gpaw":
+        errors.append(FieldError("labelling.save_density", f"densities are stored by the gpaw engine only, not "
+                                 f"{labelling.engine}; set engine: gpaw or drop save_density"))
     errors += _refinement_errors(spec)
     if errors:
         raise SpecError(_capped(errors))

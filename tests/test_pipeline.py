@@ -6,6 +6,7 @@ import copy
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support import TINY_SPEC, wait_for_campaign, write_bulk_training_set
 
@@ -304,3 +305,25 @@ def test_labelling_stage_fills_the_ledger_and_a_failed_job_does_not_stop_the_cam
     response = client.get(f"/api/v1/campaigns/{campaign.id}/export", params={"format": "mtp", "datasets": "P,X"},
                           headers=headers)
     assert response.status_code == 422 and "B, C, P, OTF" in response.text
+
+    # voxel grids (3D-CNN surrogates): one occupancy channel per species sums to the cell's atom count, labels kept
+    import h5py
+
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/export/voxel",
+                          params={"datasets": "P", "resolution": 0.8}, headers=headers)
+    assert response.status_code == 200, response.text
+    with h5py.File(io.BytesIO(response.content), "r") as file:
+        assert file.attrs["format"] == "defect-genome-voxels-1" and int(file.attrs["count"]) == len(cells)
+        groups = [file["configurations"][key] for key in sorted(file["configurations"], key=int)]
+        assert [int(g["grid"][()].sum()) for g in groups] == [len(g["numbers"]) for g in groups]
+        assert sorted(float(g["energy"][()]) for g in groups) == pytest.approx(energies, abs=1e-9)
+        assert all(g["grid"].dtype == np.float32 and g["grid"].shape[0] == 1 for g in groups)
+    for params, field in (({"resolution": -1}, "resolution"), ({"resolution": 0.01}, "max_voxels")):
+        response = client.get(f"/api/v1/campaigns/{campaign.id}/export/voxel", params={"datasets": "P", **params},
+                              headers=headers)
+        assert response.status_code == 422 and field in response.text, response.text
+    # densities: these labels are EAM's, with none stored: refused naming a configuration and save_density
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/export/density", params={"datasets": "P"},
+                          headers=headers)
+    assert response.status_code == 422 and "save_density" in response.text, response.text
+    assert env["DG_DATA_DIR"] not in response.text

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +23,15 @@ from app.api.deps import (
     StructureId,
     responses,
 )
-from app.exports import MEDIA_TYPES, SUFFIXES, ExportFilters, export_campaign, parse_datasets
+from app.exports import (
+    MEDIA_TYPES,
+    SUFFIXES,
+    ExportFilters,
+    export_campaign,
+    export_densities,
+    export_voxels,
+    parse_datasets,
+)
 from app.policy import check_network_spec, public_text
 from app.services import cancel_campaign, resume_campaign, server_limits, submit_campaign
 from core import access
@@ -53,10 +62,12 @@ from schemas.artifacts import (
     TrainingRecord,
     ValidationTable,
 )
+from schemas.exports import DensityExport, VoxelExport
 from workers.pipeline import summarize
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 A = TypeVar("A", bound=ArtifactModel)
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -269,3 +280,82 @@ def export(
         iter(lambda: spool.read(2**20), b""), media_type=MEDIA_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Configurations": str(count)},
     )
+
+
+def _datasets(text: str) -> tuple[str, ...]:
+    """The ``datasets`` query parameter parsed; a 422 naming it when it is not a subset of B, C, P, OTF."""
+    try:
+        return parse_datasets(text)
+    except ExportError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            [{"field": "datasets", "message": str(exc)}]) from None
+
+
+def _settings(model: type[SettingsT], fields: dict[str, Any]) -> SettingsT:
+    """The export settings from the query (the schema's defaults for what is not given); a bad one is a 422 naming
+    the field."""
+    try:
+        return model.model_validate({name: value for name, value in fields.items() if value is not None})
+    except ValidationError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"field": ".".join(str(part) for part in item["loc"]), "message": str(item["msg"])}
+            for item in error.errors()]) from None
+
+
+def _hdf5_response(campaign: Campaign, kind: str, names: tuple[str, ...], write: Any) -> StreamingResponse:
+    """``write(handle)`` into a spooled file (a bad input is a 422 before any byte is sent), then streamed."""
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115 - the response streams it
+    try:
+        count = write(spool)
+    except (ExportError, ValueError) as exc:  # VoxelError, DensityError: the message names the field
+        spool.close()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            [{"field": kind, "message": public_text(str(exc))}]) from None
+    spool.seek(0)
+    name = f"campaign-{campaign.id}-{''.join(names)}-{kind}.h5"
+    return StreamingResponse(
+        iter(lambda: spool.read(2**20), b""), media_type="application/x-hdf5",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Configurations": str(count)},
+    )
+
+
+@router.get("/campaigns/{campaign_id}/export/voxel", response_class=StreamingResponse, responses=OWNED,
+            summary="The labelled configurations as voxel grids with their labels, one HDF5 file (3D-CNN surrogates)")
+def export_voxel(
+    campaign: OwnedCampaign,
+    session: SessionDep,
+    datasets: Annotated[str, Query(max_length=200, description="comma-separated subset of B, P, OTF")] = "B,P",
+    max_atoms: Annotated[int | None, Query(ge=1, description="drop configurations with more atoms")] = None,
+    max_force: Annotated[float | None, Query(gt=0, description="drop configurations with a larger force, eV/A")] = None,
+    resolution: Annotated[float | None, Query(description=VoxelExport.model_fields["resolution"].description)] = None,
+    mode: Annotated[Literal["occupancy", "gaussian"] | None, Query()] = None,
+    sigma: Annotated[float | None, Query(description=VoxelExport.model_fields["sigma"].description)] = None,
+    region: Annotated[Literal["cell", "inner", "outer"] | None, Query()] = None,
+    padding: Annotated[float | None, Query(description=VoxelExport.model_fields["padding"].description)] = None,
+    max_voxels: Annotated[int | None, Query(description=VoxelExport.model_fields["max_voxels"].description)] = None,
+) -> StreamingResponse:
+    settings = _settings(VoxelExport, {"resolution": resolution, "mode": mode, "sigma": sigma, "region": region,
+                                       "padding": padding, "max_voxels": max_voxels})
+    names = _datasets(datasets)
+    filters = ExportFilters(max_atoms=max_atoms, max_force=max_force)
+    return _hdf5_response(campaign, "voxel", names,
+                          lambda handle: export_voxels(session, campaign, handle, names, filters, settings))
+
+
+@router.get("/campaigns/{campaign_id}/export/density", response_class=StreamingResponse, responses=OWNED,
+            summary="The GPAW labels' stored electron densities, resampled, with their 2-point autocorrelations")
+def export_density(
+    campaign: OwnedCampaign,
+    session: SessionDep,
+    datasets: Annotated[str, Query(max_length=200, description="comma-separated subset of B, P, OTF")] = "P",
+    voxel_width: Annotated[float | None, Query(description=DensityExport.model_fields["voxel_width"].description)
+                           ] = None,
+    size: Annotated[int | None, Query(description=DensityExport.model_fields["size"].description)] = None,
+    normalise: Annotated[bool | None, Query(description=DensityExport.model_fields["normalise"].description)] = None,
+    wrap: Annotated[bool | None, Query(description=DensityExport.model_fields["wrap"].description)] = None,
+) -> StreamingResponse:
+    settings = _settings(DensityExport, {"voxel_width": voxel_width, "size": size, "normalise": normalise,
+                                         "wrap": wrap})
+    names = _datasets(datasets)
+    return _hdf5_response(campaign, "density", names,
+                          lambda handle: export_densities(session, campaign, handle, names, settings))

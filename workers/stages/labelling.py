@@ -76,6 +76,8 @@ def dft_settings(spec: CampaignSpec) -> DFTSettings:
     command = params.command or launch.command
     if command is not None:
         changes["command"] = tuple(command)
+    if params.save_density:
+        changes.update(save_density=True, density_kind=params.density_kind)
     if params.engine in REFERENCE_ENGINES:
         # its lines, files and SHA-256 go into the hashed settings, the files' paths on this machine into the
         # unhashed reference_paths
@@ -279,6 +281,16 @@ def labelled_structures(session: Session, campaign_id: int, stage: str, source_p
         atoms.info.update(source=source, label_engine=efs_by or f"{engine} {version}".strip())
         images.append(atoms)
     return images
+
+
+def label_directories(session: Session, campaign_id: int, stage: str) -> list[tuple[str, Path]]:
+    """(source, the label's directory: result.json, density.npz when saved) of the structures of one stage whose
+    label succeeded, in storage order (labelled_structures' order)."""
+    data_dir = get_settings().data_dir
+    return [(source, (data_dir / label_path).parent)
+            for _path, source, label_path, _engine, _version in access.labelled_structure_rows(session, campaign_id,
+                                                                                             stage)
+            if label_path is not None]
 
 
 def labelled_basic_set(session: Session, campaign_id: int, spec: CampaignSpec) -> list[Atoms]:
