@@ -303,8 +303,7 @@ def _science(call: Callable[[], T]) -> T:
     try:
         summary = call()
     except (ValueError, RuntimeError, OSError) as exc:
-        console.print(f"[red]error[/red]: {exc}", highlight=False)
-        sys.exit(2)
+        _fail(str(exc))
     click.echo(json.dumps(summary, indent=2))
     return summary
 
@@ -477,18 +476,19 @@ def _settings(model: type[S], option: str, values: Sequence[str]) -> S:
     for value in values:
         name, equals, text = value.partition("=")
         if not equals or name.strip() not in model.model_fields:
-            _fail(option, f"{value!r} is not FIELD=VALUE with FIELD one of {', '.join(model.model_fields)}")
+            _fail(f"{option}: {value!r} is not FIELD=VALUE with FIELD one of {', '.join(model.model_fields)}")
         fields[name.strip()] = text.strip()
     try:
         return model.model_validate(fields, strict=False)
     except ValidationError as error:
         first = error.errors()[0]
-        _fail(f"{option} {first['loc'][0] if first['loc'] else ''}".strip(),
-              str(first["msg"]).removeprefix("Value error, "))
+        field = f"{option} {first['loc'][0] if first['loc'] else ''}".strip()
+        _fail(f"{field}: {str(first['msg']).removeprefix('Value error, ')}")
 
 
-def _fail(field: str, message: str) -> NoReturn:
-    console.print(f"[red]error[/red]: {field}: {message}", highlight=False, soft_wrap=True)
+def _fail(message: str) -> NoReturn:
+    """Bad input of a command: its one-line message (naming the argument or field), exit status 2."""
+    console.print(f"[red]error[/red]: {message}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
@@ -537,9 +537,9 @@ def export(campaign_id: int, fmt: str, out: Path, datasets: str, max_atoms: int 
     from schemas.exports import DensityExport, VoxelExport
 
     if voxel_options and fmt != "voxel":
-        _fail("--voxel", "voxel settings apply to --format voxel only")
+        _fail("--voxel: voxel settings apply to --format voxel only")
     if density_options and fmt != "density":
-        _fail("--density", "density settings apply to --format density only")
+        _fail("--density: density settings apply to --format density only")
     voxel = _settings(VoxelExport, "--voxel", voxel_options)
     density = _settings(DensityExport, "--density", density_options)
 
@@ -643,26 +643,20 @@ def elastic(inputs: tuple[Path, ...], potential: str, strain: float, output: Pat
     from md.potentials import load_potential
     from sampling.elastic_labels import LabelInputError, label_configurations, read_configurations, table_lines
 
-    def fail(message: str) -> NoReturn:
-        console.print(f"[red]error[/red]: {message}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(2)
-
     try:
         configurations = read_configurations(inputs)
         loaded = load_potential(potential)
     except LabelInputError as exc:
-        fail(str(exc))
+        _fail(str(exc))
     except ValueError as exc:  # PotentialError: unknown name or unreadable file
-        fail(f"--potential: {exc}")
+        _fail(f"--potential: {exc}")
     try:
         results = label_configurations(
             configurations, loaded, strain=strain, threads=threads,
             progress=lambda i, source: console.print(f"[{i + 1}/{len(configurations)}] {source}", highlight=False),
         )
-    except LabelInputError as exc:
-        fail(str(exc))
-    except (ValueError, RuntimeError) as exc:
-        fail(str(exc))
+    except (ValueError, RuntimeError) as exc:  # LabelInputError (a ValueError) names its argument
+        _fail(str(exc))
     for line in table_lines(results):
         click.echo(line)
     if output is not None:
@@ -671,7 +665,7 @@ def elastic(inputs: tuple[Path, ...], potential: str, strain: float, output: Pat
         try:
             ase.io.write(output, [r.atoms for r in results], format="extxyz")
         except OSError as exc:
-            fail(f"--output: {exc}")
+            _fail(f"--output: {exc}")
         click.echo(f"wrote {len(results)} labelled configurations to {output} (info['elastic_constants'], GPa)")
 
 

@@ -206,7 +206,18 @@ def test_selection_scope_protocol_keeps_a_loading_the_extreme_one_spans():
     """Campaign-wide D-optimality lets the most extreme loading's environments span a milder one's (their
     grades drop below gamma_select once those entered); scope protocol selects per loading against B."""
     from selection import maxvol
-    from workers.stages.selection import _select
+    from selection.grading import Chunk
+    from workers.stages.selection import _select_chunks
+
+    def _select(spec, active_set, rows, gammas, sources):
+        """The stage's selection over rows held in memory, one chunk per snapshot (owners: snapshot, row)."""
+        def chunks(members):
+            for k in members:
+                positions = np.arange(len(rows[k]))
+                yield Chunk(rows[k], gammas[k], np.column_stack([np.full(positions.size, k), positions]))
+
+        chosen, updated, _candidates = _select_chunks(spec, active_set, chunks, sources)
+        return chosen, updated
 
     rng = np.random.default_rng(0)
     m = 6

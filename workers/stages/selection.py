@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -22,7 +22,6 @@ from selection import maxvol
 from selection.bases import Basis, make_basis
 from selection.clusters import cut_clusters, pad_vacuum
 from selection.grading import (
-    Chunk,
     ChunksOf,
     gamma_summary,
     grade_atoms,
@@ -128,21 +127,6 @@ def grade_snapshot(item_id: int) -> None:
         if _per_species(spec):
             store_artifact(session, campaign_id, source, SpeciesGammaHistograms(histograms={
                 name: maxvol.log_histogram(gamma[symbols == name]) for name in _species(spec)}))
-
-
-def _select(spec: CampaignSpec, active_set: maxvol.ActiveSet | maxvol.SpeciesActiveSets, rows: list[np.ndarray],
-            gammas: list[np.ndarray], sources: list[str], species: list[np.ndarray] | None = None,
-            ) -> tuple[list[tuple[int, int]], maxvol.ActiveSet | maxvol.SpeciesActiveSets]:
-    """:func:`_select_chunks` on rows held in memory: (snapshot index, row index) of the chosen environments and the
-    active set with them."""
-    def chunks(members: Sequence[int]) -> Iterator[Chunk]:
-        for k in members:
-            positions = np.arange(len(rows[k]))
-            yield Chunk(rows[k], gammas[k], np.column_stack([np.full(positions.size, k), positions]),
-                        None if species is None else species[k])
-
-    chosen, updated, _candidates = _select_chunks(spec, active_set, chunks, sources)
-    return chosen, updated
 
 
 def _select_chunks(spec: CampaignSpec, active_set: maxvol.ActiveSet | maxvol.SpeciesActiveSets, chunks_of: ChunksOf,
